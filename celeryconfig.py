@@ -1,0 +1,54 @@
+"""Celery configuration, derived from ymsync's settings (the one place the environment is read).
+
+Decisions worth knowing:
+- JSON only: task arguments are plain data a person can read in Flower; no pickle.
+- acks_late + reject_on_worker_lost: a worker killed mid-task leaves its message to be
+  redelivered, so every task must be safe to run twice (ymsync's are: see the stock buffer).
+- prefetch 1: tasks are short but may wait on quota; one worker must not hoard a backlog.
+- visibility_timeout is far longer than any countdown ymsync uses, or Redis would hand a
+  delayed message to a second worker while the first still holds it.
+- result_expires outlives the longest report chord.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from kombu import Queue
+
+from ymsync.settings import SettingsError, get_settings
+
+try:
+    _settings = get_settings()
+except SettingsError as exc:  # one clear line, not a traceback from deep inside Celery
+    sys.stderr.write(f"ymsync: configuration error: {exc}\n")
+    raise SystemExit(2) from None
+
+broker_url = _settings.broker_url
+result_backend = _settings.result_backend
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+task_queues = (Queue("stocks"), Queue("reports"))
+task_default_queue = "stocks"
+task_routes = {
+    "ymsync.stocks.*": {"queue": "stocks"},
+    "ymsync.reports.*": {"queue": "reports"},
+}
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_track_started = True
+worker_send_task_events = True
+task_send_sent_event = True
+
+broker_connection_retry_on_startup = True
+broker_transport_options = {"visibility_timeout": 6 * 3600}
+result_backend_transport_options = {"visibility_timeout": 6 * 3600}
+result_expires = 7 * 24 * 3600
+result_extended = False  # args stay out of the result backend

@@ -1,0 +1,58 @@
+"""`ymsync sandbox --port 0` as a real process, driven by a client configured from the environment."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ROOT, wait_for
+from ymsync.market import MarketClient, StockLevel
+from ymsync.settings import load_settings
+
+
+@pytest.fixture()
+def sandbox_process():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ymsync.cli", "sandbox", "--port", "0", "--campaign", "21", "--campaign", "22:FBY",
+         "--report-delay", "0.3", "--token", "cli-token"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    line = proc.stdout.readline()
+    yield proc, line
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_sandbox_prints_url_serves_client_and_stops_on_sigterm(sandbox_process, tmp_path: Path) -> None:
+    proc, line = sandbox_process
+    assert line.startswith("Market sandbox listening on http://127.0.0.1:"), line
+    url = line.rsplit(" ", 1)[1].strip()
+
+    settings = load_settings({"YM_API_URL": url, "YM_API_KEY": "cli-token"})
+    client = MarketClient.from_settings(settings)
+    client.update_stocks(22, [StockLevel("A-1", 7), StockLevel("A-2", 0)])
+    page = client.get_stocks(22)
+    assert {(o.offer_id, o.available) for o in page.offers} == {("A-1", 7), ("A-2", 0)}
+
+    ticket = client.generate_stocks_on_warehouses_report({"campaignId": 22}, format="JSON")
+    info = wait_for(lambda: (i := client.get_report_info(ticket.report_id)).finished and i, 10, "report DONE")
+    assert info.status == "DONE"
+    downloaded = client.download_report(info.file_url, tmp_path / "report.zip")
+    assert downloaded.size == downloaded.path.stat().st_size > 0
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert "Market sandbox stopped" in proc.stdout.read()
+
+
+def test_sandbox_refuses_a_bad_campaign_option() -> None:
+    result = subprocess.run([sys.executable, "-m", "ymsync.cli", "sandbox", "--campaign", "x:FBY"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "campaign must look like ID[:MODEL[:BUSINESS]], got 'x:FBY'" in result.stderr

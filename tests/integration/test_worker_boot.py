@@ -1,0 +1,36 @@
+"""`celery -A tasks worker` boots from the repo root against a private Redis, and bad settings
+stop it at once with one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from celery import Celery
+
+from tests.support.processes import ROOT, CeleryWorker, wait_for
+
+
+def test_worker_boots_and_answers_ping(redis_server) -> None:
+    env = {"REDIS_URL": redis_server.url, "YM_API_KEY": "t0k3n-secret"}
+    worker = CeleryWorker(env, queues="stocks,reports", concurrency=1, name="boot").start()
+    try:
+        probe = Celery(broker=redis_server.url, backend=redis_server.url)
+        replies = wait_for(lambda: probe.control.ping(timeout=0.5), 60, "worker ping reply")
+        assert any(name.startswith("boot@") for reply in replies for name in reply)
+        queues = probe.control.inspect(timeout=2).active_queues() or {}
+        names = {q["name"] for qs in queues.values() for q in qs}
+        assert names == {"stocks", "reports"}
+    finally:
+        worker.stop()
+
+
+def test_malformed_setting_fails_worker_start_with_one_line(redis_server) -> None:
+    env = {"REDIS_URL": redis_server.url, "YM_QUOTA_UPDATE_STOCKS": "lots"}
+    result = subprocess.run([sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", "stocks"],
+                            cwd=ROOT, env={**__import__("os").environ, **env}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "YM_QUOTA_UPDATE_STOCKS" in line]
+    assert lines == ["ymsync: configuration error: YM_QUOTA_UPDATE_STOCKS: expected AMOUNT/SECONDS like "
+                     "100000/60, or 0 for off; got 'lots'"]

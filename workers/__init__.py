@@ -1,0 +1,1 @@
+"""Worker launch profiles per queue (see ``workers/*.sh`` and docker-compose.yml)."""

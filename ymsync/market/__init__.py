@@ -1,0 +1,33 @@
+"""The Market Partner API: client, errors, schemas and typed results."""
+
+from .client import MarketClient
+from .errors import (
+    ApiError,
+    DownloadRefused,
+    MarketActiveReportsLimit,
+    MarketBadRequest,
+    MarketError,
+    MarketForbidden,
+    MarketLocked,
+    MarketNetworkError,
+    MarketNotFound,
+    MarketParallelLimitExceeded,
+    MarketQuotaExceeded,
+    MarketRateLimited,
+    MarketServerError,
+    MarketUnauthorized,
+    RateLimitInfo,
+    ReportLinkExpired,
+    ReportTooLarge,
+)
+from .models import DownloadedFile, OfferStock, ReportInfo, ReportTicket, StockLevel, StocksPage, UpdateResult
+from .schemas import InvalidRequest
+
+__all__ = [
+    "ApiError", "DownloadRefused", "DownloadedFile", "InvalidRequest", "MarketActiveReportsLimit",
+    "MarketBadRequest", "MarketClient", "MarketError", "MarketForbidden", "MarketLocked",
+    "MarketNetworkError", "MarketNotFound", "MarketParallelLimitExceeded", "MarketQuotaExceeded",
+    "MarketRateLimited", "MarketServerError", "MarketUnauthorized", "OfferStock", "RateLimitInfo",
+    "ReportInfo", "ReportLinkExpired", "ReportTicket", "ReportTooLarge", "StockLevel", "StocksPage",
+    "UpdateResult",
+]

@@ -1,0 +1,200 @@
+"""The small exception family every Market failure maps to.
+
+Callers decide by type (and ``retryable``) what to do: back off, split a batch, pause a
+campaign or give up. Messages carry the API's own code and text, never a credential.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class ApiError:
+    code: str
+    message: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.message else self.code
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    """The ``X-RateLimit-Resource-*`` headers of one response (any may be absent)."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> "RateLimitInfo":
+        return cls(
+            limit=_int_or_none(headers.get("X-RateLimit-Resource-Limit")),
+            remaining=_int_or_none(headers.get("X-RateLimit-Resource-Remaining")),
+            until=parse_http_date(headers.get("X-RateLimit-Resource-Until")),
+        )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    """An RFC 822/1123 date (``Sun, 22 Nov 2026 10:00:00 GMT``) as an aware datetime."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+class MarketError(Exception):
+    """Base of every failure talking to the Market."""
+
+    status: int | None = None
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        errors: tuple[ApiError, ...] = (),
+        rate_limit: RateLimitInfo | None = None,
+        method: str = "",
+    ) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+        self.errors = errors
+        self.rate_limit = rate_limit or RateLimitInfo()
+        self.method = method
+
+    @property
+    def code(self) -> str:
+        return self.errors[0].code if self.errors else ""
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self):  # keep keyword state across pickling (Celery result backends)
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[MarketError], message: str, state: dict) -> MarketError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class MarketNetworkError(MarketError):
+    """Timeout, refused or dropped connection: the request may or may not have applied."""
+
+    retryable = True
+
+
+class MarketBadRequest(MarketError):
+    """400: the Market rejected the whole request; ``errors`` holds every reason."""
+
+    status = 400
+
+
+class MarketUnauthorized(MarketError):
+    status = 401
+
+
+class MarketForbidden(MarketError):
+    status = 403
+
+
+class MarketNotFound(MarketError):
+    status = 404
+
+
+class MarketRateLimited(MarketError):
+    """420: some limit was hit; wait until ``until`` (if the Market said) and try again."""
+
+    status = 420
+    retryable = True
+
+    @property
+    def until(self) -> datetime | None:
+        return self.rate_limit.until
+
+
+class MarketQuotaExceeded(MarketRateLimited):
+    """420 "Hit rate limit of 'N' requests per 'period' for resource 'R'"."""
+
+    @property
+    def resource(self) -> str | None:
+        match = _QUOTA_RE.search(self.message)
+        return match.group("resource") if match else None
+
+
+class MarketParallelLimitExceeded(MarketRateLimited):
+    """420 "Hit rate limit of 4 parallel requests for campaignId …": retry in a moment."""
+
+
+class MarketActiveReportsLimit(MarketRateLimited):
+    """420 "Active reports limit exceeded": too many reports generating at once."""
+
+
+class MarketLocked(MarketError):
+    """423: the cabinet is being migrated; retry later."""
+
+    status = 423
+    retryable = True
+
+
+class MarketServerError(MarketError):
+    """5xx (and 503 maintenance): retry later."""
+
+    retryable = True
+
+
+class ReportLinkExpired(MarketError):
+    """The report file link is no longer valid; ask ``get_report_info`` for a fresh one."""
+
+
+class ReportTooLarge(MarketError):
+    """The report file exceeded the configured size cap; nothing was kept."""
+
+
+class DownloadRefused(MarketError):
+    """The file link points somewhere ymsync is not allowed to fetch from."""
+
+
+_QUOTA_RE = re.compile(r"Hit rate limit of '?(?P<amount>\d+)'? requests per '?(?P<period>[^' ]+)'?"
+                       r" for resource '?(?P<resource>[^' ]+)'?")
+_BY_STATUS: dict[int, type[MarketError]] = {
+    400: MarketBadRequest,
+    401: MarketUnauthorized,
+    403: MarketForbidden,
+    404: MarketNotFound,
+    423: MarketLocked,
+}
+
+
+def error_for_status(status: int, errors: tuple[ApiError, ...]) -> type[MarketError]:
+    """Pick the exception class for a failed response."""
+    if status == 420:
+        text = " ".join(e.message for e in errors)
+        if "parallel requests" in text:
+            return MarketParallelLimitExceeded
+        if "Active reports limit" in text:
+            return MarketActiveReportsLimit
+        return MarketQuotaExceeded
+    if status >= 500:
+        return MarketServerError
+    return _BY_STATUS.get(status, MarketError)

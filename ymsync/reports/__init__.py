@@ -1,0 +1,1 @@
+"""Market reports: column layouts, request planning, polling, safe unpacking and parsing."""

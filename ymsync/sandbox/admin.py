@@ -1,0 +1,110 @@
+"""The sandbox's admin API: inspect its state, plant data, inject faults (tests and the demo).
+
+No auth: the sandbox binds to loopback and exists to be poked at. Routes (JSON in and out):
+
+GET  /_admin/state                 counters, per-quota peaks, parallel peaks, stale writes
+GET  /_admin/stocks/{campaign}     {sku: {count, updatedAt}}
+POST /_admin/stocks/{campaign}     {sku: count, ...}: set stock behind the API's back
+POST /_admin/archive/{campaign}    [sku, ...]: mark offers archived
+POST /_admin/faults                {error_rate, lost_reply_rate, locked_rate, latency_min_ms, latency_max_ms}
+POST /_admin/quotas                {operation: "AMOUNT/SECONDS" | "0"}
+POST /_admin/consume               {operation, key, amount?, pause_s?}: a foreign client's usage
+POST /_admin/revoke                {token}: later calls with it answer 401
+POST /_admin/config                {report_delay_s?, link_ttl_s?, max_parallel?, max_active_reports?}
+POST /_admin/reports/fail-next     {subStatus}: the next report ends FAILED with it
+POST /_admin/reports/expire-links  every file link minted so far stops working
+GET  /_admin/log?since=UNIX_TIME   recent API calls (operation, key, status, cost)
+POST /_admin/reset                 forget stock, quotas and counters
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from ..settings import parse_quota
+
+if TYPE_CHECKING:
+    from .server import SandboxServer
+
+_CONFIG_KEYS = {"report_delay_s": float, "link_ttl_s": float, "max_parallel": int, "max_active_reports": int,
+                "page_cap": int}
+
+
+def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[str, str],
+                 body: bytes) -> tuple[int, Any]:
+    state, desk = server.state, server.desk
+    data = json.loads(body) if body else {}
+    route = path[len("/_admin/"):].rstrip("/")
+    if method == "GET" and route == "state":
+        snapshot = state.snapshot()
+        snapshot["reports"] = len(desk.jobs)
+        snapshot["faults"] = dataclasses.asdict(state.config.faults)
+        return 200, snapshot
+    if match := re.fullmatch(r"stocks/(\d+)", route):
+        campaign_id = int(match.group(1))
+        if method == "POST":
+            state.plant(campaign_id, {str(k): int(v) for k, v in data.items()})
+            return 200, {"planted": len(data)}
+        with state.lock:
+            store = dict(state.stocks.get(campaign_id, {}))
+        return 200, {sku: {"count": r.count, "updatedAt": r.updated_at.isoformat()} for sku, r in store.items()}
+    if method != "POST" and route != "log":
+        return 405, {"error": f"use POST for /_admin/{route}"}
+    if match := re.fullmatch(r"archive/(\d+)", route):
+        with state.lock:
+            state.archived.setdefault(int(match.group(1)), set()).update(map(str, data))
+        return 200, {"archived": len(data)}
+    if route == "faults":
+        unknown = set(data) - {f.name for f in dataclasses.fields(state.config.faults)}
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        state.config.faults = dataclasses.replace(state.config.faults, **{k: float(v) for k, v in data.items()})
+        return 200, dataclasses.asdict(state.config.faults)
+    if route == "quotas":
+        with state.lock:
+            for operation, raw in data.items():
+                state.config.quotas[operation] = parse_quota(operation, str(raw))
+                for key in [k for k in state.windows if k[0] == operation]:
+                    del state.windows[key]
+        return 200, {op: str(q) if q else "0" for op, q in state.config.quotas.items()}
+    if route == "consume":
+        state.consume_foreign(data["operation"], str(data["key"]), int(data.get("amount", 0)),
+                              float(data.get("pause_s", 0)))
+        return 200, {"ok": True}
+    if route == "revoke":
+        with state.lock:
+            state.revoked.add(data["token"])
+        return 200, {"ok": True}
+    if route == "config":
+        for key, value in data.items():
+            if key not in _CONFIG_KEYS:
+                raise ValueError(f"unknown config key {key!r}; known: {sorted(_CONFIG_KEYS)}")
+            setattr(state.config, key, _CONFIG_KEYS[key](value))
+        return 200, {k: getattr(state.config, k) for k in _CONFIG_KEYS}
+    if route == "reports/fail-next":
+        desk.fail_next.append(str(data.get("subStatus", "NO_DATA")))
+        return 200, {"queued": len(desk.fail_next)}
+    if route == "reports/expire-links":
+        return 200, {"expired": desk.expire_links()}
+    if route == "log":
+        since = float(query.get("since", 0))
+        with state.lock:
+            return 200, [entry for entry in state.log if entry["t"] >= since]
+    if route == "reset":
+        with state.lock:
+            state.stocks.clear()
+            state.archived.clear()
+            state._sorted.clear()
+            state.windows.clear()
+            state.paused_until.clear()
+            state.parallel_peak.clear()
+            state.requests.clear()
+            state.sku_units.clear()
+            state.revoked.clear()
+            state.log.clear()
+            state.stale_writes = 0
+        return 200, {"ok": True}
+    return 404, {"error": f"no admin route {method} /_admin/{route}"}

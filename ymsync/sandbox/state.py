@@ -1,0 +1,285 @@
+"""The Market sandbox's in-memory world: campaigns, stock store, quotas, parallel caps, faults.
+
+Everything here is guarded by one lock per concern and timed with ``time.monotonic`` (wall
+clock only where the API shows dates). Quotas are strict sliding windows: the sandbox is the
+referee that tells whether ymsync ever exceeded the Market's limits, so it must not be lenient.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from bisect import bisect_right
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..settings import Quota
+
+MODELS = ("FBS", "FBY", "DBS", "EXPRESS")
+# The Market's own limits: x-resource-limit-config of the official description.
+DEFAULT_QUOTAS: dict[str, Quota | None] = {
+    "updateStocks": Quota(100_000, 60),
+    "getStocks": Quota(100_000, 60),
+    "generateStocksOnWarehousesReport": Quota(1, 120),
+    "getReportInfo": Quota(100, 60),
+}
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    id: int
+    business_id: int = 1
+    model: str = "FBS"
+
+    @property
+    def warehouse_id(self) -> int:
+        # FBY stock sits on a Market warehouse; others on the shop's own. Any stable id will do.
+        return 300 + self.id % 1000 if self.model == "FBY" else 100_000 + self.id
+
+    @classmethod
+    def parse(cls, text: str) -> "CampaignConfig":
+        """``ID[:MODEL[:BUSINESS]]``, e.g. ``1001``, ``1002:FBY``, ``1003:DBS:77``."""
+        parts = text.split(":")
+        try:
+            cid = int(parts[0])
+            model = parts[1].upper() if len(parts) > 1 and parts[1] else "FBS"
+            business = int(parts[2]) if len(parts) > 2 else 1
+        except ValueError:
+            raise ValueError(f"campaign must look like ID[:MODEL[:BUSINESS]], got {text!r}") from None
+        if cid < 1 or business < 1 or model not in MODELS:
+            raise ValueError(f"campaign {text!r}: ids must be >= 1 and MODEL one of {', '.join(MODELS)}")
+        return cls(cid, business, model)
+
+
+@dataclass
+class StockRecord:
+    count: int
+    updated_at: datetime
+
+
+@dataclass
+class Faults:
+    """Misbehaviour to inject into API calls (not into admin or file routes)."""
+
+    error_rate: float = 0.0  # 500 before anything applies
+    lost_reply_rate: float = 0.0  # the update applies, then the connection drops without a reply
+    locked_rate: float = 0.0  # 423, cabinet migrating
+    latency_min_ms: float = 0.0
+    latency_max_ms: float = 0.0
+
+    def latency(self, rng: random.Random) -> float:
+        if self.latency_max_ms <= 0:
+            return 0.0
+        return rng.uniform(self.latency_min_ms, max(self.latency_min_ms, self.latency_max_ms)) / 1000
+
+
+class SlidingWindow:
+    """Weighted strict sliding-window log: no window of ``seconds`` ever holds more than ``amount``."""
+
+    def __init__(self, quota: Quota) -> None:
+        self.quota = quota
+        self.events: deque[tuple[float, int]] = deque()
+        self.used = 0
+        self.peak = 0
+        self.rejected = 0
+        self.admitted = 0
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.quota.seconds
+        while self.events and self.events[0][0] <= horizon:
+            self.used -= self.events.popleft()[1]
+
+    def admit(self, cost: int, now: float) -> float:
+        """Charge ``cost`` and return 0, or charge nothing and return seconds until it would fit."""
+        self._expire(now)
+        if self.used + cost <= self.quota.amount or (not self.events and cost > self.quota.amount):
+            self.events.append((now, cost))
+            self.used += cost
+            self.admitted += cost
+            self.peak = max(self.peak, self.used)
+            return 0.0
+        self.rejected += 1
+        need, freed = self.used + cost - self.quota.amount, 0
+        for stamp, amount in self.events:
+            freed += amount
+            if freed >= need:
+                return stamp + self.quota.seconds - now
+        return self.quota.seconds
+
+    def reset_at(self, now: float) -> float:
+        self._expire(now)
+        return (self.events[0][0] + self.quota.seconds - now) if self.events else 0.0
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        self._expire(now)
+        return {"amount": self.quota.amount, "seconds": self.quota.seconds, "used": self.used,
+                "peak": self.peak, "rejected": self.rejected, "admitted": self.admitted}
+
+
+@dataclass
+class SandboxConfig:
+    tokens: tuple[str, ...] = ("sandbox-token",)
+    campaigns: tuple[CampaignConfig, ...] = ()  # empty: any campaign id exists (FBS, business 1)
+    quotas: dict[str, Quota | None] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
+    max_parallel: int = 4
+    faults: Faults = field(default_factory=Faults)
+    report_delay_s: float = 3.0
+    link_ttl_s: float = 3600.0
+    max_active_reports: int = 10
+    page_cap: int = 100  # the Market silently cuts getStocks' limit to 100
+    seed: int | None = None
+
+
+class SandboxState:
+    """All mutable state of one sandbox; the HTTP layer is a thin shell around it."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.lock = threading.RLock()
+        self.rng = random.Random(config.seed)
+        self.tokens = set(config.tokens)
+        self.revoked: set[str] = set()
+        self.campaigns = {c.id: c for c in config.campaigns}
+        self.stocks: dict[int, dict[str, StockRecord]] = {}
+        self.archived: dict[int, set[str]] = {}
+        self._sorted: dict[int, list[str]] = {}
+        self.windows: dict[tuple[str, str], SlidingWindow] = {}
+        self.paused_until: dict[tuple[str, str], float] = {}  # foreign storms: 420 until then
+        self.in_flight: Counter[str] = Counter()
+        self.parallel_peak: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()  # "operation status" -> n
+        self.sku_units = Counter[int]()  # SKUs received by updateStocks per campaign
+        self.stale_writes = 0  # updates whose updatedAt was older than the stored one
+        self.log: deque[dict[str, Any]] = deque(maxlen=20_000)
+
+    # --- campaigns and stock --------------------------------------------------------------
+
+    def campaign(self, campaign_id: int) -> CampaignConfig | None:
+        if not self.config.campaigns:
+            return self.campaigns.setdefault(campaign_id, CampaignConfig(campaign_id))
+        return self.campaigns.get(campaign_id)
+
+    def apply_stocks(self, campaign_id: int, entries: list[dict[str, Any]]) -> None:
+        now = datetime.now(timezone.utc)
+        with self.lock:
+            store = self.stocks.setdefault(campaign_id, {})
+            for entry in entries:
+                item = entry["items"][0]
+                stamp = item.get("updatedAt") or now
+                old = store.get(entry["sku"])
+                if old is None:
+                    self._sorted.pop(campaign_id, None)
+                elif stamp < old.updated_at:
+                    # The real Market applies in arrival order too; counting these exposes
+                    # a client that let an older value overtake a newer one.
+                    self.stale_writes += 1
+                store[entry["sku"]] = StockRecord(item["count"], stamp)
+            self.sku_units[campaign_id] += len(entries)
+
+    def plant(self, campaign_id: int, levels: dict[str, int]) -> None:
+        """Set stock behind the API's back (a shop employee editing the cabinet, say)."""
+        now = datetime.now(timezone.utc)
+        with self.lock:
+            store = self.stocks.setdefault(campaign_id, {})
+            for sku, count in levels.items():
+                if sku not in store:
+                    self._sorted.pop(campaign_id, None)
+                store[sku] = StockRecord(int(count), now)
+
+    def sorted_skus(self, campaign_id: int) -> list[str]:
+        with self.lock:
+            keys = self._sorted.get(campaign_id)
+            if keys is None:
+                keys = self._sorted[campaign_id] = sorted(self.stocks.get(campaign_id, {}))
+            return keys
+
+    def page_after(self, campaign_id: int, after: str | None, size: int) -> tuple[list[str], str | None]:
+        keys = self.sorted_skus(campaign_id)
+        start = bisect_right(keys, after) if after is not None else 0
+        page = keys[start:start + size]
+        more = start + size < len(keys)
+        return page, (page[-1] if more and page else None)
+
+    # --- limits ---------------------------------------------------------------------------
+
+    def admit(self, operation: str, key: str, cost: int) -> float:
+        """0 if the call may go ahead (and is charged), else seconds until it would fit."""
+        quota = self.config.quotas.get(operation)
+        now = time.monotonic()
+        with self.lock:
+            paused = self.paused_until.get((operation, key), 0.0) - now
+            if paused > 0:
+                return paused
+            if quota is None:
+                return 0.0
+            window = self.windows.get((operation, key))
+            if window is None:
+                window = self.windows[(operation, key)] = SlidingWindow(quota)
+            return window.admit(cost, now)
+
+    def quota_headers(self, operation: str, key: str) -> dict[str, str]:
+        quota = self.config.quotas.get(operation)
+        if quota is None:
+            return {}
+        now = time.monotonic()
+        with self.lock:
+            window = self.windows.get((operation, key))
+            used = window.snapshot(now)["used"] if window else 0
+            reset = window.reset_at(now) if window else 0.0
+        return {"X-RateLimit-Resource-Limit": str(quota.amount),
+                "X-RateLimit-Resource-Remaining": str(max(0, quota.amount - used)),
+                "X-RateLimit-Resource-Until": http_date_in(reset)}
+
+    def enter(self, key: str) -> bool:
+        with self.lock:
+            if self.in_flight[key] >= self.config.max_parallel:
+                return False
+            self.in_flight[key] += 1
+            self.parallel_peak[key] = max(self.parallel_peak[key], self.in_flight[key])
+            return True
+
+    def leave(self, key: str) -> None:
+        with self.lock:
+            self.in_flight[key] -= 1
+
+    def consume_foreign(self, operation: str, key: str, amount: int = 0, pause_s: float = 0.0) -> None:
+        """A foreign client on the same campaign: eat quota, or force 420s for ``pause_s``."""
+        with self.lock:
+            if pause_s > 0:
+                self.paused_until[(operation, key)] = time.monotonic() + pause_s
+        if amount > 0:
+            quota = self.config.quotas.get(operation)
+            if quota is not None:
+                now = time.monotonic()
+                with self.lock:
+                    window = self.windows.setdefault((operation, key), SlidingWindow(quota))
+                    window.events.append((now, amount))
+                    window.used += amount
+
+    def record(self, operation: str, key: str, status: int, cost: int = 0) -> None:
+        with self.lock:
+            self.requests[f"{operation} {status}"] += 1
+            self.log.append({"t": time.time(), "op": operation, "key": key, "status": status, "cost": cost})
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        with self.lock:
+            return {
+                "campaigns": {str(cid): {"skus": len(store), "sku_units": self.sku_units[cid]}
+                              for cid, store in self.stocks.items()},
+                "quotas": {f"{op}:{key}": w.snapshot(now) for (op, key), w in self.windows.items()},
+                "parallel_peak": dict(self.parallel_peak),
+                "in_flight": {k: v for k, v in self.in_flight.items() if v},
+                "requests": dict(self.requests),
+                "stale_writes": self.stale_writes,
+            }
+
+
+def http_date_in(seconds: float) -> str:
+    """RFC 822 date ``seconds`` from now, rounded up so a client waiting until it is never early."""
+    stamp = math.ceil(time.time() + max(0.0, seconds))
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(stamp))

@@ -1,0 +1,205 @@
+"""Every environment variable ymsync reads, parsed and checked once.
+
+Nothing else in the project touches ``os.environ``: processes call :func:`get_settings`
+at start, so a missing or malformed value fails there with one clear line instead of
+deep inside a task an hour later.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+DEFAULT_API_URL = "https://api.partner.market.yandex.ru"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+# The Market's own limits (x-resource-limit-config in the official description).
+DEFAULT_QUOTAS = {
+    "update_stocks": "100000/60",
+    "get_stocks": "100000/60",
+    "report_generate": "1/120",
+    "report_info": "100/60",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message is one line naming the variable."""
+
+
+class Secret:
+    """A credential that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """At most ``amount`` units in any window of ``seconds``."""
+
+    amount: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.amount}/{self.seconds:g}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How the client authenticates: an Api-Key token or an OAuth token (+ optional business)."""
+
+    api_key: Secret | None = None
+    oauth_token: Secret | None = None
+    business_id: int | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self.api_key is not None:
+            return {"Api-Key": self.api_key.reveal()}
+        if self.oauth_token is not None:
+            headers = {"Authorization": f"Bearer {self.oauth_token.reveal()}"}
+            if self.business_id is not None:
+                # The subscription tier's limits are applied only when the cabinet is named.
+                headers["X-Business-Id"] = str(self.business_id)
+            return headers
+        return {}
+
+    def __bool__(self) -> bool:
+        return self.api_key is not None or self.oauth_token is not None
+
+    def secrets(self) -> list[str]:
+        """Raw secret strings, for scrubbers that must never let them through."""
+        return [s.reveal() for s in (self.api_key, self.oauth_token) if s is not None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_url: str = DEFAULT_API_URL
+    credentials: Credentials = field(default_factory=Credentials)
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = DEFAULT_REDIS_URL
+    result_backend: str = DEFAULT_REDIS_URL
+    reports_dir: Path = Path("reports")
+    quotas: Mapping[str, Quota | None] = field(default_factory=dict)
+    max_parallel: int = 4
+    flush_delay_ms: int = 250
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    max_report_bytes: int = 512 * 1024 * 1024
+    download_hosts: tuple[str, ...] = ("*.yandex.ru", "*.yandex.net", "*.yandex.com")
+    retry_max_age_s: float = 24 * 3600.0
+
+    def require_credentials(self) -> Credentials:
+        """Workers call this at start: they cannot do anything useful without a token."""
+        if not self.credentials:
+            raise SettingsError(
+                "YM_API_KEY or YM_OAUTH_TOKEN must be set (the Market rejects anonymous calls)"
+            )
+        return self.credentials
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or default
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise SettingsError(
+            f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}"
+        )
+    return value.rstrip("/") if name == "YM_API_URL" else value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float, integer: bool) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise SettingsError(f"{name}: expected {kind}, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}: must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def parse_quota(name: str, raw: str) -> Quota | None:
+    """``AMOUNT/SECONDS`` (e.g. ``100000/60``); ``0`` switches the quota off."""
+    raw = raw.strip()
+    if raw == "0":
+        return None
+    amount, sep, seconds = raw.partition("/")
+    try:
+        quota = Quota(int(amount), float(seconds)) if sep else None
+    except ValueError:
+        quota = None
+    if quota is None or quota.amount < 1 or quota.seconds <= 0:
+        raise SettingsError(f"{name}: expected AMOUNT/SECONDS like 100000/60, or 0 for off; got {raw!r}")
+    return quota
+
+
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if any(c.isspace() for c in raw) or raw.lower().startswith(("bearer", "oauth")):
+        # A pasted "Bearer xyz" would be sent twice-prefixed and fail as 401 much later.
+        raise SettingsError(f"{name}: expected the bare token without a prefix or spaces")
+    return Secret(raw)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse the environment; raise :class:`SettingsError` with one clear line on bad input."""
+    env = os.environ if env is None else env
+    api_key, oauth = _secret(env, "YM_API_KEY"), _secret(env, "YM_OAUTH_TOKEN")
+    if api_key and oauth:
+        raise SettingsError("set only one of YM_API_KEY and YM_OAUTH_TOKEN")
+    business = env.get("YM_BUSINESS_ID", "").strip()
+    business_id = int(_number(env, "YM_BUSINESS_ID", 0, minimum=1, integer=True)) if business else None
+
+    redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
+    quotas = {
+        method: parse_quota(f"YM_QUOTA_{method.upper()}", env.get(f"YM_QUOTA_{method.upper()}", "") or default)
+        for method, default in DEFAULT_QUOTAS.items()
+    }
+    hosts = tuple(h.strip().lower() for h in env.get("YM_DOWNLOAD_HOSTS", "").split(",") if h.strip())
+    return Settings(
+        api_url=_url(env, "YM_API_URL", DEFAULT_API_URL, ("https", "http")),
+        credentials=Credentials(api_key=api_key, oauth_token=oauth, business_id=business_id),
+        redis_url=redis_url,
+        broker_url=_url(env, "CELERY_BROKER_URL", redis_url, ("redis", "rediss", "amqp", "amqps", "unix")),
+        result_backend=_url(env, "CELERY_RESULT_BACKEND", redis_url, ("redis", "rediss", "unix")),
+        reports_dir=Path(env.get("YM_REPORTS_DIR", "").strip() or "reports"),
+        quotas=quotas,
+        max_parallel=int(_number(env, "YM_MAX_PARALLEL", 4, minimum=1, integer=True)),
+        flush_delay_ms=int(_number(env, "YM_FLUSH_DELAY_MS", 250, minimum=0, integer=True)),
+        connect_timeout=_number(env, "YM_HTTP_CONNECT_TIMEOUT", 5.0, minimum=0.1, integer=False),
+        read_timeout=_number(env, "YM_HTTP_READ_TIMEOUT", 60.0, minimum=0.1, integer=False),
+        max_report_bytes=int(_number(env, "YM_MAX_REPORT_BYTES", 512 * 1024 * 1024, minimum=1024, integer=True)),
+        download_hosts=hosts or Settings.download_hosts,
+        retry_max_age_s=_number(env, "YM_RETRY_MAX_AGE", 24 * 3600.0, minimum=1, integer=False),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return load_settings()
