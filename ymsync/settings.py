@@ -7,6 +7,7 @@ deep inside a task an hour later.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -120,7 +121,7 @@ class Settings:
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
     value = env.get(name, "").strip() or default
     parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
+    if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "unix" and parts.path):
         raise SettingsError(
             f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}"
         )
@@ -151,7 +152,7 @@ def parse_quota(name: str, raw: str) -> Quota | None:
         quota = Quota(int(amount), float(seconds)) if sep else None
     except ValueError:
         quota = None
-    if quota is None or quota.amount < 1 or quota.seconds <= 0:
+    if quota is None or quota.amount < 1 or not (0 < quota.seconds < math.inf):
         raise SettingsError(f"{name}: expected AMOUNT/SECONDS like 100000/60, or 0 for off; got {raw!r}")
     return quota
 

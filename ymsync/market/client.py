@@ -276,7 +276,7 @@ def _stock_entry(level: StockLevel) -> dict[str, Any]:
     item: dict[str, Any] = {"count": level.count}
     if level.updated_at is not None:
         item["updatedAt"] = level.updated_at.isoformat()
-    return {"sku": level.sku, "items": [item]}
+    return {"sku": level.sku.strip(), "items": [item]}  # the Market trims; duplicates must be seen trimmed
 
 
 def _load(schema: s.Schema, data: Any, operation: str) -> dict:

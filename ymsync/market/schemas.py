@@ -200,13 +200,13 @@ class UpdateStocksRequestSchema(_Request):
         for index, entry in enumerate(skus):
             sku = entry["sku"]
             if sku in seen:
-                errors[index] = {"sku": [f"Duplicate shop-sku '{sku}' (also item {seen[sku]})"]}
+                errors.setdefault(index, {})["sku"] = [f"Duplicate shop-sku '{sku}' (also item {seen[sku]})"]
             seen.setdefault(sku, index)
             stamp = entry["items"][0].get("updatedAt")
             if stamp is not None and stamp > now:
-                errors[index] = {"items": {0: {"updatedAt": [f"Stock for '{sku}' should not be in the future ({stamp.isoformat()})"]}}}
+                errors.setdefault(index, {})["items"] = {0: {"updatedAt": [f"Stock for '{sku}' should not be in the future ({stamp.isoformat()})"]}}
             elif stamp is not None and now - stamp > MAX_STAMP_AGE:
-                errors[index] = {"items": {0: {"updatedAt": [f"Stock for '{sku}' should not be older than a day ({stamp.isoformat()})"]}}}
+                errors.setdefault(index, {})["items"] = {0: {"updatedAt": [f"Stock for '{sku}' should not be older than a day ({stamp.isoformat()})"]}}
         if errors:
             raise ValidationError({"skus": errors})
         size = len(encode_body(original))

@@ -1,0 +1,151 @@
+"""load_settings: defaults, credentials, and one clear line for every malformed variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ymsync.settings import Credentials, Quota, Secret, SettingsError, load_settings
+
+TOKEN = "y0_AgAAAAB-very-secret-token-123"
+
+
+def test_defaults():
+    settings = load_settings({})
+    assert settings.api_url == "https://api.partner.market.yandex.ru"
+    assert settings.redis_url == settings.broker_url == settings.result_backend == "redis://127.0.0.1:6379/0"
+    assert dict(settings.quotas) == {
+        "update_stocks": Quota(100_000, 60),
+        "get_stocks": Quota(100_000, 60),
+        "report_generate": Quota(1, 120),
+        "report_info": Quota(100, 60),
+    }
+    assert settings.max_parallel == 4
+    assert settings.flush_delay_ms == 250
+    assert (settings.connect_timeout, settings.read_timeout) == (5.0, 60.0)
+    assert settings.max_report_bytes == 512 * 1024 * 1024
+    assert settings.download_hosts == ("*.yandex.ru", "*.yandex.net", "*.yandex.com")
+    assert settings.reports_dir == Path("reports")
+    assert settings.retry_max_age_s == 24 * 3600
+    assert not settings.credentials
+    assert settings.credentials.headers() == {}
+
+
+def test_missing_credentials_refused_when_required():
+    with pytest.raises(SettingsError, match=r"^YM_API_KEY or YM_OAUTH_TOKEN must be set"):
+        load_settings({}).require_credentials()
+
+
+def test_api_key_header():
+    settings = load_settings({"YM_API_KEY": f"  {TOKEN} "})
+    assert settings.credentials.headers() == {"Api-Key": TOKEN}
+    assert settings.require_credentials() is settings.credentials
+
+
+def test_oauth_header_with_business():
+    creds = load_settings({"YM_OAUTH_TOKEN": TOKEN, "YM_BUSINESS_ID": "77"}).credentials
+    assert creds.headers() == {"Authorization": f"Bearer {TOKEN}", "X-Business-Id": "77"}
+    assert load_settings({"YM_OAUTH_TOKEN": TOKEN}).credentials.headers() == {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_both_tokens_refused():
+    with pytest.raises(SettingsError) as info:
+        load_settings({"YM_API_KEY": TOKEN, "YM_OAUTH_TOKEN": TOKEN + "x"})
+    assert str(info.value) == "set only one of YM_API_KEY and YM_OAUTH_TOKEN"
+    assert TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize("raw", [f"Bearer {TOKEN}", f"OAuth {TOKEN}", "abc def"])
+def test_prefixed_token_refused_without_echoing_it(raw):
+    with pytest.raises(SettingsError) as info:
+        load_settings({"YM_OAUTH_TOKEN": raw})
+    assert str(info.value) == "YM_OAUTH_TOKEN: expected the bare token without a prefix or spaces"
+
+
+@pytest.mark.parametrize("raw", ["abc", "10/0", "-1/60", "0/60", "100", "100/", "/60", "1.5/60", "10/-5"])
+def test_malformed_quota(raw):
+    with pytest.raises(SettingsError) as info:
+        load_settings({"YM_QUOTA_UPDATE_STOCKS": raw})
+    message = str(info.value)
+    assert message == f"YM_QUOTA_UPDATE_STOCKS: expected AMOUNT/SECONDS like 100000/60, or 0 for off; got {raw!r}"
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("raw", ["100/nan", "100/inf"])
+def test_non_finite_quota_window_refused(raw):
+    with pytest.raises(SettingsError):
+        load_settings({"YM_QUOTA_UPDATE_STOCKS": raw})
+
+
+def test_quota_zero_means_off_and_others_parse():
+    quotas = load_settings({"YM_QUOTA_UPDATE_STOCKS": "0", "YM_QUOTA_REPORT_INFO": " 50/30.5 "}).quotas
+    assert quotas["update_stocks"] is None
+    assert quotas["report_info"] == Quota(50, 30.5)
+    assert quotas["get_stocks"] == Quota(100_000, 60)
+
+
+@pytest.mark.parametrize("raw", ["localhost:6379", "http://127.0.0.1:6379/0", "redis://", "redis:///0"])
+def test_bad_redis_url(raw):
+    with pytest.raises(SettingsError) as info:
+        load_settings({"REDIS_URL": raw})
+    assert str(info.value) == f"REDIS_URL: expected a URL starting with redis:// or rediss:// or unix://, got {raw!r}"
+
+
+def test_unix_socket_redis_url_accepted():
+    assert load_settings({"REDIS_URL": "unix:///run/redis/redis.sock"}).redis_url == "unix:///run/redis/redis.sock"
+
+
+def test_redis_url_feeds_broker_and_backend():
+    settings = load_settings({"REDIS_URL": "redis://cache:6380/2"})
+    assert settings.broker_url == settings.result_backend == "redis://cache:6380/2"
+
+
+def test_bad_api_url():
+    with pytest.raises(SettingsError, match=r"^YM_API_URL: expected a URL starting with https:// or http://, got 'ftp://x'$"):
+        load_settings({"YM_API_URL": "ftp://x"})
+    assert load_settings({"YM_API_URL": "http://127.0.0.1:8080/"}).api_url == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("abc", "YM_MAX_PARALLEL: expected an integer, got 'abc'"),
+    ("2.5", "YM_MAX_PARALLEL: expected an integer, got '2.5'"),
+    ("0", "YM_MAX_PARALLEL: must be at least 1, got '0'"),
+    ("-3", "YM_MAX_PARALLEL: must be at least 1, got '-3'"),
+])
+def test_bad_max_parallel(raw, message):
+    with pytest.raises(SettingsError) as info:
+        load_settings({"YM_MAX_PARALLEL": raw})
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("name, raw, message", [
+    ("YM_BUSINESS_ID", "0", "YM_BUSINESS_ID: must be at least 1, got '0'"),
+    ("YM_BUSINESS_ID", "acme", "YM_BUSINESS_ID: expected an integer, got 'acme'"),
+    ("YM_HTTP_READ_TIMEOUT", "0.01", "YM_HTTP_READ_TIMEOUT: must be at least 0.1, got '0.01'"),
+    ("YM_HTTP_CONNECT_TIMEOUT", "soon", "YM_HTTP_CONNECT_TIMEOUT: expected a number, got 'soon'"),
+    ("YM_MAX_REPORT_BYTES", "100", "YM_MAX_REPORT_BYTES: must be at least 1024, got '100'"),
+])
+def test_other_numbers(name, raw, message):
+    with pytest.raises(SettingsError) as info:
+        load_settings({name: raw})
+    assert str(info.value) == message
+
+
+def test_download_hosts_parsed():
+    assert load_settings({"YM_DOWNLOAD_HOSTS": " Files.Example.com, ,*.cdn.test "}).download_hosts == (
+        "files.example.com", "*.cdn.test")
+
+
+@pytest.mark.parametrize("env", [{"YM_API_KEY": TOKEN}, {"YM_OAUTH_TOKEN": TOKEN, "YM_BUSINESS_ID": "9"}])
+def test_token_never_in_repr(env):
+    settings = load_settings(env)
+    for text in (repr(settings), str(settings), repr(settings.credentials), str(settings.credentials),
+                 repr(Secret(TOKEN)), str(Secret(TOKEN)), f"{Secret(TOKEN)}"):
+        assert TOKEN not in text
+    assert settings.credentials.secrets() == [TOKEN]
+
+
+def test_secret_equality_without_revealing():
+    assert Secret(TOKEN) == Secret(TOKEN) != Secret("other")
+    assert Credentials(api_key=Secret(TOKEN)) == Credentials(api_key=Secret(TOKEN))
