@@ -1,12 +1,47 @@
 """The Celery app: ``celery -A tasks worker -Q stocks`` from the repository root.
 
 Task modules here are thin: they parse arguments, call the ``ymsync`` library and decide
-what Celery should do next (retry, re-enqueue, give up). The library never imports Celery.
+what Celery should do next (re-enqueue, give up). The library never imports Celery.
 """
 
-from celery import Celery
+from __future__ import annotations
+
+import sys
+
+from celery import Celery, signals
+
+from ymsync.settings import SettingsError, get_settings
 
 app = Celery("ymsync")
 app.config_from_object("celeryconfig")
+app.conf.include = ["tasks.stocks"]
+
+_scheduler = None
+
+
+@signals.worker_init.connect
+def _check_credentials(**_: object) -> None:
+    try:
+        get_settings().require_credentials()
+    except SettingsError as exc:
+        sys.stderr.write(f"ymsync: configuration error: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(2) from None
+
+
+@signals.worker_ready.connect
+def _start_scheduler(**_: object) -> None:
+    global _scheduler
+    from .scheduler import FlushScheduler
+
+    _scheduler = FlushScheduler()
+    _scheduler.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_scheduler(**_: object) -> None:
+    if _scheduler is not None:
+        _scheduler.stop()
+
 
 __all__ = ["app"]

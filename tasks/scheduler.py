@@ -1,0 +1,56 @@
+"""The flush scheduler: a thread in each worker's main process.
+
+Producers write to the buffer without Celery; when a campaign gains work and has no flush
+scheduled, the buffer pushes it onto the ``wake`` list. This thread turns wake-ups into flush
+tasks (debounced by ``YM_FLUSH_DELAY_MS``) and, under a Redis lock so one worker does it at a
+time, sweeps for what crashes leave behind: batches whose worker died (expired leases) and
+pending work whose flush message was lost with its worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+
+from ymsync import keys
+from ymsync.settings import get_settings
+
+from . import runtime
+
+log = logging.getLogger("ymsync.scheduler")
+SWEEP_EVERY_S = 1.0
+
+
+class FlushScheduler(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="ymsync-flush-scheduler", daemon=True)
+        self.stopping = threading.Event()
+        self.delay_s = get_settings().flush_delay_ms / 1000
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        from .stocks import schedule_flush
+
+        r = redis.Redis.from_url(get_settings().redis_url, socket_timeout=10)
+        buf = runtime.buffer()
+        next_sweep = 0.0
+        while not self.stopping.is_set():
+            try:
+                woke = r.blpop([keys.WAKE], timeout=1)
+                if woke:
+                    schedule_flush(int(woke[1]), self.delay_s)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_EVERY_S
+                    if r.set(keys.SWEEP_LOCK, "1", nx=True, px=int(SWEEP_EVERY_S * 900)):
+                        for campaign in buf.campaigns():
+                            buf.reclaim_expired(campaign)
+                            if buf.schedule_if_idle(campaign):
+                                schedule_flush(campaign, 0)
+            except Exception:  # the thread must outlive a Redis restart or a broker hiccup
+                log.exception("flush scheduler error; retrying in 1s")
+                self.stopping.wait(1)

@@ -1,0 +1,52 @@
+"""Every Redis key ymsync uses, built in one place. All share the ``ymsync:`` prefix.
+
+Per campaign ``{c}``:
+  buf:{c}        hash  sku -> "count|stamp_ms|first_ms"   pending values (latest wins)
+  queue:{c}      zset  sku -> first pending ms            delivery order of pending SKUs
+  hwm:{c}        hash  sku -> "stamp_ms|count"            newest value ever accepted (bounded by catalog)
+  busy:{c}       set   sku                                SKUs inside an in-flight batch
+  inflight:{c}:{batch} hash, like buf                     one batch being sent
+  batches:{c}    zset  batch -> lease deadline ms         in-flight batches (expired = worker died)
+  delivered:{c}  hash  sku -> "count|stamp_ms|at_ms"      last value the Market accepted
+  dead:{c}       hash  sku -> JSON                        dead letters with reason and time
+  stats:{c}      hash  counters
+  flush:{c}      string (TTL)                             a flush is scheduled or running
+  halt:{c}       string (TTL)                             401/403: no traffic until it expires
+Shared:
+  campaigns      set                                      campaigns ymsync has seen
+  wake           list                                     campaigns whose flush must be scheduled
+  quota:{method}:{key} zset + quota:{method}:{key}:used   sliding-window log and its running sum
+  lease:{key}    zset  lease -> expiry ms                 parallel slots
+  pause:{method}:{key} string (TTL)                       a 420 told everyone to wait
+"""
+
+from __future__ import annotations
+
+PREFIX = "ymsync:"
+CAMPAIGNS = PREFIX + "campaigns"
+WAKE = PREFIX + "wake"
+SWEEP_LOCK = PREFIX + "sweep-lock"
+
+
+def campaign_keys(campaign_id: int) -> dict[str, str]:
+    c = int(campaign_id)
+    return {
+        name: f"{PREFIX}{name}:{c}"
+        for name in ("buf", "queue", "hwm", "busy", "batches", "delivered", "dead", "stats", "flush", "halt")
+    }
+
+
+def inflight(campaign_id: int, batch: str) -> str:
+    return f"{PREFIX}inflight:{int(campaign_id)}:{batch}"
+
+
+def quota(method: str, key: str) -> str:
+    return f"{PREFIX}quota:{method}:{key}"
+
+
+def lease(key: str) -> str:
+    return f"{PREFIX}lease:{key}"
+
+
+def pause(method: str, key: str) -> str:
+    return f"{PREFIX}pause:{method}:{key}"

@@ -1,0 +1,220 @@
+"""The stock push pipeline: take a batch from the buffer under the shared quota, send it, settle.
+
+``Flusher.flush`` does one bounded round of work for a campaign and says when it wants to
+run again; the Celery task on top turns that into a new message with a countdown, so waiting
+for quota never holds a worker slot and never consumes a retry.
+
+Failure policy:
+- 5xx, 423, timeouts, dropped connections: the batch returns to the buffer (a newer value that
+  arrived meanwhile wins) and the campaign backs off exponentially with jitter; values that have
+  been failing longer than ``retry_max_age_s`` are dead-lettered.
+- 420: every worker pauses that quota key until the Market's ``X-RateLimit-Resource-Until``.
+- 400: the Market refused the whole request; the batch is split to isolate the offenders, the
+  rest is delivered, the offenders are dead-lettered with the Market's message.
+- 401/403: the campaign halts (no traffic) for ``halt_s`` and the batch is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from . import keys
+from .buffer import Batch, Entry, StockBuffer
+from .market import (
+    MarketBadRequest,
+    MarketClient,
+    MarketError,
+    MarketForbidden,
+    MarketParallelLimitExceeded,
+    MarketRateLimited,
+    MarketUnauthorized,
+    StockLevel,
+)
+from .market.schemas import MAX_BODY_BYTES, MAX_SKUS_PER_UPDATE
+from .quota import Grant, QuotaLimiter
+
+log = logging.getLogger("ymsync.pipeline")
+
+METHOD = "update_stocks"
+# The Market refuses stamps older than a day; a margin covers clock skew and time in flight.
+STALE_STAMP_MS = 23 * 3600 * 1000
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    delivered: int = 0
+    dead: int = 0
+    requests: int = 0
+    next_in: float | None = None  # None: nothing left; else run again after this many seconds
+    fan_out: bool = False  # a backlog remains and a parallel slot is free: start another flush
+
+
+class Flusher:
+    def __init__(self, buffer: StockBuffer, limiter: QuotaLimiter, client: MarketClient, *,
+                 budget_s: float = 5.0, retry_max_age_s: float = 24 * 3600, halt_s: float = 900.0,
+                 lease_s: float = 120.0, min_batch: int = 200) -> None:
+        self.buffer, self.limiter, self.client = buffer, limiter, client
+        self.budget_s, self.retry_max_age_s, self.halt_s = budget_s, retry_max_age_s, halt_s
+        self.lease_s, self.min_batch = lease_s, min_batch
+        self.redis = buffer.redis
+
+    def flush(self, campaign_id: int) -> FlushResult:
+        c = int(campaign_id)
+        k = keys.campaign_keys(c)
+        self.buffer.reclaim_expired(c)
+        halted = self.redis.pttl(k["halt"])
+        if halted > 0:
+            return FlushResult(next_in=halted / 1000)
+        backoff = self.redis.pttl(k["halt"] + ":backoff")
+        if backoff > 0:
+            return FlushResult(next_in=backoff / 1000)
+        delivered = dead = requests = 0
+        deadline = time.monotonic() + self.budget_s
+        fan_out = False
+        while time.monotonic() < deadline:
+            pending = self.buffer.pending(c)
+            if pending == 0:
+                if self.buffer.finish(c):
+                    continue  # a write slipped in; take it
+                return FlushResult(delivered, dead, requests, None, fan_out)
+            want = min(MAX_SKUS_PER_UPDATE, pending)
+            grant = self.limiter.acquire(METHOD, str(c), want, min(want, self.min_batch))
+            if not grant.granted:
+                return FlushResult(delivered, dead, requests, grant.wait_s, fan_out)
+            gate = f"campaign:{c}"
+            lease = self.limiter.lease(gate)
+            if lease is None:
+                self.limiter.settle(grant, 0)
+                return FlushResult(delivered, dead, requests, 0.05, fan_out)
+            try:
+                batch = self.buffer.take(c, grant.granted, MAX_BODY_BYTES - 1024, self.lease_s)
+                if batch is None:
+                    self.limiter.settle(grant, 0)
+                    if not self.buffer.finish(c):
+                        return FlushResult(delivered, dead, requests, None, fan_out)
+                    return FlushResult(delivered, dead, requests, 0.05, fan_out)
+                self.buffer.touch_flush(c)
+                fan_out = fan_out or (self.buffer.pending(c) >= self.min_batch
+                                      and self.limiter.leases_in_use(gate) < self.limiter.max_parallel)
+                outcome = self._send(batch, grant)
+            finally:
+                self.limiter.release(gate, lease)
+            delivered, dead, requests = delivered + outcome[0], dead + outcome[1], requests + outcome[2]
+            if outcome[3] is not None:
+                return FlushResult(delivered, dead, requests, outcome[3], fan_out)
+        return FlushResult(delivered, dead, requests, 0.0, fan_out)
+
+    # --- one request and its consequences -------------------------------------------------
+
+    def _send(self, batch: Batch, grant: Grant) -> tuple[int, int, int, float | None]:
+        """(delivered, dead, requests, stop-and-retry-after or None)."""
+        c, k = batch.campaign_id, keys.campaign_keys(batch.campaign_id)
+        try:
+            self.client.update_stocks(c, self._levels(batch.entries), validate=False)
+        except MarketBadRequest as exc:
+            self.limiter.settle(grant, len(batch))
+            delivered, dead, requests = self._isolate(batch, list(batch.entries), exc)
+            return delivered, dead, requests + 1, None
+        except (MarketUnauthorized, MarketForbidden) as exc:
+            self.limiter.settle(grant, 0)
+            self.redis.set(k["halt"], f"HTTP {exc.status}: {exc.message}"[:500], px=int(self.halt_s * 1000))
+            n = self.buffer.settle(batch, "dead", reason=f"{exc.message} (campaign halted for {self.halt_s:g}s)")
+            log.error("campaign %s halted: %s", c, exc.message)
+            return 0, n, 1, self.halt_s
+        except MarketRateLimited as exc:
+            self.limiter.settle(grant, 0)  # refused requests are not counted by the Market
+            self.buffer.settle(batch, "returned")
+            wait = _seconds_until(exc.until) if exc.until else 1.0
+            if isinstance(exc, MarketParallelLimitExceeded):
+                wait = min(wait, 1.0)  # a foreign client holds slots; they free up in moments
+            self.limiter.pause(METHOD, str(c), wait)
+            self.redis.hincrby(k["stats"], "rate_limited", 1)
+            return 0, 0, 1, wait
+        except MarketError as exc:
+            # A failed request may still have been counted (or applied): keep its cost if so.
+            self.limiter.settle(grant, len(batch) if exc.retryable else 0)
+            return self._failed(batch, exc)
+        self.limiter.settle(grant, len(batch))
+        n = self.buffer.settle(batch, "delivered")
+        self.redis.hdel(k["stats"], "failstreak")
+        return n, 0, 1, None
+
+    def _failed(self, batch: Batch, exc: MarketError) -> tuple[int, int, int, float | None]:
+        k = keys.campaign_keys(batch.campaign_id)
+        if not exc.retryable:
+            return 0, self.buffer.settle(batch, "dead", reason=exc.message), 1, None
+        now_ms = time.time() * 1000
+        expired = [e.sku for e in batch.entries if now_ms - e.first_ms > self.retry_max_age_s * 1000]
+        dead = self.buffer.settle(batch, "dead", expired, reason=f"gave up after {self.retry_max_age_s:g}s: "
+                                  f"{exc.message}") if expired else 0
+        self.buffer.settle(batch, "returned")
+        streak = int(self.redis.hincrby(k["stats"], "failstreak", 1))
+        self.redis.hincrby(k["stats"], "retries", 1)
+        delay = min(60.0, 0.25 * 2 ** min(streak, 8)) * random.uniform(0.5, 1.5)
+        self.redis.set(k["halt"] + ":backoff", "1", px=int(delay * 1000))
+        log.warning("campaign %s: %s; retrying in %.1fs", batch.campaign_id, exc.message, delay)
+        return 0, dead, 1, delay
+
+    def _isolate(self, batch: Batch, entries: list[Entry], exc: MarketBadRequest) -> tuple[int, int, int]:
+        """Deliver what the Market accepts out of ``entries``; dead-letter what it refuses."""
+        named = {sku for err in exc.errors for sku in _QUOTED.findall(err.message)} & {e.sku for e in entries}
+        if len(entries) == 1 or named:
+            culprits = [e for e in entries if e.sku in named] if named else entries
+            reason = "; ".join(e.message for e in exc.errors if any(c.sku in e.message for c in culprits)) \
+                or exc.message
+            dead = self.buffer.settle(batch, "dead", [e.sku for e in culprits], reason=reason)
+            rest = [e for e in entries if e not in culprits]
+            groups = [rest] if rest else []
+        else:
+            dead, half = 0, len(entries) // 2
+            groups = [entries[:half], entries[half:]]
+        delivered = requests = 0
+        for group in groups:
+            self.buffer.extend(batch, self.lease_s)
+            grant = self._wait_for_quota(batch.campaign_id, len(group))
+            try:
+                self.client.update_stocks(batch.campaign_id, self._levels(group), validate=False)
+            except MarketBadRequest as inner:
+                self.limiter.settle(grant)
+                d, x, r = self._isolate(batch, group, inner)
+                delivered, dead, requests = delivered + d, dead + x, requests + r + 1
+                continue
+            except MarketError as other:
+                self.limiter.settle(grant, len(group) if other.retryable else 0)
+                self.buffer.settle(batch, "returned", [e.sku for e in group])
+                requests += 1
+                continue
+            self.limiter.settle(grant)
+            delivered += self.buffer.settle(batch, "delivered", [e.sku for e in group])
+            requests += 1
+        return delivered, dead, requests
+
+    def _wait_for_quota(self, campaign_id: int, cost: int) -> Grant:
+        # Isolation is rare and holds a batch already taken; waiting here keeps it simple.
+        while True:
+            grant = self.limiter.acquire(METHOD, str(campaign_id), cost, cost)
+            if grant.granted:
+                return grant
+            time.sleep(min(grant.wait_s, 5.0))
+
+    @staticmethod
+    def _levels(entries: tuple[Entry, ...] | list[Entry]) -> list[StockLevel]:
+        now_ms = int(time.time() * 1000)
+        levels = []
+        for e in entries:
+            if now_ms - e.stamp_ms > STALE_STAMP_MS:
+                stamp = None  # the Market refuses stamps older than a day; let it stamp "now"
+            else:
+                stamp = datetime.fromtimestamp(min(e.stamp_ms, now_ms) / 1000, timezone.utc)
+            levels.append(StockLevel(e.sku, e.count, stamp))
+        return levels
+
+
+def _seconds_until(until: datetime) -> float:
+    return max(0.5, (until - datetime.now(timezone.utc)).total_seconds())

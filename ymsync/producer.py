@@ -1,0 +1,82 @@
+"""The producer side: validate stock updates, then write them into the StockBuffer.
+
+The buffer *is* the queue for stock values: one atomic, pipelined Redis write per thousand
+updates (a Celery message per update could not carry tens of thousands a second), after
+which a worker's scheduler is woken to enqueue the flush task. Nothing is written unless
+every item is valid, unless the caller asks to skip the invalid ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable, Mapping
+
+import redis
+from marshmallow import ValidationError
+
+from .buffer import IngestResult, StockBuffer
+from .market.schemas import StockUpdateSchema, flatten_errors, show
+from .settings import get_settings
+
+_SCHEMA = StockUpdateSchema()
+
+
+class InvalidInput(ValueError):
+    """Some updates are invalid; ``errors`` locates each (item or line, field, value)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
+        super().__init__(f"{len(errors)} invalid stock update(s), nothing queued: " + "; ".join(errors[:20]) + more)
+
+
+@dataclass(frozen=True)
+class Checked:
+    updates: list[tuple[str, int, int | None]]  # (sku, count, stamp_ms or None)
+    errors: list[str]
+
+
+def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | None = None) -> Checked:
+    """Validate items (``{sku, count, updatedAt?}``); ``labels`` name each one in errors."""
+    updates: list[tuple[str, int, int | None]] = []
+    errors: list[str] = []
+    label_iter = iter(labels) if labels is not None else None
+    for index, item in enumerate(items):
+        label = next(label_iter) if label_iter is not None else f"item {index}"
+        try:
+            data = _SCHEMA.load(item)
+        except ValidationError as exc:
+            errors.extend(f"{label}: {line}" for line in flatten_errors(exc.messages))
+            continue
+        except TypeError:
+            errors.append(f"{label}: expected an object with sku, count and updatedAt, got {show(item)}")
+            continue
+        stamp = data.get("updatedAt")
+        updates.append((data["sku"], data["count"], int(stamp.timestamp() * 1000) if stamp else None))
+    return Checked(updates, errors)
+
+
+def check_campaign(campaign_id: object) -> int:
+    if isinstance(campaign_id, bool) or not isinstance(campaign_id, int) or campaign_id < 1:
+        raise InvalidInput([f"campaign_id must be an integer >= 1, got {show(campaign_id)}"])
+    return campaign_id
+
+
+@lru_cache(maxsize=4)
+def _buffer_for(redis_url: str) -> StockBuffer:
+    return StockBuffer(redis.Redis.from_url(redis_url))
+
+
+def default_buffer() -> StockBuffer:
+    return _buffer_for(get_settings().redis_url)
+
+
+def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_invalid: bool = False,
+                buffer: StockBuffer | None = None) -> IngestResult:
+    """Queue stock updates for a campaign. Raises :class:`InvalidInput` (nothing queued) on bad input."""
+    campaign_id = check_campaign(campaign_id)
+    checked = check_updates(items)
+    if checked.errors and not skip_invalid:
+        raise InvalidInput(checked.errors)
+    return (buffer or default_buffer()).ingest(campaign_id, checked.updates)
