@@ -276,7 +276,8 @@ def _stock_entry(level: StockLevel) -> dict[str, Any]:
     item: dict[str, Any] = {"count": level.count}
     if level.updated_at is not None:
         item["updatedAt"] = level.updated_at.isoformat()
-    return {"sku": level.sku.strip(), "items": [item]}  # the Market trims; duplicates must be seen trimmed
+    sku = level.sku.strip() if isinstance(level.sku, str) else level.sku  # the Market trims; so do we
+    return {"sku": sku, "items": [item]}
 
 
 def _load(schema: s.Schema, data: Any, operation: str) -> dict:
