@@ -137,6 +137,8 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     except ValueError:
         kind = "an integer" if integer else "a number"
         raise SettingsError(f"{name}: expected {kind}, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}: expected a finite number, got {raw!r}")
     if value < minimum:
         raise SettingsError(f"{name}: must be at least {minimum:g}, got {raw!r}")
     return value

@@ -236,6 +236,29 @@ def test_validator_catches_bad_request(market, contract):
     assert bad_body.operation == "updateStocks" and bad_body.response_errors == []
     assert any("-1 is less than the minimum of 0" in e for e in bad_body.request_errors), bad_body.request_errors
     assert bad_query.request_errors == ["undeclared query parameter 'pageSize'"]
+    # ... and a reply that breaks the spec (wrong status enum, stock type unknown) is caught too.
+    bad_query.response._content = b'{"status":"MAYBE","result":{"warehouses":[{"warehouseId":1,"offers":[' \
+                                   b'{"offerId":"a","stocks":[{"type":"LOST","count":1}]}]}]}}'
+    bad_query.response.status_code = 200
+    forged = contract._check(bad_query.response)
+    assert forged.request_errors == bad_query.request_errors and len(forged.response_errors) == 1
+    assert "'MAYBE' is not one of" in forged.response_errors[0] and "'LOST' is not one of" in forged.response_errors[0]
+
+
+def test_default_quotas_match_x_resource_limit_config(api):
+    """The sandbox and settings defaults equal the spec's base-tier ("none") limits."""
+    from ymsync.settings import DEFAULT_QUOTAS as SETTINGS_QUOTAS, parse_quota
+
+    calls = {"updateStocks": ("put", "/v2/campaigns/1/offers/stocks", "update_stocks"),
+             "getStocks": ("post", "/v2/campaigns/1/offers/stocks", "get_stocks"),
+             "generateStocksOnWarehousesReport": ("post", "/v2/reports/stocks-on-warehouses/generate", "report_generate"),
+             "getReportInfo": ("get", "/v2/reports/info/x", "report_info")}
+    for operation, (method, path, setting) in calls.items():
+        found = APICallPathFinder(api.spec).find(method, (api.spec / "servers" / 0 / "url").read_str() + path)
+        limit = (found.operation / "x-resource-limit-config" / "none").read_value()
+        seconds = limit["period-duration"] * {"minutes": 60, "hours": 3600}[limit["period"]]
+        assert DEFAULT_QUOTAS[operation] == Quota(limit["amount"], seconds), operation
+        assert parse_quota(setting, SETTINGS_QUOTAS[setting]) == Quota(limit["amount"], seconds), setting
 
 
 # --- the four methods, happy paths -------------------------------------------------------------

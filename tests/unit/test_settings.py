@@ -132,6 +132,13 @@ def test_other_numbers(name, raw, message):
     assert str(info.value) == message
 
 
+@pytest.mark.parametrize("name", ["YM_HTTP_READ_TIMEOUT", "YM_HTTP_CONNECT_TIMEOUT"])
+@pytest.mark.parametrize("raw", ["nan", "inf"])
+def test_non_finite_timeouts_refused(name, raw):
+    with pytest.raises(SettingsError, match=f"^{name}: "):
+        load_settings({name: raw})
+
+
 def test_download_hosts_parsed():
     assert load_settings({"YM_DOWNLOAD_HOSTS": " Files.Example.com, ,*.cdn.test "}).download_hosts == (
         "files.example.com", "*.cdn.test")
