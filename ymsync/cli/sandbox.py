@@ -1,4 +1,4 @@
-"""The ``ymsync`` command: thin wrappers over the library (and, for queue work, the tasks)."""
+"""``ymsync sandbox``: run the local Market emulator."""
 
 from __future__ import annotations
 
@@ -9,14 +9,8 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .settings import SettingsError, parse_quota
-
-
-@click.group()
-@click.version_option(__version__, prog_name="ymsync")
-def main() -> None:
-    """Keep a web shop's stock levels in sync with Yandex Market."""
+from ..settings import SettingsError, parse_quota
+from . import main
 
 
 _QUOTA_NAMES = {
@@ -56,7 +50,7 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str,
             max_parallel: int, report_delay: float, link_ttl: float, error_rate: float,
             lost_reply_rate: float, latency_ms: float) -> None:
     """Run the local Market sandbox (a real HTTP server) until Ctrl-C or SIGTERM."""
-    from .sandbox import DEFAULT_QUOTAS, CampaignConfig, Faults, MarketSandbox, SandboxConfig
+    from ..sandbox import DEFAULT_QUOTAS, CampaignConfig, Faults, MarketSandbox, SandboxConfig
 
     try:
         parsed = tuple(CampaignConfig.parse(c) for c in campaigns)
@@ -91,6 +85,3 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str,
         market.stop()
         click.echo("Market sandbox stopped")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,0 +1,21 @@
+"""The ``ymsync`` command: thin wrappers over the library (and, for queue work, the tasks).
+
+One module per command group; each registers itself on :data:`main` when imported below.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+
+
+@click.group()
+@click.version_option(__version__, prog_name="ymsync")
+def main() -> None:
+    """Keep a web shop's stock levels in sync with Yandex Market."""
+
+
+from . import sandbox  # noqa: E402,F401  (registers its commands)
+
+__all__ = ["main"]
