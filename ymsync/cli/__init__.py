@@ -16,6 +16,6 @@ def main() -> None:
     """Keep a web shop's stock levels in sync with Yandex Market."""
 
 
-from . import sandbox  # noqa: E402,F401  (registers its commands)
+from . import push, sandbox  # noqa: E402,F401  (each registers its commands)
 
 __all__ = ["main"]

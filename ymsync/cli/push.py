@@ -1,0 +1,193 @@
+"""``ymsync push``, ``ymsync status`` and ``ymsync dead-letters``: the stock pipeline from a shell."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+
+import click
+import redis
+
+from ..buffer import StockBuffer
+from ..delivery import DeliveryTracker, Progress, server_time_ms
+from ..inputs import UnreadableInput, open_input, read_items
+from ..producer import check_updates
+from ..quota import QuotaLimiter
+from ..settings import Settings, SettingsError, get_settings
+from ..status import all_statuses, campaign_status
+from . import main
+
+EXIT_INVALID = 1  # invalid input: nothing queued
+EXIT_UNDELIVERED = 3  # --wait: some SKUs were dead-lettered, or the wait timed out
+
+
+@lru_cache(maxsize=1)
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(_settings().redis_url, socket_timeout=30)
+
+
+def _buffer() -> StockBuffer:
+    return StockBuffer(_redis())
+
+
+def _limiter() -> QuotaLimiter:
+    s = _settings()
+    return QuotaLimiter(_redis(), s.quotas, max_parallel=s.max_parallel)
+
+
+@main.command()
+@click.option("--campaign", "campaign_id", required=True, type=click.IntRange(min=1), help="Market campaign id.")
+@click.argument("file", default="-", metavar="FILE|-")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]),
+              help="Input format; default: from the extension, else sniffed (CSV needs a header).")
+@click.option("--skip-invalid", is_flag=True, help="Queue the valid updates and report the invalid ones.")
+@click.option("--wait", is_flag=True, help="Show progress until every SKU is delivered or dead-lettered.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, help="With --wait: give up after seconds.")
+def push(campaign_id: int, file: str, fmt: str | None, skip_invalid: bool, wait: bool,
+         timeout: float | None) -> None:
+    """Queue stock updates from a CSV (sku,count[,updatedAt]) or JSON Lines file.
+
+    Every line is checked first; if any is invalid nothing is queued (exit 1) unless
+    --skip-invalid. With --wait, exits 3 if any SKU was dead-lettered.
+    """
+    try:
+        with open_input(file) as stream:
+            read = read_items(stream, file, fmt)
+    except (OSError, UnreadableInput) as exc:
+        raise click.ClickException(str(exc)) from None
+    checked = check_updates(read.items, read.labels)
+    errors = sorted(read.problems + checked.errors, key=_line_number)
+    if errors:
+        for line in errors:
+            click.echo(f"{file}: {line}", err=True)
+        if not skip_invalid:
+            click.echo(f"{len(errors)} invalid line(s); nothing queued (--skip-invalid queues the valid rest)",
+                       err=True)
+            sys.exit(EXIT_INVALID)
+    if not checked.updates:
+        click.echo("nothing to queue", err=True)
+        sys.exit(EXIT_INVALID if errors else 0)
+    buffer = _buffer()
+    try:
+        pushed_after = server_time_ms(buffer)
+        result = buffer.ingest(campaign_id, checked.updates)
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis at {_settings().redis_url}: {exc}") from None
+    skipped = f", {len(errors)} invalid skipped" if errors else ""
+    click.echo(f"queued {len(checked.updates)} update(s) for campaign {campaign_id}: {result.accepted} accepted, "
+               f"{result.stale} older than (or equal to) a value already held{skipped}")
+    if wait:
+        tracker = DeliveryTracker(buffer, campaign_id, checked.updates, pushed_after)
+        progress = _wait(tracker, timeout)
+        click.echo(f"delivered {progress.delivered} of {progress.total} SKU(s), {progress.dead} dead-lettered")
+        if progress.dead:
+            shown = ", ".join(tracker.dead_skus[:10]) + (" …" if len(tracker.dead_skus) > 10 else "")
+            click.echo(f"dead-lettered: {shown} (see: ymsync dead-letters list --campaign {campaign_id})", err=True)
+        if not progress.done:
+            click.echo(f"timed out with {progress.total - progress.settled} SKU(s) still pending", err=True)
+        if progress.dead or not progress.done:
+            sys.exit(EXIT_UNDELIVERED)
+
+
+def _line_number(error: str) -> int:
+    label = error.split(":", 1)[0]  # "line 7"
+    return int(label[5:]) if label.startswith("line ") and label[5:].isdigit() else 0
+
+
+def _wait(tracker: DeliveryTracker, timeout: float | None) -> Progress:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+    limiter = _limiter()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = (TextColumn("campaign {task.fields[campaign]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[note]}"), TimeElapsedColumn())
+    with Bar(*columns, transient=False, disable=not sys.stderr.isatty(),
+             console=Console(stderr=True)) as bar:
+        task = bar.add_task("push", total=tracker.total, campaign=tracker.campaign_id, note="")
+        while True:
+            progress = tracker.poll()
+            state = campaign_status(tracker.buffer, limiter, tracker.campaign_id)
+            quota = f"quota {state.quota_used}/{state.quota_amount}" if state.quota_amount else "quota off"
+            paused = f", paused: {state.pause_reason}" if state.paused_until else ""
+            note = f"dead {progress.dead}, pending {state.pending}, in flight {state.in_flight}, {quota}{paused}"
+            bar.update(task, completed=progress.settled, note=note)
+            if progress.done or (deadline is not None and time.monotonic() > deadline):
+                return progress
+            time.sleep(0.25)
+
+
+@main.command()
+@click.option("--campaign", "campaign_id", type=click.IntRange(min=1), help="Only this campaign.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(campaign_id: int | None, as_json: bool) -> None:
+    """Per campaign: pending, in flight, delivered, dead-lettered, quota used, paused until."""
+    buffer, limiter = _buffer(), _limiter()
+    try:
+        rows = [campaign_status(buffer, limiter, campaign_id)] if campaign_id else all_statuses(buffer, limiter)
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis at {_settings().redis_url}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("campaign", "pending", "in flight", "delivered", "dead letters", "quota used", "paused until")
+    for r in rows:
+        quota = f"{r.quota_used}/{r.quota_amount}" if r.quota_amount else "off"
+        paused = f"{r.paused_until:%H:%M:%S} UTC ({r.pause_reason})" if r.paused_until else "-"
+        table.add_row(str(r.campaign), str(r.pending), str(r.in_flight), str(r.delivered), str(r.dead_letters),
+                      quota, paused)
+    Console().print(table if rows else "no campaigns yet")
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Stock values the Market refused or that failed too long: list, replay, purge."""
+
+
+@dead_letters.command("list")
+@click.option("--campaign", "campaign_id", type=click.IntRange(min=1), help="Only this campaign.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
+def list_dead(campaign_id: int | None, as_json: bool) -> None:
+    """Every dead letter with its SKU, value, reason and time."""
+    buffer = _buffer()
+    campaigns = [campaign_id] if campaign_id else buffer.campaigns()
+    for c in campaigns:
+        for letter in buffer.dead_letters(c):
+            if as_json:
+                click.echo(json.dumps({"campaign": c, **letter}, ensure_ascii=False))
+            else:
+                when = datetime.fromtimestamp(letter["at_ms"] / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+                click.echo(f"{c}\t{letter['sku']}\t{letter['count']}\t{when}Z\t{letter['reason']}")
+
+
+@dead_letters.command()
+@click.option("--campaign", "campaign_id", required=True, type=click.IntRange(min=1))
+@click.option("--sku", "skus", multiple=True, help="Only these SKUs (repeatable); default all.")
+def replay(campaign_id: int, skus: tuple[str, ...]) -> None:
+    """Queue dead letters again (a newer value that arrived since wins)."""
+    n = _buffer().replay(campaign_id, skus)
+    click.echo(f"replayed {n} dead letter(s) for campaign {campaign_id}")
+
+
+@dead_letters.command()
+@click.option("--campaign", "campaign_id", required=True, type=click.IntRange(min=1))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(campaign_id: int, yes: bool) -> None:
+    """Forget a campaign's dead letters."""
+    if not yes:
+        click.confirm(f"Forget every dead letter of campaign {campaign_id}?", abort=True)
+    n = _buffer().purge(campaign_id)
+    click.echo(f"purged {n} dead letter(s) for campaign {campaign_id}")
