@@ -11,22 +11,36 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ymsync.producer import check_updates
+from celery import Task
+
+from ymsync.producer import InvalidInput, check_campaign, check_updates
 
 from . import app, runtime
 
 
-@app.task(name="ymsync.stocks.update", ignore_result=True)
-def update(campaign_id: int, items: list[dict[str, Any]]) -> None:
+@app.task(name="ymsync.stocks.update", bind=True, ignore_result=True)
+def update(self: Task, campaign_id: int, items: list[dict[str, Any]]) -> None:
+    # A bad campaign has nowhere to be dead-lettered: fail the task loudly (logs, Flower).
+    campaign = check_campaign(campaign_id)
+    if not isinstance(items, list):
+        raise InvalidInput([f"items must be a list of {{sku, count, updatedAt?}}, got {type(items).__name__}"])
     checked = check_updates(items)
     buf = runtime.buffer()
-    for error in checked.errors:
+    reasons: dict[int, list[str]] = {}
+    for error in checked.errors:  # "item 3: count: …"
         label, _, reason = error.partition(": ")
-        buf.dead_letter_raw(int(campaign_id), f"invalid:{time.time_ns()}:{label}",
-                            {"sku": label, "count": None, "stamp_ms": None, "first_ms": None,
-                             "reason": f"invalid input: {reason}", "at_ms": int(time.time() * 1000)})
+        reasons.setdefault(int(label.split()[1]), []).append(reason)
+    now_ms = int(time.time() * 1000)
+    for index, why in reasons.items():
+        item = items[index] if isinstance(items[index], dict) else {}
+        sku, count = item.get("sku"), item.get("count")
+        # Keyed by task id and position, so a redelivered message rewrites rather than repeats.
+        buf.dead_letter_raw(campaign, f"invalid:{self.request.id}:{index}", {
+            "sku": str(sku) if sku is not None else f"item {index}",
+            "count": count if isinstance(count, int) and not isinstance(count, bool) else None,
+            "stamp_ms": None, "first_ms": None, "reason": "invalid input: " + "; ".join(why), "at_ms": now_ms})
     if checked.updates:
-        buf.ingest(int(campaign_id), checked.updates)
+        buf.ingest(campaign, checked.updates)
 
 
 @app.task(name="ymsync.stocks.flush")

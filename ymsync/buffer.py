@@ -159,8 +159,9 @@ else skus = redis.call('HKEYS', KEYS[1]) end
 local n = 0
 for _, sku in ipairs(skus) do
   local raw = redis.call('HGET', KEYS[1], sku)
-  if raw then
-    local d = cjson.decode(raw)
+  local d = raw and cjson.decode(raw)
+  -- Invalid input from a foreign producer has no value to send: it stays a dead letter.
+  if d and type(d.count) == 'number' and type(d.stamp_ms) == 'number' then
     local h = redis.call('HGET', KEYS[2], sku)
     local newer = h and tonumber(string.match(h, '^(%d+)|')) > d.stamp_ms
     if not newer and redis.call('HEXISTS', KEYS[3], sku) == 0 then

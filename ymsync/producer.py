@@ -44,13 +44,13 @@ def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | No
     label_iter = iter(labels) if labels is not None else None
     for index, item in enumerate(items):
         label = next(label_iter) if label_iter is not None else f"item {index}"
+        if not isinstance(item, Mapping):
+            errors.append(f"{label}: expected an object with sku, count and updatedAt, got {show(item)}")
+            continue
         try:
             data = _SCHEMA.load(item)
         except ValidationError as exc:
             errors.extend(f"{label}: {line}" for line in flatten_errors(exc.messages))
-            continue
-        except TypeError:
-            errors.append(f"{label}: expected an object with sku, count and updatedAt, got {show(item)}")
             continue
         stamp = data.get("updatedAt")
         updates.append((data["sku"], data["count"], int(stamp.timestamp() * 1000) if stamp else None))
