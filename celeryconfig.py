@@ -38,6 +38,7 @@ task_default_queue = "stocks"
 task_routes = {
     "ymsync.stocks.*": {"queue": "stocks"},
     "ymsync.reports.*": {"queue": "reports"},
+    "ymsync.reads.*": {"queue": "reports"},
 }
 
 task_acks_late = True

@@ -40,3 +40,19 @@ def flusher() -> Flusher:
     s = get_settings()
     client = MarketClient.from_settings(s)
     return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=lease_seconds())
+
+
+# --- the read side (stock reads, reconciliation) -------------------------------------------
+
+from ymsync.reads import StockReader  # noqa: E402  (appended section: kept next to its factories)
+from ymsync.reconcile import Reconciler  # noqa: E402
+
+
+@lru_cache(maxsize=1)
+def reader() -> StockReader:
+    return StockReader(limiter(), MarketClient.from_settings(get_settings()))
+
+
+@lru_cache(maxsize=1)
+def reconciler() -> Reconciler:
+    return Reconciler(buffer(), reader())

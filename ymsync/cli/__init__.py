@@ -17,5 +17,6 @@ def main() -> None:
 
 
 from . import push, sandbox  # noqa: E402,F401  (each registers its commands)
+from . import reads  # noqa: E402,F401
 
 __all__ = ["main"]

@@ -1,0 +1,103 @@
+"""Stock reads and reconciliation on the ``reports`` queue (``celery -A tasks worker -Q reports``).
+
+``ymsync.reads.stocks`` writes every offer of a campaign to a file under ``YM_REPORTS_DIR`` and
+returns its path and counts: the data travels as a file, never through the result backend.
+``ymsync.reads.reconcile`` compares the Market with what ymsync delivered, writes the drift rows
+as JSON next to it and, with ``fix``, re-queues ours through the normal push path.
+
+Both are safe to run twice (acks_late redelivers a task whose worker died): a read rewrites
+its file atomically, and a second fix finds nothing left to re-queue or re-queues the same value.
+Quota waits happen inside the task, a few seconds at a time: a read is one long walk whose
+page tokens are not worth persisting, and the read quota refills within a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any, Sequence
+
+from ymsync.market import InvalidRequest
+from ymsync.reads import FORMATS, ReadOptions, format_for
+from ymsync.settings import get_settings
+
+from . import app, runtime
+
+
+@app.task(name="ymsync.reads.stocks", bind=True)
+def stocks(self: Any, campaign_id: int, out: str | None = None, fmt: str | None = None,
+           offer_ids: list[str] | None = None, archived: bool | None = None, warehouse_id: int | None = None,
+           with_turnover: bool | None = None) -> dict[str, Any]:
+    try:
+        fmt = fmt or (format_for(out) if out else "jsonl")
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        path = output_path(out or default_name("stocks", int(campaign_id), self.request.id, fmt))
+        options = ReadOptions(offer_ids=tuple(offer_ids) if offer_ids is not None else None, archived=archived,
+                              warehouse_id=warehouse_id, with_turnover=with_turnover)
+    except (InvalidRequest, ValueError) as exc:
+        # Bad arguments are a result to show, not a traceback to dig out of a worker log.
+        return {"campaign": int(campaign_id), "error": str(exc)}
+    result = runtime.reader().export(int(campaign_id), options, out=path, fmt=fmt)
+    return {"campaign": int(campaign_id), **result.as_dict()}
+
+
+@app.task(name="ymsync.reads.reconcile", bind=True)
+def reconcile(self: Any, campaign_id: int, fix: bool = False, out: str | None = None) -> dict[str, Any]:
+    try:
+        path = output_path(out or default_name("reconcile", int(campaign_id), self.request.id, "json"))
+    except ValueError as exc:
+        return {"campaign": int(campaign_id), "error": str(exc)}
+    result = runtime.reconciler().run(int(campaign_id), fix=bool(fix))
+    _write_json(path, result.as_dict())
+    return {"campaign": result.campaign_id, "path": str(path), "checked": result.checked, "drift": result.drift,
+            "requeued": result.requeued, "in_motion": result.in_motion}
+
+
+def output_path(name: str) -> Path:
+    """``name`` under ``YM_REPORTS_DIR``; a message must not make a worker write elsewhere."""
+    rel = PurePosixPath(str(name).replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise ValueError(f"out must be a relative path inside YM_REPORTS_DIR, got {name!r}")
+    return get_settings().reports_dir / Path(*rel.parts)
+
+
+def default_name(kind: str, campaign_id: int, task_id: str | None, ext: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{kind}/{campaign_id}-{stamp}-{(task_id or 'local')[:8]}.{ext}"
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, ensure_ascii=False, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def send_stock_read(campaign_id: int, *, out: str | None = None, fmt: str | None = None,
+                    offer_ids: Sequence[str] | None = None, archived: bool | None = None,
+                    warehouse_id: int | None = None, with_turnover: bool | None = None) -> Any:
+    """Enqueue a stock read; Flower shows a one-line summary, not thousands of SKUs."""
+    kwargs = {"out": out, "fmt": fmt, "offer_ids": list(offer_ids) if offer_ids is not None else None,
+              "archived": archived, "warehouse_id": warehouse_id, "with_turnover": with_turnover}
+    options = ReadOptions(offer_ids=tuple(offer_ids) if offer_ids is not None else None, archived=archived,
+                          warehouse_id=warehouse_id, with_turnover=with_turnover)
+    return stocks.apply_async((int(campaign_id),), {k: v for k, v in kwargs.items() if v is not None},
+                              argsrepr=f"(campaign={int(campaign_id)})",
+                              kwargsrepr=f"{{{options.describe()}, out={out or 'auto'}}}")
+
+
+def send_reconcile(campaign_id: int, *, fix: bool = False, out: str | None = None) -> Any:
+    return reconcile.apply_async((int(campaign_id),), {"fix": bool(fix), "out": out},
+                                 argsrepr=f"(campaign={int(campaign_id)})", kwargsrepr=f"{{fix={bool(fix)}}}")
+
+
+__all__ = ["stocks", "reconcile", "send_stock_read", "send_reconcile", "output_path"]

@@ -1,0 +1,119 @@
+"""``ymsync stocks`` and ``ymsync reconcile``: the read side from a shell.
+
+Both run the library in this process (no worker needed for the read itself) and share the
+read quota with every worker through Redis, so a shell read never pushes a worker into a 420.
+``reconcile --fix`` only queues values; a stocks worker delivers them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import click
+import redis
+
+from ..buffer import StockBuffer
+from ..market import InvalidRequest, MarketClient, MarketError
+from ..quota import QuotaLimiter
+from ..reads import ReadOptions, StockReader, format_for
+from ..reconcile import Reconciler, render_table
+from ..settings import Settings, SettingsError, get_settings
+from . import main
+
+
+@lru_cache(maxsize=1)
+def _settings() -> Settings:
+    try:
+        settings = get_settings()
+        settings.require_credentials()
+        return settings
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(_settings().redis_url, socket_timeout=30)
+
+
+def _reader() -> StockReader:
+    s = _settings()
+    # The lease must outlive a slow request, as the workers' do (tasks/runtime.py).
+    limiter = QuotaLimiter(_redis(), s.quotas, max_parallel=s.max_parallel,
+                           lease_ttl_s=s.connect_timeout + s.read_timeout + 10)
+    return StockReader(limiter, MarketClient.from_settings(s))
+
+
+def _split_ids(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """``--offer-ids A,B --offer-ids C`` → (A, B, C); ``@FILE`` reads one id a line."""
+    if not values:
+        return None
+    ids: list[str] = []
+    for value in values:
+        if value.startswith("@"):
+            try:
+                ids += [line.strip() for line in Path(value[1:]).read_text(encoding="utf-8").splitlines()]
+            except OSError as exc:
+                raise click.BadParameter(f"cannot read {value[1:]}: {exc.strerror}", param_hint="--offer-ids")
+        else:
+            ids += value.split(",")
+    return tuple(dict.fromkeys(i.strip() for i in ids if i.strip()))
+
+
+@main.command()
+@click.option("--campaign", "campaign_id", required=True, type=click.IntRange(min=1), help="Market campaign id.")
+@click.option("--offer-ids", "offer_ids", multiple=True, metavar="SKU[,SKU…]|@FILE",
+              help="Only these SKUs (comma-separated, repeatable, or @file with one a line); asked 500 at a time.")
+@click.option("--archived", is_flag=True, default=None, help="Archived offers instead of active ones.")
+@click.option("--warehouse", "warehouse_id", type=click.IntRange(min=1), help="Only stock on this warehouse.")
+@click.option("--with-turnover", is_flag=True, default=None, help="Add turnover (FBY and LaaS campaigns).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to FILE (.csv or .jsonl); default: JSON Lines on stdout.")
+def stocks(campaign_id: int, offer_ids: tuple[str, ...], archived: bool | None, warehouse_id: int | None,
+           with_turnover: bool | None, out: Path | None) -> None:
+    """Read every offer's stock on the Market, page by page, within the shared read quota."""
+    ids = _split_ids(offer_ids)
+    if ids is not None and archived:
+        raise click.UsageError("--offer-ids cannot be combined with --archived (the Market's rule)")
+    if out is not None:
+        try:
+            format_for(out)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--out") from None
+    # Unset flags stay out of the request (None), as the Market's defaults apply then.
+    options = ReadOptions(offer_ids=ids, archived=archived or None, warehouse_id=warehouse_id,
+                          with_turnover=with_turnover or None)
+    try:
+        result = _reader().export(campaign_id, options, out=out, stream=None if out else sys.stdout)
+    except (InvalidRequest, MarketError) as exc:
+        raise click.ClickException(str(exc)) from None
+    stats = result.stats
+    where = f" to {out}" if out else ""
+    click.echo(f"campaign {campaign_id}: {stats.offers} offers in {stats.pages} pages ({stats.requests} requests, "
+               f"{stats.waited_s:.1f}s waiting for quota){where}", err=True)
+
+
+@main.command()
+@click.option("--campaign", "campaign_id", required=True, type=click.IntRange(min=1), help="Market campaign id.")
+@click.option("--fix", is_flag=True, help="Re-queue our value for each drifted SKU through the push path.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
+def reconcile(campaign_id: int, fix: bool, as_json: bool) -> None:
+    """Compare the Market's stock with the last values ymsync delivered, and list the drift.
+
+    Status per row: drift (ours differs; --fix re-queues it), pending (a newer value is already
+    queued, in flight or dead-lettered, so ours is not re-sent), missing (the Market does not
+    list the SKU)."""
+    reconciler = Reconciler(StockBuffer(_redis()), _reader())
+    try:
+        result = reconciler.run(campaign_id, fix=fix)
+    except (InvalidRequest, MarketError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=1))
+    else:
+        click.echo(render_table(result))
+        if fix and result.requeued:
+            click.echo("re-queued values are delivered by a stocks worker (celery -A tasks worker -Q stocks)")
