@@ -21,7 +21,7 @@ from ymsync import push_stocks
 from ymsync.buffer import StockBuffer
 from ymsync.market import MarketClient, StockLevel
 from ymsync.quota import QuotaLimiter
-from ymsync.reads import ReadOptions, StockReader
+from ymsync.reads import ReadOptions, ReadStats, StockReader
 from ymsync.reconcile import Reconciler
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
 from ymsync.settings import Credentials, Quota, Secret
@@ -109,6 +109,19 @@ def test_offer_ids_are_asked_500_at_a_time(market, clean_redis):
     assert [c["cost"] for c in get_stocks_calls(market, since)] == [500, 500, 150]
 
 
+def test_a_420_pauses_every_reader_and_the_read_still_completes(market, clean_redis):
+    plant(market, FBS, {f"L-{i:03d}": 1 for i in range(250)})
+    # A foreign client on the campaign makes the Market answer 420 for a moment.
+    requests.post(f"{market.url}/_admin/consume", json={"operation": "getStocks", "key": str(FBS), "pause_s": 0.5},
+                  timeout=5).raise_for_status()
+    reader = reader_for(market, clean_redis)
+    stats = ReadStats()
+    ids = [o.offer_id for o in reader.read(FBS, stats=stats)]
+    assert sorted(ids) == [f"L-{i:03d}" for i in range(250)]
+    assert stats.rate_limited == 1  # one 420, then the shared pause held every later request back
+    assert stats.waited_s > 0
+
+
 def test_cli_writes_csv_with_turnover_and_refuses_offer_ids_with_archived(market, redis_server, clean_redis,
                                                                           tmp_path):
     plant(market, FBY, {"T-1": 4, "T-2": 0})
@@ -145,6 +158,10 @@ def test_read_tasks_on_real_workers_write_files_and_share_a_small_quota(redis_se
             bad = probe.send_task("ymsync.reads.stocks", (FBS,), {"out": "../escape.jsonl"}, queue="reports")
             a, b = first.get(timeout=40), second.get(timeout=40)
             assert "inside YM_REPORTS_DIR" in bad.get(timeout=10)["error"]
+            # Nothing delivered yet: reconciliation checks nothing, and still leaves its file.
+            rec = probe.send_task("ymsync.reads.reconcile", (FBY,), {"out": "rec.json"}, queue="reports").get(timeout=20)
+            assert (rec["checked"], rec["drift"]) == (0, 0)
+            assert json.load(open(rec["path"], encoding="utf-8"))["rows"] == []
         finally:
             worker.stop()
         state = requests.get(f"{market.url}/_admin/state", timeout=5).json()
