@@ -13,6 +13,7 @@ POST /_admin/revoke                {token}: later calls with it answer 401
 POST /_admin/config                {report_delay_s?, link_ttl_s?, max_parallel?, max_active_reports?}
 POST /_admin/reports/fail-next     {subStatus}: the next report ends FAILED with it
 POST /_admin/reports/expire-links  every file link minted so far stops working
+POST /_admin/reports/dead-links    {count}: the next COUNT file links minted are already expired
 GET  /_admin/log?since=UNIX_TIME   recent API calls (operation, key, status, cost)
 POST /_admin/reset                 forget stock, quotas and counters
 """
@@ -89,6 +90,10 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
         return 200, {"queued": len(desk.fail_next)}
     if route == "reports/expire-links":
         return 200, {"expired": desk.expire_links()}
+    if route == "reports/dead-links":
+        with desk.lock:
+            desk.dead_links += int(data.get("count", 1))
+            return 200, {"dead_links": desk.dead_links}
     if route == "log":
         since = float(query.get("since", 0))
         with state.lock:

@@ -1,0 +1,396 @@
+"""ReportPoller: one stocks-on-warehouses report from request to parsed rows, one step at a time.
+
+Every call to :meth:`ReportPoller.step` does at most one Market call (plus the download when
+the report turns DONE) and answers either "call me again in N seconds" or a final
+:class:`ReportOutcome`. That shape lets a Celery task re-enqueue itself with a countdown
+instead of sleeping in a worker slot, and lets plain Python run the same loop with
+:meth:`ReportPoller.run`. The state that travels between steps (:class:`PollState`) is plain
+JSON with no file links and no tokens, because it shows up in Flower and the broker.
+
+Shared with every worker through Redis: the ``report_generate`` and ``report_info`` quotas
+(:class:`QuotaLimiter`), and a dedup record per request fingerprint, so an identical request
+already generating, or generated inside the quota window, reuses that report id instead of
+waiting two minutes for the generate quota.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+
+from ..keys import PREFIX
+from ..market import MarketClient
+from ..market.errors import (DownloadRefused, MarketActiveReportsLimit, MarketError, MarketNotFound,
+                             MarketRateLimited, ReportLinkExpired, ReportTooLarge)
+from ..market.models import ReportInfo
+from ..quota import QuotaLimiter
+from .parse import ReportParseError, open_report
+from .request import ReportRequest
+from .unpack import ArchiveLimits, UnsafeArchive
+
+log = logging.getLogger("ymsync.reports")
+
+GENERATE, INFO = "report_generate", "report_info"  # settings.DEFAULT_QUOTAS method names
+SUB_STATUS_TEXT = {
+    "NO_DATA": "the Market has no data for this selection (no stock matched the request's filters)",
+    "TOO_LARGE": "the report is too large for the Market to build; narrow the request "
+                 "(fewer campaigns, warehouses or categories)",
+    "RESOURCE_NOT_FOUND": "the Market could not find part of what the request names "
+                          "(a campaign, warehouse or category)",
+}
+_EVENTS_TTL_S = 24 * 3600
+_MAX_LINK_REFRESHES = 3
+_MAX_ERRORS = 12
+
+# Compare-and-delete: only the holder of a claim (or the report it recorded) may remove it.
+_FORGET = """
+local v = redis.call('GET', KEYS[1])
+if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def dedup_key(scope: str, fingerprint: str) -> str:
+    digest = hashlib.sha256(f"{scope}|{fingerprint}".encode()).hexdigest()[:32]
+    return f"{PREFIX}report:req:{digest}"
+
+
+def events_key(job_id: str) -> str:
+    return f"{PREFIX}report:events:{job_id}"
+
+
+@dataclass
+class PollState:
+    """Where one report job stands. JSON-safe: it travels as a task argument."""
+
+    request: dict[str, Any]
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    out_dir: str | None = None
+    report_id: str | None = None
+    reused: bool = False
+    phase: str = "generate"  # generate → poll → (finished)
+    polls: int = 0
+    errors: int = 0  # consecutive transient failures
+    link_refreshes: int = 0
+    last_status: str = ""
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def new(cls, request: ReportRequest, out_dir: str | Path | None = None, job_id: str | None = None) -> "PollState":
+        return cls(request.to_dict(), job_id=job_id or uuid.uuid4().hex, out_dir=str(out_dir) if out_dir else None)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PollState":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ReportOutcome:
+    """How a report job ended. ``status``: DONE, FAILED (the Market's verdict) or ERROR (ours)."""
+
+    status: str
+    job_id: str
+    request: str
+    report_id: str | None = None
+    reused: bool = False
+    sub_status: str | None = None
+    reason: str = ""
+    path: str | None = None
+    rows_path: str | None = None
+    rows: int = 0
+    sheets: list[str] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)
+    missing_columns: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "DONE"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+@dataclass
+class Step:
+    state: PollState
+    wait_s: float | None = None
+    outcome: ReportOutcome | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
+
+
+class ReportPoller:
+    def __init__(self, client: MarketClient, limiter: QuotaLimiter, redis_client: redis.Redis, reports_dir: Path,
+                 *, quota_key: str = "all", min_poll_s: float = 1.0, max_poll_s: float = 60.0,
+                 max_wait_s: float = 300.0, give_up_after_s: float = 6 * 3600.0,
+                 archive_limits: ArchiveLimits | None = None) -> None:
+        self.client, self.limiter, self.redis = client, limiter, redis_client
+        self.reports_dir = Path(reports_dir)
+        self.quota_key = quota_key
+        self.min_poll_s, self.max_poll_s = min_poll_s, max_poll_s
+        # The caller's countdown cap: it must stay far below the broker's visibility timeout.
+        self.max_wait_s = max_wait_s
+        self.give_up_after_s = give_up_after_s
+        self.archive_limits = archive_limits or ArchiveLimits(max_unpacked_bytes=4 * client.max_report_bytes)
+        quota = limiter.quotas.get(GENERATE)
+        # "Inside the quota window": with the quota switched off, keep the Market's own 2 minutes.
+        self.dedup_window_s = quota.seconds if quota else 120.0
+        self.claim_ttl_s = sum(client.timeout) + 5  # outlives one generate call, even a slow one
+        self._forget = redis_client.register_script(_FORGET)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self, state: PollState, sleep: Callable[[float], None] = time.sleep) -> ReportOutcome:
+        """Drive one job to its end in this process (no Celery): step, sleep, step..."""
+        while True:
+            step = self.step(state)
+            if step.outcome is not None:
+                return step.outcome
+            state = step.state
+            sleep(step.wait_s or 0)
+
+    def step(self, state: PollState) -> Step:
+        request = ReportRequest.from_dict(state.request)
+        if time.time() - state.started_at > self.give_up_after_s:
+            return self._end(state, request, "ERROR", f"gave up after {self.give_up_after_s:g}s without a finished report")
+        try:
+            if state.phase == "generate":
+                return self._generate(state, request)
+            return self._poll(state, request)
+        except MarketError as exc:
+            if not exc.retryable:
+                return self._end(state, request, "ERROR", exc.message)
+            state.errors += 1
+            if state.errors > _MAX_ERRORS:
+                return self._end(state, request, "ERROR", f"gave up after {state.errors} failures in a row: {exc.message}")
+            wait = min(self.max_wait_s, 2.0 ** state.errors)
+            self._event(state, "retrying", f"{type(exc).__name__}: {exc.message}; retrying in {wait:g}s")
+            return Step(state, wait)
+
+    # --- phases ------------------------------------------------------------------------------
+
+    def _generate(self, state: PollState, request: ReportRequest) -> Step:
+        key = dedup_key(self.client.base_url, request.fingerprint)
+        record = self._record(key)
+        if record.get("report_id"):
+            state.report_id, state.reused, state.phase = record["report_id"], True, "poll"
+            self._event(state, "reused", f"reusing report {state.report_id} of an identical request")
+            return self._poll(state, request)
+        if record.get("pending"):
+            self._event(state, "waiting", "an identical request is being sent; waiting to reuse its report")
+            return Step(state, 0.5)
+        grant = self.limiter.acquire(GENERATE, self.quota_key, 1)
+        if not grant.granted:
+            wait = min(self.max_wait_s, max(0.2, grant.wait_s))
+            self._event(state, "waiting-quota", f"waiting for the generate quota ({grant.wait_s:.0f}s)")
+            return Step(state, wait)
+        if not self.redis.set(key, json.dumps({"pending": state.job_id}), nx=True, ex=int(self.claim_ttl_s)):
+            self.limiter.settle(grant, 0)  # lost the race to an identical request: reuse its report
+            return Step(state, 0.2)
+        try:
+            ticket = self.client.generate_stocks_on_warehouses_report(request.body, format=request.format)
+        except MarketActiveReportsLimit as exc:
+            # Too many reports generating at once is not a rate: the Market did not count this call.
+            self.limiter.settle(grant, 0)
+            self._forget(keys=[key], args=[state.job_id])
+            wait = self._until(exc, default=30.0)
+            self._event(state, "waiting-active", f"Active reports limit exceeded; retrying in {wait:.0f}s")
+            return Step(state, wait)
+        except MarketRateLimited as exc:
+            self.limiter.settle(grant)
+            self._forget(keys=[key], args=[state.job_id])
+            wait = self._until(exc, default=self.dedup_window_s)
+            self.limiter.pause(GENERATE, self.quota_key, wait)
+            self._event(state, "waiting-quota", f"the Market says the generate quota is spent; retrying in {wait:.0f}s")
+            return Step(state, wait)
+        except MarketError as exc:
+            # A lost reply may still have been counted; a refusal (4xx) was not.
+            self.limiter.settle(grant, 1 if exc.retryable else 0)
+            self._forget(keys=[key], args=[state.job_id])
+            raise
+        self.limiter.settle(grant)
+        self.redis.set(key, json.dumps({"report_id": ticket.report_id, "at": time.time()}),
+                       ex=max(1, int(self.dedup_window_s)))
+        state.report_id, state.phase, state.errors = ticket.report_id, "poll", 0
+        self._event(state, "generating", f"report {ticket.report_id} requested "
+                                         f"(about {ticket.estimated_generation_ms / 1000:g}s)")
+        return Step(state, self._pace(ticket.estimated_generation_ms, 0))
+
+    def _poll(self, state: PollState, request: ReportRequest) -> Step:
+        assert state.report_id is not None
+        grant = self.limiter.acquire(INFO, self.quota_key, 1)
+        if not grant.granted:
+            return Step(state, min(self.max_wait_s, max(0.2, grant.wait_s)))
+        try:
+            info = self.client.get_report_info(state.report_id)
+        except MarketNotFound as exc:
+            self.limiter.settle(grant)
+            if not state.reused:
+                return self._end(state, request, "ERROR", f"the Market no longer knows report {state.report_id}: "
+                                                          f"{exc.message}")
+            # A reused id from a stale record: forget it and generate our own.
+            self._forget(keys=[dedup_key(self.client.base_url, request.fingerprint)], args=[state.report_id])
+            state.report_id, state.reused, state.phase = None, False, "generate"
+            return Step(state, 0)
+        except MarketRateLimited as exc:
+            self.limiter.settle(grant)
+            wait = self._until(exc, default=10.0)
+            self.limiter.pause(INFO, self.quota_key, wait)
+            return Step(state, wait)
+        except MarketError as exc:
+            self.limiter.settle(grant, 1 if exc.retryable else 0)
+            raise
+        self.limiter.settle(grant)
+        state.polls += 1
+        state.errors = 0
+        if info.failed:
+            text = SUB_STATUS_TEXT.get(info.sub_status or "", f"generation failed (subStatus {info.sub_status})")
+            self._event(state, "FAILED", f"FAILED {info.sub_status or ''}: {text}".replace("  ", " "))
+            return self._end(state, request, "FAILED", text, sub_status=info.sub_status)
+        if not info.done:
+            self._keep_record(request, state.report_id)
+            self._event(state, info.status, f"{info.status.lower()}")
+            return Step(state, self._pace(info.estimated_generation_ms, state.polls))
+        self._event(state, "DONE", "report is ready; downloading")
+        return self._download(state, request, info)
+
+    def _download(self, state: PollState, request: ReportRequest, info: ReportInfo) -> Step:
+        folder = Path(state.out_dir) if state.out_dir else self.reports_dir
+        dest = folder / f"{state.report_id}.{request.file_extension}"
+        # Same report id, same bytes: a reusing job need not fetch (or outlive) another link.
+        if not (dest.exists() and dest.stat().st_size > 0):
+            if not info.file_url:
+                raise _transient("the report is DONE but carries no file link yet")
+            try:
+                self.client.download_report(info.file_url, dest)
+            except ReportLinkExpired as exc:
+                state.link_refreshes += 1
+                if state.link_refreshes > _MAX_LINK_REFRESHES:
+                    return self._end(state, request, "ERROR", f"every file link was dead on arrival: {exc.message}")
+                self._event(state, "link-expired", "the file link expired; fetching a fresh one")
+                return Step(state, 0)
+            except (ReportTooLarge, DownloadRefused) as exc:
+                return self._end(state, request, "ERROR", exc.message)
+        self._event(state, "downloaded", f"saved {dest} ({dest.stat().st_size} bytes)")
+        return self._parse(state, request, dest)
+
+    def _parse(self, state: PollState, request: ReportRequest, dest: Path) -> Step:
+        rows_path = dest.with_name(dest.stem + ".rows.csv")
+        try:
+            summary = write_rows_csv(dest, rows_path, self.archive_limits)
+        except (UnsafeArchive, ReportParseError) as exc:
+            return self._end(state, request, "ERROR", f"report file refused: {exc}", path=str(dest))
+        self._event(state, "parsed", f"{summary['rows']} rows ({', '.join(summary['sheets'])})")
+        return self._end(state, request, "DONE", "", path=str(dest), rows_path=str(rows_path), **summary)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _end(self, state: PollState, request: ReportRequest, status: str, reason: str, **extra: Any) -> Step:
+        outcome = ReportOutcome(status=status, job_id=state.job_id, request=request.describe(),
+                                report_id=state.report_id, reused=state.reused, reason=reason,
+                                elapsed_s=round(time.time() - state.started_at, 3), **extra)
+        if status != "DONE":
+            self._event(state, status, reason, force=True)
+        log.info("report job %s (%s) ended %s %s", state.job_id, outcome.request, status, reason)
+        return Step(state, None, outcome)
+
+    def _pace(self, estimated_ms: int | None, polls: int) -> float:
+        """Next poll: when the Market expects the report, else backing off once it is overdue."""
+        if estimated_ms and estimated_ms > 0:
+            wait = estimated_ms / 1000
+        else:
+            wait = self.min_poll_s * 1.5 ** min(polls, 12)
+        return max(self.min_poll_s, min(wait, self.max_poll_s, self.max_wait_s))
+
+    def _until(self, exc: MarketRateLimited, default: float) -> float:
+        if exc.until is not None:
+            return min(self.max_wait_s, max(1.0, exc.until.timestamp() - time.time()))
+        return min(self.max_wait_s, default)
+
+    def _record(self, key: str) -> dict[str, Any]:
+        raw = self.redis.get(key)
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+
+    def _keep_record(self, request: ReportRequest, report_id: str) -> None:
+        # "Already generating" must stay reusable however long generation takes.
+        key = dedup_key(self.client.base_url, request.fingerprint)
+        if self._record(key).get("report_id") == report_id and self.redis.pttl(key) < self.dedup_window_s * 1000:
+            self.redis.pexpire(key, int(self.dedup_window_s * 1000))
+
+    def _event(self, state: PollState, status: str, message: str, force: bool = False) -> None:
+        """Append a status transition to the job's event list (the CLI shows them live)."""
+        if status == state.last_status and not force:
+            return
+        state.last_status = status
+        key = events_key(state.job_id)
+        entry = json.dumps({"t": round(time.time(), 3), "status": status, "message": message,
+                            "report_id": state.report_id}, ensure_ascii=False)
+        pipe = self.redis.pipeline()
+        pipe.rpush(key, entry)
+        pipe.ltrim(key, -200, -1)
+        pipe.expire(key, _EVENTS_TTL_S)
+        pipe.execute()
+
+
+def read_events(client: redis.Redis, job_id: str, start: int = 0) -> list[dict[str, Any]]:
+    """Events of one job from index ``start`` on (for live display)."""
+    return [json.loads(raw) for raw in client.lrange(events_key(job_id), start, -1)]
+
+
+def write_rows_csv(report: Path, dest: Path, limits: ArchiveLimits | None = None) -> dict[str, Any]:
+    """Parse ``report`` and write its rows as one CSV keyed by the Market's CSV names (plus
+    ``SHEET``), atomically. Returns what the outcome reports: rows, sheets, column drift."""
+    summary: dict[str, Any] = {"rows": 0, "sheets": [], "unknown_columns": [], "missing_columns": [], "problems": []}
+    fd, tmp = tempfile.mkstemp(prefix=".rows-", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out, open_report(report, limits) as sheets:
+            if not sheets:
+                raise ReportParseError(f"{report.name}: no known report sheet inside")
+            names = ["SHEET"] + list(dict.fromkeys(c.csv for data in sheets for c in data.sheet.columns))
+            writer = csv.DictWriter(out, names)
+            writer.writeheader()
+            for data in sheets:
+                for row in data.rows:
+                    writer.writerow({"SHEET": data.sheet.name, **row})
+                    summary["rows"] += 1
+                summary["sheets"].append(data.sheet.name)
+                summary["unknown_columns"] += data.unknown_columns
+                summary["missing_columns"] += data.missing_columns
+                summary["problems"] += data.problems
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return summary
+
+
+def _transient(message: str) -> MarketError:
+    err = MarketError(message)
+    err.retryable = True  # instance override: retry the step, fetching a fresh info
+    return err
+
+
+__all__ = ["GENERATE", "INFO", "PollState", "ReportOutcome", "ReportPoller", "Step", "SUB_STATUS_TEXT",
+           "dedup_key", "events_key", "read_events", "write_rows_csv"]

@@ -1,0 +1,125 @@
+"""A validated stocks-on-warehouses report request and its canonical fingerprint.
+
+The Market's schema rules live in :mod:`ymsync.market.schemas`; this module adds the rules
+that schema cannot express on its own (filters that only make sense for one owner) and a
+canonical form: two requests asking for the same report must produce the same fingerprint,
+whatever order their id lists came in, so a second caller can reuse the first one's report
+instead of spending the 1-per-2-minutes generate quota.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from ..market import schemas as s
+
+# Filters the Market documents for FBY/LaaS campaign reports only: with a businessId it would
+# ignore them silently and hand back a report the caller did not ask for.
+_CAMPAIGN_ONLY = ("warehouseIds", "reportDate")
+_LIST_FIELDS = ("warehouseIds", "categoryIds", "campaignIds")
+# Moscow is UTC+3: a reportDate "tomorrow" in UTC may already be today for the Market.
+_MARKET_TZ = timezone(timedelta(hours=3))
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """A request the Market will accept: body fields in the API's camelCase, plus the format."""
+
+    body: Mapping[str, Any] = field(hash=False)
+    format: str = "FILE"
+
+    @classmethod
+    def build(cls, body: Mapping[str, Any], format: str = "FILE") -> "ReportRequest":
+        """Check ``body`` and ``format``; raise :class:`InvalidRequest` listing every problem."""
+        problems: list[str] = []
+        fmt = str(format).upper() if isinstance(format, str) else format
+        try:
+            s.check_report_format(fmt)
+        except s.ValidationError as exc:
+            problems.extend(s.flatten_errors(exc.messages))
+        if not isinstance(body, Mapping):
+            raise s.InvalidRequest("report request", [f"request must be an object, got {s.show(body)}"] + problems)
+        raw = {k: v for k, v in body.items() if v is not None}
+        raw = {k: s.report_date(v) if k == "reportDate" else v for k, v in raw.items()}
+        checked: dict[str, Any] = {}
+        try:
+            checked = s.GenerateStocksReportSchema().load(raw)
+        except s.ValidationError as exc:
+            problems.extend(s.flatten_errors(exc.messages))
+        if checked:
+            problems.extend(_owner_rules(checked))
+        if problems:
+            raise s.InvalidRequest("report request", problems)
+        return cls(_canonical(checked), str(fmt))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ReportRequest":
+        """The inverse of :meth:`to_dict` (task arguments travel as JSON); re-validates."""
+        if not isinstance(data, Mapping):
+            raise s.InvalidRequest("report request", [f"expected an object, got {s.show(data)}"])
+        return cls.build(data.get("request") or {}, data.get("format", "FILE"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request": dict(self.body), "format": self.format}
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across processes and list orders; the dedup key for identical requests."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    @property
+    def owner(self) -> str:
+        """``campaign=22`` or ``business=7``: who the report is about."""
+        if "campaignId" in self.body:
+            return f"campaign={self.body['campaignId']}"
+        return f"business={self.body['businessId']}"
+
+    def describe(self) -> str:
+        """A short, payload-free label for logs and Flower's argsrepr."""
+        extras = []
+        for key in ("warehouseIds", "campaignIds", "categoryIds"):
+            if key in self.body:
+                extras.append(f"{key}={len(self.body[key])}")
+        for key in ("reportDate", "hasStocks"):
+            if key in self.body:
+                extras.append(f"{key}={self.body[key]}")
+        return " ".join([self.owner, self.format, *extras])
+
+    @property
+    def file_extension(self) -> str:
+        return "xlsx" if self.format == "FILE" else "zip"
+
+
+def _owner_rules(checked: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if checked.get("businessId") is not None:
+        for key in _CAMPAIGN_ONLY:
+            if checked.get(key) is not None:
+                problems.append(f"{key}: only allowed with campaignId (the Market applies it to FBY/LaaS "
+                                f"campaign reports only)")
+    when = checked.get("reportDate")
+    if isinstance(when, date) and when > datetime.now(_MARKET_TZ).date() + timedelta(days=1):
+        problems.append(f"reportDate: {when.isoformat()} is in the future (the report covers the day before it)")
+    return problems
+
+
+def _canonical(checked: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in sorted(checked):
+        value = checked[key]
+        if value is None:
+            continue
+        if key in _LIST_FIELDS:
+            value = sorted(value)  # the Market treats these as sets; so does the fingerprint
+        elif key == "reportDate":
+            value = value.isoformat()
+        out[key] = value
+    return out
+
+
+__all__ = ["ReportRequest"]
