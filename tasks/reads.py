@@ -36,8 +36,10 @@ def stocks(self: Any, campaign_id: int, out: str | None = None, fmt: str | None 
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         path = output_path(out or default_name("stocks", int(campaign_id), self.request.id, fmt))
-        options = ReadOptions(offer_ids=tuple(offer_ids) if offer_ids is not None else None, archived=archived,
-                              warehouse_id=warehouse_id, with_turnover=with_turnover)
+        # False means the Market's default, so it is sent as "unset" (and offerIds allow no archived).
+        options = ReadOptions(offer_ids=tuple(offer_ids) if offer_ids is not None else None,
+                              archived=archived or None, warehouse_id=warehouse_id,
+                              with_turnover=with_turnover or None)
     except (InvalidRequest, ValueError) as exc:
         # Bad arguments are a result to show, not a traceback to dig out of a worker log.
         return {"campaign": int(campaign_id), "error": str(exc)}
@@ -88,8 +90,8 @@ def send_stock_read(campaign_id: int, *, out: str | None = None, fmt: str | None
     """Enqueue a stock read; Flower shows a one-line summary, not thousands of SKUs."""
     kwargs = {"out": out, "fmt": fmt, "offer_ids": list(offer_ids) if offer_ids is not None else None,
               "archived": archived, "warehouse_id": warehouse_id, "with_turnover": with_turnover}
-    options = ReadOptions(offer_ids=tuple(offer_ids) if offer_ids is not None else None, archived=archived,
-                          warehouse_id=warehouse_id, with_turnover=with_turnover)
+    options = ReadOptions(offer_ids=tuple(offer_ids) if offer_ids is not None else None, archived=archived or None,
+                          warehouse_id=warehouse_id, with_turnover=with_turnover or None)
     return stocks.apply_async((int(campaign_id),), {k: v for k, v in kwargs.items() if v is not None},
                               argsrepr=f"(campaign={int(campaign_id)})",
                               kwargsrepr=f"{{{options.describe()}, out={out or 'auto'}}}")
