@@ -6,7 +6,9 @@ a full burst follow a full window and break the Market's own count; a log of gra
 Time comes from the Redis server (``TIME``), so workers' clocks may drift freely.
 
 Each grant is re-stamped when its request completes: the Market counted it somewhere between
-send and reply, so measuring the window from the reply is the conservative choice.
+send and reply, so measuring the window from the reply is the conservative choice. Until then
+it stays in the window however long the request takes (up to ``lease_ttl_s``, after which its
+worker is presumed dead and the units come back).
 
 Alongside: leases for the Market's cap on parallel requests (they expire, so a killed worker
 leaks no slot) and pauses, which a 420 sets for every worker until the Market's ``Until``.
@@ -23,48 +25,82 @@ import redis
 from . import keys
 from .settings import Quota
 
-_ACQUIRE = """
+# Times are whole milliseconds of the server's clock: ``now`` rounds down (a grant is never
+# decided early) and stamps round up (an entry never leaves the window early), so rounding can
+# never let a window of the period hold more than the quota.
+_CLOCK = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now, stamp = math.floor(us / 1000), math.ceil(us / 1000)
+"""
+
+# Members are "o:<entry>:<units>" while the request is open (granted, not settled) and
+# "s:<entry>:<units>" once settled. A settled entry leaves the window ``period`` after its
+# stamp. An open one stays in it however long its request takes (the Market may count the
+# request at the reply, which settle will stamp), until ``hold`` past the period: then its
+# worker is presumed dead and its units come back.
+# KEYS: log used pause; ARGV: amount, period_ms, want, minimum, entry, hold_ms
+_ACQUIRE = _CLOCK + """
 local paused = redis.call('PTTL', KEYS[3])
 if paused > 0 then return {0, paused} end
-local amount, period = tonumber(ARGV[1]), tonumber(ARGV[2])
+local amount, period, hold = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
 local want, minimum = tonumber(ARGV[3]), tonumber(ARGV[4])
-local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - period)
-if #old > 0 then
-  local freed = 0
-  for _, m in ipairs(old) do freed = freed + tonumber(string.match(m, ':(%d+)$')) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
-  redis.call('DECRBY', KEYS[2], freed)
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - period, 'WITHSCORES')
+local freed = 0
+for i = 1, #old, 2 do
+  if string.sub(old[i], 1, 2) == 's:' or tonumber(old[i + 1]) <= now - period - hold then
+    redis.call('ZREM', KEYS[1], old[i])
+    freed = freed + tonumber(string.match(old[i], ':(%d+)$'))
+  end
 end
+if freed > 0 then redis.call('DECRBY', KEYS[2], freed) end
 local avail = amount - tonumber(redis.call('GET', KEYS[2]) or '0')
 if avail >= minimum then
   local grant = math.min(want, avail)
-  redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. grant)
+  redis.call('ZADD', KEYS[1], stamp, 'o:' .. ARGV[5] .. ':' .. grant)
   redis.call('INCRBY', KEYS[2], grant)
-  redis.call('PEXPIRE', KEYS[1], period * 2)
-  redis.call('PEXPIRE', KEYS[2], period * 2)
+  -- This open entry is the one that may need its log longest: until stamp + period + hold.
+  redis.call('PEXPIRE', KEYS[1], 2 * period + hold)
+  redis.call('PEXPIRE', KEYS[2], 2 * period + hold)
   return {grant, 0}
 end
-local need, acc = minimum - avail, 0
+-- Refused: when will enough units have left? A settled entry leaves at stamp + period; an
+-- open one no sooner than now + period (if it settled this instant), at the latest when held
+-- past its hold. Entries leave in that order, not in stamp order.
+local frees = {}
 local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #entries, 2 do
-  acc = acc + tonumber(string.match(entries[i], ':(%d+)$'))
-  if acc >= need then return {0, math.max(1, tonumber(entries[i + 1]) + period - now + 1)} end
+  local s = tonumber(entries[i + 1])
+  local at = s + period
+  if string.sub(entries[i], 1, 2) == 'o:' then at = math.min(math.max(s, now) + period, s + period + hold) end
+  frees[#frees + 1] = {at, tonumber(string.match(entries[i], ':(%d+)$'))}
+end
+table.sort(frees, function(a, b) return a[1] < b[1] end)
+local need, acc = minimum - avail, 0
+for _, f in ipairs(frees) do
+  acc = acc + f[2]
+  if acc >= need then return {0, math.max(1, f[1] - now + 1)} end
 end
 return {0, period}
 """
 
-# Shrink a grant to what was really used and stamp it with the completion time.
-_SETTLE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local member = ARGV[1] .. ':' .. ARGV[2]
-local score = redis.call('ZSCORE', KEYS[1], member)
+# Shrink an open grant to what was really used and stamp it with the completion time: the
+# Market counted the request somewhere between send and reply, so the reply is the safe stamp.
+# Settling twice, or after the grant was presumed dead, changes nothing.
+# KEYS: log used; ARGV: entry, granted, keep, period_ms
+_SETTLE = _CLOCK + """
+local open = 'o:' .. ARGV[1] .. ':' .. ARGV[2]
+local score = redis.call('ZSCORE', KEYS[1], open)
 if not score then return 0 end
-local granted, keep = tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREM', KEYS[1], member)
-if keep > 0 then redis.call('ZADD', KEYS[1], math.max(tonumber(score), now), ARGV[1] .. ':' .. keep) end
+local granted, keep, period = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREM', KEYS[1], open)
+if keep > 0 then
+  redis.call('ZADD', KEYS[1], math.max(tonumber(score), stamp), 's:' .. ARGV[1] .. ':' .. keep)
+  -- The log must outlive the new stamp by a period even if no grant refreshes it meanwhile.
+  for _, k in ipairs(KEYS) do
+    if redis.call('PTTL', k) < 2 * period then redis.call('PEXPIRE', k, 2 * period) end
+  end
+end
 if granted > keep then redis.call('DECRBY', KEYS[2], granted - keep) end
 return 1
 """
@@ -102,19 +138,32 @@ class Grant:
 
 
 class QuotaLimiter:
+    """Quotas per method (``None`` = off), shared through Redis by every worker.
+
+    ``lease_ttl_s`` is how long a request may take: a parallel slot expires after it, and a
+    grant still unsettled a period after it is presumed lost with its worker.
+    """
+
     def __init__(self, client: redis.Redis, quotas: Mapping[str, Quota | None], *,
                  max_parallel: int = 4, lease_ttl_s: float = 120.0) -> None:
         self.redis = client
         self.quotas = dict(quotas)
         self.max_parallel = max_parallel
-        self.lease_ttl_ms = int(lease_ttl_s * 1000)
+        self.lease_ttl_ms = max(1, int(lease_ttl_s * 1000))
         self._acquire = client.register_script(_ACQUIRE)
         self._settle = client.register_script(_SETTLE)
         self._lease = client.register_script(_LEASE)
         self._pause = client.register_script(_PAUSE)
 
+    @staticmethod
+    def _period_ms(quota: Quota) -> int:
+        return max(1, int(quota.seconds * 1000))  # a sub-millisecond period would be no window at all
+
     def acquire(self, method: str, key: str, want: int, minimum: int = 1) -> Grant:
         """Grant between ``minimum`` and ``want`` units now, or say how long to wait."""
+        if want < 1:
+            # A zero-unit grant would leave an empty entry in the log and mean nothing.
+            raise ValueError(f"want must be at least 1, got {want}")
         quota = self.quotas.get(method)
         if quota is None:  # switched off; pauses from 420s still apply
             paused = self.paused_for(method, key)
@@ -122,28 +171,32 @@ class QuotaLimiter:
         minimum = max(1, min(minimum, want, quota.amount))
         want = min(want, quota.amount)
         entry = uuid.uuid4().hex[:16]
+        qkey = keys.quota(method, key)
         granted, wait_ms = self._acquire(
-            keys=[keys.quota(method, key), keys.quota(method, key) + ":used", keys.pause(method, key)],
-            args=[quota.amount, int(quota.seconds * 1000), want, minimum, entry])
+            keys=[qkey, qkey + ":used", keys.pause(method, key)],
+            args=[quota.amount, self._period_ms(quota), want, minimum, entry, self.lease_ttl_ms])
         return Grant(method, key, int(granted), int(wait_ms) / 1000, entry if granted else "")
 
     def settle(self, grant: Grant, used: int | None = None) -> None:
         """Keep ``used`` units of the grant (default all), stamped now; give back the rest."""
-        if not grant.entry:
+        quota = self.quotas.get(grant.method)
+        if not grant.entry or quota is None:
             return
         qkey = keys.quota(grant.method, grant.key)
         keep = grant.granted if used is None else max(0, min(used, grant.granted))
-        self._settle(keys=[qkey, qkey + ":used"], args=[grant.entry, grant.granted, keep])
+        self._settle(keys=[qkey, qkey + ":used"], args=[grant.entry, grant.granted, keep, self._period_ms(quota)])
 
     def usage(self, method: str, key: str) -> tuple[int, int | None]:
-        """(units granted in the current window, quota amount or None if off)."""
+        """(units counted in the current window, quota amount or None if off), as acquire counts."""
         quota = self.quotas.get(method)
         if quota is None:
             return 0, None
         seconds, micros = self.redis.time()
-        since = seconds * 1000 + micros // 1000 - int(quota.seconds * 1000)
-        members = self.redis.zrangebyscore(keys.quota(method, key), f"({since}", "+inf")
-        return sum(int(m.rsplit(b":", 1)[1]) for m in members), quota.amount
+        since = seconds * 1000 + micros // 1000 - self._period_ms(quota)
+        members = self.redis.zrangebyscore(keys.quota(method, key), f"({since - self.lease_ttl_ms}", "+inf",
+                                           withscores=True)
+        return sum(int(m.rsplit(b":", 1)[1]) for m, score in members
+                   if score > since or m.startswith(b"o:")), quota.amount
 
     def pause(self, method: str, key: str, seconds: float) -> None:
         """Every worker waits ``seconds`` before the next ``method`` call on ``key``."""
