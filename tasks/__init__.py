@@ -14,7 +14,7 @@ from ymsync.settings import SettingsError, get_settings
 
 app = Celery("ymsync")
 app.config_from_object("celeryconfig")
-app.conf.include = ["tasks.stocks", "tasks.reads"]
+app.conf.include = ["tasks.stocks", "tasks.reads", "tasks.reports"]
 
 _scheduler = None
 

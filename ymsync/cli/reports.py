@@ -1,0 +1,147 @@
+"""``ymsync report ...``: queue Market reports for the ``reports`` workers and watch them.
+
+The request is validated here, before anything is queued, so a typo costs nothing (a bad
+request that reached the Market would also burn the 1-per-2-minutes generate quota). The
+worker does the Market calls; ``--wait`` follows its status transitions through Redis.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import redis
+
+from ..market.schemas import InvalidRequest
+from ..reports.poller import read_events
+from ..reports.request import ReportRequest
+from ..settings import SettingsError, get_settings
+from . import main
+
+_FINAL = {"DONE": 0, "FAILED": 1, "ERROR": 1}
+
+
+@main.group()
+def report() -> None:
+    """Market reports, generated and fetched by the reports workers."""
+
+
+def _ints(values: tuple[str, ...], option: str) -> list[int] | None:
+    """``--warehouse 1,2 --warehouse 3`` → [1, 2, 3]; a non-number is refused by name."""
+    out: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            try:
+                out.append(int(part))
+            except ValueError:
+                raise click.UsageError(f"{option}: {part!r} is not an integer id") from None
+    return out or None
+
+
+@report.command("stocks-on-warehouses")
+@click.option("--campaign", type=int, help="Campaign id: stock on the Market's (FBY) or the shop's warehouse.")
+@click.option("--warehouse", "warehouses", multiple=True, metavar="ID[,ID…]", help="With --campaign (FBY): warehouses.")
+@click.option("--report-date", metavar="YYYY-MM-DD", help="With --campaign (FBY): the report covers the day before.")
+@click.option("--business", type=int, help="Business id: stock on every shop warehouse of the business.")
+@click.option("--campaigns", "campaign_ids", multiple=True, metavar="ID[,ID…]", help="With --business: only these shops.")
+@click.option("--category", "categories", multiple=True, metavar="ID[,ID…]", help="With --business: Market categories.")
+@click.option("--has-stocks", "has_stocks", flag_value=True, default=None, help="With --business: only offers in stock.")
+@click.option("--no-stocks", "has_stocks", flag_value=False, help="With --business: only offers out of stock.")
+@click.option("--format", "fmt", type=click.Choice(["CSV", "JSON", "FILE"], case_sensitive=False), default="CSV",
+              show_default=True, help="CSV or JSON (a ZIP), or FILE (an XLSX with Russian captions).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the file (default YM_REPORTS_DIR).")
+@click.option("--wait/--no-wait", default=False, help="Follow the job live until the file is in.")
+@click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=1), help="Seconds --wait waits.")
+def stocks_on_warehouses(campaign: int | None, warehouses: tuple[str, ...], report_date: str | None,
+                         business: int | None, campaign_ids: tuple[str, ...], categories: tuple[str, ...],
+                         has_stocks: bool | None, fmt: str, out_dir: str | None, wait: bool, timeout: float) -> None:
+    """Generate the stocks-on-warehouses report, download it and count its rows.
+
+    Either --campaign ID [--warehouse …] [--report-date D] or --business ID [--campaigns …]
+    [--category …] [--has-stocks | --no-stocks]."""
+    request = _build(campaign, warehouses, report_date, business, campaign_ids, categories, has_stocks, fmt)
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+    from tasks.reports import send_report  # the Celery app only once the request is known good
+
+    out = str(Path(out_dir).resolve()) if out_dir else None
+    job_id = send_report(request, out)
+    click.echo(f"queued report job {job_id} ({request.describe()}) on the reports queue")
+    if not wait:
+        click.echo("follow it with --wait, or in Flower (task ymsync.reports.stocks_on_warehouses)")
+        return
+    outcome = _follow(job_id, redis.Redis.from_url(settings.redis_url, socket_timeout=30), timeout)
+    sys.exit(_show(outcome))
+
+
+def _build(campaign: int | None, warehouses: tuple[str, ...], report_date: str | None, business: int | None,
+           campaign_ids: tuple[str, ...], categories: tuple[str, ...], has_stocks: bool | None,
+           fmt: str) -> ReportRequest:
+    problems = []
+    if (campaign is None) == (business is None):
+        problems.append("pass exactly one of --campaign and --business")
+    if campaign is not None:
+        problems += [f"{opt} is only for --business reports" for opt, given in
+                     (("--campaigns", campaign_ids), ("--category", categories),
+                      ("--has-stocks/--no-stocks", has_stocks is not None)) if given]
+    if business is not None:
+        problems += [f"{opt} is only for --campaign (FBY) reports" for opt, given in
+                     (("--warehouse", warehouses), ("--report-date", report_date)) if given]
+    if problems:
+        raise click.UsageError("; ".join(problems))
+    body: dict[str, Any] = {"campaignId": campaign, "businessId": business,
+                            "warehouseIds": _ints(warehouses, "--warehouse"), "reportDate": report_date,
+                            "campaignIds": _ints(campaign_ids, "--campaigns"),
+                            "categoryIds": _ints(categories, "--category"), "hasStocks": has_stocks}
+    try:
+        return ReportRequest.build(body, fmt.upper())
+    except InvalidRequest as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _follow(job_id: str, client: redis.Redis, timeout: float) -> dict[str, Any]:
+    """Print each status transition as the worker records it; return the job's outcome."""
+    from tasks import app
+
+    result = app.AsyncResult(job_id)
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        done = result.ready()  # checked before reading events, so the last ones are never missed
+        for event in read_events(client, job_id, seen):
+            seen += 1
+            stamp = time.strftime("%H:%M:%S", time.localtime(event["t"]))
+            click.echo(f"  {stamp}  {event['status']:<14} {event['message']}")
+        if done:
+            break
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"still running after {timeout:g}s; job {job_id} goes on in the worker")
+        time.sleep(0.2)
+    value = result.get(propagate=False)
+    if not isinstance(value, dict):
+        return {"status": "ERROR", "reason": f"the task failed: {type(value).__name__}: {value}"}
+    return value
+
+
+def _show(outcome: dict[str, Any]) -> int:
+    status = outcome.get("status", "ERROR")
+    if status == "DONE":
+        click.echo(outcome.get("path"))
+        sheets = ", ".join(outcome.get("sheets") or [])
+        click.echo(f"{outcome.get('rows', 0)} rows ({sheets}); parsed rows in {outcome.get('rows_path')}")
+        for drift, label in (("unknown_columns", "new columns ignored"), ("missing_columns", "columns missing")):
+            if outcome.get(drift):
+                click.echo(f"note: {label}: {', '.join(outcome[drift])}")
+        return 0
+    sub = f" {outcome['sub_status']}" if outcome.get("sub_status") else ""
+    click.echo(f"report {status}{sub}: {outcome.get('reason') or 'no reason given'}", err=True)
+    return _FINAL.get(status, 1)
+
+
+__all__ = ["report"]
