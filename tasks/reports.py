@@ -3,12 +3,12 @@
 Public names (``send_task`` them from anywhere):
 
 ``ymsync.reports.stocks_on_warehouses(request, format="FILE", out_dir=None)``
-    One stocks-on-warehouses report: generate → poll → download → parse. Between polls the
+    (``out_dir``: a folder inside YM_REPORTS_DIR, relative to it.) One stocks-on-warehouses report: generate → poll → download → parse. Between polls the
     task re-enqueues itself (``retry`` with a countdown and the new state), so no worker slot
     ever sleeps, and its task id stays the same from request to result. The result is a small
     dict (status, report id, file path, row count, reason); it never raises for the Market's
     verdicts, so a chord of these never dies of a ChordError.
-``ymsync.reports.snapshot(requests, out_dir=None)``
+``ymsync.reports.snapshot(requests, out_dir=None)`` (default ``snapshots/{id}``)
     Several reports as a chord; ``ymsync.reports.merge_snapshot`` writes one CSV and a JSON
     summary naming any failed part. Rows travel as files, never through the result backend.
 
@@ -57,6 +57,18 @@ def poller() -> ReportPoller:
                         max_wait_s=MAX_COUNTDOWN_S, give_up_after_s=GIVE_UP_AFTER_S)
 
 
+def inside_reports_dir(out_dir: str | None) -> str | None:
+    """``out_dir`` resolved under YM_REPORTS_DIR (relative paths are taken from there). A task
+    argument must not make a worker write anywhere else on its disk; refused with InvalidRequest."""
+    if not out_dir:
+        return None
+    base = get_settings().reports_dir.resolve()
+    target = (base / out_dir).resolve()
+    if target != base and base not in target.parents:
+        raise InvalidRequest("report request", [f"out_dir must lie inside YM_REPORTS_DIR ({base}), got {out_dir!r}"])
+    return str(target)
+
+
 def _label(request: Any, fmt: Any) -> str:
     try:
         return ReportRequest.build(request, fmt).describe()
@@ -71,7 +83,7 @@ def stocks_on_warehouses(self, request: dict[str, Any], format: str = "FILE", ou
     try:
         if state is None:
             checked = ReportRequest.build(request, format)
-            current = PollState.new(checked, out_dir, job_id=job_id)
+            current = PollState.new(checked, inside_reports_dir(out_dir), job_id=job_id)
         else:
             current = PollState.from_dict(state)
         step = poller().step(current)
@@ -118,7 +130,10 @@ def snapshot(self, requests: list[dict[str, Any]], out_dir: str | None = None) -
     ``requests``: ``[{"request": {...}, "format": "CSV"}, ...]``. Returns at once with the
     snapshot folder and the merge task's id (its result is the summary)."""
     snapshot_id = self.request.id or uuid.uuid4().hex
-    folder = Path(out_dir) if out_dir else get_settings().reports_dir / "snapshots" / snapshot_id
+    try:
+        folder = Path(inside_reports_dir(out_dir or f"snapshots/{snapshot_id}") or "")
+    except InvalidRequest as exc:
+        return {"snapshot_id": snapshot_id, "status": "failed", "error": str(exc)}
     parts_dir = folder / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
     labels = [_label((r or {}).get("request"), (r or {}).get("format", "CSV")) for r in requests]

@@ -117,24 +117,31 @@ def test_expired_link_is_recovered_by_the_worker(app, market, redis_server):
     assert "link-expired" in statuses and statuses[-1] == "parsed"
 
 
-def test_chord_snapshot_merges_three_reports_and_names_the_failed_part(app, tmp_path):
+def test_chord_snapshot_merges_three_reports_and_names_the_failed_part(app, env):
     parts = [{"request": {"campaignId": 41}, "format": "CSV"}, {"request": {"campaignId": 42}, "format": "JSON"},
              {"request": {"businessId": 5, "campaignIds": [43]}, "format": "FILE"},
              {"request": {"campaignId": 44}, "format": "CSV"}]
-    started = app.send_task("ymsync.reports.snapshot", args=(parts, str(tmp_path / "snap")), queue="reports")
+    started = app.send_task("ymsync.reports.snapshot", args=(parts, "snaps/one"), queue="reports")
     info = started.get(timeout=15)
     summary = app.AsyncResult(info["merge_task_id"]).get(timeout=45)
     assert summary["status"] == "partial" and summary["rows"] == 30 + 2 + 1
     assert [p["status"] for p in summary["parts"]] == ["DONE", "DONE", "DONE", "FAILED"]
     assert summary["failed"] == ["campaign=44 CSV: FAILED NO_DATA the Market has no data for this selection "
                                  "(no stock matched the request's filters)"]
-    on_disk = json.loads((tmp_path / "snap" / "summary.json").read_text())
+    folder = Path(env["YM_REPORTS_DIR"]) / "snaps" / "one"
+    assert info["folder"] == str(folder) and summary["csv"] == str(folder / "snapshot.csv")
+    on_disk = json.loads((folder / "summary.json").read_text())
     assert on_disk == summary
-    with open(tmp_path / "snap" / "snapshot.csv", newline="") as fh:
+    with open(folder / "snapshot.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["PART"] for r in rows} == {"campaign=41 CSV", "campaign=42 JSON", "business=5 FILE campaignIds=1"}
     assert {(r["SHOP_SKU"], r["AVAILABLE"]) for r in rows if r["SHEET"] != "stocks_on_warehouses"} == \
         {("S-1", "4"), ("S-2", "0"), ("D-1", "9")}
+    # A task argument cannot point a worker's writes outside YM_REPORTS_DIR.
+    escape = app.send_task("ymsync.reports.snapshot", args=(parts, "../elsewhere"), queue="reports").get(timeout=15)
+    assert escape["status"] == "failed" and "out_dir must lie inside YM_REPORTS_DIR" in escape["error"]
+    job = app.send_task(TASK, args=({"campaignId": 41}, "CSV", "/tmp"), queue="reports").get(timeout=15)
+    assert job["status"] == "ERROR" and "out_dir must lie inside" in job["reason"]
 
 
 def test_cli_wait_shows_transitions_and_prints_path_and_rows(app, env, tmp_path):

@@ -7,6 +7,7 @@ worker does the Market calls; ``--wait`` follows its status transitions through 
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,8 @@ def _ints(values: tuple[str, ...], option: str) -> list[int] | None:
 @click.option("--no-stocks", "has_stocks", flag_value=False, help="With --business: only offers out of stock.")
 @click.option("--format", "fmt", type=click.Choice(["CSV", "JSON", "FILE"], case_sensitive=False), default="CSV",
               show_default=True, help="CSV or JSON (a ZIP), or FILE (an XLSX with Russian captions).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the file (default YM_REPORTS_DIR).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="With --wait: copy the file here (the worker keeps its own in YM_REPORTS_DIR).")
 @click.option("--wait/--no-wait", default=False, help="Follow the job live until the file is in.")
 @click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=1), help="Seconds --wait waits.")
 def stocks_on_warehouses(campaign: int | None, warehouses: tuple[str, ...], report_date: str | None,
@@ -70,14 +72,29 @@ def stocks_on_warehouses(campaign: int | None, warehouses: tuple[str, ...], repo
         raise click.ClickException(f"configuration error: {exc}") from None
     from tasks.reports import send_report  # the Celery app only once the request is known good
 
-    out = str(Path(out_dir).resolve()) if out_dir else None
-    job_id = send_report(request, out)
+    job_id = send_report(request)
     click.echo(f"queued report job {job_id} ({request.describe()}) on the reports queue")
     if not wait:
         click.echo("follow it with --wait, or in Flower (task ymsync.reports.stocks_on_warehouses)")
         return
     outcome = _follow(job_id, redis.Redis.from_url(settings.redis_url, socket_timeout=30), timeout)
+    if out_dir and outcome.get("status") == "DONE":
+        outcome = _copy_out(outcome, Path(out_dir))
     sys.exit(_show(outcome))
+
+
+def _copy_out(outcome: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Copy the report and its parsed rows into ``--out``. The worker only ever writes inside
+    its YM_REPORTS_DIR; when that is not visible from here, say so and keep the worker's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = dict(outcome)
+    for key in ("path", "rows_path"):
+        source = Path(outcome[key]) if outcome.get(key) else None
+        if source is None or not source.is_file():
+            click.echo(f"note: {source} is on the worker's disk, not visible here; not copied", err=True)
+            continue
+        copied[key] = str(Path(shutil.copy2(source, folder / source.name)).resolve())
+    return copied
 
 
 def _build(campaign: int | None, warehouses: tuple[str, ...], report_date: str | None, business: int | None,

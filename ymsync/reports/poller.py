@@ -141,7 +141,7 @@ class Step:
 class ReportPoller:
     def __init__(self, client: MarketClient, limiter: QuotaLimiter, redis_client: redis.Redis, reports_dir: Path,
                  *, quota_key: str = "all", min_poll_s: float = 1.0, max_poll_s: float = 60.0,
-                 max_wait_s: float = 300.0, give_up_after_s: float = 6 * 3600.0,
+                 max_wait_s: float = 300.0, give_up_after_s: float = 6 * 3600.0, recheck_s: float = 5.0,
                  archive_limits: ArchiveLimits | None = None) -> None:
         self.client, self.limiter, self.redis = client, limiter, redis_client
         self.reports_dir = Path(reports_dir)
@@ -150,6 +150,7 @@ class ReportPoller:
         # The caller's countdown cap: it must stay far below the broker's visibility timeout.
         self.max_wait_s = max_wait_s
         self.give_up_after_s = give_up_after_s
+        self.recheck_s = recheck_s
         self.archive_limits = archive_limits or ArchiveLimits(max_unpacked_bytes=4 * client.max_report_bytes)
         quota = limiter.quotas.get(GENERATE)
         # "Inside the quota window": with the quota switched off, keep the Market's own 2 minutes.
@@ -200,7 +201,9 @@ class ReportPoller:
             return Step(state, 0.5)
         grant = self.limiter.acquire(GENERATE, self.quota_key, 1)
         if not grant.granted:
-            wait = min(self.max_wait_s, max(0.2, grant.wait_s))
+            # Look again well before the quota frees: an identical request may generate meanwhile
+            # (or win the freed unit), and its report is ours to reuse. A look costs Redis only.
+            wait = min(self.max_wait_s, self.recheck_s, max(0.2, grant.wait_s))
             self._event(state, "waiting-quota", f"waiting for the generate quota ({grant.wait_s:.0f}s)")
             return Step(state, wait)
         if not self.redis.set(key, json.dumps({"pending": state.job_id}), nx=True, ex=int(self.claim_ttl_s)):
