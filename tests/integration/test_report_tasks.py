@@ -161,3 +161,16 @@ def test_cli_wait_shows_transitions_and_prints_path_and_rows(app, env, tmp_path)
                              env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "--warehouse is only for --campaign (FBY) reports" in refused.stderr
     assert "queued" not in refused.stdout
+
+
+def test_chord_errback_writes_a_failed_summary(env, tmp_path):
+    # Parts never raise, so a broken chord takes a crash; call the errback the way Celery's
+    # backend does (new-style: request, exc, traceback) to prove it is wired and writes.
+    script = ("import sys; from celery.exceptions import ChordError; from tasks import app; import tasks.reports as r\n"
+              "sig = app.signature(r.snapshot_failed.s(snapshot_id='s9', folder=sys.argv[1]))\n"
+              "assert app.backend._errback_arity_greater(sig, 1)\n"
+              "sig(None, ChordError('part 2 crashed'), None)\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "s9")], cwd=ROOT, env={**os.environ, **env},
+                   check=True, timeout=60)
+    summary = json.loads((tmp_path / "s9" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["failed"] == ["snapshot chord failed: ChordError: part 2 crashed"]
