@@ -2,10 +2,14 @@
 
 No auth: the sandbox binds to loopback and exists to be poked at. Routes (JSON in and out):
 
-GET  /_admin/state                 counters, per-quota peaks, parallel peaks, stale writes
+GET  /_admin/state                 counters, per-quota peaks, parallel peaks, stale writes, and the
+                                   largest updateStocks request (max_request_skus, max_request_bytes)
 GET  /_admin/stocks/{campaign}     {sku: {count, updatedAt}}
 POST /_admin/stocks/{campaign}     {sku: count, ...}: set stock behind the API's back
 POST /_admin/archive/{campaign}    [sku, ...]: mark offers archived
+POST /_admin/poison/{campaign}     [sku, ...] or {skus, named?}: any updateStocks holding one is refused
+                                   whole with a 400 naming it ("Stock for 'X' cannot be updated: ..."),
+                                   or, with named false, with one error that names no SKU
 POST /_admin/faults                {error_rate, lost_reply_rate, locked_rate, latency_min_ms, latency_max_ms}
 POST /_admin/quotas                {operation: "AMOUNT/SECONDS" | "0"}
 POST /_admin/consume               {operation, key, amount?, pause_s?}: a foreign client's usage
@@ -14,7 +18,7 @@ POST /_admin/config                {report_delay_s?, link_ttl_s?, max_parallel?,
 POST /_admin/reports/fail-next     {subStatus}: the next report ends FAILED with it
 POST /_admin/reports/expire-links  every file link minted so far stops working
 POST /_admin/reports/dead-links    {count}: the next COUNT file links minted are already expired
-GET  /_admin/log?since=UNIX_TIME   recent API calls (operation, key, status, cost)
+GET  /_admin/log?since=UNIX_TIME   recent API calls (t, op, key, status, cost; a quota 420 adds until)
 POST /_admin/reset                 forget stock, quotas and counters
 """
 
@@ -58,6 +62,10 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
         with state.lock:
             state.archived.setdefault(int(match.group(1)), set()).update(map(str, data))
         return 200, {"archived": len(data)}
+    if match := re.fullmatch(r"poison/(\d+)", route):
+        skus, named = (data, True) if isinstance(data, list) else (data["skus"], bool(data.get("named", True)))
+        state.poison(int(match.group(1)), [str(sku) for sku in skus], named)
+        return 200, {"poisoned": len(skus)}
     if route == "faults":
         unknown = set(data) - {f.name for f in dataclasses.fields(state.config.faults)}
         if unknown:
@@ -111,5 +119,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
             state.revoked.clear()
             state.log.clear()
             state.stale_writes = 0
+            state.max_request_skus = state.max_request_bytes = 0
+            state.poisoned.clear()
         return 200, {"ok": True}
     return 404, {"error": f"no admin route {method} /_admin/{route}"}

@@ -21,7 +21,7 @@ from marshmallow import ValidationError
 
 from ..market import schemas as s
 from .reports import ReportDesk
-from .state import SandboxConfig, SandboxState, http_date_in
+from .state import SandboxConfig, SandboxState, epoch_in, http_date
 
 MAX_READ_BYTES = 8 * 1024 * 1024
 _STOCK_RULE = re.compile(r"^(Duplicate shop-sku|Stock for) ")
@@ -32,6 +32,7 @@ class ApiFailure(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
         self.errors = [{"code": code, "message": message}]
+        self.until: float | None = None  # unix time of the X-RateLimit-Resource-Until a 420 carries
 
 
 def bad_request(messages: Any) -> ApiFailure:
@@ -41,6 +42,18 @@ def bad_request(messages: Any) -> ApiFailure:
     failure.errors = [{"code": "BAD_REQUEST", "message": line.split(": ", 1)[1] if _STOCK_RULE.match(
         line.split(": ", 1)[-1]) else line} for line in lines]
     failure.message = "; ".join(e["message"] for e in failure.errors)
+    return failure
+
+
+def poison_failure(poisoned: list[tuple[str, bool]]) -> ApiFailure:
+    """The whole request refused for its poisoned SKUs, one error each, as the Market words them;
+    SKUs poisoned "unnamed" share one error that names none (the client must bisect to find them)."""
+    failure = ApiFailure(400, "BAD_REQUEST", "")
+    messages = [f"Stock for '{sku}' cannot be updated: the offer is blocked" for sku, named in poisoned if named]
+    if not all(named for _, named in poisoned):
+        messages.append("Stocks cannot be updated: an offer in the request is blocked")
+    failure.errors = [{"code": "BAD_REQUEST", "message": m} for m in messages]
+    failure.message = "; ".join(messages)
     return failure
 
 
@@ -127,7 +140,7 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 state.leave(gate)
         except ApiFailure as failure:
-            state.record(operation, key, failure.status)
+            state.record(operation, key, failure.status, until=failure.until)
             headers = {**state.quota_headers(operation, key), **failure.headers} if gate else failure.headers
             return self._send_json(failure.status, {"status": "ERROR", "errors": failure.errors}, headers)
         state.record(operation, key, 0 if lost else status, cost)
@@ -171,8 +184,11 @@ class Handler(BaseHTTPRequestHandler):
         if wait > 0:
             quota = state.config.quotas.get(operation)
             amount, period = (quota.amount, f"{quota.seconds:g}s") if quota else ("?", "?")
-            raise ApiFailure(420, "LIMIT_EXCEEDED", f"Hit rate limit of '{amount}' requests per '{period}' for resource "
-                             f"'{operation}' (key {key})", {"X-RateLimit-Resource-Until": http_date_in(wait)})
+            until = epoch_in(wait)
+            failure = ApiFailure(420, "LIMIT_EXCEEDED", f"Hit rate limit of '{amount}' requests per '{period}' for "
+                                 f"resource '{operation}' (key {key})", {"X-RateLimit-Resource-Until": http_date(until)})
+            failure.until = until
+            raise failure
 
     def _faults(self) -> None:
         faults, rng = self.server.state.config.faults, self.server.state.rng
@@ -198,13 +214,21 @@ class Handler(BaseHTTPRequestHandler):
     # --- the four methods -----------------------------------------------------------------
 
     def _update_stocks(self, operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
+        state = self.server.state
+        # Noted before any check: a request the Market would refuse still shows a client broke a cap.
+        state.note_update_request(len(body), 0)
+        payload = self._json(body, required=True)
+        entries = payload.get("skus") if isinstance(payload, dict) else None
+        state.note_update_request(len(body), len(entries) if isinstance(entries, list) else 0)
         if len(body) > s.MAX_BODY_BYTES:
             raise ApiFailure(400, "BAD_REQUEST", f"The request is too big ({len(body)} bytes)")
-        payload = self._json(body, required=True)
         try:
             data = s.UpdateStocksRequestSchema().load(payload)
         except ValidationError as exc:
             raise bad_request(exc.messages) from None
+        poisoned = state.poisoned_in(int(key), [entry["sku"] for entry in data["skus"]])
+        if poisoned:
+            raise poison_failure(poisoned)
         self._charge(operation, key, len(data["skus"]))
         self._faults()
         self.server.state.apply_stocks(int(key), data["skus"])

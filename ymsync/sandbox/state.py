@@ -154,6 +154,12 @@ class SandboxState:
         self.requests: Counter[str] = Counter()  # "operation status" -> n
         self.sku_units = Counter[int]()  # SKUs received by updateStocks per campaign
         self.stale_writes = 0  # updates whose updatedAt was older than the stored one
+        # The referee for the Market's per-request caps (2000 SKUs, 512 KB): the largest
+        # updateStocks request ever received, counted before any check can refuse it.
+        self.max_request_skus = 0
+        self.max_request_bytes = 0
+        # SKUs the Market refuses (a blocked offer, say): any request holding one is refused whole.
+        self.poisoned: dict[int, dict[str, bool]] = {}  # campaign -> sku -> named in the message
         self.log: deque[dict[str, Any]] = deque(maxlen=20_000)
 
     # --- campaigns and stock --------------------------------------------------------------
@@ -179,6 +185,21 @@ class SandboxState:
                     self.stale_writes += 1
                 store[entry["sku"]] = StockRecord(item["count"], stamp)
             self.sku_units[campaign_id] += len(entries)
+
+    def note_update_request(self, body_bytes: int, skus: int) -> None:
+        with self.lock:
+            self.max_request_bytes = max(self.max_request_bytes, body_bytes)
+            self.max_request_skus = max(self.max_request_skus, skus)
+
+    def poison(self, campaign_id: int, skus: list[str], named: bool = True) -> None:
+        with self.lock:
+            self.poisoned.setdefault(campaign_id, {}).update({sku: named for sku in skus})
+
+    def poisoned_in(self, campaign_id: int, skus: list[str]) -> list[tuple[str, bool]]:
+        """(sku, named) of each poisoned SKU among ``skus``, in request order."""
+        with self.lock:
+            table = self.poisoned.get(campaign_id, {})
+            return [(sku, table[sku]) for sku in skus if sku in table]
 
     def plant(self, campaign_id: int, levels: dict[str, int]) -> None:
         """Set stock behind the API's back (a shop employee editing the cabinet, say)."""
@@ -260,10 +281,15 @@ class SandboxState:
                     window.events.append((now, amount))
                     window.used += amount
 
-    def record(self, operation: str, key: str, status: int, cost: int = 0) -> None:
+    def record(self, operation: str, key: str, status: int, cost: int = 0, until: float | None = None) -> None:
+        """Count a call; ``until`` (a 420's X-RateLimit-Resource-Until, unix time) lets tests
+        check that nobody called again before it."""
         with self.lock:
             self.requests[f"{operation} {status}"] += 1
-            self.log.append({"t": time.time(), "op": operation, "key": key, "status": status, "cost": cost})
+            entry: dict[str, Any] = {"t": time.time(), "op": operation, "key": key, "status": status, "cost": cost}
+            if until is not None:
+                entry["until"] = until
+            self.log.append(entry)
 
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -276,10 +302,20 @@ class SandboxState:
                 "in_flight": {k: v for k, v in self.in_flight.items() if v},
                 "requests": dict(self.requests),
                 "stale_writes": self.stale_writes,
+                "max_request_skus": self.max_request_skus,
+                "max_request_bytes": self.max_request_bytes,
             }
+
+
+def epoch_in(seconds: float) -> int:
+    """Unix time ``seconds`` from now, rounded up so a client waiting until it is never early."""
+    return math.ceil(time.time() + max(0.0, seconds))
+
+
+def http_date(epoch: float) -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(epoch))
 
 
 def http_date_in(seconds: float) -> str:
     """RFC 822 date ``seconds`` from now, rounded up so a client waiting until it is never early."""
-    stamp = math.ceil(time.time() + max(0.0, seconds))
-    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(stamp))
+    return http_date(epoch_in(seconds))
