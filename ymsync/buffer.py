@@ -151,6 +151,15 @@ redis.call('DEL', KEYS[3])
 return 0
 """
 
+# KEYS: batches; ARGV: batch_id, lease_ms. 1 if the lease was extended, 0 if the batch was reclaimed.
+_EXTEND = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
 # KEYS: dead hwm buf queue flush wake; ARGV: campaign, flush_ttl_ms, skus... (none = all)
 _REPLAY = _NOW + """
 local skus = {}
@@ -214,6 +223,7 @@ class StockBuffer:
         self._settle = client.register_script(_SETTLE)
         self._finish = client.register_script(_FINISH)
         self._replay = client.register_script(_REPLAY)
+        self._extend = client.register_script(_EXTEND)
 
     def ingest(self, campaign_id: int, updates: Iterable[tuple[str, int, int | None]]) -> IngestResult:
         """Write ``(sku, count, stamp_ms or None)`` updates; pipelined in chunks, each atomic."""
@@ -257,10 +267,12 @@ class StockBuffer:
                   k["delivered"], k["dead"], k["stats"]],
             args=[batch.batch_id, action, reason[:2000], *names]))
 
-    def extend(self, batch: Batch, lease_s: float) -> None:
-        seconds, micros = self.redis.time()
-        deadline = seconds * 1000 + micros // 1000 + int(lease_s * 1000)
-        self.redis.zadd(keys.campaign_keys(batch.campaign_id)["batches"], {batch.batch_id: deadline}, xx=True)
+    def extend(self, batch: Batch, lease_s: float) -> bool:
+        """Renew the batch's lease; False if it already expired and was reclaimed. The caller must
+        then send nothing more from it: its SKUs are back in the buffer, maybe with newer values
+        another worker is sending, and a late request would put an older value over them."""
+        k = keys.campaign_keys(batch.campaign_id)
+        return bool(self._extend(keys=[k["batches"]], args=[batch.batch_id, int(lease_s * 1000)]))
 
     def reclaim_expired(self, campaign_id: int) -> int:
         """Return batches whose lease ran out (their worker died) to the buffer."""

@@ -119,50 +119,57 @@ class Flusher:
             self.client.update_stocks(c, self._levels(batch.entries), validate=False)
         except MarketBadRequest as exc:
             self.limiter.settle(grant, len(batch))
-            delivered, dead, requests = self._isolate(batch, list(batch.entries), exc)
-            return delivered, dead, requests + 1, None
-        except (MarketUnauthorized, MarketForbidden) as exc:
-            self.limiter.settle(grant, 0)
-            self.redis.set(k["halt"], f"HTTP {exc.status}: {exc.message}"[:500], px=int(self.halt_s * 1000))
-            n = self.buffer.settle(batch, "dead", reason=f"{exc.message} (campaign halted for {self.halt_s:g}s)")
-            log.error("campaign %s halted: %s", c, exc.message)
-            return 0, n, 1, self.halt_s
-        except MarketRateLimited as exc:
-            self.limiter.settle(grant, 0)  # refused requests are not counted by the Market
-            self.buffer.settle(batch, "returned")
-            wait = _seconds_until(exc.until) if exc.until else 1.0
-            if isinstance(exc, MarketParallelLimitExceeded):
-                wait = min(wait, 1.0)  # a foreign client holds slots; they free up in moments
-            self.limiter.pause(METHOD, str(c), wait)
-            self.redis.hincrby(k["stats"], "rate_limited", 1)
-            return 0, 0, 1, wait
+            delivered, dead, requests, wait = self._isolate(batch, list(batch.entries), exc)
+            return delivered, dead, requests + 1, wait
         except MarketError as exc:
-            # A failed request may still have been counted (or applied): keep its cost if so.
-            self.limiter.settle(grant, len(batch) if exc.retryable else 0)
-            return self._failed(batch, exc)
+            self.limiter.settle(grant, _cost_kept(exc, len(batch)))
+            dead, wait = self._fail(batch, [e.sku for e in batch.entries], exc)
+            return 0, dead, 1, wait
         self.limiter.settle(grant, len(batch))
         n = self.buffer.settle(batch, "delivered")
         self.redis.hdel(k["stats"], "failstreak")
         return n, 0, 1, None
 
-    def _failed(self, batch: Batch, exc: MarketError) -> tuple[int, int, int, float | None]:
-        k = keys.campaign_keys(batch.campaign_id)
+    def _fail(self, batch: Batch, skus: list[str], exc: MarketError) -> tuple[int, float | None]:
+        """Settle ``skus`` of a batch whose request failed (not with a 400); (dead, retry after or None)."""
+        c, k = batch.campaign_id, keys.campaign_keys(batch.campaign_id)
+        if isinstance(exc, (MarketUnauthorized, MarketForbidden)):
+            self.redis.set(k["halt"], f"HTTP {exc.status}: {exc.message}"[:500], px=int(self.halt_s * 1000))
+            n = self.buffer.settle(batch, "dead", skus, reason=f"{exc.message} (campaign halted for {self.halt_s:g}s)")
+            log.error("campaign %s halted: %s", c, exc.message)
+            return n, self.halt_s
+        if isinstance(exc, MarketRateLimited):
+            self.buffer.settle(batch, "returned", skus)
+            wait = _seconds_until(exc.until) if exc.until else 1.0
+            if isinstance(exc, MarketParallelLimitExceeded):
+                wait = min(wait, 1.0)  # a foreign client holds slots; they free up in moments
+            self.limiter.pause(METHOD, str(c), wait)
+            self.redis.hincrby(k["stats"], "rate_limited", 1)
+            return 0, wait
         if not exc.retryable:
-            return 0, self.buffer.settle(batch, "dead", reason=exc.message), 1, None
+            return self.buffer.settle(batch, "dead", skus, reason=exc.message), None
         now_ms = time.time() * 1000
-        expired = [e.sku for e in batch.entries if now_ms - e.first_ms > self.retry_max_age_s * 1000]
+        mine = set(skus)
+        expired = [e.sku for e in batch.entries
+                   if e.sku in mine and now_ms - e.first_ms > self.retry_max_age_s * 1000]
         dead = self.buffer.settle(batch, "dead", expired, reason=f"gave up after {self.retry_max_age_s:g}s: "
                                   f"{exc.message}") if expired else 0
-        self.buffer.settle(batch, "returned")
+        self.buffer.settle(batch, "returned", skus)
         streak = int(self.redis.hincrby(k["stats"], "failstreak", 1))
         self.redis.hincrby(k["stats"], "retries", 1)
         delay = min(60.0, 0.25 * 2 ** min(streak, 8)) * random.uniform(0.5, 1.5)
         self.redis.set(k["halt"] + ":backoff", "1", px=int(delay * 1000))
-        log.warning("campaign %s: %s; retrying in %.1fs", batch.campaign_id, exc.message, delay)
-        return 0, dead, 1, delay
+        log.warning("campaign %s: %s; retrying in %.1fs", c, exc.message, delay)
+        return dead, delay
 
-    def _isolate(self, batch: Batch, entries: list[Entry], exc: MarketBadRequest) -> tuple[int, int, int]:
-        """Deliver what the Market accepts out of ``entries``; dead-letter what it refuses."""
+    def _isolate(self, batch: Batch, entries: list[Entry],
+                 exc: MarketBadRequest) -> tuple[int, int, int, float | None]:
+        """Deliver what the Market accepts out of ``entries``; dead-letter what it refuses.
+
+        (delivered, dead, requests, stop-and-retry-after or None). Any other failure on the way
+        (420, 5xx, 401...) gets the usual policy for its group, and the groups not yet tried
+        go back to the buffer untouched: they must not be pushed into a Market that just said no.
+        """
         named = {sku for err in exc.errors for sku in _QUOTED.findall(err.message)} & {e.sku for e in entries}
         if len(entries) == 1 or named:
             culprits = [e for e in entries if e.sku in named] if named else entries
@@ -175,33 +182,52 @@ class Flusher:
             dead, half = 0, len(entries) // 2
             groups = [entries[:half], entries[half:]]
         delivered = requests = 0
-        for group in groups:
-            self.buffer.extend(batch, self.lease_s)
-            grant = self._wait_for_quota(batch.campaign_id, len(group))
+        for i, group in enumerate(groups):
+            grant = self._wait_for_quota(batch, len(group))
+            if grant is None:
+                # Our lease ran out while waiting and the batch was reclaimed: its SKUs are someone
+                # else's now (maybe with newer values); sending ours could overwrite those.
+                return delivered, dead, requests, None
             try:
                 self.client.update_stocks(batch.campaign_id, self._levels(group), validate=False)
             except MarketBadRequest as inner:
                 self.limiter.settle(grant)
-                d, x, r = self._isolate(batch, group, inner)
+                d, x, r, wait = self._isolate(batch, group, inner)
                 delivered, dead, requests = delivered + d, dead + x, requests + r + 1
-                continue
+                if wait is None:
+                    continue
             except MarketError as other:
-                self.limiter.settle(grant, len(group) if other.retryable else 0)
-                self.buffer.settle(batch, "returned", [e.sku for e in group])
+                self.limiter.settle(grant, _cost_kept(other, len(group)))
+                x, wait = self._fail(batch, [e.sku for e in group], other)
+                dead, requests = dead + x, requests + 1
+            else:
+                self.limiter.settle(grant)
+                delivered += self.buffer.settle(batch, "delivered", [e.sku for e in group])
                 requests += 1
                 continue
-            self.limiter.settle(grant)
-            delivered += self.buffer.settle(batch, "delivered", [e.sku for e in group])
-            requests += 1
-        return delivered, dead, requests
+            untried = [e.sku for g in groups[i + 1:] for e in g]
+            if untried:
+                self.buffer.settle(batch, "returned", untried)
+            return delivered, dead, requests, wait
+        return delivered, dead, requests, None
 
-    def _wait_for_quota(self, campaign_id: int, cost: int) -> Grant:
-        # Isolation is rare and holds a batch already taken; waiting here keeps it simple.
+    def _wait_for_quota(self, batch: Batch, cost: int) -> Grant | None:
+        """Quota for one isolation request, or None if the batch's lease was lost meanwhile."""
+        # Isolation is rare and holds a batch already taken, so it waits here rather than give
+        # the batch back (a restart would pay for the refused requests again). Before each sleep
+        # the lease is renewed to cover the sleep and the request after it, or the sweeper would
+        # hand the batch to another worker while this one still means to send it.
         while True:
-            grant = self.limiter.acquire(METHOD, str(campaign_id), cost, cost)
+            grant = self.limiter.acquire(METHOD, str(batch.campaign_id), cost, cost)
+            nap = 0.0 if grant.granted else min(grant.wait_s, 5.0)
+            if not self.buffer.extend(batch, self.lease_s + nap):
+                self.limiter.settle(grant, 0)
+                log.warning("campaign %s: batch %s was reclaimed while isolating a refused SKU; "
+                            "leaving it to whoever holds it now", batch.campaign_id, batch.batch_id)
+                return None
             if grant.granted:
                 return grant
-            time.sleep(min(grant.wait_s, 5.0))
+            time.sleep(nap)
 
     @staticmethod
     def _levels(entries: tuple[Entry, ...] | list[Entry]) -> list[StockLevel]:
@@ -214,6 +240,12 @@ class Flusher:
                 stamp = datetime.fromtimestamp(min(e.stamp_ms, now_ms) / 1000, timezone.utc)
             levels.append(StockLevel(e.sku, e.count, stamp))
         return levels
+
+
+def _cost_kept(exc: MarketError, cost: int) -> int:
+    """Quota units a failed request used up: the Market counts what may have reached it (5xx,
+    timeouts, dropped replies) but not what it refused at the door (420, 401/403, other 4xx)."""
+    return cost if exc.retryable and not isinstance(exc, MarketRateLimited) else 0
 
 
 def _seconds_until(until: datetime) -> float:
