@@ -48,8 +48,13 @@ class FlushScheduler(threading.Thread):
                     next_sweep = time.monotonic() + SWEEP_EVERY_S
                     if r.set(keys.SWEEP_LOCK, "1", nx=True, px=int(SWEEP_EVERY_S * 900)):
                         for campaign in buf.campaigns():
-                            buf.reclaim_expired(campaign)
-                            if buf.schedule_if_idle(campaign):
+                            # A reclaimed batch means a worker died holding it, and its flush
+                            # messages (unacked, or waiting on a countdown) died with it for the
+                            # broker's visibility timeout; its flush marker would hold off
+                            # schedule_if_idle for up to its TTL. Flush now instead: a spare
+                            # flush costs one idle task, a missing one leaves stock stale.
+                            reclaimed = buf.reclaim_expired(campaign)
+                            if buf.schedule_if_idle(campaign) or reclaimed:
                                 schedule_flush(campaign, 0)
             except Exception:  # the thread must outlive a Redis restart or a broker hiccup
                 log.exception("flush scheduler error; retrying in 1s")
