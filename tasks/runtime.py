@@ -39,7 +39,14 @@ def lease_seconds() -> float:
 def flusher() -> Flusher:
     s = get_settings()
     client = MarketClient.from_settings(s)
-    return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=lease_seconds())
+    return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=lease_seconds(),
+                   spawn=_spawn_flush)
+
+
+def _spawn_flush(campaign_id: int) -> None:
+    from .stocks import schedule_flush  # tasks.stocks imports this module
+
+    schedule_flush(campaign_id, 0)
 
 
 # --- the read side (stock reads, reconciliation) -------------------------------------------

@@ -21,6 +21,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
+from typing import Callable
 from datetime import datetime, timezone
 
 from . import keys
@@ -58,8 +59,12 @@ class FlushResult:
 class Flusher:
     def __init__(self, buffer: StockBuffer, limiter: QuotaLimiter, client: MarketClient, *,
                  budget_s: float = 5.0, retry_max_age_s: float = 24 * 3600, halt_s: float = 900.0,
-                 lease_s: float = 120.0, min_batch: int = 200) -> None:
+                 lease_s: float = 120.0, min_batch: int = 200,
+                 spawn: Callable[[int], None] | None = None) -> None:
         self.buffer, self.limiter, self.client = buffer, limiter, client
+        # Starts a sibling flush for a campaign (the task layer enqueues one). Without it,
+        # FlushResult.fan_out asks the caller to, but only when this round's budget is spent.
+        self.spawn = spawn
         self.budget_s, self.retry_max_age_s, self.halt_s = budget_s, retry_max_age_s, halt_s
         self.lease_s, self.min_batch = lease_s, min_batch
         self.redis = buffer.redis
@@ -76,39 +81,64 @@ class Flusher:
             return FlushResult(next_in=backoff / 1000)
         delivered = dead = requests = 0
         deadline = time.monotonic() + self.budget_s
-        fan_out = False
+        fan_out = spawned = False
         while time.monotonic() < deadline:
             pending = self.buffer.pending(c)
             if pending == 0:
                 if self.buffer.finish(c):
                     continue  # a write slipped in; take it
-                return FlushResult(delivered, dead, requests, None, fan_out)
+                return FlushResult(delivered, dead, requests, None, fan_out and not spawned)
             want = min(MAX_SKUS_PER_UPDATE, pending)
             grant = self.limiter.acquire(METHOD, str(c), want, min(want, self.min_batch))
             if not grant.granted:
-                return FlushResult(delivered, dead, requests, grant.wait_s, fan_out)
+                return FlushResult(delivered, dead, requests, grant.wait_s, fan_out and not spawned)
             gate = f"campaign:{c}"
             lease = self.limiter.lease(gate)
             if lease is None:
                 self.limiter.settle(grant, 0)
-                return FlushResult(delivered, dead, requests, 0.05, fan_out)
+                return FlushResult(delivered, dead, requests, 0.05, fan_out and not spawned)
             try:
+                # A 420 may have paused everyone since the grant (or a 401 halted the campaign, a
+                # 5xx started a backoff): a slot is only freed after its holder has set that, so
+                # checking here, holding a slot, lets no request through the gap.
+                paused = self._held_off(c)
+                if paused > 0:
+                    self.limiter.settle(grant, 0)
+                    return FlushResult(delivered, dead, requests, paused, fan_out and not spawned)
                 batch = self.buffer.take(c, grant.granted, MAX_BODY_BYTES - 1024, self.lease_s)
                 if batch is None:
                     self.limiter.settle(grant, 0)
                     if not self.buffer.finish(c):
-                        return FlushResult(delivered, dead, requests, None, fan_out)
-                    return FlushResult(delivered, dead, requests, 0.05, fan_out)
+                        return FlushResult(delivered, dead, requests, None, fan_out and not spawned)
+                    return FlushResult(delivered, dead, requests, 0.05, fan_out and not spawned)
                 self.buffer.touch_flush(c)
-                fan_out = fan_out or (self.buffer.pending(c) >= self.min_batch
-                                      and self.limiter.leases_in_use(gate) < self.limiter.max_parallel)
+                if not fan_out and self.buffer.pending(c) >= self.min_batch \
+                        and self.limiter.leases_in_use(gate) < self.limiter.max_parallel:
+                    fan_out = True
+                    if self.spawn is not None:
+                        # Now, not after this round's budget (seconds of sequential requests):
+                        # a backlog gets its parallel requests while it is still a backlog.
+                        try:
+                            self.spawn(c)
+                            spawned = True
+                        except Exception:  # a broker hiccup must not strand the batch just taken
+                            log.warning("campaign %s: could not start a parallel flush", c, exc_info=True)
                 outcome = self._send(batch, grant)
             finally:
                 self.limiter.release(gate, lease)
             delivered, dead, requests = delivered + outcome[0], dead + outcome[1], requests + outcome[2]
             if outcome[3] is not None:
-                return FlushResult(delivered, dead, requests, outcome[3], fan_out)
-        return FlushResult(delivered, dead, requests, 0.0, fan_out)
+                return FlushResult(delivered, dead, requests, outcome[3], fan_out and not spawned)
+        return FlushResult(delivered, dead, requests, 0.0, fan_out and not spawned)
+
+    def _held_off(self, c: int) -> float:
+        """Seconds until the campaign may send again: the longest of pause, halt and backoff."""
+        k = keys.campaign_keys(c)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.pttl(keys.pause(METHOD, str(c)))
+        pipe.pttl(k["halt"])
+        pipe.pttl(k["halt"] + ":backoff")
+        return max(0, *pipe.execute()) / 1000
 
     # --- one request and its consequences -------------------------------------------------
 
