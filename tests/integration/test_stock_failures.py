@@ -78,18 +78,18 @@ def test_sigkill_mid_flush_loses_nothing_and_writes_nothing_stale(bench_for):
     campaign = 1001
     # Lease = connect + read timeout + 10 s: short timeouts make the dead worker's batch come back soon.
     env = {"YM_HTTP_CONNECT_TIMEOUT": "1", "YM_HTTP_READ_TIMEOUT": "2"}
-    bench.push(campaign, [(f"K-{i:05d}", i) for i in range(12_000)])
+    bench.push(campaign, [(f"K-{i:05d}", i) for i in range(20_000)])
     victim = bench.start_worker("victim", concurrency=2, **env)
     batches = keys.campaign_keys(campaign)["batches"]
     wait_for(lambda: bench.units(campaign) >= 2000, 30, "delivery to be under way")
     # Newer values for half the SKUs, some of them inside the batches about to be orphaned.
-    bench.push(campaign, [(f"K-{i:05d}", 50_000 + i) for i in range(0, 12_000, 2)])
+    bench.push(campaign, [(f"K-{i:05d}", 50_000 + i) for i in range(0, 20_000, 2)])
     wait_for(lambda: bench.redis.zcard(batches) > 0, 10, "a batch in flight")
     victim.kill(signal.SIGKILL)
     orphaned = bench.redis.zcard(batches)
     assert orphaned > 0
 
-    bench.start_worker("heir", concurrency=2, **env)
+    bench.start_worker("heir", concurrency=3, **env)
     # The orphan's lease (13 s) must bound recovery, not the dead worker's flush marker (30 s).
     bench.wait_latest(campaign, 26)
     wait_for(lambda: bench.settled(campaign), 10, "the buffer to drain")
@@ -100,9 +100,11 @@ def test_sigkill_mid_flush_loses_nothing_and_writes_nothing_stale(bench_for):
 
 
 def test_a_revoked_token_halts_the_campaign_without_hammering(bench_for):
-    bench = bench_for(sandbox_config(faults=Faults(latency_min_ms=100, latency_max_ms=250)))
+    # Slow enough that the backlog takes seconds at 4 requests in flight: the revoke lands mid-stream.
+    bench = bench_for(sandbox_config(faults=Faults(latency_min_ms=300, latency_max_ms=500)))
     campaign = 1101
-    bench.push(campaign, [(f"R-{i:05d}", i) for i in range(30_000)])
+    total = 60_000
+    bench.push(campaign, [(f"R-{i:05d}", i) for i in range(total)])
     bench.start_worker("revoke-a", concurrency=2)
     bench.start_worker("revoke-b", concurrency=2)
     wait_for(lambda: bench.units(campaign) >= 2000, 30, "delivery to be under way")
@@ -121,14 +123,14 @@ def test_a_revoked_token_halts_the_campaign_without_hammering(bench_for):
     # if they got in before the token died): at most the 3 other parallel slots, and once more
     # each for a flush that checked the halt a moment before it was set. Then silence.
     assert len(later) <= 2 * 4 - 1, later
-    assert all(t < 1.0 and status in (200, 401) for t, status in later), later
+    assert all(t < 0.5 + 0.7 and status in (200, 401) for t, status in later), later
     after = [first] + [e for e in log if e["t"] > first["t"] and e["status"] == 401]
     dead = bench.buffer.dead_letters(campaign)
     assert dead and len(dead) <= len(after) * MAX_SKUS_PER_UPDATE
     assert all("HTTP 401" in d["reason"] and "revoked" in d["reason"] and "halted" in d["reason"] for d in dead), \
         dead[0]["reason"]
     assert bench.buffer.pending(campaign) > 0  # the rest waits for a new token, neither sent nor dropped
-    assert bench.units(campaign) + len(dead) + bench.buffer.pending(campaign) == 30_000
+    assert bench.units(campaign) + len(dead) + bench.buffer.pending(campaign) == total
 
 
 def test_latest_wins_across_retries_with_500s_and_lost_replies(bench_for):
@@ -139,17 +141,23 @@ def test_latest_wins_across_retries_with_500s_and_lost_replies(bench_for):
     bench.push(campaign, [(sku, 0) for sku in skus])
     bench.start_worker("flaky-a", concurrency=2)
     bench.start_worker("flaky-b", concurrency=2)
-    for wave in range(1, 5):
-        # Each wave lands while earlier values are pending, in flight or being retried.
-        wait_for(lambda: bench.units(campaign) >= wave * 1500, 30, f"wave {wave - 1} under way")
-        bench.push(campaign, [(sku, wave * 10_000 + i) for i, sku in enumerate(skus) if i % wave == 0])
+    # Waves of newer values land while earlier ones are pending, in flight or being retried,
+    # until the faults have struck a few times each (they are random: count, don't assume).
+    before = 0
+    for wave in range(1, 40):
+        wait_for(lambda: bench.units(campaign) > before, 30, f"wave {wave - 1} under way")
+        calls = bench.requests_by_status()
+        if wave > 4 and calls.get(500, 0) >= 2 and calls.get(0, 0) >= 2:
+            break
+        before = bench.units(campaign)  # read before the push: its delivery must raise it
+        bench.push(campaign, [(sku, wave * 10_000 + i) for i, sku in enumerate(skus) if i % 3 == wave % 3])
     bench.wait_latest(campaign, 45)
     wait_for(lambda: bench.settled(campaign), 10, "the buffer to drain")
 
     state = bench.state()
     assert state["stale_writes"] == 0
     calls = bench.requests_by_status()
-    assert calls.get(500, 0) > 0 and calls.get(0, 0) > 0, calls  # the faults really struck
+    assert calls.get(500, 0) >= 2 and calls.get(0, 0) >= 2, calls  # the faults really struck
     assert not bench.buffer.dead_letters(campaign)
     assert bench.buffer.stats(campaign).get("retries", 0) > 0
 
