@@ -53,3 +53,38 @@ broker_transport_options = {"visibility_timeout": 6 * 3600}
 result_backend_transport_options = {"visibility_timeout": 6 * 3600}
 result_expires = 7 * 24 * 3600
 result_extended = False  # args stay out of the result backend
+
+
+def build_beat_schedule(settings) -> dict:
+    """``celery -A tasks beat`` entries from the settings; empty unless campaigns are named.
+
+    Each message expires after one interval, so a beat that outlived a stopped reports worker
+    does not leave a pile of stale reconciliations behind. ``argsrepr`` keeps Flower readable.
+    """
+    schedule: dict = {}
+    every = settings.reconcile_every_s
+    for campaign in settings.reconcile_campaigns:
+        schedule[f"reconcile-{campaign}"] = {
+            "task": "ymsync.reads.reconcile",
+            "schedule": every,
+            "args": (campaign,),
+            "kwargs": {"fix": settings.reconcile_fix},
+            "options": {"queue": "reports", "expires": every, "argsrepr": f"(campaign={campaign})",
+                        "kwargsrepr": f"{{fix={settings.reconcile_fix}}}"},
+        }
+    if settings.snapshot_campaigns:
+        every = settings.snapshot_every_s
+        requests = [{"request": {"campaignId": c}, "format": settings.snapshot_format}
+                    for c in settings.snapshot_campaigns]
+        schedule["snapshot"] = {
+            "task": "ymsync.reports.snapshot",
+            "schedule": every,
+            "args": (requests,),
+            "options": {"queue": "reports", "expires": every,
+                        "argsrepr": f"({len(requests)} reports: campaigns "
+                                    f"{','.join(map(str, settings.snapshot_campaigns))}, {settings.snapshot_format})"},
+        }
+    return schedule
+
+
+beat_schedule = build_beat_schedule(_settings)

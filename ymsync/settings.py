@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -108,6 +109,13 @@ class Settings:
     max_report_bytes: int = 512 * 1024 * 1024
     download_hosts: tuple[str, ...] = ("*.yandex.ru", "*.yandex.net", "*.yandex.com")
     retry_max_age_s: float = 24 * 3600.0
+    # Celery beat (celeryconfig.beat_schedule): nothing is scheduled unless campaigns are named.
+    reconcile_campaigns: tuple[int, ...] = ()
+    reconcile_every_s: float = 3600.0
+    reconcile_fix: bool = False
+    snapshot_campaigns: tuple[int, ...] = ()
+    snapshot_every_s: float = 24 * 3600.0
+    snapshot_format: str = "CSV"
 
     def require_credentials(self) -> Credentials:
         """Workers call this at start: they cannot do anything useful without a token."""
@@ -159,6 +167,59 @@ def parse_quota(name: str, raw: str) -> Quota | None:
     return quota
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_SCHEDULE_S = 60.0
+
+
+def parse_duration(name: str, raw: str, *, minimum: float = MIN_SCHEDULE_S) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``6h`` or ``1d``; at least ``minimum``."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", raw.strip().lower())
+    if not match:
+        raise SettingsError(f"{name}: expected a duration like 3600, 90s, 30m, 6h or 1d; got {raw!r}")
+    seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+    if seconds < minimum:
+        raise SettingsError(f"{name}: must be at least {minimum:g} seconds, got {raw!r}")
+    return seconds
+
+
+def _duration(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    return parse_duration(name, raw) if raw else default
+
+
+def _campaigns(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    """``1001,1002`` (spaces allowed); empty means none. Duplicates are dropped, order kept."""
+    ids: list[int] = []
+    for part in env.get(name, "").replace(" ", ",").split(","):
+        if not part.strip():
+            continue
+        if not part.strip().isdigit() or int(part) < 1:
+            raise SettingsError(f"{name}: expected campaign ids like 1001,1002; got {part.strip()!r}")
+        if int(part) not in ids:
+            ids.append(int(part))
+    return tuple(ids)
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _schedule(env: Mapping[str, str], kind: str, default_every: float) -> tuple[tuple[int, ...], float]:
+    campaigns = _campaigns(env, f"YM_{kind}_CAMPAIGNS")
+    every = _duration(env, f"YM_{kind}_EVERY", default_every)
+    if env.get(f"YM_{kind}_EVERY", "").strip() and not campaigns:
+        # A schedule that silently never runs is worse than a refusal at start.
+        raise SettingsError(f"YM_{kind}_EVERY is set but YM_{kind}_CAMPAIGNS names no campaign")
+    return campaigns, every
+
+
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:
     raw = env.get(name, "").strip()
     if not raw:
@@ -184,6 +245,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         for method, default in DEFAULT_QUOTAS.items()
     }
     hosts = tuple(h.strip().lower() for h in env.get("YM_DOWNLOAD_HOSTS", "").split(",") if h.strip())
+    reconcile = _schedule(env, "RECONCILE", Settings.reconcile_every_s)
+    snapshot = _schedule(env, "SNAPSHOT", Settings.snapshot_every_s)
+    snapshot_format = env.get("YM_SNAPSHOT_FORMAT", "").strip().upper() or Settings.snapshot_format
+    if snapshot_format not in ("CSV", "JSON", "FILE"):
+        raise SettingsError(f"YM_SNAPSHOT_FORMAT: expected CSV, JSON or FILE, got {snapshot_format!r}")
     return Settings(
         api_url=_url(env, "YM_API_URL", DEFAULT_API_URL, ("https", "http")),
         credentials=Credentials(api_key=api_key, oauth_token=oauth, business_id=business_id),
@@ -199,6 +265,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_report_bytes=int(_number(env, "YM_MAX_REPORT_BYTES", 512 * 1024 * 1024, minimum=1024, integer=True)),
         download_hosts=hosts or Settings.download_hosts,
         retry_max_age_s=_number(env, "YM_RETRY_MAX_AGE", 24 * 3600.0, minimum=1, integer=False),
+        reconcile_campaigns=reconcile[0],
+        reconcile_every_s=reconcile[1],
+        reconcile_fix=_flag(env, "YM_RECONCILE_FIX", False),
+        snapshot_campaigns=snapshot[0],
+        snapshot_every_s=snapshot[1],
+        snapshot_format=snapshot_format,
     )
 
 

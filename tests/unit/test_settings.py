@@ -156,3 +156,61 @@ def test_token_never_in_repr(env):
 def test_secret_equality_without_revealing():
     assert Secret(TOKEN) == Secret(TOKEN) != Secret("other")
     assert Credentials(api_key=Secret(TOKEN)) == Credentials(api_key=Secret(TOKEN))
+
+
+# --- beat schedule (celeryconfig.beat_schedule) ------------------------------------------------
+
+
+def test_schedules_empty_by_default():
+    settings = load_settings({})
+    assert settings.reconcile_campaigns == settings.snapshot_campaigns == ()
+    assert (settings.reconcile_every_s, settings.snapshot_every_s) == (3600, 24 * 3600)
+    assert settings.reconcile_fix is False
+    assert settings.snapshot_format == "CSV"
+
+
+def test_schedules_parsed():
+    settings = load_settings({
+        "YM_RECONCILE_CAMPAIGNS": " 1001, 1002 1001,", "YM_RECONCILE_EVERY": "30m", "YM_RECONCILE_FIX": "Yes",
+        "YM_SNAPSHOT_CAMPAIGNS": "1002", "YM_SNAPSHOT_EVERY": "6h", "YM_SNAPSHOT_FORMAT": "file",
+    })
+    assert settings.reconcile_campaigns == (1001, 1002)
+    assert settings.reconcile_every_s == 1800
+    assert settings.reconcile_fix is True
+    assert settings.snapshot_campaigns == (1002,)
+    assert settings.snapshot_every_s == 6 * 3600
+    assert settings.snapshot_format == "FILE"
+
+
+@pytest.mark.parametrize("raw, seconds", [("3600", 3600), ("90s", 90), ("90 S", 90), ("1.5h", 5400), ("1d", 86400)])
+def test_schedule_durations(raw, seconds):
+    env = {"YM_SNAPSHOT_CAMPAIGNS": "7", "YM_SNAPSHOT_EVERY": raw}
+    assert load_settings(env).snapshot_every_s == seconds
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"YM_RECONCILE_CAMPAIGNS": "1001,abc"}, "YM_RECONCILE_CAMPAIGNS: expected campaign ids like 1001,1002; got 'abc'"),
+    ({"YM_SNAPSHOT_CAMPAIGNS": "0"}, "YM_SNAPSHOT_CAMPAIGNS: expected campaign ids like 1001,1002; got '0'"),
+    ({"YM_RECONCILE_CAMPAIGNS": "-5"}, "YM_RECONCILE_CAMPAIGNS: expected campaign ids like 1001,1002; got '-5'"),
+    ({"YM_RECONCILE_CAMPAIGNS": "1", "YM_RECONCILE_EVERY": "soon"},
+     "YM_RECONCILE_EVERY: expected a duration like 3600, 90s, 30m, 6h or 1d; got 'soon'"),
+    ({"YM_RECONCILE_CAMPAIGNS": "1", "YM_RECONCILE_EVERY": "-1h"},
+     "YM_RECONCILE_EVERY: expected a duration like 3600, 90s, 30m, 6h or 1d; got '-1h'"),
+    ({"YM_RECONCILE_CAMPAIGNS": "1", "YM_RECONCILE_EVERY": "10s"},
+     "YM_RECONCILE_EVERY: must be at least 60 seconds, got '10s'"),
+    ({"YM_RECONCILE_EVERY": "1h"}, "YM_RECONCILE_EVERY is set but YM_RECONCILE_CAMPAIGNS names no campaign"),
+    ({"YM_SNAPSHOT_EVERY": "1d"}, "YM_SNAPSHOT_EVERY is set but YM_SNAPSHOT_CAMPAIGNS names no campaign"),
+    ({"YM_RECONCILE_FIX": "maybe"}, "YM_RECONCILE_FIX: expected true or false, got 'maybe'"),
+    ({"YM_SNAPSHOT_FORMAT": "xlsx"}, "YM_SNAPSHOT_FORMAT: expected CSV, JSON or FILE, got 'XLSX'"),
+])
+def test_malformed_schedules(env, message):
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    assert str(info.value) == message
+
+
+def test_empty_schedule_values_mean_unset():
+    # docker-compose passes ${YM_RECONCILE_EVERY:-} through as an empty string.
+    settings = load_settings({"YM_RECONCILE_CAMPAIGNS": "", "YM_RECONCILE_EVERY": "", "YM_SNAPSHOT_EVERY": " ",
+                              "YM_SNAPSHOT_FORMAT": "", "YM_RECONCILE_FIX": ""})
+    assert settings.reconcile_campaigns == settings.snapshot_campaigns == ()

@@ -1,0 +1,65 @@
+"""celeryconfig.beat_schedule: built from the settings, naming tasks that exist, on the reports queue."""
+
+from __future__ import annotations
+
+import json
+
+import celeryconfig
+from ymsync.reports.request import ReportRequest
+from ymsync.settings import load_settings
+
+
+def registered_tasks() -> set[str]:
+    import tasks.reads  # noqa: F401  (registers the task names)
+    import tasks.reports  # noqa: F401
+    from tasks import app
+
+    return set(app.tasks)
+
+
+def test_empty_by_default():
+    assert celeryconfig.build_beat_schedule(load_settings({})) == {}
+
+
+def test_reconcile_per_campaign_and_snapshot():
+    settings = load_settings({"YM_RECONCILE_CAMPAIGNS": "1001,1002", "YM_RECONCILE_EVERY": "2h",
+                              "YM_RECONCILE_FIX": "true", "YM_SNAPSHOT_CAMPAIGNS": "1002,1003",
+                              "YM_SNAPSHOT_EVERY": "1d", "YM_SNAPSHOT_FORMAT": "JSON"})
+    schedule = celeryconfig.build_beat_schedule(settings)
+    assert set(schedule) == {"reconcile-1001", "reconcile-1002", "snapshot"}
+    entry = schedule["reconcile-1001"]
+    assert entry["task"] == "ymsync.reads.reconcile"
+    assert (entry["schedule"], entry["args"], entry["kwargs"]) == (7200, (1001,), {"fix": True})
+    assert entry["options"]["queue"] == "reports"
+    assert entry["options"]["expires"] == 7200
+    assert entry["options"]["argsrepr"] == "(campaign=1001)"
+
+    snap = schedule["snapshot"]
+    assert snap["task"] == "ymsync.reports.snapshot"
+    assert snap["schedule"] == 86400 and snap["options"]["queue"] == "reports"
+    (requests,) = snap["args"]
+    # Each part is a request the snapshot task will accept, and the args travel as JSON.
+    assert [ReportRequest.from_dict(r).to_dict() for r in requests] == requests
+    assert [r["request"]["campaignId"] for r in requests] == [1002, 1003]
+    json.dumps([e["args"] for e in schedule.values()])
+
+
+def test_scheduled_task_names_exist_and_route_to_reports():
+    settings = load_settings({"YM_RECONCILE_CAMPAIGNS": "1", "YM_SNAPSHOT_CAMPAIGNS": "1"})
+    names = {e["task"] for e in celeryconfig.build_beat_schedule(settings).values()}
+    assert names <= registered_tasks()
+    from tasks import app
+
+    for name in names:
+        assert app.amqp.router.route({}, name)["queue"].name == "reports"
+
+
+def test_schedule_accepted_by_celery_beat():
+    from celery.beat import ScheduleEntry
+
+    from tasks import app
+
+    settings = load_settings({"YM_RECONCILE_CAMPAIGNS": "1", "YM_SNAPSHOT_CAMPAIGNS": "1"})
+    for name, entry in celeryconfig.build_beat_schedule(settings).items():
+        parsed = ScheduleEntry(name=name, app=app, **entry)
+        assert parsed.schedule.run_every.total_seconds() == entry["schedule"]
