@@ -28,10 +28,12 @@ local t = redis.call('TIME')
 local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 """
 
-# KEYS: buf queue hwm stats flush campaigns wake; ARGV: campaign, flush_ttl_ms, (sku, count, stamp|'')...
+# KEYS: buf queue hwm stats flush campaigns wake delivered busy;
+# ARGV: campaign, flush_ttl_ms, force (1/0), (sku, count, stamp|'')...
 _INGEST = _NOW + """
-local accepted, stale, coalesced = 0, 0, 0
-for i = 3, #ARGV, 3 do
+local accepted, stale, coalesced, unchanged = 0, 0, 0, 0
+local force = ARGV[3] == '1'
+for i = 4, #ARGV, 3 do
   local sku, count, stamp = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if stamp == '' then stamp = now end
   local h = redis.call('HGET', KEYS[3], sku)
@@ -40,8 +42,26 @@ for i = 3, #ARGV, 3 do
     local hs, hc = string.match(h, '^(%d+)|(%d+)$')
     if tonumber(stamp) < tonumber(hs) or (stamp == hs and count == hc) then drop = true end
   end
+  local same = false
+  if not drop and not force and redis.call('HEXISTS', KEYS[1], sku) == 0
+      and redis.call('SISMEMBER', KEYS[9], sku) == 0 then
+    -- Nothing pending or in flight, and the Market was last given this very count: sending it
+    -- again would only spend quota. The stamps still move forward, so an older update keeps
+    -- losing and a waiting producer sees its value settled.
+    local d = redis.call('HGET', KEYS[8], sku)
+    if d then
+      local dc, ds, dat = string.match(d, '^(%d+)|(%d+)|(%d+)$')
+      if dc == count then
+        same = true
+        redis.call('HSET', KEYS[8], sku, dc .. '|' .. math.max(tonumber(ds), tonumber(stamp)) .. '|' .. dat)
+      end
+    end
+  end
   if drop then
     stale = stale + 1
+  elseif same then
+    redis.call('HSET', KEYS[3], sku, stamp .. '|' .. count)
+    unchanged = unchanged + 1
   else
     redis.call('HSET', KEYS[3], sku, stamp .. '|' .. count)
     local old = redis.call('HGET', KEYS[1], sku)
@@ -52,16 +72,17 @@ for i = 3, #ARGV, 3 do
     accepted = accepted + 1
   end
 end
-redis.call('HINCRBY', KEYS[4], 'received', (#ARGV - 2) / 3)
+redis.call('HINCRBY', KEYS[4], 'received', (#ARGV - 3) / 3)
 if stale > 0 then redis.call('HINCRBY', KEYS[4], 'stale', stale) end
 if coalesced > 0 then redis.call('HINCRBY', KEYS[4], 'coalesced', coalesced) end
+if unchanged > 0 then redis.call('HINCRBY', KEYS[4], 'unchanged', unchanged) end
 redis.call('SADD', KEYS[6], ARGV[1])
 local wake = 0
 if accepted > 0 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[2]) then
   redis.call('RPUSH', KEYS[7], ARGV[1])
   wake = 1
 end
-return {accepted, stale, wake}
+return {accepted, stale, wake, unchanged}
 """
 
 # KEYS: buf queue busy batches inflight; ARGV: max_n, max_bytes, lease_ms, batch_id
@@ -171,9 +192,15 @@ for _, sku in ipairs(skus) do
   local d = raw and cjson.decode(raw)
   -- Invalid input from a foreign producer has no value to send: it stays a dead letter.
   if d and type(d.count) == 'number' and type(d.stamp_ms) == 'number' then
+    -- Replay only what is still the newest value accepted for the SKU. A stamp comparison alone
+    -- is not enough: ingest lets a different count with the same stamp win.
     local h = redis.call('HGET', KEYS[2], sku)
-    local newer = h and tonumber(string.match(h, '^(%d+)|')) > d.stamp_ms
-    if not newer and redis.call('HEXISTS', KEYS[3], sku) == 0 then
+    local newest = true
+    if h then
+      local hs, hc = string.match(h, '^(%d+)|(%d+)$')
+      newest = tonumber(hs) == d.stamp_ms and tonumber(hc) == d.count
+    end
+    if newest and redis.call('HEXISTS', KEYS[3], sku) == 0 then
       redis.call('HSET', KEYS[3], sku, string.format('%d|%d|%s', d.count, d.stamp_ms, now))
       redis.call('ZADD', KEYS[4], 'NX', now, sku)
       n = n + 1
@@ -184,6 +211,9 @@ end
 if n > 0 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[2]) then redis.call('RPUSH', KEYS[6], ARGV[1]) end
 return n
 """
+
+
+MAX_INVALID = 10_000  # invalid-input dead letters kept per campaign (newest first)
 
 
 @dataclass(frozen=True)
@@ -211,6 +241,7 @@ class IngestResult:
     accepted: int = 0
     stale: int = 0  # older than (or a repeat of) a value already accepted
     woke: bool = False
+    unchanged: int = 0  # the Market was last given this count and nothing newer is queued: not sent
 
 
 class StockBuffer:
@@ -225,21 +256,29 @@ class StockBuffer:
         self._replay = client.register_script(_REPLAY)
         self._extend = client.register_script(_EXTEND)
 
-    def ingest(self, campaign_id: int, updates: Iterable[tuple[str, int, int | None]]) -> IngestResult:
-        """Write ``(sku, count, stamp_ms or None)`` updates; pipelined in chunks, each atomic."""
+    def ingest(self, campaign_id: int, updates: Iterable[tuple[str, int, int | None]], *,
+               force: bool = False) -> IngestResult:
+        """Write ``(sku, count, stamp_ms or None)`` updates; pipelined in chunks, each atomic.
+
+        ``force`` queues a value even if the Market was last given that same count (reconciliation
+        uses it when the Market has drifted from what ymsync delivered).
+        """
         k = keys.campaign_keys(campaign_id)
-        script_keys = [k["buf"], k["queue"], k["hwm"], k["stats"], k["flush"], keys.CAMPAIGNS, keys.WAKE]
+        script_keys = [k["buf"], k["queue"], k["hwm"], k["stats"], k["flush"], keys.CAMPAIGNS, keys.WAKE,
+                       k["delivered"], k["busy"]]
+        head: list[object] = [int(campaign_id), self.flush_ttl_ms, 1 if force else 0]
         pipe = self.redis.pipeline(transaction=False)
-        args: list[object] = [int(campaign_id), self.flush_ttl_ms]
+        args = list(head)
         for sku, count, stamp_ms in updates:
             args += [sku, int(count), "" if stamp_ms is None else int(stamp_ms)]
-            if len(args) >= 2 + 3 * self.chunk:
+            if len(args) >= len(head) + 3 * self.chunk:
                 self._ingest(keys=script_keys, args=args, client=pipe)
-                args = [int(campaign_id), self.flush_ttl_ms]
-        if len(args) > 2:
+                args = list(head)
+        if len(args) > len(head):
             self._ingest(keys=script_keys, args=args, client=pipe)
         results = pipe.execute()
-        return IngestResult(sum(r[0] for r in results), sum(r[1] for r in results), any(r[2] for r in results))
+        return IngestResult(sum(r[0] for r in results), sum(r[1] for r in results), any(r[2] for r in results),
+                            sum(r[3] for r in results))
 
     def take(self, campaign_id: int, max_skus: int, max_bytes: int, lease_s: float) -> Batch | None:
         """Move up to ``max_skus`` pending SKUs (and ~``max_bytes`` of JSON) into a new batch."""
@@ -324,15 +363,33 @@ class StockBuffer:
         return {k.decode(): tuple(int(x) for x in v.split(b"|")) for k, v in raw.items()}  # type: ignore[misc]
 
     def dead_letters(self, campaign_id: int) -> list[dict]:
-        raw = self.redis.hgetall(keys.campaign_keys(campaign_id)["dead"])
-        return sorted((json.loads(v) for v in raw.values()), key=lambda d: (d["at_ms"], d["sku"]))
+        k = keys.campaign_keys(campaign_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hvals(k["dead"])
+        pipe.lrange(k["invalid"], 0, -1)
+        values, invalid = pipe.execute()
+        return sorted((json.loads(v) for v in [*values, *invalid]), key=lambda d: (d["at_ms"], d["sku"]))
+
+    def dead_letter_count(self, campaign_id: int) -> int:
+        k = keys.campaign_keys(campaign_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hlen(k["dead"])
+        pipe.llen(k["invalid"])
+        return sum(pipe.execute())
 
     def dead_letter_raw(self, campaign_id: int, ident: str, record: dict) -> None:
-        """A dead letter that never entered the buffer (invalid input from a foreign producer)."""
+        """A dead letter that never entered the buffer (invalid input from a foreign producer).
+
+        These are not keyed by SKU (there may be none), so they live in a list capped at
+        ``MAX_INVALID`` newest entries: a producer sending garbage must not fill Redis. The
+        ``invalid`` counter in the stats keeps the full count.
+        """
         k = keys.campaign_keys(campaign_id)
         pipe = self.redis.pipeline()
-        pipe.hset(k["dead"], ident, json.dumps(record))
+        pipe.lpush(k["invalid"], json.dumps({**record, "id": ident}))
+        pipe.ltrim(k["invalid"], 0, MAX_INVALID - 1)
         pipe.hincrby(k["stats"], "dead", 1)
+        pipe.hincrby(k["stats"], "invalid", 1)
         pipe.sadd(keys.CAMPAIGNS, int(campaign_id))
         pipe.execute()
 
@@ -344,6 +401,6 @@ class StockBuffer:
 
     def purge(self, campaign_id: int) -> int:
         k = keys.campaign_keys(campaign_id)
-        n = int(self.redis.hlen(k["dead"]))
-        self.redis.delete(k["dead"])
+        n = self.dead_letter_count(campaign_id)
+        self.redis.delete(k["dead"], k["invalid"])
         return n

@@ -8,7 +8,8 @@ Per campaign ``{c}``:
   inflight:{c}:{batch} hash, like buf                     one batch being sent
   batches:{c}    zset  batch -> lease deadline ms         in-flight batches (expired = worker died)
   delivered:{c}  hash  sku -> "count|stamp_ms|at_ms"      last value the Market accepted
-  dead:{c}       hash  sku -> JSON                        dead letters with reason and time
+  dead:{c}       hash  sku -> JSON                        dead letters with reason and time (bounded by catalog)
+  invalid:{c}    list  JSON                               invalid input from foreign producers, newest 10,000
   stats:{c}      hash  counters
   flush:{c}      string (TTL)                             a flush is scheduled or running
   halt:{c}       string (TTL)                             401/403: no traffic until it expires
@@ -32,7 +33,8 @@ def campaign_keys(campaign_id: int) -> dict[str, str]:
     c = int(campaign_id)
     return {
         name: f"{PREFIX}{name}:{c}"
-        for name in ("buf", "queue", "hwm", "busy", "batches", "delivered", "dead", "stats", "flush", "halt")
+        for name in ("buf", "queue", "hwm", "busy", "batches", "delivered", "dead", "invalid", "stats", "flush",
+                     "halt")
     }
 
 

@@ -47,6 +47,14 @@ STALE_STAMP_MS = 23 * 3600 * 1000
 _QUOTED = re.compile(r"'([^']*)'")
 
 
+@dataclass
+class Slot:
+    """One of the campaign's parallel slots; isolation may have to retake it after a long wait."""
+
+    gate: str
+    lease_id: str
+
+
 @dataclass(frozen=True)
 class FlushResult:
     delivered: int = 0
@@ -94,6 +102,7 @@ class Flusher:
                 return FlushResult(delivered, dead, requests, grant.wait_s, fan_out and not spawned)
             gate = f"campaign:{c}"
             lease = self.limiter.lease(gate)
+            slot = Slot(gate, lease or "")
             if lease is None:
                 self.limiter.settle(grant, 0)
                 return FlushResult(delivered, dead, requests, 0.05, fan_out and not spawned)
@@ -123,9 +132,9 @@ class Flusher:
                             spawned = True
                         except Exception:  # a broker hiccup must not strand the batch just taken
                             log.warning("campaign %s: could not start a parallel flush", c, exc_info=True)
-                outcome = self._send(batch, grant)
+                outcome = self._send(batch, grant, slot)
             finally:
-                self.limiter.release(gate, lease)
+                self.limiter.release(gate, slot.lease_id)
             delivered, dead, requests = delivered + outcome[0], dead + outcome[1], requests + outcome[2]
             if outcome[3] is not None:
                 return FlushResult(delivered, dead, requests, outcome[3], fan_out and not spawned)
@@ -142,14 +151,14 @@ class Flusher:
 
     # --- one request and its consequences -------------------------------------------------
 
-    def _send(self, batch: Batch, grant: Grant) -> tuple[int, int, int, float | None]:
+    def _send(self, batch: Batch, grant: Grant, slot: "Slot") -> tuple[int, int, int, float | None]:
         """(delivered, dead, requests, stop-and-retry-after or None)."""
         c, k = batch.campaign_id, keys.campaign_keys(batch.campaign_id)
         try:
             self.client.update_stocks(c, self._levels(batch.entries), validate=False)
         except MarketBadRequest as exc:
             self.limiter.settle(grant, len(batch))
-            delivered, dead, requests, wait = self._isolate(batch, list(batch.entries), exc)
+            delivered, dead, requests, wait = self._isolate(batch, list(batch.entries), exc, slot)
             return delivered, dead, requests + 1, wait
         except MarketError as exc:
             self.limiter.settle(grant, _cost_kept(exc, len(batch)))
@@ -192,8 +201,8 @@ class Flusher:
         log.warning("campaign %s: %s; retrying in %.1fs", c, exc.message, delay)
         return dead, delay
 
-    def _isolate(self, batch: Batch, entries: list[Entry],
-                 exc: MarketBadRequest) -> tuple[int, int, int, float | None]:
+    def _isolate(self, batch: Batch, entries: list[Entry], exc: MarketBadRequest,
+                 slot: "Slot") -> tuple[int, int, int, float | None]:
         """Deliver what the Market accepts out of ``entries``; dead-letter what it refuses.
 
         (delivered, dead, requests, stop-and-retry-after or None). Any other failure on the way
@@ -213,7 +222,7 @@ class Flusher:
             groups = [entries[:half], entries[half:]]
         delivered = requests = 0
         for i, group in enumerate(groups):
-            grant = self._wait_for_quota(batch, len(group))
+            grant = self._wait_for_quota(batch, len(group), slot)
             if grant is None:
                 # Our lease ran out while waiting and the batch was reclaimed: its SKUs are someone
                 # else's now (maybe with newer values); sending ours could overwrite those.
@@ -222,7 +231,7 @@ class Flusher:
                 self.client.update_stocks(batch.campaign_id, self._levels(group), validate=False)
             except MarketBadRequest as inner:
                 self.limiter.settle(grant)
-                d, x, r, wait = self._isolate(batch, group, inner)
+                d, x, r, wait = self._isolate(batch, group, inner, slot)
                 delivered, dead, requests = delivered + d, dead + x, requests + r + 1
                 if wait is None:
                     continue
@@ -241,7 +250,7 @@ class Flusher:
             return delivered, dead, requests, wait
         return delivered, dead, requests, None
 
-    def _wait_for_quota(self, batch: Batch, cost: int) -> Grant | None:
+    def _wait_for_quota(self, batch: Batch, cost: int, slot: "Slot") -> Grant | None:
         """Quota for one isolation request, or None if the batch's lease was lost meanwhile."""
         # Isolation is rare and holds a batch already taken, so it waits here rather than give
         # the batch back (a restart would pay for the refused requests again). Before each sleep
@@ -256,8 +265,23 @@ class Flusher:
                             "leaving it to whoever holds it now", batch.campaign_id, batch.batch_id)
                 return None
             if grant.granted:
-                return grant
+                if self._hold_slot(slot, self.lease_s):
+                    return grant
+                self.limiter.settle(grant, 0)
+                nap = 0.05  # our parallel slot expired and all four are taken: wait for one
+            elif not self._hold_slot(slot, self.lease_s + nap):
+                nap = min(nap, 0.05)
             time.sleep(nap)
+
+    def _hold_slot(self, slot: "Slot", seconds: float) -> bool:
+        """Keep (or, if it expired during a long wait, retake) our parallel slot; False if none is free."""
+        if self.limiter.renew(slot.gate, slot.lease_id, seconds):
+            return True
+        lease = self.limiter.lease(slot.gate)
+        if lease is None:
+            return False
+        slot.lease_id = lease
+        return True
 
     @staticmethod
     def _levels(entries: tuple[Entry, ...] | list[Entry]) -> list[StockLevel]:

@@ -73,10 +73,14 @@ def default_buffer() -> StockBuffer:
 
 
 def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_invalid: bool = False,
-                buffer: StockBuffer | None = None) -> IngestResult:
-    """Queue stock updates for a campaign. Raises :class:`InvalidInput` (nothing queued) on bad input."""
+                force: bool = False, buffer: StockBuffer | None = None) -> IngestResult:
+    """Queue stock updates for a campaign. Raises :class:`InvalidInput` (nothing queued) on bad input.
+
+    A value equal to the one the Market was last given (with nothing newer queued) is not sent
+    again unless ``force``; it is counted in ``IngestResult.unchanged``.
+    """
     campaign_id = check_campaign(campaign_id)
     checked = check_updates(items)
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
-    return (buffer or default_buffer()).ingest(campaign_id, checked.updates)
+    return (buffer or default_buffer()).ingest(campaign_id, checked.updates, force=force)

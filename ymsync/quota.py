@@ -117,6 +117,17 @@ end
 return 0
 """
 
+# Renew a slot only if it is still held: an expired one may already be someone else's.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not expiry or tonumber(expiry) <= now then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) * 2 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2) end
+return 1
+"""
+
 # A pause only ever grows: a short 420 must not cut a longer one short.
 _PAUSE = """
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
@@ -153,6 +164,7 @@ class QuotaLimiter:
         self._acquire = client.register_script(_ACQUIRE)
         self._settle = client.register_script(_SETTLE)
         self._lease = client.register_script(_LEASE)
+        self._renew = client.register_script(_RENEW)
         self._pause = client.register_script(_PAUSE)
 
     @staticmethod
@@ -211,6 +223,10 @@ class QuotaLimiter:
         lease_id = uuid.uuid4().hex[:16]
         ok = self._lease(keys=[keys.lease(key)], args=[self.max_parallel, self.lease_ttl_ms, lease_id])
         return lease_id if ok else None
+
+    def renew(self, key: str, lease_id: str, seconds: float) -> bool:
+        """Keep a slot ``seconds`` longer; False if it had already expired (it is not ours now)."""
+        return bool(self._renew(keys=[keys.lease(key)], args=[lease_id, max(1, int(seconds * 1000))]))
 
     def release(self, key: str, lease_id: str) -> None:
         self.redis.zrem(keys.lease(key), lease_id)

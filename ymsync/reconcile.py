@@ -196,7 +196,7 @@ class Reconciler:
             stamps[row.sku] = fix_stamp_ms(row.stamp_ms, row.market_updated_ms, now_ms)
             items.append({"sku": row.sku, "count": row.ours, "updatedAt": _stamp(stamps[row.sku])})
         for start in range(0, len(items), 1000):
-            self.push(campaign_id, items[start:start + 1000], buffer=self.buffer)
+            self.push(campaign_id, items[start:start + 1000], force=True, buffer=self.buffer)
         # The buffer decides: where a newer update won the race, the fix was (rightly) dropped.
         after = self._newest(campaign_id, list(stamps))
         for row in rows:

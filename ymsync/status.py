@@ -39,19 +39,20 @@ def campaign_status(buffer: StockBuffer, limiter: QuotaLimiter, campaign_id: int
     pipe.scard(k["busy"])
     pipe.hget(k["stats"], "delivered")
     pipe.hlen(k["dead"])
+    pipe.llen(k["invalid"])
     pipe.pttl(k["halt"])
     pipe.get(k["halt"])
     pipe.pttl(k["halt"] + ":backoff")
     pipe.pttl(keys.pause(UPDATE_STOCKS, str(c)))
     pipe.time()
-    pending, in_flight, delivered, dead, halt_ms, halt_reason, backoff_ms, pause_ms, (secs, micros) = pipe.execute()
+    pending, in_flight, delivered, dead, invalid, halt_ms, halt_reason, backoff_ms, pause_ms, (secs, micros) = pipe.execute()
     used, amount = limiter.usage(UPDATE_STOCKS, str(c))
     now = datetime.fromtimestamp(int(secs) + int(micros) / 1e6, timezone.utc)
     waits = {"halted: " + halt_reason.decode() if halt_reason else "halted": halt_ms,
              "backing off after failures": backoff_ms, "paused by a 420": pause_ms}
     reason, longest = max(waits.items(), key=lambda kv: kv[1])
     paused_until = now + timedelta(milliseconds=longest) if longest > 0 else None
-    return CampaignStatus(c, int(pending), int(in_flight), int(delivered or 0), int(dead), used, amount,
+    return CampaignStatus(c, int(pending), int(in_flight), int(delivered or 0), int(dead) + int(invalid), used, amount,
                           paused_until, reason if paused_until else None)
 
 

@@ -76,6 +76,14 @@ def test_push_of_a_100k_line_file_with_wait_leaves_the_sandbox_equal_to_the_file
     assert state["campaigns"][str(KNOWN)]["sku_units"] == 100_000  # each SKU sent once
     assert not any(k.startswith("updateStocks 4") for k in state["requests"]), state["requests"]
 
+    # The same file again (a nightly full import, say): nothing changed, so nothing is sent.
+    again = ymsync(env, "push", "--campaign", str(KNOWN), str(path), "--wait", "--timeout", "30")
+    assert again.returncode == 0, again.stderr
+    assert "0 accepted, 100000 unchanged" in again.stdout
+    assert "delivered 100000 of 100000 SKU(s)" in again.stdout
+    state = requests.get(f"{market.url}/_admin/state", timeout=5).json()
+    assert state["campaigns"][str(KNOWN)]["sku_units"] == 100_000
+
     status = json.loads(ymsync(env, "status", "--json").stdout)
     assert status == [{"campaign": KNOWN, "pending": 0, "in_flight": 0, "delivered": 100_000, "dead_letters": 0,
                        "quota_used": 100_000, "quota_amount": 100_000, "paused_until": None,

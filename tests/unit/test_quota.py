@@ -411,3 +411,18 @@ def test_acquire_uses_the_servers_clock(r, monkeypatch) -> None:
     assert lim.acquire(M, "k", 1).granted == 0
     stamp = r.zrange(keys.quota(M, "k"), 0, -1, withscores=True)[0][1]
     assert abs(stamp / 1000 - server_us(r) / 1e6) < 1.0  # stamped with the server's time
+
+
+def test_renew_keeps_a_held_slot_and_refuses_an_expired_one(r) -> None:
+    lim = limiter(r, None, max_parallel=1, lease_ttl_s=0.2)
+    held = lim.lease("c")
+    assert held is not None
+    time.sleep(0.1)
+    assert lim.renew("c", held, 0.5)  # still ours: now good for another half second
+    time.sleep(0.2)  # past the original expiry
+    assert lim.lease("c") is None  # renewed, so the one slot is still taken
+    time.sleep(0.35)
+    assert not lim.renew("c", held, 0.5)  # expired: it may already be someone else's
+    other = lim.lease("c")
+    assert other is not None and not lim.renew("c", held, 0.5)
+    assert lim.renew("c", other, 0.5)

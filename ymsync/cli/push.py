@@ -85,6 +85,7 @@ def push(campaign_id: int, file: str, fmt: str | None, skip_invalid: bool, wait:
         raise click.ClickException(f"cannot reach Redis at {_settings().redis_url}: {exc}") from None
     skipped = f", {len(errors)} invalid skipped" if errors else ""
     click.echo(f"queued {len(checked.updates)} update(s) for campaign {campaign_id}: {result.accepted} accepted, "
+               f"{result.unchanged} unchanged (the Market already has them), "
                f"{result.stale} older than (or equal to) a value already held{skipped}")
     if wait:
         tracker = DeliveryTracker(buffer, campaign_id, checked.updates, pushed_after)

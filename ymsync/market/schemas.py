@@ -56,6 +56,9 @@ def sku_problem(value: object) -> str | None:
     if not SKU_RE.fullmatch(value):
         bad = next(c for c in value if c < " " and c != "\t" or c == "\x7f")
         return f"SKU contains control character {bad!r}: {show(value)}"
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        # A lone surrogate (from broken JSON escapes) cannot be encoded as UTF-8 for Redis or the Market.
+        return f"SKU is not valid Unicode text (lone surrogate): {show(value)}"
     return None
 
 
