@@ -13,13 +13,11 @@ page tokens are not worth persisting, and the read quota refills within a minute
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
+from ymsync.files import write_json_atomic
 from ymsync.market import InvalidRequest
 from ymsync.reads import FORMATS, ReadOptions, format_for
 from ymsync.settings import get_settings
@@ -54,7 +52,7 @@ def reconcile(self: Any, campaign_id: int, fix: bool = False, out: str | None = 
     except ValueError as exc:
         return {"campaign": int(campaign_id), "error": str(exc)}
     result = runtime.reconciler().run(int(campaign_id), fix=bool(fix))
-    _write_json(path, result.as_dict())
+    write_json_atomic(path, result.as_dict(), indent=1)
     return {"campaign": result.campaign_id, "path": str(path), "checked": result.checked, "drift": result.drift,
             "requeued": result.requeued, "in_motion": result.in_motion}
 
@@ -70,18 +68,6 @@ def output_path(name: str) -> Path:
 def default_name(kind: str, campaign_id: int, task_id: str | None, ext: str) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return f"{kind}/{campaign_id}-{stamp}-{(task_id or 'local')[:8]}.{ext}"
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def send_stock_read(campaign_id: int, *, out: str | None = None, fmt: str | None = None,

@@ -8,39 +8,20 @@ from __future__ import annotations
 import math
 import signal
 import threading
-from typing import Iterator
 
 import pytest
 
 from tests.support.processes import wait_for
-from tests.support.stock_harness import Bench, sandbox_config
+from tests.support.stock_harness import sandbox_config
 from ymsync import keys
 from ymsync.market import MarketClient
 from ymsync.pipeline import Flusher
 from ymsync.quota import QuotaLimiter
 from ymsync.settings import Credentials, Quota, Secret
 from ymsync.market.schemas import MAX_SKUS_PER_UPDATE
-from ymsync.sandbox import Faults, MarketSandbox
+from ymsync.sandbox import Faults
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def bench_for(redis_server, tmp_path) -> Iterator:
-    """``bench_for(SandboxConfig)``: a running sandbox and a clean Redis; workers stopped after."""
-    opened: list[tuple[MarketSandbox, Bench]] = []
-
-    def make(config) -> Bench:
-        market = MarketSandbox(config=config).start()
-        bench = Bench(market, redis_server.url, tmp_path)
-        bench.redis.flushdb()
-        opened.append((market, bench))
-        return bench
-
-    yield make
-    for market, bench in opened:
-        bench.stop()
-        market.stop()
 
 
 @pytest.mark.parametrize("named", [True, False], ids=["market-names-it", "market-names-none"])

@@ -6,36 +6,15 @@ records every request's size, the sliding-window peaks and the parallel peaks.
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import pytest
 
 from tests.support.processes import wait_for
-from tests.support.stock_harness import Bench, sandbox_config
+from tests.support.stock_harness import sandbox_config
 from ymsync.market.schemas import MAX_BODY_BYTES, MAX_SKU_LENGTH, MAX_SKUS_PER_UPDATE, SKU_RE, sku_problem
-from ymsync.sandbox import Faults, MarketSandbox
+from ymsync.sandbox import Faults
 from ymsync.settings import Quota
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def bench_for(redis_server, tmp_path) -> Iterator:
-    """``bench_for(SandboxConfig)``: a running sandbox and a clean Redis; workers stopped after."""
-    opened: list[tuple[MarketSandbox, Bench]] = []
-
-    def make(config) -> Bench:
-        market = MarketSandbox(config=config).start()
-        bench = Bench(market, redis_server.url, tmp_path)
-        bench.redis.flushdb()
-        opened.append((market, bench))
-        return bench
-
-    yield make
-    for market, bench in opened:
-        bench.stop()
-        market.stop()
-
 
 def heavy_sku(i: int, fill: str) -> str:
     """A maximal-length SKU whose JSON form is as large as the schema allows: every char of
@@ -45,7 +24,6 @@ def heavy_sku(i: int, fill: str) -> str:
     sku = head + body + tail
     assert len(sku) == MAX_SKU_LENGTH and sku_problem(sku) is None and SKU_RE.fullmatch(sku)
     return sku
-
 
 def test_no_request_exceeds_2000_skus_or_512_kb_even_with_maximal_skus(bench_for):
     bench = bench_for(sandbox_config())
@@ -71,7 +49,6 @@ def test_no_request_exceeds_2000_skus_or_512_kb_even_with_maximal_skus(bench_for
     assert state["campaigns"]["602"]["sku_units"] == len(heavy)
     assert state["stale_writes"] == 0
 
-
 def test_three_prefork_workers_share_one_quota_and_parallel_cap(bench_for):
     quota = Quota(3000, 5)
     bench = bench_for(sandbox_config(quota, max_parallel=4, faults=Faults(latency_min_ms=30, latency_max_ms=120)))
@@ -96,7 +73,6 @@ def test_three_prefork_workers_share_one_quota_and_parallel_cap(bench_for):
     assert state["stale_writes"] == 0
     # Everything that was sent fitted in the windows that passed: nothing was sent twice in bulk.
     assert state["campaigns"][str(campaign)]["sku_units"] <= 12_000
-
 
 def test_a_420_with_until_pauses_every_worker_until_then(bench_for):
     # Slow enough that the backlog takes seconds at 4 requests in flight: the pause lands mid-stream.

@@ -9,12 +9,13 @@ part that failed is named in the summary with its reason and the snapshot is mar
 from __future__ import annotations
 
 import csv
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from ..files import write_json_atomic
 
 # Leading columns every sheet can fill, so one CSV can be read without knowing the sheets:
 # the warehouse and the count available for order are spelled differently per sheet.
@@ -104,14 +105,7 @@ def _write_csv(dest: Path, columns: list[str], parts: list[tuple[str, Path]]) ->
 
 
 def write_json(dest: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".summary-", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, ensure_ascii=False, indent=2)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(dest, data)
 
 
 __all__ = ["LEAD", "failed_snapshot", "merge_snapshot", "write_json"]
