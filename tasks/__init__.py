@@ -12,11 +12,17 @@ from celery import Celery, signals
 
 from ymsync.settings import SettingsError, get_settings
 
-app = Celery("ymsync")
+# Summaries, never payloads, as the default argsrepr/kwargsrepr Flower shows (see tasks/flower.py).
+app = Celery("ymsync", amqp="tasks.flower:SummarizingAMQP")
 app.config_from_object("celeryconfig")
 app.conf.include = ["tasks.stocks", "tasks.reads", "tasks.reports"]
 
 _scheduler = None
+
+if "flower" in sys.modules:  # loaded by `celery -A tasks flower`: its /metrics needs auth too
+    from .flower import protect_metrics
+
+    protect_metrics()
 
 
 @signals.worker_init.connect

@@ -1,0 +1,80 @@
+"""What Flower (and any event consumer) gets to see of ymsync's tasks.
+
+Celery puts ``argsrepr``/``kwargsrepr`` into every message and into the task-sent and
+task-received events; Flower shows and serves exactly those strings. ymsync's senders pass a
+one-line summary (``send_updates``, ``send_snapshot``, ...), but a call site that forgets, a
+retry, or a chord body would fall back to Celery's ``saferepr`` of the arguments: up to a
+kilobyte of SKUs or report state per task, kept in Flower's memory and API. So the app's AMQP
+class summarises instead of repr-ing whenever no repr was given: numbers and short strings as
+they are, containers by size. Tokens are never task arguments (workers read them from settings),
+and long strings are shown only by length, so nothing secret-shaped gets through either.
+
+Flower 2.x leaves ``/metrics`` open even with ``--basic-auth``; :func:`protect_metrics` puts it
+behind the same check as every other page when the app is loaded by ``celery -A tasks flower``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.app.amqp import AMQP
+
+_SHORT = 64  # longer strings are shown by length only
+
+
+def brief(value: Any) -> str:
+    """One short token for one argument: never a payload."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= _SHORT else f"<{len(value)} chars>"
+    if isinstance(value, (list, tuple)):
+        return f"[{len(value)} items]"
+    if isinstance(value, dict):
+        return f"{{{len(value)} keys}}"
+    return f"<{type(value).__name__}>"
+
+
+def summarize(name: str, args: Any, kwargs: Any) -> tuple[str, str]:
+    """(argsrepr, kwargsrepr) for a message whose sender gave none."""
+    args = list(args or ())
+    kwargs = dict(kwargs or {})
+    if name == "ymsync.stocks.update" and len(args) == 2 and isinstance(args[1], list):
+        # The public task: the shape a person wants to see, as send_updates writes it.
+        return f"(campaign={brief(args[0])}, {len(args[1])} SKUs)", brief_kwargs(kwargs)
+    return "(" + ", ".join(brief(a) for a in args) + ("," if len(args) == 1 else "") + ")", brief_kwargs(kwargs)
+
+
+def brief_kwargs(kwargs: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}={brief(v)}" for k, v in kwargs.items()) + "}"
+
+
+class SummarizingAMQP(AMQP):
+    """Celery's AMQP with summaries instead of reprs as the default ``argsrepr``/``kwargsrepr``."""
+
+    def as_task_v2(self, task_id: str, name: str, args: Any = None, kwargs: Any = None,
+                   *rest: Any, **options: Any) -> Any:
+        if options.get("argsrepr") is None or options.get("kwargsrepr") is None:
+            argsrepr, kwargsrepr = summarize(name, args, kwargs)
+            if options.get("argsrepr") is None:
+                options["argsrepr"] = argsrepr
+            if options.get("kwargsrepr") is None:
+                options["kwargsrepr"] = kwargsrepr
+        return super().as_task_v2(task_id, name, args, kwargs, *rest, **options)
+
+
+def protect_metrics() -> None:
+    """Require Flower's authentication on ``/metrics`` too (a no-op when Flower has none)."""
+    try:
+        from flower.views.monitor import Metrics
+        from tornado import web
+    except ImportError:  # flower not installed: nothing to protect
+        return
+    if getattr(Metrics.get, "_ymsync_protected", False):
+        return
+    guarded = web.authenticated(Metrics.get)
+    guarded._ymsync_protected = True  # type: ignore[attr-defined]
+    Metrics.get = guarded  # type: ignore[method-assign]
+
+
+__all__ = ["SummarizingAMQP", "brief", "protect_metrics", "summarize"]
