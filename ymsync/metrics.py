@@ -1,0 +1,140 @@
+"""ymsync's own Prometheus metrics, read from Redis at each scrape (``ymsync metrics``).
+
+Nothing is counted in this process: every number is the pipeline's shared state in Redis,
+the same state ``ymsync status`` shows, so any number of exporters (or none) can run and a
+restart loses nothing. Counters come from the buffer's per-campaign ``stats`` hash, which only
+ever grows. Flower's ``/metrics`` covers Celery itself (tasks, workers, queue latency).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Iterable, Iterator
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from . import keys
+from .buffer import StockBuffer
+from .quota import QuotaLimiter
+from .settings import Settings
+from .status import campaign_status
+
+# stats hash field -> (metric name without _total, help). Fields written by buffer.py and pipeline.py.
+COUNTERS = {
+    "received": ("ymsync_updates_received", "Stock updates written to the buffer"),
+    "stale": ("ymsync_updates_stale", "Updates dropped because a newer value was already held"),
+    "coalesced": ("ymsync_updates_coalesced", "Updates that replaced a pending value of the same SKU"),
+    "delivered": ("ymsync_skus_delivered", "SKU values the Market accepted"),
+    "dead": ("ymsync_skus_dead_lettered", "SKU values dead-lettered"),
+    "rate_limited": ("ymsync_rate_limited", "HTTP 420 answers to stock pushes"),
+    "retries": ("ymsync_push_retries", "Stock push requests that failed retryably and were retried"),
+    "reclaimed": ("ymsync_skus_reclaimed", "SKUs returned to the buffer from a dead worker's batch"),
+}
+_REPORT_DONE = {"parsed", "FAILED", "ERROR"}  # the poller's last event of a job
+
+
+class YmsyncCollector(Collector):
+    def __init__(self, client: redis.Redis, limiter: QuotaLimiter, report_window_s: float = 24 * 3600) -> None:
+        self.redis = client
+        self.buffer = StockBuffer(client)
+        self.limiter = limiter
+        self.report_window_s = report_window_s
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("ymsync_redis_up", "1 if ymsync's Redis answered this scrape")
+        try:
+            families = list(self._campaigns()) + list(self._quotas()) + list(self._reports())
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _campaigns(self) -> Iterable[Metric]:
+        campaigns = self.buffer.campaigns()
+        pending = GaugeMetricFamily("ymsync_pending_skus", "SKUs waiting to be sent", labels=["campaign"])
+        in_flight = GaugeMetricFamily("ymsync_in_flight_skus", "SKUs inside a request being sent", labels=["campaign"])
+        dead = GaugeMetricFamily("ymsync_dead_letters", "Dead letters held now (replay or purge removes them)",
+                                 labels=["campaign"])
+        paused = GaugeMetricFamily("ymsync_paused_seconds", "Seconds until the campaign may send again "
+                                   "(420 pause, 401/403 halt or failure backoff)", labels=["campaign"])
+        counters = {f: CounterMetricFamily(name, text, labels=["campaign"]) for f, (name, text) in COUNTERS.items()}
+        for c in campaigns:
+            # The same reading as `ymsync status`, so the two never disagree about a campaign.
+            status = campaign_status(self.buffer, self.limiter, c)
+            label = [str(c)]
+            pending.add_metric(label, status.pending)
+            in_flight.add_metric(label, status.in_flight)
+            dead.add_metric(label, status.dead_letters)
+            wait = (status.paused_until - datetime.now(timezone.utc)).total_seconds() if status.paused_until else 0
+            paused.add_metric(label, max(0.0, wait))
+            values = {key.decode(): int(value) for key, value in
+                      self.redis.hgetall(keys.campaign_keys(c)["stats"]).items()}
+            for f, family in counters.items():
+                family.add_metric(label, values.get(f, 0))
+        yield from (pending, in_flight, dead, paused, *counters.values())
+
+    def _quotas(self) -> Iterable[Metric]:
+        used = GaugeMetricFamily("ymsync_quota_used", "Units counted in the current window of a Market quota",
+                                 labels=["method", "key"])
+        limit = GaugeMetricFamily("ymsync_quota_limit", "The quota's amount per window", labels=["method"])
+        window = GaugeMetricFamily("ymsync_quota_window_seconds", "The quota's window", labels=["method"])
+        for method, quota in sorted(self.limiter.quotas.items()):
+            if quota is None:
+                continue
+            limit.add_metric([method], quota.amount)
+            window.add_metric([method], quota.seconds)
+        prefix = keys.quota("", "")[:-1]  # "ymsync:quota:"
+        for raw in sorted(self.redis.scan_iter(match=prefix + "*", count=500)):
+            name = raw.decode()
+            if name.endswith(":used"):
+                continue
+            method, _, key = name[len(prefix):].partition(":")
+            amount = self.limiter.usage(method, key)[0] if method in self.limiter.quotas else 0
+            used.add_metric([method, key], amount)
+        yield from (used, limit, window)
+
+    def _reports(self) -> Iterable[Metric]:
+        """Report jobs of the last day, from the poller's event lists (kept a day, then gone)."""
+        jobs = GaugeMetricFamily("ymsync_report_jobs", "Report jobs with events in the last day, by last status",
+                                 labels=["status"])
+        duration = GaugeMetricFamily("ymsync_report_duration_seconds",
+                                     "Request-to-outcome time of finished report jobs in the last day",
+                                     labels=["stat"])
+        by_status: dict[str, int] = {}
+        durations: list[tuple[float, float]] = []  # (finished at, seconds)
+        for raw in self.redis.scan_iter(match=keys.PREFIX + "report:events:*", count=500):
+            first, last = self.redis.lindex(raw, 0), self.redis.lindex(raw, -1)
+            if not first or not last:
+                continue
+            a, b = json.loads(first), json.loads(last)
+            by_status[b.get("status", "?")] = by_status.get(b.get("status", "?"), 0) + 1
+            if b.get("status") in _REPORT_DONE and time.time() - float(b["t"]) <= self.report_window_s:
+                durations.append((float(b["t"]), float(b["t"]) - float(a["t"])))
+        for status, n in sorted(by_status.items()):
+            jobs.add_metric([status], n)
+        if durations:
+            secs = [d for _, d in durations]
+            duration.add_metric(["last"], max(durations)[1])
+            duration.add_metric(["max"], max(secs))
+            duration.add_metric(["mean"], sum(secs) / len(secs))
+        yield from (jobs, duration)
+
+
+def registry_for(settings: Settings, client: redis.Redis | None = None) -> CollectorRegistry:
+    """A registry holding only ymsync's collector (no process metrics: those belong to the host)."""
+    client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    limiter = QuotaLimiter(client, settings.quotas, max_parallel=settings.max_parallel,
+                           lease_ttl_s=settings.connect_timeout + settings.read_timeout + 10)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(YmsyncCollector(client, limiter))
+    return registry
+
+
+__all__ = ["COUNTERS", "YmsyncCollector", "registry_for"]
