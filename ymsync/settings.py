@@ -278,3 +278,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
     return load_settings()
+
+
+# Variables a child process must not inherit when the caller sets up its own world (the demo):
+# ymsync's, Celery's and Flower's settings, so a developer's REDIS_URL or token never leaks in.
+_OWN_PREFIXES = ("YM_", "CELERY_", "FLOWER_", "REDIS_URL")
+
+
+def child_environ(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment without any ymsync, Celery or Flower setting, plus ``overrides``:
+    the environment for a child process that must see exactly the settings it is given."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
+    return {**base, **overrides}

@@ -1,0 +1,130 @@
+"""``ymsync demo`` as a user runs it: nothing configured, a real subprocess, a clean end.
+
+Orphans are found by a /proc scan: every process the demo starts runs in (or names) its work
+folder, so anything still there after the demo has exited was left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.processes import ROOT, wait_for
+from ymsync.settings import child_environ
+
+pytestmark = pytest.mark.integration
+
+
+def processes_of(workdir: Path) -> list[int]:
+    """Pids of live processes working in ``workdir`` or naming it on their command line."""
+    found = []
+    target = str(workdir.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next((line for line in (entry / "status").read_text().splitlines() if line.startswith("State:")), "")
+        except (OSError, StopIteration):
+            continue
+        if "zombie" in state:
+            continue  # exited, waiting for its parent to reap it: not running anything
+        if cwd.startswith(target) or target in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+class Demo:
+    def __init__(self, workdir: Path, *args: str) -> None:
+        self.workdir = workdir
+        env = child_environ({"PYTHONUNBUFFERED": "1"})  # nothing configured, like a fresh machine
+        self.proc = subprocess.Popen([sys.executable, "-m", "ymsync.cli", "demo", "--workdir", str(workdir), *args],
+                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait(self, timeout: float) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def cleanup(self) -> None:
+        """Only after a failed test: whatever is left, by pid."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        for pid in processes_of(self.workdir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture()
+def workdir(tmp_path) -> Iterator[Path]:
+    path = tmp_path / "demo"
+    yield path
+
+
+def test_demo_plays_a_day_and_ends_with_a_summary_and_no_orphans(workdir):
+    demo = Demo(workdir, "--duration", "15", "--no-flower")
+    try:
+        code = demo.wait(120)
+        out = demo.output
+        assert code == 0, out
+        assert "ymsync demo: summary" in out
+        rows = {int(m.group(1)): [int(x.replace(",", "")) for x in m.group(2, 3, 4, 5)]
+                for m in re.finditer(r"(100[12])\s*│\s*([\d,]+)\s*│\s*([\d,]+)\s*│\s*([\d,]+)\s*│\s*([\d,]+)", out)}
+        assert set(rows) == {1001, 1002}, out
+        for campaign, (pushed, delivered, dead, left) in rows.items():
+            assert pushed > 16_000 and delivered >= 16_000, (campaign, rows)
+            assert dead == 0 and left == 0, (campaign, rows)
+        assert re.search(r"8,000/8,000 SKUs", out), out  # the Market ends holding the shop's stock
+        assert "reconciliation 1001" in out and "25 drifted" in out
+        assert "report snapshot complete" in out
+        assert processes_of(workdir) == [], "the demo left processes behind"
+    except BaseException:
+        demo.cleanup()
+        raise
+
+
+def test_sigint_mid_run_stops_everything(workdir):
+    demo = Demo(workdir, "--duration", "60")
+    try:
+        wait_for(lambda: any(line.startswith("[") for line in demo.lines) or demo.proc.poll() is not None,
+                 90, "the day to start")
+        assert demo.proc.poll() is None, demo.output
+        assert "Flower     http://127.0.0.1:" in demo.output
+        running = processes_of(workdir)
+        assert len(running) >= 4, running  # redis, two worker mains with pool children, Flower
+        started = time.monotonic()
+        demo.proc.send_signal(signal.SIGINT)  # Ctrl-C (the children are in their own sessions)
+        code = demo.wait(45)
+        assert code == 130, demo.output
+        assert time.monotonic() - started < 40
+        assert "stopped early" in demo.output
+        wait_for(lambda: processes_of(workdir) == [], 5, "every child of the demo to be gone")
+    except BaseException:
+        demo.cleanup()
+        raise

@@ -1,0 +1,60 @@
+"""``ymsync demo``: everything on one machine with nothing configured (see ``ymsync/demo``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import main
+
+
+class CeleryGateway:
+    """Starts the demo's report snapshot through the real tasks, on the demo's private Redis."""
+
+    def __init__(self, redis_url: str) -> None:
+        # Imported here: only the CLI knows Celery. The app is pointed at the demo's Redis
+        # before its first connection, whatever the developer's own environment says.
+        from tasks import app
+
+        app.conf.update(broker_url=redis_url, result_backend=redis_url)
+        self.app = app
+
+    def send_snapshot(self, requests: list[Any]) -> str:
+        from tasks.reports import send_snapshot
+
+        return send_snapshot(requests)
+
+    def result(self, task_id: str) -> dict[str, Any] | None:
+        # The backend's stored meta, not AsyncResult: that subscribes to Redis pub/sub and tries to
+        # unsubscribe at interpreter exit, long after the demo's Redis is gone.
+        from celery import states
+
+        meta = self.app.backend.get_task_meta(task_id)
+        if meta.get("status") not in states.READY_STATES:
+            return None
+        value = meta.get("result")
+        return value if isinstance(value, dict) else {"status": "failed", "failed": [f"{meta.get('status')}: {value!r}"]}
+
+
+@main.command()
+@click.option("--duration", default=60.0, show_default=True, type=click.FloatRange(min=5),
+              help="Seconds the shop's day lasts (start-up and the final settling come on top).")
+@click.option("--no-flower", "no_flower", is_flag=True, help="Do not start Flower.")
+@click.option("--catalog", default=8000, show_default=True, type=click.IntRange(min=100, max=100_000),
+              help="SKUs per campaign in the stock imports.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for logs and reports (default: a new one under the temp dir).")
+def demo(duration: float, no_flower: bool, catalog: int, workdir: Path | None) -> None:
+    """Run ymsync end to end on a private Redis and the Market sandbox, playing a shop's day."""
+    from ..demo import DemoOptions, run_demo
+
+    from rich.console import Console
+
+    # Piped (CI, a log file): wide enough for the summary table instead of rich's 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    code = run_demo(DemoOptions(duration=duration, flower=not no_flower, catalog=catalog, workdir=workdir),
+                    CeleryGateway, console)
+    sys.exit(code)

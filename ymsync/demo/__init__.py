@@ -1,0 +1,109 @@
+"""``ymsync demo``: the whole system on one machine with nothing configured, playing a shop's day.
+
+:func:`run_demo` starts the stack (:mod:`.stack`), plays the day (:mod:`.day`) with a live view
+(:mod:`.view`), prints the summary and stops everything, also on Ctrl-C or SIGTERM. The report
+snapshot needs Celery's chord, so the caller (the CLI, which may import ``tasks``) passes a
+factory for a :class:`~.day.SnapshotGateway`; the library itself never imports Celery.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.live import Live
+
+from . import view
+from .day import Day, DayResult, SnapshotGateway
+from .stack import DemoStack
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration: float = 60.0
+    flower: bool = True
+    catalog: int = 8000  # SKUs per campaign
+    workdir: Path | None = None  # default: a fresh folder under the system temp dir (kept: reports, logs)
+
+
+def run_demo(options: DemoOptions, gateway_factory: Callable[[str], SnapshotGateway] | None,
+             console: Console | None = None) -> int:
+    """Run the demo; return the process exit code (0 done, 1 failed, 130 stopped by a signal)."""
+    console = console or Console()
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="ymsync-demo-"))
+    stack = DemoStack(workdir, with_flower=options.flower)
+    day: Day | None = None
+    try:
+        console.print(f"[bold]ymsync demo[/] · working folder {workdir}")
+        stack.start(progress=lambda what: console.print(f"  {what}…"))
+        if not stop.is_set():
+            stack.wait_for_workers(should_stop=stop.is_set)
+        if stop.is_set():
+            console.print("stopped before the day began")
+            return EXIT_INTERRUPTED
+        _announce(console, stack)
+        gateway = gateway_factory(stack.settings().redis_url) if gateway_factory else None
+        assert stack.market is not None
+        day = Day(stack.settings(), stack.market, gateway, options.duration, catalog=options.catalog)
+        result = _play(console, day, stop)
+        console.print(view.summary(result))
+        if not result.completed:
+            return EXIT_INTERRUPTED
+        dead = [c.name for c in stack.children if not c.alive]
+        if dead:
+            console.print(f"[red]these processes died during the demo:[/] {', '.join(dead)} (logs in {workdir / 'logs'})")
+            return EXIT_FAILED
+        return EXIT_OK
+    except RuntimeError as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        return EXIT_FAILED
+    finally:
+        console.print("stopping workers, Flower, Redis and the sandbox…")
+        if day is not None:
+            day.close()
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        console.print(f"stopped. Logs and reports are in {workdir}")
+
+
+def _announce(console: Console, stack: DemoStack) -> None:
+    assert stack.redis is not None and stack.market is not None
+    console.print(f"  redis      {stack.redis.url}")
+    console.print(f"  Market     {stack.market.url} (sandbox; admin API at {stack.market.url}/_admin/state)")
+    console.print("  workers    stocks queue (2 processes), reports queue (1 process)")
+    if stack.flower is not None:
+        f = stack.flower
+        console.print(f"  Flower     {f.url}  user [bold]{f.user}[/]  password [bold]{f.password}[/]")
+    console.print(f"  metrics    REDIS_URL={stack.redis.url} ymsync metrics --port 9808")
+
+
+def _play(console: Console, day: Day, stop: threading.Event) -> DayResult:
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            return day.play(stop, lambda snap: live.update(view.live(snap)))
+    last = [0.0]
+
+    def show(snap: Any) -> None:
+        # Not a terminal (a pipe, CI): a plain line every couple of seconds instead of redraws.
+        if time.monotonic() - last[0] >= 2.0:
+            last[0] = time.monotonic()
+            console.print(view.plain(snap), soft_wrap=True)
+
+    result = day.play(stop, show)
+    for line in day.events:
+        console.print(line, soft_wrap=True)
+    return result
+
+
+__all__ = ["DemoOptions", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "run_demo"]

@@ -1,0 +1,216 @@
+"""The demo's world: a private Redis, the Market sandbox, two Celery workers and Flower.
+
+Every child runs in its own process group (``start_new_session``), so the demo decides the
+order things stop in (workers before the Redis they talk to) and kills each whole group,
+prefork pool children included: a Ctrl-C leaves no orphan behind. On Linux each child also
+asks the kernel for SIGTERM should the demo itself die without cleaning up.
+
+Celery runs only as subprocesses (``python -m celery -A tasks ...``): this module, like the rest
+of the library, never imports it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable
+
+import requests
+
+from ..embedded import EmbeddedRedis, free_port
+from ..sandbox import DEFAULT_QUOTAS, MarketSandbox, SandboxConfig
+from ..settings import Quota, Settings, child_environ, load_settings
+
+TOKEN = "demo-token"
+# Scaled down from the Market's real limits so a one-minute day shows quota at work. The
+# sandbox enforces them (it is the referee) and the workers are told the same numbers.
+DEMO_QUOTAS = {
+    "update_stocks": ("updateStocks", Quota(20_000, 10)),
+    "get_stocks": ("getStocks", Quota(20_000, 10)),
+    "report_generate": ("generateStocksOnWarehousesReport", Quota(10, 10)),
+    "report_info": ("getReportInfo", Quota(100, 10)),
+}
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG).
+    A best effort for a demo killed with SIGKILL; the normal stop kills the groups itself."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+class Child:
+    """One child process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.name, self.args, self.env, self.cwd, self.log = name, args, env, cwd, log
+        self.process: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+
+    def start(self) -> "Child":
+        self._out = open(self.log, "ab")
+        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        self.process = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                                        stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=preexec)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)  # the group outlives a main process that already exited
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the group (a worker's warm shutdown), SIGKILL whatever is left after ``grace``."""
+        if self.process is None:
+            return
+        self.signal_group(signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        # Pool children may linger a moment after the main process: the group gets a final KILL.
+        self.signal_group(signal.SIGKILL)
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class FlowerAccess:
+    url: str
+    user: str
+    password: str
+
+
+@dataclass
+class DemoStack:
+    workdir: Path
+    with_flower: bool = True
+    redis: EmbeddedRedis | None = None
+    market: MarketSandbox | None = None
+    children: list[Child] = field(default_factory=list)
+    flower: FlowerAccess | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    # --- settings shared by the demo process and its children -----------------------------
+
+    def ymsync_env(self) -> dict[str, str]:
+        assert self.redis is not None and self.market is not None
+        env = {"REDIS_URL": self.redis.url, "YM_API_URL": self.market.url, "YM_API_KEY": TOKEN,
+               "YM_REPORTS_DIR": str(self.workdir / "reports"), "YM_FLUSH_DELAY_MS": "100",
+               "YM_HTTP_READ_TIMEOUT": "20"}
+        env.update({f"YM_QUOTA_{name.upper()}": str(quota) for name, (_, quota) in DEMO_QUOTAS.items()})
+        return env
+
+    def settings(self) -> Settings:
+        """The demo's settings, parsed by the same code as any process's (never from os.environ)."""
+        return load_settings(self.ymsync_env())
+
+    # --- starting ---------------------------------------------------------------------------
+
+    def start(self, progress: Callable[[str], None] = lambda _: None) -> "DemoStack":
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        progress("starting a private redis-server")
+        self.redis = EmbeddedRedis(directory=self.workdir / "redis").start()
+        progress("starting the Market sandbox")
+        quotas = {**DEFAULT_QUOTAS, **{op: quota for op, quota in DEMO_QUOTAS.values()}}
+        self.market = MarketSandbox(config=SandboxConfig(tokens=(TOKEN,), quotas=quotas, report_delay_s=2.0,
+                                                         seed=7)).start()
+        self.env = child_environ(self.ymsync_env())
+        progress("starting the stocks and reports workers")
+        self._celery("worker-stocks", ["worker", "-Q", "stocks", "-c", "2", "-n", "demo-stocks@%h"])
+        self._celery("worker-reports", ["worker", "-Q", "reports", "-c", "1", "-n", "demo-reports@%h"])
+        if self.with_flower:
+            progress("starting Flower")
+            self._start_flower()
+        return self
+
+    def _celery(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> Child:
+        args = [sys.executable, "-m", "celery", "-A", "tasks", *command]
+        if command[0] == "worker":
+            args += ["--without-gossip", "--without-mingle", "-E", "--loglevel", "INFO"]
+        child = Child(name, args, {**self.env, **(extra_env or {})}, self.workdir,
+                      self.workdir / "logs" / f"{name}.log").start()
+        self.children.append(child)
+        return child
+
+    def _start_flower(self) -> None:
+        port = free_port()
+        user, password = "demo", secrets.token_urlsafe(12)
+        # Credentials through Flower's own env variable, not argv: argv shows in `ps` to every user.
+        child = self._celery("flower", ["flower", "--address=127.0.0.1", f"--port={port}"],
+                             {"FLOWER_BASIC_AUTH": f"{user}:{password}"})
+        self.flower = FlowerAccess(f"http://127.0.0.1:{port}", user, password)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and child.alive:
+            try:
+                if requests.get(self.flower.url + "/healthcheck", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"Flower did not start; its log says:\n{child.tail()}")
+
+    def wait_for_workers(self, timeout: float = 60.0, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Until both workers answer (their scheduler thread runs from then on)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not should_stop():
+            for child in self.workers():
+                if not child.alive:
+                    raise RuntimeError(f"{child.name} exited; its log says:\n{child.tail()}")
+            # Celery logs "<name> ready." once it consumes; there is no cheaper signal without Celery.
+            if all(" ready." in c.log.read_text(errors="replace") for c in self.workers()):
+                return
+            time.sleep(0.2)
+        if not should_stop():
+            raise RuntimeError("the workers did not become ready in time")
+
+    def workers(self) -> list[Child]:
+        return [c for c in self.children if c.name.startswith("worker-")]
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Flower and workers first (they need Redis to shut down cleanly), then Redis and the sandbox."""
+        for child in [c for c in self.children if c.name == "flower"] + self.workers():
+            child.signal_group(signal.SIGTERM)  # all at once: warm shutdowns run in parallel
+        for child in reversed(self.children):
+            child.stop(grace=10.0)
+        if self.redis is not None:
+            self.redis.stop()
+        if self.market is not None:
+            self.market.stop()
+
+    def pids(self) -> list[int]:
+        return [c.process.pid for c in self.children if c.process is not None] + (
+            [self.redis.process.pid] if self.redis and self.redis.process else [])
+
+
+__all__ = ["DEMO_QUOTAS", "TOKEN", "Child", "DemoStack", "FlowerAccess"]
