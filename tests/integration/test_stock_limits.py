@@ -99,7 +99,9 @@ def test_a_420_with_until_pauses_every_worker_until_then(bench_for):
     # checked the pause a moment before it was set. Nothing after that until Until.
     assert all(status == 420 for _, status in during), during
     assert len(during) <= 2 * 4 - 1, during
-    assert all(t < 0.5 + 0.7 for t, _ in during), during
+    # They were in flight already: they end within about one request's latency (0.5 s here),
+    # with generous slack for two loaded cores.
+    assert all(t < 2.5 for t, _ in during), during
     # No tight retry loop: the pause produced a handful of 420s, not hundreds.
     assert len(refused) <= 2 * 4, refused
     after = [e for e in log if e["t"] >= until]
