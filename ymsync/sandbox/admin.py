@@ -13,6 +13,7 @@ POST /_admin/poison/{campaign}     [sku, ...] or {skus, named?}: any updateStock
 POST /_admin/faults                {error_rate, lost_reply_rate, locked_rate, latency_min_ms, latency_max_ms}
 POST /_admin/quotas                {operation: "AMOUNT/SECONDS" | "0"}
 POST /_admin/consume               {operation, key, amount?, pause_s?}: a foreign client's usage
+POST /_admin/hold                  {gate ("campaign:ID"), slots?, seconds}: a foreign client holds parallel slots
 POST /_admin/revoke                {token}: later calls with it answer 401
 POST /_admin/config                {report_delay_s?, link_ttl_s?, max_parallel?, max_active_reports?}
 POST /_admin/reports/fail-next     {subStatus}: the next report ends FAILED with it
@@ -83,6 +84,15 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
         state.consume_foreign(data["operation"], str(data["key"]), int(data.get("amount", 0)),
                               float(data.get("pause_s", 0)))
         return 200, {"ok": True}
+    if route == "hold":
+        gate = str(data["gate"])
+        if not re.fullmatch(r"(campaign|business|token):[\w-]+", gate):
+            raise ValueError(f"gate must look like campaign:ID, got {gate!r}")
+        slots, seconds = int(data.get("slots", state.config.max_parallel)), float(data["seconds"])
+        if not (1 <= slots <= 100 and 0 < seconds <= 600):
+            raise ValueError("slots must be 1..100 and seconds 0..600")
+        state.hold_slots(gate, slots, seconds)
+        return 200, {"held": slots, "gate": gate, "seconds": seconds}
     if route == "revoke":
         with state.lock:
             state.revoked.add(data["token"])

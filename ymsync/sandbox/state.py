@@ -267,6 +267,19 @@ class SandboxState:
         with self.lock:
             self.in_flight[key] -= 1
 
+    def hold_slots(self, gate: str, slots: int, seconds: float) -> None:
+        """A foreign client holding ``slots`` of ``gate``'s parallel requests for ``seconds``:
+        ymsync's own requests then meet the Market's parallel-limit 420 however few it sends."""
+        with self.lock:
+            self.in_flight[gate] += slots
+        timer = threading.Timer(seconds, self._release_slots, args=(gate, slots))
+        timer.daemon = True
+        timer.start()
+
+    def _release_slots(self, gate: str, slots: int) -> None:
+        with self.lock:
+            self.in_flight[gate] -= slots
+
     def consume_foreign(self, operation: str, key: str, amount: int = 0, pause_s: float = 0.0) -> None:
         """A foreign client on the same campaign: eat quota, or force 420s for ``pause_s``."""
         with self.lock:
