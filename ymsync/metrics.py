@@ -28,6 +28,8 @@ COUNTERS = {
     "received": ("ymsync_updates_received", "Stock updates written to the buffer"),
     "stale": ("ymsync_updates_stale", "Updates dropped because a newer value was already held"),
     "coalesced": ("ymsync_updates_coalesced", "Updates that replaced a pending value of the same SKU"),
+    "unchanged": ("ymsync_updates_unchanged", "Updates not sent: the Market was last given that same count"),
+    "invalid": ("ymsync_updates_invalid", "Invalid items from foreign producers, dead-lettered"),
     "delivered": ("ymsync_skus_delivered", "SKU values the Market accepted"),
     "dead": ("ymsync_skus_dead_lettered", "SKU values dead-lettered"),
     "rate_limited": ("ymsync_rate_limited", "HTTP 420 answers to stock pushes"),
