@@ -44,6 +44,8 @@ task_routes = {
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
+# Drops a malformed message instead of letting it restart the consumer until the worker quits.
+worker_consumer = "tasks.consumer:GuardedConsumer"
 task_track_started = True
 worker_send_task_events = True
 task_send_sent_event = True

@@ -270,6 +270,10 @@ class StockBuffer:
         pipe = self.redis.pipeline(transaction=False)
         args = list(head)
         for sku, count, stamp_ms in updates:
+            if stamp_ms is not None and stamp_ms < 0 or int(count) < 0:
+                # The scripts parse digits only: one such value would jam its SKU for good.
+                # Raised before the pipeline runs, so nothing of this call is written.
+                raise ValueError(f"{sku!r}: count and stamp must not be negative ({count}, {stamp_ms})")
             args += [sku, int(count), "" if stamp_ms is None else int(stamp_ms)]
             if len(args) >= len(head) + 3 * self.chunk:
                 self._ingest(keys=script_keys, args=args, client=pipe)

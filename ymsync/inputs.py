@@ -65,7 +65,14 @@ def _read_csv(lines: Iterable[str]) -> LabelledItems:
     unknown = [h for h in names if h not in CSV_COLUMNS]
     if missing or unknown or len(set(names)) != len(names):
         raise UnreadableInput(f"CSV header must name sku,count and optionally updatedAt; got {','.join(names)!r}")
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a field past the csv module's size limit, say: that line is bad
+            out.problems.append(f"line {reader.line_num}: unreadable CSV ({exc})")
+            continue
         line = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
@@ -93,6 +100,9 @@ def _read_jsonl(lines: Iterable[str]) -> LabelledItems:
             item = json.loads(line.rstrip("\r\n"))
         except ValueError as exc:
             out.problems.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except RecursionError:  # "[[[[…" nested past the decoder's depth: hostile, not an item
+            out.problems.append(f"line {number}: not valid JSON (nested too deeply)")
             continue
         out.items.append(item)
         out.labels.append(f"line {number}")

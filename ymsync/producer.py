@@ -9,6 +9,7 @@ every item is valid, unless the caller asks to skip the invalid ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
@@ -20,6 +21,7 @@ from .market.schemas import StockUpdateSchema, flatten_errors, show
 from .settings import get_settings
 
 _SCHEMA = StockUpdateSchema()
+OLDEST_STAMP = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
 class InvalidInput(ValueError):
@@ -53,8 +55,21 @@ def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | No
             errors.extend(f"{label}: {line}" for line in flatten_errors(exc.messages))
             continue
         stamp = data.get("updatedAt")
+        if stamp is not None and stamp < OLDEST_STAMP:
+            # The buffer orders values by epoch milliseconds and cannot hold a negative one; no
+            # real stock level dates from before this anyway (a zeroed or mangled clock does).
+            errors.append(f"{label}: updatedAt: updatedAt is before {OLDEST_STAMP.date()}: {show(item.get('updatedAt'))}")
+            continue
         updates.append((data["sku"], data["count"], int(stamp.timestamp() * 1000) if stamp else None))
     return Checked(updates, errors)
+
+
+def check_items(items: object) -> Iterable[Mapping[str, Any]]:
+    """``items`` itself must be a list (any iterable) of objects: a string, a mapping or a
+    number is a caller's mistake to name, not something to iterate or crash on."""
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        raise InvalidInput([f"items must be a list of {{sku, count, updatedAt?}} objects, got {show(items)}"])
+    return items
 
 
 def check_campaign(campaign_id: object) -> int:
@@ -80,7 +95,7 @@ def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_in
     again unless ``force``; it is counted in ``IngestResult.unchanged``.
     """
     campaign_id = check_campaign(campaign_id)
-    checked = check_updates(items)
+    checked = check_updates(check_items(items))
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
     return (buffer or default_buffer()).ingest(campaign_id, checked.updates, force=force)

@@ -123,16 +123,32 @@ def coerce(value: Any, col: Column, problems: list[str], where: str) -> Any:
         return str(value)
 
 
+# Errors of ymsync's own that already say what is wrong; anything else a damaged file makes a
+# library raise (zipfile, zlib, openpyxl, XML, csv, codecs...) is turned into ReportParseError.
+_CLEAR = (ReportParseError, UnsafeArchive, MemoryError)
+
+
+def _unreadable(source: str, exc: BaseException) -> ReportParseError:
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return ReportParseError(f"{source}: damaged or not a report ({type(exc).__name__}: {detail})")
+
+
 def _rows(records: Iterable[Sequence[Any]], columns: list[Column | None], sheet: Sheet, data: SheetData,
           first_line: int) -> Iterator[dict[str, Any]]:
-    for number, record in enumerate(records, start=first_line):
-        if not any(v not in (None, "") for v in record):
-            continue  # blank lines and Excel's trailing empty rows
-        row: dict[str, Any] = {c.csv: None for c in sheet.columns}
-        for col, value in zip(columns, record):
-            if col is not None:
-                row[col.csv] = coerce(value, col, data.problems, f"{data.source} row {number}")
-        yield row
+    number = first_line
+    try:
+        for number, record in enumerate(records, start=first_line):
+            if not any(v not in (None, "") for v in record):
+                continue  # blank lines and Excel's trailing empty rows
+            row: dict[str, Any] = {c.csv: None for c in sheet.columns}
+            for col, value in zip(columns, record):
+                if col is not None:
+                    row[col.csv] = coerce(value, col, data.problems, f"{data.source} row {number}")
+            yield row
+    except _CLEAR:
+        raise
+    except Exception as exc:  # rows are read lazily: a damaged member shows only now
+        raise _unreadable(f"{data.source} near row {number}", exc) from exc
 
 
 def _sheet_data(header: Sequence[Any], records: Iterable[Sequence[Any]], source: str, hint: str | None,
@@ -209,7 +225,7 @@ def open_report(path: Path, limits: ArchiveLimits | None = None) -> Iterator[lis
     if magic[:2] != b"PK":
         with path.open("rb") as fh:
             reader = _json_sheet if path.suffix.lower() == ".json" else _csv_sheet
-            data = reader(fh, path.name, path.stem)
+            data = _guarded(path.name, reader, fh, path.name, path.stem)
             yield [data] if data else []
         return
     with SafeArchive(path, limits) as archive:
@@ -220,9 +236,10 @@ def open_report(path: Path, limits: ArchiveLimits | None = None) -> Iterator[lis
             from openpyxl import load_workbook
 
             with path.open("rb") as fh:
-                workbook = load_workbook(fh, read_only=True, data_only=True)
+                workbook = _guarded(path.name, load_workbook, fh, read_only=True, data_only=True)
                 try:
-                    yield list(_xlsx_sheets(workbook))
+                    sheets = _guarded(path.name, lambda: list(_xlsx_sheets(workbook)))
+                    yield sheets
                 finally:
                     workbook.close()
             return
@@ -232,10 +249,21 @@ def open_report(path: Path, limits: ArchiveLimits | None = None) -> Iterator[lis
             reader = {"csv": _csv_sheet, "json": _json_sheet}.get(ext.lower())
             if reader is None:
                 continue
-            data = reader(archive.open(member), member, stem)
+            data = _guarded(member, lambda: reader(archive.open(member), member, stem))
             if data is not None:
                 sheets.append(data)
         yield sheets
+
+
+def _guarded(source: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, with a damaged file's library error turned into ReportParseError
+    (only around our own reading: never around the caller's code inside ``open_report``)."""
+    try:
+        return fn(*args, **kwargs)
+    except _CLEAR:
+        raise
+    except Exception as exc:
+        raise _unreadable(source, exc) from exc
 
 
 def read_rows(path: Path, limits: ArchiveLimits | None = None) -> tuple[list[SheetData], list[dict[str, Any]]]:
