@@ -59,6 +59,8 @@ def poison_failure(poisoned: list[tuple[str, bool]]) -> ApiFailure:
 
 
 _ITEM_KEYS = ({"count"}, {"count", "updatedAt"})
+# Printable ASCII, 1 to 255 characters, no space at either end: a SKU sku_problem always accepts.
+_PLAIN_SKU = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
 
 
 def fast_update_body(payload: Any) -> dict[str, Any] | None:
@@ -89,7 +91,7 @@ def fast_update_body(payload: Any) -> dict[str, Any] | None:
         if type(sku) is not str or type(items) is not list or len(items) != 1:
             return None
         sku = sku.strip()
-        if sku in seen or sku_problem(sku) is not None:
+        if sku in seen or (_PLAIN_SKU.fullmatch(sku) is None and sku_problem(sku) is not None):
             return None
         seen.add(sku)
         item = items[0]
