@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 import redis
 
@@ -81,7 +82,7 @@ class FlushScheduler(threading.Thread):
                 self.stopping.wait(1)
 
     @staticmethod
-    def kick(buf: StockBuffer, schedule_flush) -> int:
+    def kick(buf: StockBuffer, schedule_flush: Callable[[int, float], None]) -> int:
         """Schedule a flush now for every campaign with pending work; how many were kicked."""
         kicked = 0
         for campaign in buf.campaigns():
