@@ -21,197 +21,8 @@ from typing import Iterable, Sequence
 
 import redis
 
+from . import buffer_lua as lua
 from . import keys
-
-_NOW = """
-local t = redis.call('TIME')
-local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-"""
-
-# KEYS: buf queue hwm stats flush campaigns wake delivered busy;
-# ARGV: campaign, flush_ttl_ms, force (1/0), (sku, count, stamp|'')...
-_INGEST = _NOW + """
-local accepted, stale, coalesced, unchanged = 0, 0, 0, 0
-local force = ARGV[3] == '1'
-for i = 4, #ARGV, 3 do
-  local sku, count, stamp = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if stamp == '' then stamp = now end
-  local h = redis.call('HGET', KEYS[3], sku)
-  local drop = false
-  if h then
-    local hs, hc = string.match(h, '^(%d+)|(%d+)$')
-    if tonumber(stamp) < tonumber(hs) or (stamp == hs and count == hc) then drop = true end
-  end
-  local same = false
-  if not drop and not force and redis.call('HEXISTS', KEYS[1], sku) == 0
-      and redis.call('SISMEMBER', KEYS[9], sku) == 0 then
-    -- Nothing pending or in flight, and the Market was last given this very count: sending it
-    -- again would only spend quota. The stamps still move forward, so an older update keeps
-    -- losing and a waiting producer sees its value settled.
-    local d = redis.call('HGET', KEYS[8], sku)
-    if d then
-      local dc, ds, dat = string.match(d, '^(%d+)|(%d+)|(%d+)$')
-      if dc == count then
-        same = true
-        redis.call('HSET', KEYS[8], sku, dc .. '|' .. math.max(tonumber(ds), tonumber(stamp)) .. '|' .. dat)
-      end
-    end
-  end
-  if drop then
-    stale = stale + 1
-  elseif same then
-    redis.call('HSET', KEYS[3], sku, stamp .. '|' .. count)
-    unchanged = unchanged + 1
-  else
-    redis.call('HSET', KEYS[3], sku, stamp .. '|' .. count)
-    local old = redis.call('HGET', KEYS[1], sku)
-    local first = now
-    if old then first = string.match(old, '|(%d+)$'); coalesced = coalesced + 1 end
-    redis.call('HSET', KEYS[1], sku, count .. '|' .. stamp .. '|' .. first)
-    redis.call('ZADD', KEYS[2], 'NX', now, sku)
-    accepted = accepted + 1
-  end
-end
-redis.call('HINCRBY', KEYS[4], 'received', (#ARGV - 3) / 3)
-if stale > 0 then redis.call('HINCRBY', KEYS[4], 'stale', stale) end
-if coalesced > 0 then redis.call('HINCRBY', KEYS[4], 'coalesced', coalesced) end
-if unchanged > 0 then redis.call('HINCRBY', KEYS[4], 'unchanged', unchanged) end
-redis.call('SADD', KEYS[6], ARGV[1])
-local wake = 0
-if accepted > 0 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[2]) then
-  redis.call('RPUSH', KEYS[7], ARGV[1])
-  wake = 1
-end
-return {accepted, stale, wake, unchanged}
-"""
-
-# KEYS: buf queue busy batches inflight; ARGV: max_n, max_bytes, lease_ms, batch_id
-_TAKE = _NOW + """
-local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out, picked, bytes, offset, scanned = {}, {}, 0, 0, 0
-while #picked < maxn and scanned < maxn * 4 + 1000 do
-  local skus = redis.call('ZRANGE', KEYS[2], offset, offset + 499)
-  if #skus == 0 then break end
-  offset = offset + #skus
-  for _, sku in ipairs(skus) do
-    scanned = scanned + 1
-    if redis.call('SISMEMBER', KEYS[3], sku) == 0 then
-      local v = redis.call('HGET', KEYS[1], sku)
-      if v then
-        -- JSON bytes of this entry in the request: the SKU (escapes double), fixed keys, count, stamp.
-        local cost = #sku + select(2, string.gsub(sku, '[%c"\\\\]', '')) + 100
-        if bytes + cost > maxb then maxn = #picked; break end
-        bytes = bytes + cost
-        picked[#picked + 1] = sku
-        out[#out + 1] = sku
-        out[#out + 1] = v
-      else
-        picked[#picked + 1] = sku  -- a queue entry without a value: drop it below
-      end
-      if #picked >= maxn then break end
-    end
-  end
-end
-for i = 1, #picked do
-  local sku = picked[i]
-  local v = redis.call('HGET', KEYS[1], sku)
-  redis.call('ZREM', KEYS[2], sku)
-  if v then
-    redis.call('HSET', KEYS[5], sku, v)
-    redis.call('HDEL', KEYS[1], sku)
-    redis.call('SADD', KEYS[3], sku)
-  end
-end
-if #out > 0 then redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4]) end
-return out
-"""
-
-# KEYS: inflight busy batches buf queue delivered dead stats; ARGV: batch_id, action, reason, skus...
-_SETTLE = _NOW + """
-local n = 0
-for i = 4, #ARGV do
-  local sku = ARGV[i]
-  local v = redis.call('HGET', KEYS[1], sku)
-  if v then
-    n = n + 1
-    local count, stamp, first = string.match(v, '^(%d+)|(%d+)|(%d+)$')
-    if ARGV[2] == 'delivered' then
-      redis.call('HSET', KEYS[6], sku, count .. '|' .. stamp .. '|' .. now)
-    elseif ARGV[2] == 'returned' then
-      if redis.call('HEXISTS', KEYS[4], sku) == 0 then  -- a newer pending value wins over ours
-        redis.call('HSET', KEYS[4], sku, v)
-        redis.call('ZADD', KEYS[5], 'NX', now, sku)
-      end
-    else
-      redis.call('HSET', KEYS[7], sku, cjson.encode({sku = sku, count = tonumber(count), stamp_ms = tonumber(stamp),
-        first_ms = tonumber(first), reason = ARGV[3], at_ms = tonumber(now)}))
-    end
-    redis.call('HDEL', KEYS[1], sku)
-    redis.call('SREM', KEYS[2], sku)
-  end
-end
-if n > 0 and ARGV[2] ~= 'returned' then redis.call('HINCRBY', KEYS[8], ARGV[2], n) end
-if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[3], ARGV[1]) end
-return n
-"""
-
-# KEYS: queue busy flush; ARGV: flush_ttl_ms. 1 if takeable work remains (marker kept), else 0.
-_FINISH = """
-local queued = redis.call('ZCARD', KEYS[1])
-if queued > 0 then
-  local busy = 0
-  for _, sku in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    if redis.call('ZSCORE', KEYS[1], sku) then busy = busy + 1 end
-  end
-  if queued > busy then
-    redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
-    return 1
-  end
-end
-redis.call('DEL', KEYS[3])
-return 0
-"""
-
-# KEYS: batches; ARGV: batch_id, lease_ms. 1 if the lease was extended, 0 if the batch was reclaimed.
-_EXTEND = """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return 1
-"""
-
-# KEYS: dead hwm buf queue flush wake; ARGV: campaign, flush_ttl_ms, skus... (none = all)
-_REPLAY = _NOW + """
-local skus = {}
-if #ARGV > 2 then for i = 3, #ARGV do skus[#skus + 1] = ARGV[i] end
-else skus = redis.call('HKEYS', KEYS[1]) end
-local n = 0
-for _, sku in ipairs(skus) do
-  local raw = redis.call('HGET', KEYS[1], sku)
-  local d = raw and cjson.decode(raw)
-  -- Invalid input from a foreign producer has no value to send: it stays a dead letter.
-  if d and type(d.count) == 'number' and type(d.stamp_ms) == 'number' then
-    -- Replay only what is still the newest value accepted for the SKU. A stamp comparison alone
-    -- is not enough: ingest lets a different count with the same stamp win.
-    local h = redis.call('HGET', KEYS[2], sku)
-    local newest = true
-    if h then
-      local hs, hc = string.match(h, '^(%d+)|(%d+)$')
-      newest = tonumber(hs) == d.stamp_ms and tonumber(hc) == d.count
-    end
-    if newest and redis.call('HEXISTS', KEYS[3], sku) == 0 then
-      redis.call('HSET', KEYS[3], sku, string.format('%d|%d|%s', d.count, d.stamp_ms, now))
-      redis.call('ZADD', KEYS[4], 'NX', now, sku)
-      n = n + 1
-    end
-    redis.call('HDEL', KEYS[1], sku)
-  end
-end
-if n > 0 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[2]) then redis.call('RPUSH', KEYS[6], ARGV[1]) end
-return n
-"""
-
 
 MAX_INVALID = 10_000  # invalid-input dead letters kept per campaign (newest first)
 
@@ -249,12 +60,12 @@ class StockBuffer:
         self.redis = client
         self.flush_ttl_ms = int(flush_marker_ttl_s * 1000)
         self.chunk = chunk
-        self._ingest = client.register_script(_INGEST)
-        self._take = client.register_script(_TAKE)
-        self._settle = client.register_script(_SETTLE)
-        self._finish = client.register_script(_FINISH)
-        self._replay = client.register_script(_REPLAY)
-        self._extend = client.register_script(_EXTEND)
+        self._ingest = client.register_script(lua.INGEST)
+        self._take = client.register_script(lua.TAKE)
+        self._settle = client.register_script(lua.SETTLE)
+        self._finish = client.register_script(lua.FINISH)
+        self._replay = client.register_script(lua.REPLAY)
+        self._extend = client.register_script(lua.EXTEND)
 
     def ingest(self, campaign_id: int, updates: Iterable[tuple[str, int, int | None]], *,
                force: bool = False) -> IngestResult:
