@@ -80,7 +80,8 @@ class Bench:
 
     def admin(self, route: str, payload: Any = None) -> Any:
         url = f"{self.market.url}/_admin/{route}"
-        response = requests.post(url, json=payload, timeout=5) if payload is not None else requests.get(url, timeout=5)
+        # Generous: the sandbox shares this process's GIL, and a 20k-SKU state is a large reply.
+        response = requests.post(url, json=payload, timeout=30) if payload is not None else requests.get(url, timeout=30)
         response.raise_for_status()
         return response.json()
 
@@ -103,7 +104,8 @@ class Bench:
     def wait_latest(self, campaign: int, timeout: float, expected: dict[str, int] | None = None) -> None:
         want = self.latest[campaign] if expected is None else expected
         try:
-            wait_for(lambda: self.stocks(campaign) == want, timeout,
+            # The Redis check is cheap; the sandbox's whole state only once nothing is left to send.
+            wait_for(lambda: self.settled(campaign) and self.stocks(campaign) == want, timeout,
                      f"the sandbox to hold the latest {len(want)} values of campaign {campaign}", interval=0.2)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.diagnose(campaign)}") from None
