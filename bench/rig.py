@@ -100,8 +100,10 @@ class Workers:
             self.workers.append(w)
 
     def start(self) -> "Workers":
+        """Start every worker once (``with workers.start():`` does not start a second set)."""
         for w in self.workers:
-            w.start()
+            if w.process is None:
+                w.start()
         return self
 
     def pids(self) -> list[int]:
@@ -111,11 +113,7 @@ class Workers:
             if w.process is None:
                 continue
             out.append(w.process.pid)
-            try:
-                children = Path(f"/proc/{w.process.pid}/task/{w.process.pid}/children").read_text().split()
-            except OSError:
-                children = []
-            out.extend(int(c) for c in children)
+            out.extend(_children(w.process.pid))
         return out
 
     def rss_mb(self) -> dict[str, float]:
@@ -141,6 +139,21 @@ class Workers:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (forked from any of its threads)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 class Rig:
