@@ -77,7 +77,7 @@ def producer_fast_check() -> Iterator[None]:
         producer.check_updates = _ORIGINAL
 
 
-# --- B. buffer: TAKE and SETTLE in batched Redis calls (ymsync/buffer.py) ----------------------
+# --- B. buffer: TAKE and SETTLE in batched Redis calls (ymsync/buffer_lua.py) ------------------
 # Same keys, arguments, results and effects as today's scripts; per page of 500 queued SKUs one
 # SMISMEMBER and one HMGET instead of 500 of each, the values kept instead of read again, the
 # moves done as one ZREM/HSET/HDEL/SADD per 1000 SKUs, and the JSON escape count only for SKUs
@@ -181,7 +181,8 @@ return n
 
 
 def apply_buffer_scripts() -> None:
-    """Make every StockBuffer built from now on use proposal B's scripts."""
-    from ymsync import buffer
+    """Make every StockBuffer built from now on use proposal B's scripts (they live in
+    ``ymsync/buffer_lua.py`` since the buffer was split; ``StockBuffer`` reads them at construction)."""
+    from ymsync import buffer_lua
 
-    buffer._TAKE, buffer._SETTLE = TAKE, SETTLE
+    buffer_lua.TAKE, buffer_lua.SETTLE = TAKE, SETTLE
