@@ -146,12 +146,12 @@ class StockBuffer:
     def finish(self, campaign_id: int) -> bool:
         """True if takeable work remains (the flush marker is kept), else clear the marker."""
         k = keys.campaign_keys(campaign_id)
-        return bool(self._finish(keys=[k["queue"], k["busy"], k["flush"]], args=[self.flush_ttl_ms]))
+        return bool(self._finish(keys=[k["buf"], k["busy"], k["flush"]], args=[self.flush_ttl_ms]))
 
     def schedule_if_idle(self, campaign_id: int) -> bool:
         """Set the flush marker if pending work has none (a lost flush message); True if set."""
         k = keys.campaign_keys(campaign_id)
-        if self.redis.zcard(k["queue"]) == 0:
+        if self.redis.hlen(k["buf"]) == 0:
             return False
         return bool(self.redis.set(k["flush"], "1", nx=True, px=self.flush_ttl_ms))
 

@@ -48,7 +48,7 @@ for i = 4, #ARGV, 3 do
     local first = now
     if old then first = string.match(old, '|(%d+)$'); coalesced = coalesced + 1 end
     redis.call('HSET', KEYS[1], sku, count .. '|' .. stamp .. '|' .. first)
-    redis.call('ZADD', KEYS[2], 'NX', now, sku)
+    if not old then redis.call('RPUSH', KEYS[2], sku) end
     accepted = accepted + 1
   end
 end
@@ -66,56 +66,60 @@ return {accepted, stale, wake, unchanged}
 """
 
 # KEYS: buf queue busy batches inflight; ARGV: max_n, max_bytes, lease_ms, batch_id
-# Per page of 500 queued SKUs one SMISMEMBER and one HMGET; the moves as one ZREM/HSET/HDEL/SADD
-# per 1000 SKUs (Redis >= 6.2).
+# The queue is a list of pending SKUs in arrival order, each once (ingest, returns and replays
+# append a SKU only when it enters buf). Pages of 500 are popped from its head; what is not
+# taken (SKUs whose older value is still in flight, the rest of the last page) goes back to the
+# head in order. A list costs ~15 B a SKU where a sorted set costs ~100. Needs Redis >= 6.2.
 TAKE = NOW + """local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out, picked, values, bytes, offset, scanned = {}, {}, {}, 0, 0, 0
-while #picked < maxn and scanned < maxn * 4 + 1000 do
-  local skus = redis.call('ZRANGE', KEYS[2], offset, offset + 499)
-  if #skus == 0 then break end
-  offset = offset + #skus
+local out, picked, values, keep, bytes, scanned, full = {}, {}, {}, {}, 0, 0, false
+while not full and scanned < maxn * 4 + 1000 do
+  local skus = redis.call('LPOP', KEYS[2], 500)
+  if not skus then break end
   local busy = redis.call('SMISMEMBER', KEYS[3], unpack(skus))
   local vals = redis.call('HMGET', KEYS[1], unpack(skus))
   for i, sku in ipairs(skus) do
-    scanned = scanned + 1
-    if busy[i] == 0 then
-      local v = vals[i]
-      if v then
-        -- JSON bytes of this entry in the request: the SKU (escapes double), fixed keys, count, stamp.
-        local cost = #sku + 100
-        if string.find(sku, '[%c"\\\\]') then cost = cost + select(2, string.gsub(sku, '[%c"\\\\]', '')) end
-        if bytes + cost > maxb then maxn = #picked; break end
+    if full or busy[i] == 1 then
+      keep[#keep + 1] = sku
+    elseif vals[i] then
+      scanned = scanned + 1
+      -- JSON bytes of this entry in the request: the SKU (escapes double), fixed keys, count, stamp.
+      local cost = #sku + 100
+      if string.find(sku, '[%c"\\\\]') then cost = cost + select(2, string.gsub(sku, '[%c"\\\\]', '')) end
+      if bytes + cost > maxb then
+        full = true
+        keep[#keep + 1] = sku
+      else
         bytes = bytes + cost
         out[#out + 1] = sku
-        out[#out + 1] = v
+        out[#out + 1] = vals[i]
+        picked[#picked + 1] = sku
+        values[#picked] = vals[i]
+        full = #picked >= maxn
       end
-      picked[#picked + 1] = sku  -- without a value: a stale queue entry, dropped below
-      values[#picked] = v
-      if #picked >= maxn then break end
-    end
+    end  -- queued without a value: nothing to send, the entry is dropped
+    if busy[i] == 1 then scanned = scanned + 1 end
   end
 end
+for e = #keep, 1, -1000 do
+  local back = {}
+  for i = e, math.max(1, e - 999), -1 do back[#back + 1] = keep[i] end
+  redis.call('LPUSH', KEYS[2], unpack(back))
+end
 for s = 1, #picked, 1000 do
-  local zrem, hset, moved = {}, {}, {}
+  local hset, moved = {}, {}
   for i = s, math.min(s + 999, #picked) do
-    local sku = picked[i]
-    zrem[#zrem + 1] = sku
-    if values[i] then
-      hset[#hset + 1] = sku
-      hset[#hset + 1] = values[i]
-      moved[#moved + 1] = sku
-    end
+    hset[#hset + 1] = picked[i]
+    hset[#hset + 1] = values[i]
+    moved[#moved + 1] = picked[i]
   end
-  redis.call('ZREM', KEYS[2], unpack(zrem))
-  if #moved > 0 then
-    redis.call('HSET', KEYS[5], unpack(hset))
-    redis.call('HDEL', KEYS[1], unpack(moved))
-    redis.call('SADD', KEYS[3], unpack(moved))
-  end
+  redis.call('HSET', KEYS[5], unpack(hset))
+  redis.call('HDEL', KEYS[1], unpack(moved))
+  redis.call('SADD', KEYS[3], unpack(moved))
 end
 if #out > 0 then redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4]) end
 return out
 """
+
 
 # KEYS: inflight busy batches buf queue delivered dead stats; ARGV: batch_id, action, reason, skus...
 SETTLE = NOW + """local n, seen = 0, {}
@@ -139,7 +143,7 @@ for s = 4, #ARGV, 1000 do
         elseif ARGV[2] == 'returned' then
           if redis.call('HEXISTS', KEYS[4], sku) == 0 then  -- a newer pending value wins over ours
             redis.call('HSET', KEYS[4], sku, v)
-            redis.call('ZADD', KEYS[5], 'NX', now, sku)
+            redis.call('RPUSH', KEYS[5], sku)
           end
         else
           redis.call('HSET', KEYS[7], sku, cjson.encode({sku = sku, count = tonumber(count), stamp_ms = tonumber(stamp),
@@ -159,15 +163,15 @@ if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[3], ARGV[1]) en
 return n
 """
 
-# KEYS: queue busy flush; ARGV: flush_ttl_ms. 1 if takeable work remains (marker kept), else 0.
+# KEYS: buf busy flush; ARGV: flush_ttl_ms. 1 if takeable work remains (marker kept), else 0.
 FINISH = """
-local queued = redis.call('ZCARD', KEYS[1])
-if queued > 0 then
+local pending = redis.call('HLEN', KEYS[1])
+if pending > 0 then
   local busy = 0
   for _, sku in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    if redis.call('ZSCORE', KEYS[1], sku) then busy = busy + 1 end
+    busy = busy + redis.call('HEXISTS', KEYS[1], sku)
   end
-  if queued > busy then
+  if pending > busy then
     redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
     return 1
   end
@@ -206,7 +210,7 @@ for _, sku in ipairs(skus) do
     end
     if newest and redis.call('HEXISTS', KEYS[3], sku) == 0 then
       redis.call('HSET', KEYS[3], sku, string.format('%d|%d|%s', d.count, d.stamp_ms, now))
-      redis.call('ZADD', KEYS[4], 'NX', now, sku)
+      redis.call('RPUSH', KEYS[4], sku)
       n = n + 1
     end
     redis.call('HDEL', KEYS[1], sku)

@@ -2,7 +2,7 @@
 
 Per campaign ``{c}``:
   buf:{c}        hash  sku -> "count|stamp_ms|first_ms"   pending values (latest wins)
-  queue:{c}      zset  sku -> first pending ms            delivery order of pending SKUs
+  queue:{c}      list  sku                                pending SKUs in arrival order, each once
   hwm:{c}        hash  sku -> "stamp_ms|count"            newest value ever accepted (bounded by catalog)
   busy:{c}       set   sku                                SKUs inside an in-flight batch
   inflight:{c}:{batch} hash, like buf                     one batch being sent

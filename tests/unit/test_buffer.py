@@ -384,3 +384,23 @@ def test_raw_dead_letters_are_bounded(buf, r) -> None:
                                                        "first_ms": None, "reason": "invalid", "at_ms": n})
     dead = keys.campaign_keys(C)["dead"]
     assert r.hlen(dead) <= 100 or r.pttl(dead) > 0
+
+
+def test_the_queue_holds_each_pending_sku_once_in_arrival_order(buf, r) -> None:
+    queue_key = keys.campaign_keys(C)["queue"]
+
+    def queue() -> list[str]:
+        return [x.decode() for x in r.lrange(queue_key, 0, -1)]
+
+    buf.ingest(C, [(f"q{i:04d}", 1, BASE) for i in range(1200)])
+    first = buf.take(C, 700, 10**9, 60)  # spans two popped pages: the rest of the second goes back
+    assert [e.sku for e in first.entries] == [f"q{i:04d}" for i in range(700)]
+    buf.ingest(C, [("q0001", 2, BASE + 1), ("q0000", 2, BASE + 1)])  # newer values while in flight
+    assert queue() == [f"q{i:04d}" for i in range(700, 1200)] + ["q0001", "q0000"]
+    second = buf.take(C, 600, 10**9, 60)  # q0001 and q0000 are busy: skipped, kept in place
+    assert [e.sku for e in second.entries] == [f"q{i:04d}" for i in range(700, 1200)]
+    assert queue() == ["q0001", "q0000"]
+    buf.settle(first, "returned")  # the newer q0000/q0001 win; the rest come back, appended once
+    assert queue() == ["q0001", "q0000"] + [f"q{i:04d}" for i in range(2, 700)]
+    assert sorted(queue()) == sorted(k.decode() for k in r.hkeys(keys.campaign_keys(C)["buf"]))
+    assert values(buf.take(C, 2, 10**9, 60)) == {"q0001": (2, BASE + 1), "q0000": (2, BASE + 1)}
