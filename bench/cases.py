@@ -40,7 +40,7 @@ def skus(n: int, prefix: str = "SKU") -> list[str]:
 
 def ymsync_workers(rig: Rig, count: int, concurrency: int, quota: str = "0", queues: str = "stocks",
                    app: str = "tasks", **env: str) -> Workers:
-    """``app``: ``tasks``, or ``bench.patched_tasks`` for the same app with proposal B's buffer scripts."""
+    """``app``: the Celery app module the workers load (``tasks``)."""
     return Workers(app, rig.env(YM_QUOTA_UPDATE_STOCKS=quota, **env), count, concurrency, queues, "ym")
 
 
@@ -188,17 +188,13 @@ class CpuMeter:
         return {name: (end[name] - self.start[name]) / units * 1e6 for name in end}
 
 
-def _end_to_end(rig: Rig, names: list[str], app_name: str = "tasks", fast_check: bool = False,
+def _end_to_end(rig: Rig, names: list[str], app_name: str = "tasks",
                 footprint: dict[str, Any] | None = None) -> tuple[float, dict[str, float], str]:
     """Updates/s from the first push_stocks call to the last SKU applied, workers already up;
     and the CPU microseconds each process spent per update."""
-    from contextlib import nullcontext
-
-    from .proposals import producer_fast_check
-
     rig.clean("0")
     app = ym_app(rig)
-    with ymsync_workers(rig, 1, 4, app=app_name).start() as w, (producer_fast_check() if fast_check else nullcontext()):
+    with ymsync_workers(rig, 1, 4, app=app_name).start() as w:
         wait_ready(app, 1)
         wait_for(lambda: len(w.pids()) >= 5, 30, "the worker's 4 pool processes")
         meter = CpuMeter(rig, w)
@@ -241,10 +237,7 @@ def _pipeline_only(rig: Rig, names: list[str], app_name: str = "tasks") -> float
 def bench_throughput(rig: Rig, footprint: dict[str, Any]) -> list[Row]:
     names = skus(THROUGHPUT_N, "T")
     ours, cpu, note = _end_to_end(rig, names, footprint=footprint)
-    with_a, cpu_a, note_a = _end_to_end(rig, names, fast_check=True)
-    with_ab, cpu_ab, note_ab = _end_to_end(rig, names, "bench.patched_tasks", fast_check=True)
     pipeline = _pipeline_only(rig, names)
-    pipeline_b = _pipeline_only(rig, names, "bench.patched_tasks")
 
     rig.clean("0")
     b = bl_app(rig)
@@ -261,16 +254,8 @@ def bench_throughput(rig: Rig, footprint: dict[str, Any]) -> list[Row]:
         row(label, "SKU updates/s, enqueue → applied", ours, base, "/s", goal, ours >= 50_000 and ours >= 20 * base,
             f"ymsync: {THROUGHPUT_N:,} updates via push_stocks in 10k chunks, 1 worker -c 4; {note}; "
             f"{_cpu_note(cpu)}. Baseline: {BASELINE_THROUGHPUT_N:,} delay() calls, 1 worker -c 4"),
-        row(label, "… with proposal A (producer fast check)", with_a, base, "/s", goal,
-            with_a >= 50_000 and with_a >= 20 * base,
-            f"bench/proposals/producer_fast_check.diff monkeypatched into the producer; {note_a}; {_cpu_note(cpu_a)}"),
-        row(label, "… with proposals A + B (B: batched buffer scripts)", with_ab, base, "/s", goal,
-            with_ab >= 50_000 and with_ab >= 20 * base,
-            f"and bench/proposals/buffer_batched_scripts.diff in the workers (`-A bench.patched_tasks`); {note_ab}; "
-            f"{_cpu_note(cpu_ab)}"),
         row(label, "SKU updates/s, buffer pre-filled → applied", pipeline, base, "/s",
             note="the pipeline alone (no producer competing for the 2 cores); baseline figure as above"),
-        row(label, "… with proposal B", pipeline_b, base, "/s"),
     ]
 
 
@@ -286,14 +271,6 @@ def bench_producer(rig: Rig) -> list[Row]:
     t0 = time.perf_counter()
     push(rig, names)
     helper = PRODUCER_N / (time.perf_counter() - t0)
-
-    from .proposals import producer_fast_check
-
-    rig.clean("0")
-    with producer_fast_check():
-        t0 = time.perf_counter()
-        push(rig, names)
-        helper_a = PRODUCER_N / (time.perf_counter() - t0)
 
     rig.clean("0")
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, dir=LOGS) as f:
@@ -315,8 +292,6 @@ def bench_producer(rig: Rig) -> list[Row]:
         row("3. producer", "push_stocks() updates/s", helper, base, "/s",
             note=f"{PRODUCER_N:,} updates in 10k chunks (validated, then ingested); baseline: "
                  f"{BASELINE_PRODUCER_N:,} delay() calls on one pooled producer"),
-        row("3. producer", "… with proposal A (producer fast check)", helper_a, base, "/s",
-            note="bench/proposals/producer_fast_check.diff monkeypatched in"),
         row("3. producer", "`ymsync push FILE` updates/s", cli, base, "/s",
             note=f"a {PRODUCER_N:,}-line CSV, whole command including interpreter start"),
     ]
