@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cases, profile
-from .rig import LOGS, ROOT, Rig
+from .rig import ROOT, Rig
 
 COMMAND = ".venv/bin/python -m bench"
 ORDER = ["quota", "throughput", "producer", "coalescing", "latency", "report", "footprint", "profile"]
