@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from tests.chaos.figures import write_figures
-from tests.support.stock_harness import Bench
-from ymsync.sandbox import MarketSandbox
 
 
 class Case:
@@ -45,21 +42,3 @@ def case(request: pytest.FixtureRequest) -> Iterator[Case]:
     yield recorded
     recorded.figures["passed"] = bool(getattr(request.node, "chaos_passed", False))
     write_figures(recorded.name, recorded.title, recorded.figures, recorded.checks, recorded.started)
-
-
-@pytest.fixture()
-def bench_for(redis_server, tmp_path: Path) -> Iterator:
-    """``bench_for(SandboxConfig, redis_url=None)``: a running sandbox and a clean Redis; workers stopped after."""
-    opened: list[tuple[MarketSandbox, Bench]] = []
-
-    def make(config, redis_url: str | None = None) -> Bench:
-        market = MarketSandbox(config=config).start()
-        bench = Bench(market, redis_url or redis_server.url, tmp_path)
-        bench.redis.flushdb()
-        opened.append((market, bench))
-        return bench
-
-    yield make
-    for market, bench in opened:
-        bench.stop()
-        market.stop()
