@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+import redis
 
 from tests.support.redis_server import RedisServer
 from tests.support.stock_harness import Bench
@@ -15,6 +16,15 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def clean_redis(redis_server) -> Iterator[redis.Redis]:
+    """A client of the session's private Redis, emptied for this test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
 
 
 @pytest.fixture()

@@ -10,7 +10,6 @@ their base64 bodies decoded, results, dead letters), the worker's log, and Flowe
 from __future__ import annotations
 
 import base64
-import io
 import json
 import threading
 import uuid

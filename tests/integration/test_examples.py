@@ -27,10 +27,8 @@ def load_example():
 
 
 @pytest.fixture()
-def r(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    return client
+def r(clean_redis):
+    return clean_redis
 
 
 @pytest.fixture()

@@ -6,7 +6,6 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import redis
 import requests
 
 from tests.support.processes import CeleryWorker, wait_for
@@ -23,13 +22,6 @@ def market():
                                    "generateStocksOnWarehousesReport": None, "getReportInfo": None})
     with MarketSandbox(config=config) as sandbox:
         yield sandbox
-
-
-@pytest.fixture()
-def clean_redis(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    return client
 
 
 def sandbox_stocks(market, campaign: int) -> dict[str, int]:

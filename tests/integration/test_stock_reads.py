@@ -43,13 +43,6 @@ def market():
         yield sandbox
 
 
-@pytest.fixture()
-def clean_redis(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    return client
-
-
 def reader_for(market: MarketSandbox, client: redis.Redis, quota: Quota = Quota(100_000, 60)) -> StockReader:
     limiter = QuotaLimiter(client, {"get_stocks": quota})
     return StockReader(limiter, MarketClient(market.url, Credentials(api_key=Secret(TOKEN))))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Iterator
 
 import pytest
 import redis
@@ -22,11 +21,8 @@ BASE = 1_700_000_000_000  # stamps in ms
 
 
 @pytest.fixture
-def r(redis_server) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    yield client
-    client.close()
+def r(clean_redis: redis.Redis) -> redis.Redis:
+    return clean_redis
 
 
 @pytest.fixture

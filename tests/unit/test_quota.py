@@ -11,7 +11,6 @@ import multiprocessing
 import random
 import threading
 import time
-from typing import Iterator
 
 import pytest
 import redis
@@ -26,11 +25,8 @@ M = "update_stocks"
 
 
 @pytest.fixture
-def r(redis_server) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    yield client
-    client.close()
+def r(clean_redis: redis.Redis) -> redis.Redis:
+    return clean_redis
 
 
 def server_us(client: redis.Redis) -> int:
