@@ -20,6 +20,7 @@ import requests
 
 from tests.support.processes import ROOT, CeleryWorker, wait_for
 from tests.support.redis_server import RedisServer, free_port
+from ymsync.embedded import stop_process
 
 TOKEN = "sandbox-token"
 LOGS = ROOT / "bench" / ".logs"
@@ -76,13 +77,7 @@ class Sandbox:
         return {int(k.split()[1]): v for k, v in self.state()["requests"].items() if k.split()[0] == op}
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 class Workers:
