@@ -77,7 +77,7 @@ def test_pagination_covers_every_sku_exactly_once_whatever_the_page_size(market,
     plant(market, FBS, skus)
     requests.post(f"{market.url}/_admin/archive/{FBS}", json=["P-00007", "P-01000"], timeout=5).raise_for_status()
     reader = reader_for(market, clean_redis)
-    assert reader.limit == 200  # more than the Market's silent cap of 100: the walk must not care
+    assert reader.limit == 100  # the spec's cap since 2026-08-04 (larger values are cut silently)
 
     since = time.time()
     seen = [(o.offer_id, o.available) for o in reader.read(FBS)]
@@ -89,7 +89,7 @@ def test_pagination_covers_every_sku_exactly_once_whatever_the_page_size(market,
     assert sorted(archived) == ["P-00007", "P-01000"]
     calls = get_stocks_calls(market, since)
     assert len(calls) == 2 * 13 and all(c["status"] == 200 for c in calls)
-    # The window holds what the Market charged (offers returned), not the 200 reserved per page.
+    # The window holds what the Market charged (offers returned), not the 100 reserved per page.
     assert reader.limiter.usage("get_stocks", str(FBS))[0] == 1234 == sum(c["cost"] for c in calls)
 
 

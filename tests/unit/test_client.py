@@ -241,7 +241,7 @@ NAIVE = datetime(2026, 11, 22, 10, 0)
      "(e.g. 2026-11-22T10:00:00+03:00), got '2026-11-22T10:00:00'"),
     (lambda c: c.update_stocks(5, [StockLevel("a", 1), StockLevel(" a", 2)]),
      "invalid stock update: skus[1].sku: Duplicate shop-sku 'a' (also item 0)"),
-    (lambda c: c.get_stocks(5, limit=500), "invalid stock read: limit: limit must be between 1 and 200, got 500"),
+    (lambda c: c.get_stocks(5, limit=500), "invalid stock read: limit: limit must be between 1 and 100, got 500"),
     (lambda c: c.get_stocks(5, offer_ids=["a"], page_token="t"),
      "invalid stock read: offerIds: offerIds cannot be combined with page_token"),
     (lambda c: c.get_stocks(5, has_stocks=True),

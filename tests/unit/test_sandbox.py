@@ -53,12 +53,12 @@ def market(shared_market):
     return shared_market
 
 
-def test_pagination_covers_every_sku_once_with_limit_cut_to_100(market):
+def test_pagination_covers_every_sku_once_at_the_limit_of_100(market):
     skus = {f"sku-{i:04d}": i for i in range(250)}
     admin(market, "stocks/5", skus)
     client, pages, token = connect(market), [], None
     while True:
-        page = client.get_stocks(5, limit=200, page_token=token)
+        page = client.get_stocks(5, limit=100, page_token=token)
         pages.append([o.offer_id for o in page.offers])
         token = page.next_page_token
         if token is None:

@@ -304,13 +304,13 @@ def test_offer_ids_exclude_paging_and_archived(extra, clash):
 
 
 @pytest.mark.parametrize("limit, message", [
-    (0, "limit: limit must be between 1 and 200, got 0"),
-    (201, "limit: limit must be between 1 and 200, got 201"),
+    (0, "limit: limit must be between 1 and 100, got 0"),
+    (101, "limit: limit must be between 1 and 100, got 101"),
     ("10", "limit: limit must be an integer, got '10'"),
 ])
 def test_limit_bounds(limit, message):
     assert stocks_errors(limit=limit) == [message]
-    assert GetStocksQuerySchema().load({"limit": 200}) == {"limit": 200}
+    assert GetStocksQuerySchema().load({"limit": 100}) == {"limit": 100}
 
 
 def test_has_stocks_needs_warehouse():

@@ -20,7 +20,7 @@ MAX_SKU_LENGTH = 255
 MAX_COUNT = 2_000_000_000
 MAX_SKUS_PER_UPDATE = 2000
 MAX_OFFER_IDS = 500
-MAX_GET_STOCKS_LIMIT = 200
+MAX_GET_STOCKS_LIMIT = 100  # since 2026-08-04 (PageLimit100Truncate): larger values are cut silently
 MAX_BODY_BYTES = 512 * 1024
 MAX_STAMP_AGE = timedelta(days=1)
 # Producers' clocks drift; a stamp a little ahead is kept, one far ahead would beat every later update.
