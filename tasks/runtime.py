@@ -10,6 +10,7 @@ from ymsync.buffer import StockBuffer
 from ymsync.market import MarketClient
 from ymsync.pipeline import Flusher
 from ymsync.quota import QuotaLimiter
+from ymsync.schedule import Schedule
 from ymsync.settings import get_settings
 
 
@@ -19,8 +20,16 @@ def redis_client() -> redis.Redis:
 
 
 @lru_cache(maxsize=1)
+def schedule() -> Schedule:
+    s = get_settings()
+    # A task slot outlives the task's queueing and its whole round (budget + one request), or a
+    # slow-but-alive task would share its target with one slot too many.
+    return Schedule(redis_client(), max_parallel=s.max_parallel, task_ttl_s=lease_seconds() + 60)
+
+
+@lru_cache(maxsize=1)
 def buffer() -> StockBuffer:
-    return StockBuffer(redis_client())
+    return StockBuffer.from_settings(redis_client(), get_settings(), schedule())
 
 
 @lru_cache(maxsize=1)
@@ -40,13 +49,7 @@ def flusher() -> Flusher:
     s = get_settings()
     client = MarketClient.from_settings(s)
     return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=lease_seconds(),
-                   spawn=_spawn_flush)
-
-
-def _spawn_flush(campaign_id: int) -> None:
-    from .stocks import schedule_flush  # tasks.stocks imports this module
-
-    schedule_flush(campaign_id, 0)
+                   schedule=schedule())
 
 
 # --- the read side (stock reads, reconciliation) -------------------------------------------

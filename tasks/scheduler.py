@@ -1,93 +1,126 @@
-"""The flush scheduler: a thread in each worker's main process.
+"""The flush scheduler: a thread in each worker's main process; one at a time drains the schedule.
 
-Producers write to the buffer without Celery; when a campaign gains work and has no flush
-scheduled, the buffer pushes it onto the ``wake`` list. This thread turns wake-ups into flush
-tasks (debounced by ``YM_FLUSH_DELAY_MS``) and, under a Redis lock so one worker does it at a
-time, sweeps for what crashes leave behind: batches whose worker died (expired leases) and
-pending work whose flush message was lost with its worker.
+Producers write to the buffer without Celery and make the target due (``Schedule.activate``).
+Whichever worker holds the scheduler lock (renewed every second; any other takes over within
+``LOCK_TTL_S`` when its holder dies) sends one flush task for each due target that has a free
+task slot, and looks at targets whose ``check`` time has come for what a dead worker left:
+expired batch leases (their SKUs go back to the buffer) and expired task slots.
 
-It also *kicks* every campaign with pending work (a flush now, whatever its flush marker says)
-when it starts and whenever Redis or the broker comes back after an outage. A worker killed
-with SIGKILL takes its countdown flushes with it (they live in its memory, and their broker
-copies stay hidden for the visibility timeout), and a Redis restart drops every worker's; the
-markers those flushes left would otherwise hold the work off for their whole TTL.
+Its work follows the due entries, not the number of targets: it reads only what is due, and
+sleeps on a Redis list (``nudge``) until the next due time or a producer's nudge, so a wake-up
+lands within milliseconds of its due time. Nothing it schedules lives in the broker with a
+countdown, so a SIGKILLed worker takes no scheduled work with it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
-import time
+import uuid
 from typing import Callable
 
 import redis
 
-from ymsync import keys
 from ymsync.buffer import StockBuffer
+from ymsync.schedule import Due, Schedule
 from ymsync.settings import get_settings
 
 from . import runtime
 
 log = logging.getLogger("ymsync.scheduler")
-SWEEP_EVERY_S = 1.0
+LOCK_TTL_S = 5.0
+MAX_SLEEP_S = 1.0  # the lock is renewed at least this often
+BATCH = 200  # due entries handled per turn
 
 
 class FlushScheduler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(name="ymsync-flush-scheduler", daemon=True)
         self.stopping = threading.Event()
-        self.delay_s = get_settings().flush_delay_ms / 1000
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def stop(self) -> None:
         self.stopping.set()
 
     def run(self) -> None:
-        from .stocks import schedule_flush
+        from .stocks import send_flush
 
-        r = redis.Redis.from_url(get_settings().redis_url, socket_timeout=10)
-        buf = runtime.buffer()
-        next_sweep = 0.0
-        kick = True  # at start: whatever flushes a dead predecessor scheduled died with it
-        woken: int | None = None  # popped from the wake list but not yet scheduled
+        settings = get_settings()
+        # Its own connection: BLPOP blocks it, and the task pool's must stay free.
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        schedule = Schedule(client, max_parallel=settings.max_parallel, task_ttl_s=runtime.lease_seconds() + 60)
+        buffer = StockBuffer.from_settings(client, settings, schedule)
+        holding = False
         while not self.stopping.is_set():
             try:
-                if kick:
-                    kicked = self.kick(buf, schedule_flush)
-                    kick = False
-                    if kicked:
-                        log.info("flush scheduler: kicked %d campaign(s) with pending work", kicked)
-                if woken is None:
-                    popped = r.blpop([keys.WAKE], timeout=1)
-                    woken = int(popped[1]) if popped else None
-                if woken is not None:
-                    schedule_flush(woken, self.delay_s)
-                    woken = None
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + SWEEP_EVERY_S
-                    if r.set(keys.SWEEP_LOCK, "1", nx=True, px=int(SWEEP_EVERY_S * 900)):
-                        for campaign in buf.campaigns():
-                            # A reclaimed batch means a worker died holding it, and its flush
-                            # messages (unacked, or waiting on a countdown) died with it for the
-                            # broker's visibility timeout; its flush marker would hold off
-                            # schedule_if_idle for up to its TTL. Flush now instead: a spare
-                            # flush costs one idle task, a missing one leaves stock stale.
-                            reclaimed = buf.reclaim_expired(campaign)
-                            if buf.schedule_if_idle(campaign) or reclaimed:
-                                schedule_flush(campaign, 0)
+                if not schedule.lock(self.owner, LOCK_TTL_S):
+                    if holding:
+                        log.warning("flush scheduler: lost the lock to another worker")
+                    holding = False
+                    self.stopping.wait(MAX_SLEEP_S)
+                    continue
+                if not holding:
+                    log.info("flush scheduler: draining the schedule (%s)", self.owner)
+                holding = True
+                busy = drain_due(schedule, send_flush) + drain_checks(schedule, buffer)
+                if busy:
+                    continue  # more may be due right now
+                wait = schedule.next_due_in()
+                schedule.wait_for_nudge(MAX_SLEEP_S if wait is None else min(wait, MAX_SLEEP_S))
             except Exception:  # the thread must outlive a Redis restart or a broker hiccup
-                # A wake-up popped before the failure is kept (``woken``) and scheduled on the
-                # next turn, not dropped: its flush marker would hold the campaign off for its TTL.
                 log.warning("flush scheduler: Redis or broker unavailable; retrying in 1s", exc_info=True)
-                kick = True  # an outage (a Redis restart) may have dropped every scheduled flush
                 self.stopping.wait(1)
+        try:
+            schedule.unlock(self.owner)  # a warm shutdown hands over at once, not after the TTL
+        except redis.RedisError:
+            pass
 
-    @staticmethod
-    def kick(buf: StockBuffer, schedule_flush: Callable[[int, float], None]) -> int:
-        """Schedule a flush now for every campaign with pending work; how many were kicked."""
-        kicked = 0
-        for campaign in buf.campaigns():
-            if buf.pending(campaign) > 0:
-                buf.touch_flush(campaign)
-                schedule_flush(campaign, 0)
-                kicked += 1
-        return kicked
+
+def drain_due(schedule: Schedule, send_flush: Callable[[str, str, int], None]) -> int:
+    """Send a flush for each due target with a free slot; how many entries were handled."""
+    entries = schedule.due(BATCH)
+    for entry in entries:
+        token = schedule.claim(entry.target)
+        if token is None:
+            # Every slot is out: each running flush re-activates the target when it ends with
+            # work left, so dropping the entry strands nothing.
+            schedule.done(entry)
+            continue
+        try:
+            send_flush(entry.target, token, entry.due_ms)
+        except Exception:
+            schedule.release(entry.target, token)  # the entry stays due: the next turn retries
+            raise
+        schedule.done(entry)
+        # If the task dies before it ends (SIGKILL with the message unacked), its slot expires:
+        # look then, so its target is not left waiting for the broker's visibility timeout.
+        schedule.watch(entry.target, entry.now_ms + schedule.task_ttl_ms + 100)
+    return len(entries)
+
+
+def drain_checks(schedule: Schedule, buffer: StockBuffer) -> int:
+    """Handle targets whose check time has come; how many."""
+    entries = schedule.checks(BATCH)
+    for entry in entries:
+        check_target(schedule, buffer, entry)
+    return len(entries)
+
+
+def check_target(schedule: Schedule, buffer: StockBuffer, entry: Due) -> None:
+    if not entry.target.startswith("c"):
+        schedule.checked(entry)
+        return
+    campaign = int(entry.target[1:])
+    reclaimed = buffer.reclaim_expired(campaign)
+    if reclaimed:
+        log.warning("%s: %d SKU(s) of a dead worker's batch returned to the buffer", entry.target, reclaimed)
+    live_until = schedule.slots_expiry(entry.target)
+    if reclaimed or (live_until is None and buffer.takeable(campaign)):
+        schedule.activate(entry.target, 0)
+    schedule.checked(entry)
+    # Still open: batches in flight or tasks out. Look again when the first of them could expire.
+    later = [t for t in (buffer.lease_deadline_ms(campaign), live_until) if t is not None]
+    if later:
+        schedule.watch(entry.target, min(later) + 100)

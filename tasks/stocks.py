@@ -3,7 +3,8 @@
 ``ymsync.stocks.update`` is the public task any Celery client may ``send_task``:
 ``(campaign_id: int, items: list[{"sku", "count", "updatedAt"?}])``. Invalid items are
 dead-lettered with the reason, never dropped. ``ymsync.stocks.flush`` is internal: one bounded
-round of pushing for a campaign, re-enqueued (not retried) while work or a quota wait remains.
+round of pushing for a stock target, sent by the scheduler (tasks/scheduler.py) when the target
+is due and has a free task slot.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from celery import Task
 
 from ymsync.producer import InvalidInput, check_campaign, check_updates
+from ymsync.schedule import server_ms
 
 from . import app, runtime
 
@@ -43,21 +45,46 @@ def update(self: Task, campaign_id: int, items: list[dict[str, Any]]) -> None:
         buf.ingest(campaign, checked.updates)
 
 
-@app.task(name="ymsync.stocks.flush")
-def flush(campaign_id: int) -> dict[str, Any]:
-    result = runtime.flusher().flush(int(campaign_id))
-    if result.next_in is not None:
-        # A fresh message, not a retry: waiting for quota must not burn the retry budget.
-        runtime.buffer().touch_flush(int(campaign_id), result.next_in)
-        schedule_flush(int(campaign_id), result.next_in)
-    if result.fan_out:
-        schedule_flush(int(campaign_id), 0)
-    return {"campaign": int(campaign_id), "delivered": result.delivered, "dead": result.dead,
-            "requests": result.requests, "next_in": result.next_in}
+@app.task(name="ymsync.stocks.flush", ignore_result=True)
+def flush(target: str, token: str, due_ms: int = 0) -> None:
+    """Internal: one bounded round of pushing for a stock target, sent by the scheduler into one
+    of the target's task slots. Stores no result: nobody reads it, and an idle shop runs
+    thousands a day. What to do next is written back to the schedule, never re-enqueued here."""
+    schedule, buffer = runtime.schedule(), runtime.buffer()
+    if not schedule.hold(target, token):
+        return  # the slot expired (this message waited too long, or was redelivered): not ours
+    if due_ms:
+        _record_lateness(schedule, due_ms)
+    campaign = int(target[1:])
+    try:
+        result = runtime.flusher().flush(campaign, keep_going=lambda: schedule.hold(target, token))
+    except Exception:
+        schedule.release(target, token)
+        schedule.defer(target, 1.0)  # the round failed (Redis, a bug): try again, not never
+        raise
+    # Release first, then decide: a producer that wrote meanwhile either saw a free slot (its
+    # due entry gets a task) or wrote before the check below (which then sees its work).
+    schedule.release(target, token)
+    if result.next_in is None:
+        if buffer.takeable(campaign):
+            schedule.activate(target, 0)
+    elif result.next_in <= 0:
+        schedule.activate(target, 0)
+    else:
+        schedule.defer(target, result.next_in)
 
 
-def schedule_flush(campaign_id: int, countdown: float) -> None:
-    flush.apply_async((campaign_id,), countdown=max(0.0, countdown) or None, argsrepr=f"(campaign={campaign_id})")
+def _record_lateness(schedule, due_ms: int) -> None:
+    late_ms = max(0, server_ms(schedule.redis) - int(due_ms))
+    bucket = "late_le_10ms" if late_ms <= 10 else "late_le_50ms" if late_ms <= 50 else \
+        "late_le_250ms" if late_ms <= 250 else "late_gt_250ms"
+    schedule.record(flush_tasks=1, late_ms_sum=late_ms, **{bucket: 1})
+
+
+def send_flush(target: str, token: str, due_ms: int) -> None:
+    """The scheduler's send: argsrepr keeps Flower readable; no token of any secret kind here
+    (``token`` names a task slot)."""
+    flush.apply_async((target, token, due_ms), argsrepr=f"(target={target})")
 
 
 def send_updates(campaign_id: int, items: list[dict[str, Any]]) -> None:
@@ -65,4 +92,4 @@ def send_updates(campaign_id: int, items: list[dict[str, Any]]) -> None:
     update.apply_async((campaign_id, items), argsrepr=f"(campaign={campaign_id}, {len(items)} SKUs)")
 
 
-__all__ = ["flush", "update", "schedule_flush", "send_updates"]
+__all__ = ["flush", "update", "send_flush", "send_updates"]

@@ -10,6 +10,15 @@ SKUs are delivered, returned (unless a newer value arrived meanwhile) or dead-le
 SKU in flight is never taken again until it settles, so two requests can never race an older
 value past a newer one. A worker killed mid-flush leaves an expired lease; ``reclaim_expired``
 returns its batch. Every script is atomic, so producers and flushers never see half a write.
+
+Bounded per-SKU state: the latest-wins and delivered records of a SKU live in generation hashes
+(``generation_s`` wide, half the horizon); a generation expires three generations after it
+began, so a SKU idle for two to three generations (the horizon, up to 1.5x it) costs nothing.
+An update stamped before the horizon is dropped (``too_old``): the Market refuses stamps older
+than a day, and the records that could order it against a newer value may be gone.
+
+Waking the scheduler is a second call (``Schedule.activate``), never part of a target's script:
+a target's keys share one hash tag, the scheduler's are global.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ import redis
 
 from . import buffer_lua as lua
 from . import keys
+from .schedule import Schedule
+from .settings import Settings
 
 MAX_INVALID = 10_000  # invalid-input dead letters kept per campaign (newest first)
 
@@ -50,22 +61,40 @@ class Batch:
 @dataclass(frozen=True)
 class IngestResult:
     accepted: int = 0
-    stale: int = 0  # older than (or a repeat of) a value already accepted
-    woke: bool = False
+    stale: int = 0  # older than (or a repeat of) a value already accepted, or older than the horizon
+    woke: bool = False  # the target was made due (the scheduler will send a flush)
     unchanged: int = 0  # the Market was last given this count and nothing newer is queued: not sent
+    too_old: int = 0  # of ``stale``: stamped before the horizon
 
 
 class StockBuffer:
-    def __init__(self, client: redis.Redis, *, flush_marker_ttl_s: float = 30.0, chunk: int = 1000) -> None:
+    def __init__(self, client: redis.Redis, *, schedule: Schedule | None = None, flush_delay_s: float = 0.25,
+                 horizon_s: float = 25 * 3600.0, chunk: int = 1000) -> None:
         self.redis = client
-        self.flush_ttl_ms = int(flush_marker_ttl_s * 1000)
+        self.schedule = schedule if schedule is not None else Schedule(client)
+        self.flush_delay_s = flush_delay_s
+        self.horizon_ms = max(2, int(horizon_s * 1000))
+        self.generation_ms = max(1, self.horizon_ms // 2)
         self.chunk = chunk
         self._ingest = client.register_script(lua.INGEST)
         self._take = client.register_script(lua.TAKE)
         self._settle = client.register_script(lua.SETTLE)
-        self._finish = client.register_script(lua.FINISH)
+        self._reclaim = client.register_script(lua.RECLAIM)
+        self._takeable = client.register_script(lua.TAKEABLE)
         self._replay = client.register_script(lua.REPLAY)
         self._extend = client.register_script(lua.EXTEND)
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings, schedule: Schedule | None = None) -> "StockBuffer":
+        return cls(client, schedule=schedule or Schedule(client, max_parallel=settings.max_parallel),
+                   flush_delay_s=settings.flush_delay_ms / 1000, horizon_s=settings.state_horizon_s)
+
+    @staticmethod
+    def target(campaign_id: int) -> str:
+        return keys.campaign_target(campaign_id)
+
+    def _gen_args(self, campaign_id: int) -> list[object]:
+        return [keys.target_prefix(self.target(campaign_id)), self.generation_ms]
 
     def ingest(self, campaign_id: int, updates: Iterable[tuple[str, int, int | None]], *,
                force: bool = False) -> IngestResult:
@@ -75,9 +104,8 @@ class StockBuffer:
         uses it when the Market has drifted from what ymsync delivered).
         """
         k = keys.campaign_keys(campaign_id)
-        script_keys = [k["buf"], k["queue"], k["hwm"], k["stats"], k["flush"], keys.CAMPAIGNS, keys.WAKE,
-                       k["delivered"], k["busy"]]
-        head: list[object] = [int(campaign_id), self.flush_ttl_ms, 1 if force else 0]
+        script_keys = [k["buf"], k["queue"], k["stats"], k["busy"]]
+        head: list[object] = [*self._gen_args(campaign_id), self.horizon_ms, 1 if force else 0]
         pipe = self.redis.pipeline(transaction=False)
         args = list(head)
         for sku, count, stamp_ms in updates:
@@ -92,14 +120,20 @@ class StockBuffer:
         if len(args) > len(head):
             self._ingest(keys=script_keys, args=args, client=pipe)
         results = pipe.execute()
-        return IngestResult(sum(r[0] for r in results), sum(r[1] for r in results), any(r[2] for r in results),
+        accepted = sum(r[0] for r in results)
+        if accepted:
+            self.schedule.activate(self.target(campaign_id), self.flush_delay_s)
+        elif results:  # registered even if nothing is to be sent, so status lists the campaign
+            self.schedule.activate_registry_only(self.target(campaign_id))
+        return IngestResult(accepted, sum(r[1] for r in results), accepted > 0, sum(r[2] for r in results),
                             sum(r[3] for r in results))
 
     def take(self, campaign_id: int, max_skus: int, max_bytes: int, lease_s: float) -> Batch | None:
         """Move up to ``max_skus`` pending SKUs (and ~``max_bytes`` of JSON) into a new batch."""
         k = keys.campaign_keys(campaign_id)
         batch_id = uuid.uuid4().hex[:12]
-        raw = self._take(keys=[k["buf"], k["queue"], k["busy"], k["batches"], keys.inflight(campaign_id, batch_id)],
+        raw = self._take(keys=[k["buf"], k["queue"], k["busy"], k["batches"],
+                               keys.inflight(self.target(campaign_id), batch_id)],
                          args=[max_skus, max_bytes, int(lease_s * 1000), batch_id])
         if not raw:
             return None
@@ -117,50 +151,36 @@ class StockBuffer:
         if not names:
             return 0
         return int(self._settle(
-            keys=[keys.inflight(batch.campaign_id, batch.batch_id), k["busy"], k["batches"], k["buf"], k["queue"],
-                  k["delivered"], k["dead"], k["stats"]],
-            args=[batch.batch_id, action, reason[:2000], *names]))
+            keys=[keys.inflight(self.target(batch.campaign_id), batch.batch_id), k["busy"], k["batches"], k["buf"],
+                  k["queue"], k["dead"], k["stats"]],
+            args=[*self._gen_args(batch.campaign_id), batch.batch_id, action, reason[:2000], *names]))
 
     def extend(self, batch: Batch, lease_s: float) -> bool:
-        """Renew the batch's lease; False if it already expired and was reclaimed. The caller must
-        then send nothing more from it: its SKUs are back in the buffer, maybe with newer values
+        """Renew the batch's lease; False if it already ran out. The caller must then send nothing
+        more from it: its SKUs are (or are about to be) back in the buffer, maybe with newer values
         another worker is sending, and a late request would put an older value over them."""
         k = keys.campaign_keys(batch.campaign_id)
         return bool(self._extend(keys=[k["batches"]], args=[batch.batch_id, int(lease_s * 1000)]))
 
     def reclaim_expired(self, campaign_id: int) -> int:
-        """Return batches whose lease ran out (their worker died) to the buffer."""
+        """Return batches whose lease ran out (their worker died) to the buffer, in one script."""
         k = keys.campaign_keys(campaign_id)
-        seconds, micros = self.redis.time()
-        now_ms = seconds * 1000 + micros // 1000
-        returned = 0
-        for batch_id in self.redis.zrangebyscore(k["batches"], "-inf", now_ms):
-            batch_id = batch_id.decode()
-            skus = [s.decode() for s in self.redis.hkeys(keys.inflight(campaign_id, batch_id))]
-            batch = Batch(int(campaign_id), batch_id, tuple(Entry(s, 0, 0, 0) for s in skus))
-            returned += self.settle(batch, "returned")
-            self.redis.zrem(k["batches"], batch_id)
-            self.redis.hincrby(k["stats"], "reclaimed", len(skus))
-        return returned
+        _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"]],
+                                           args=[keys.target_prefix(self.target(campaign_id))])
+        return int(returned)
 
-    def finish(self, campaign_id: int) -> bool:
-        """True if takeable work remains (the flush marker is kept), else clear the marker."""
+    def takeable(self, campaign_id: int) -> bool:
+        """True if some pending SKU can be taken now (its older value is not still in flight)."""
         k = keys.campaign_keys(campaign_id)
-        return bool(self._finish(keys=[k["buf"], k["busy"], k["flush"]], args=[self.flush_ttl_ms]))
+        return bool(self._takeable(keys=[k["buf"], k["busy"]]))
 
-    def schedule_if_idle(self, campaign_id: int) -> bool:
-        """Set the flush marker if pending work has none (a lost flush message); True if set."""
-        k = keys.campaign_keys(campaign_id)
-        if self.redis.hlen(k["buf"]) == 0:
-            return False
-        return bool(self.redis.set(k["flush"], "1", nx=True, px=self.flush_ttl_ms))
-
-    def touch_flush(self, campaign_id: int, extra_s: float = 0.0) -> None:
-        """Keep the flush marker alive (longer when the next flush waits ``extra_s``)."""
-        self.redis.set(keys.campaign_keys(campaign_id)["flush"], "1", px=self.flush_ttl_ms + int(extra_s * 1000))
+    def lease_deadline_ms(self, campaign_id: int) -> int | None:
+        """The earliest lease deadline of the campaign's open batches (server ms), None if none."""
+        first = self.redis.zrange(keys.campaign_keys(campaign_id)["batches"], 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
 
     def campaigns(self) -> list[int]:
-        return sorted(int(c) for c in self.redis.smembers(keys.CAMPAIGNS))
+        return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("c"))
 
     def pending(self, campaign_id: int) -> int:
         return int(self.redis.hlen(keys.campaign_keys(campaign_id)["buf"]))
@@ -172,10 +192,44 @@ class StockBuffer:
         raw = self.redis.hgetall(keys.campaign_keys(campaign_id)["stats"])
         return {k.decode(): int(v) for k, v in raw.items()}
 
+    def _generations(self) -> list[int]:
+        """Live generations, oldest first (server clock)."""
+        seconds, micros = self.redis.time()
+        g = (int(seconds) * 1000 + int(micros) // 1000) // self.generation_ms
+        return [g - 2, g - 1, g]
+
     def delivered(self, campaign_id: int) -> dict[str, tuple[int, int, int]]:
-        """sku -> (count, stamp_ms, delivered_at_ms) of the last value the Market accepted."""
-        raw = self.redis.hgetall(keys.campaign_keys(campaign_id)["delivered"])
-        return {k.decode(): tuple(int(x) for x in v.split(b"|")) for k, v in raw.items()}  # type: ignore[misc]
+        """sku -> (count, stamp_ms, delivered_at_ms) of the last value the Market accepted, for
+        SKUs written within the horizon (older records are gone, by design)."""
+        target = self.target(campaign_id)
+        out: dict[str, tuple[int, int, int]] = {}
+        for g in self._generations():  # newer generations override older ones
+            for k, v in self.redis.hgetall(keys.delivered(target, g)).items():
+                out[k.decode()] = tuple(int(x) for x in v.split(b"|"))  # type: ignore[assignment]
+        return out
+
+    def delivered_of(self, campaign_id: int, skus: Sequence[str]) -> list[tuple[int, int, int] | None]:
+        """``delivered`` for the given SKUs only, in their order (None: no record)."""
+        return self._records(keys.delivered, campaign_id, skus)
+
+    def latest_of(self, campaign_id: int, skus: Sequence[str]) -> list[tuple[int, int] | None]:
+        """(stamp_ms, count) of the newest value accepted for each SKU (None: no record)."""
+        return self._records(keys.hwm, campaign_id, skus)  # type: ignore[return-value]
+
+    def _records(self, name, campaign_id: int, skus: Sequence[str]) -> list:
+        if not skus:
+            return []
+        target = self.target(campaign_id)
+        pipe = self.redis.pipeline(transaction=False)
+        gens = list(reversed(self._generations()))  # newest first
+        for g in gens:
+            pipe.hmget(name(target, g), list(skus))
+        rows = pipe.execute()
+        out = []
+        for i in range(len(skus)):
+            raw = next((row[i] for row in rows if row[i] is not None), None)
+            out.append(tuple(int(x) for x in raw.split(b"|")) if raw is not None else None)
+        return out
 
     def dead_letters(self, campaign_id: int) -> list[dict]:
         k = keys.campaign_keys(campaign_id)
@@ -205,14 +259,16 @@ class StockBuffer:
         pipe.ltrim(k["invalid"], 0, MAX_INVALID - 1)
         pipe.hincrby(k["stats"], "dead", 1)
         pipe.hincrby(k["stats"], "invalid", 1)
-        pipe.sadd(keys.CAMPAIGNS, int(campaign_id))
         pipe.execute()
+        self.schedule.activate_registry_only(self.target(campaign_id))
 
     def replay(self, campaign_id: int, skus: Sequence[str] = ()) -> int:
         """Put dead letters back in the buffer, unless a newer value has arrived since."""
         k = keys.campaign_keys(campaign_id)
-        return int(self._replay(keys=[k["dead"], k["hwm"], k["buf"], k["queue"], k["flush"], keys.WAKE],
-                                args=[int(campaign_id), self.flush_ttl_ms, *skus]))
+        n = int(self._replay(keys=[k["dead"], k["buf"], k["queue"]], args=[*self._gen_args(campaign_id), *skus]))
+        if n:
+            self.schedule.activate(self.target(campaign_id), 0)
+        return n
 
     def purge(self, campaign_id: int) -> int:
         k = keys.campaign_keys(campaign_id)

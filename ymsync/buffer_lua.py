@@ -1,6 +1,11 @@
 """The StockBuffer's Redis Lua scripts: each runs atomically, so producers and flushers never
 see half a write. Key and argument layouts are given above each script; ``buffer.py`` passes
 them in that order. Values are ``count|stamp_ms|first_ms`` strings (see ``keys.py``).
+
+Every script touches the keys of one stock target only (one hash tag, one Cluster slot). The
+generation hashes (``hwm:<g>``, ``delivered:<g>``) and in-flight batch hashes are named inside
+the script from the target's key prefix (ARGV[1]), because their names depend on the server's
+clock or on data; they share the target's hash tag, so they live in the same slot.
 """
 
 NOW = """
@@ -8,61 +13,95 @@ local t = redis.call('TIME')
 local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 """
 
-# KEYS: buf queue hwm stats flush campaigns wake delivered busy;
-# ARGV: campaign, flush_ttl_ms, force (1/0), (sku, count, stamp|'')...
-INGEST = NOW + """
-local accepted, stale, coalesced, unchanged = 0, 0, 0, 0
-local force = ARGV[3] == '1'
-for i = 4, #ARGV, 3 do
+# Generations: a record is written into the hash of the current generation (server clock /
+# width) and removed from the two before it; lookups go newest first. A generation's hash
+# expires when three generations have begun after it, so a record idle past the horizon (two
+# widths) is gone by three widths at the latest, without a sweep.
+GENERATIONS = NOW + """
+local P, W = ARGV[1], tonumber(ARGV[2])
+local g = math.floor(tonumber(now) / W)
+local HWM = {P .. 'hwm:' .. g, P .. 'hwm:' .. (g - 1), P .. 'hwm:' .. (g - 2)}
+local DEL = {P .. 'delivered:' .. g, P .. 'delivered:' .. (g - 1), P .. 'delivered:' .. (g - 2)}
+local expire_at = (g + 3) * W
+local function newest(gens, sku)
+  for i = 1, 3 do
+    local v = redis.call('HGET', gens[i], sku)
+    if v then return v, i end
+  end
+  return nil, 0
+end
+local function keep(gens, sku, value, found)
+  redis.call('HSET', gens[1], sku, value)
+  if found > 1 then redis.call('HDEL', gens[found], sku) end
+end
+local function stamp_expiry(gens)
+  if redis.call('PTTL', gens[1]) < 0 then redis.call('PEXPIREAT', gens[1], expire_at) end
+end
+"""
+
+# KEYS: buf queue stats busy; ARGV: prefix, generation_ms, horizon_ms, force (1/0), (sku, count, stamp|'')...
+# Returns {accepted, stale, unchanged, too_old}.
+INGEST = GENERATIONS + """
+local accepted, stale, coalesced, unchanged, too_old = 0, 0, 0, 0, 0
+local force = ARGV[4] == '1'
+local oldest = tonumber(now) - tonumber(ARGV[3])
+for i = 5, #ARGV, 3 do
   local sku, count, stamp = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if stamp == '' then stamp = now end
-  local h = redis.call('HGET', KEYS[3], sku)
+  local h, hat = newest(HWM, sku)
   local drop = false
-  if h then
+  if tonumber(stamp) < oldest then
+    -- Older than the horizon: the Market refuses it, and the records that could order it against
+    -- a newer value may be gone. Nothing that old can be sent safely.
+    drop = true
+    too_old = too_old + 1
+  elseif h then
     local hs, hc = string.match(h, '^(%d+)|(%d+)$')
     if tonumber(stamp) < tonumber(hs) or (stamp == hs and count == hc) then drop = true end
   end
+  local old = redis.call('HGET', KEYS[1], sku)
+  if not drop and old then
+    -- A pending value outlives its generation record when the Market is unreachable for long.
+    local ps = string.match(old, '^%d+|(%d+)|')
+    if tonumber(stamp) < tonumber(ps) then drop = true end
+  end
   local same = false
-  if not drop and not force and redis.call('HEXISTS', KEYS[1], sku) == 0
-      and redis.call('SISMEMBER', KEYS[9], sku) == 0 then
+  if not drop and not force and not old and redis.call('SISMEMBER', KEYS[4], sku) == 0 then
     -- Nothing pending or in flight, and the Market was last given this very count: sending it
     -- again would only spend quota. The stamps still move forward, so an older update keeps
     -- losing and a waiting producer sees its value settled.
-    local d = redis.call('HGET', KEYS[8], sku)
+    local d, dat = newest(DEL, sku)
     if d then
-      local dc, ds, dat = string.match(d, '^(%d+)|(%d+)|(%d+)$')
+      local dc, ds, at = string.match(d, '^(%d+)|(%d+)|(%d+)$')
       if dc == count then
         same = true
-        redis.call('HSET', KEYS[8], sku, dc .. '|' .. math.max(tonumber(ds), tonumber(stamp)) .. '|' .. dat)
+        keep(DEL, sku, dc .. '|' .. math.max(tonumber(ds), tonumber(stamp)) .. '|' .. at, dat)
       end
     end
   end
   if drop then
     stale = stale + 1
-  elseif same then
-    redis.call('HSET', KEYS[3], sku, stamp .. '|' .. count)
-    unchanged = unchanged + 1
   else
-    redis.call('HSET', KEYS[3], sku, stamp .. '|' .. count)
-    local old = redis.call('HGET', KEYS[1], sku)
-    local first = now
-    if old then first = string.match(old, '|(%d+)$'); coalesced = coalesced + 1 end
-    redis.call('HSET', KEYS[1], sku, count .. '|' .. stamp .. '|' .. first)
-    if not old then redis.call('RPUSH', KEYS[2], sku) end
-    accepted = accepted + 1
+    keep(HWM, sku, stamp .. '|' .. count, hat)
+    if same then
+      unchanged = unchanged + 1
+    else
+      local first = now
+      if old then first = string.match(old, '|(%d+)$'); coalesced = coalesced + 1 end
+      redis.call('HSET', KEYS[1], sku, count .. '|' .. stamp .. '|' .. first)
+      if not old then redis.call('RPUSH', KEYS[2], sku) end
+      accepted = accepted + 1
+    end
   end
 end
-redis.call('HINCRBY', KEYS[4], 'received', (#ARGV - 3) / 3)
-if stale > 0 then redis.call('HINCRBY', KEYS[4], 'stale', stale) end
-if coalesced > 0 then redis.call('HINCRBY', KEYS[4], 'coalesced', coalesced) end
-if unchanged > 0 then redis.call('HINCRBY', KEYS[4], 'unchanged', unchanged) end
-redis.call('SADD', KEYS[6], ARGV[1])
-local wake = 0
-if accepted > 0 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[2]) then
-  redis.call('RPUSH', KEYS[7], ARGV[1])
-  wake = 1
-end
-return {accepted, stale, wake, unchanged}
+if accepted + unchanged > 0 then stamp_expiry(HWM) end
+if unchanged > 0 then stamp_expiry(DEL) end
+redis.call('HINCRBY', KEYS[3], 'received', (#ARGV - 4) / 3)
+if stale > 0 then redis.call('HINCRBY', KEYS[3], 'stale', stale) end
+if too_old > 0 then redis.call('HINCRBY', KEYS[3], 'too_old', too_old) end
+if coalesced > 0 then redis.call('HINCRBY', KEYS[3], 'coalesced', coalesced) end
+if unchanged > 0 then redis.call('HINCRBY', KEYS[3], 'unchanged', unchanged) end
+return {accepted, stale, unchanged, too_old}
 """
 
 # KEYS: buf queue busy batches inflight; ARGV: max_n, max_bytes, lease_ms, batch_id
@@ -121,76 +160,106 @@ return out
 """
 
 
-# KEYS: inflight busy batches buf queue delivered dead stats; ARGV: batch_id, action, reason, skus...
-SETTLE = NOW + """local n, seen = 0, {}
-for s = 4, #ARGV, 1000 do
+# KEYS: inflight busy batches buf queue dead stats;
+# ARGV: prefix, generation_ms, batch_id, action, reason, skus...
+SETTLE = GENERATIONS + """local n, seen = 0, {}
+local action = ARGV[4]
+for s = 6, #ARGV, 1000 do
   local slice = {}
   for i = s, math.min(s + 999, #ARGV) do
     if not seen[ARGV[i]] then seen[ARGV[i]] = true; slice[#slice + 1] = ARGV[i] end
   end
   if #slice > 0 then
     local vals = redis.call('HMGET', KEYS[1], unpack(slice))
-    local found, delivered = {}, {}
+    local found = {}
     for i, sku in ipairs(slice) do
       local v = vals[i]
       if v then
         n = n + 1
         found[#found + 1] = sku
         local count, stamp, first = string.match(v, '^(%d+)|(%d+)|(%d+)$')
-        if ARGV[2] == 'delivered' then
-          delivered[#delivered + 1] = sku
-          delivered[#delivered + 1] = count .. '|' .. stamp .. '|' .. now
-        elseif ARGV[2] == 'returned' then
+        if action == 'delivered' then
+          local _, at = newest(DEL, sku)
+          keep(DEL, sku, count .. '|' .. stamp .. '|' .. now, at)
+        elseif action == 'returned' then
           if redis.call('HEXISTS', KEYS[4], sku) == 0 then  -- a newer pending value wins over ours
             redis.call('HSET', KEYS[4], sku, v)
             redis.call('RPUSH', KEYS[5], sku)
           end
         else
-          redis.call('HSET', KEYS[7], sku, cjson.encode({sku = sku, count = tonumber(count), stamp_ms = tonumber(stamp),
-            first_ms = tonumber(first), reason = ARGV[3], at_ms = tonumber(now)}))
+          redis.call('HSET', KEYS[6], sku, cjson.encode({sku = sku, count = tonumber(count), stamp_ms = tonumber(stamp),
+            first_ms = tonumber(first), reason = ARGV[5], at_ms = tonumber(now)}))
         end
       end
     end
-    if #delivered > 0 then redis.call('HSET', KEYS[6], unpack(delivered)) end
     if #found > 0 then
       redis.call('HDEL', KEYS[1], unpack(found))
       redis.call('SREM', KEYS[2], unpack(found))
     end
   end
 end
-if n > 0 and ARGV[2] ~= 'returned' then redis.call('HINCRBY', KEYS[8], ARGV[2], n) end
-if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[3], ARGV[1]) end
+if n > 0 and action == 'delivered' then stamp_expiry(DEL) end
+if n > 0 and action ~= 'returned' then redis.call('HINCRBY', KEYS[7], action, n) end
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) end
 return n
 """
 
-# KEYS: buf busy flush; ARGV: flush_ttl_ms. 1 if takeable work remains (marker kept), else 0.
-FINISH = """
-local pending = redis.call('HLEN', KEYS[1])
-if pending > 0 then
-  local busy = 0
-  for _, sku in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    busy = busy + redis.call('HEXISTS', KEYS[1], sku)
+# KEYS: batches busy buf queue stats; ARGV: prefix. Returns every batch whose lease ran out (its
+# worker died, or is too slow to be trusted) to the buffer in one step, so nothing can extend a
+# lease between "found expired" and "returned" (EXTEND refuses an expired lease too).
+# {batches reclaimed, SKUs returned to the buffer}.
+RECLAIM = NOW + """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+local returned = 0
+for _, batch in ipairs(expired) do
+  local inflight = ARGV[1] .. 'inflight:' .. batch
+  local entries = redis.call('HGETALL', inflight)
+  local skus = {}
+  for i = 1, #entries, 2 do
+    local sku, v = entries[i], entries[i + 1]
+    skus[#skus + 1] = sku
+    if redis.call('HEXISTS', KEYS[3], sku) == 0 then  -- a newer pending value wins over ours
+      redis.call('HSET', KEYS[3], sku, v)
+      redis.call('RPUSH', KEYS[4], sku)
+    end
+    returned = returned + 1
   end
-  if pending > busy then
-    redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
-    return 1
+  for s = 1, #skus, 1000 do
+    redis.call('SREM', KEYS[2], unpack(skus, s, math.min(s + 999, #skus)))
   end
+  redis.call('DEL', inflight)
+  redis.call('ZREM', KEYS[1], batch)
 end
-redis.call('DEL', KEYS[3])
+if returned > 0 then redis.call('HINCRBY', KEYS[5], 'reclaimed', returned) end
+return {#expired, returned}
+"""
+
+# KEYS: buf busy. 1 if some pending SKU can be taken now (is not waiting for its older value in
+# flight to settle), else 0.
+TAKEABLE = """
+local pending = redis.call('HLEN', KEYS[1])
+if pending == 0 then return 0 end
+local busy = 0
+for _, sku in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  busy = busy + redis.call('HEXISTS', KEYS[1], sku)
+end
+if pending > busy then return 1 end
 return 0
 """
 
-# KEYS: batches; ARGV: batch_id, lease_ms. 1 if the lease was extended, 0 if the batch was reclaimed.
+# KEYS: batches; ARGV: batch_id, lease_ms. 1 if the lease was extended; 0 if it had already run
+# out (whether or not it was reclaimed yet): its SKUs are not this worker's to send any more.
 EXTEND = """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline or tonumber(deadline) <= now then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return 1
 """
 
-# KEYS: dead hwm buf queue flush wake; ARGV: campaign, flush_ttl_ms, skus... (none = all)
-REPLAY = NOW + """
+# KEYS: dead buf queue; ARGV: prefix, generation_ms, skus... (none = all)
+REPLAY = GENERATIONS + """
 local skus = {}
 if #ARGV > 2 then for i = 3, #ARGV do skus[#skus + 1] = ARGV[i] end
 else skus = redis.call('HKEYS', KEYS[1]) end
@@ -202,20 +271,19 @@ for _, sku in ipairs(skus) do
   if d and type(d.count) == 'number' and type(d.stamp_ms) == 'number' then
     -- Replay only what is still the newest value accepted for the SKU. A stamp comparison alone
     -- is not enough: ingest lets a different count with the same stamp win.
-    local h = redis.call('HGET', KEYS[2], sku)
-    local newest = true
+    local h = newest(HWM, sku)
+    local latest = true
     if h then
       local hs, hc = string.match(h, '^(%d+)|(%d+)$')
-      newest = tonumber(hs) == d.stamp_ms and tonumber(hc) == d.count
+      latest = tonumber(hs) == d.stamp_ms and tonumber(hc) == d.count
     end
-    if newest and redis.call('HEXISTS', KEYS[3], sku) == 0 then
-      redis.call('HSET', KEYS[3], sku, string.format('%d|%d|%s', d.count, d.stamp_ms, now))
-      redis.call('RPUSH', KEYS[4], sku)
+    if latest and redis.call('HEXISTS', KEYS[2], sku) == 0 then
+      redis.call('HSET', KEYS[2], sku, string.format('%d|%d|%s', d.count, d.stamp_ms, now))
+      redis.call('RPUSH', KEYS[3], sku)
       n = n + 1
     end
     redis.call('HDEL', KEYS[1], sku)
   end
 end
-if n > 0 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[2]) then redis.call('RPUSH', KEYS[6], ARGV[1]) end
 return n
 """

@@ -55,13 +55,11 @@ class DeliveryTracker:
         skus = list(self.remaining)
         for start in range(0, len(skus), _CHUNK):
             chunk = skus[start:start + _CHUNK]
-            pipe = self.buffer.redis.pipeline(transaction=False)
-            pipe.hmget(k["delivered"], chunk)
-            pipe.hmget(k["dead"], chunk)
-            delivered, dead = pipe.execute()
+            delivered = self.buffer.delivered_of(self.campaign_id, chunk)
+            dead = self.buffer.redis.hmget(k["dead"], chunk)
             for sku, got, letter in zip(chunk, delivered, dead):
                 target = self.remaining[sku]
-                if got is not None and int(got.split(b"|")[1]) >= target:
+                if got is not None and got[1] >= target:
                     self.delivered += 1
                 elif letter is not None and (json.loads(letter).get("stamp_ms") or 0) >= target:
                     self.dead += 1

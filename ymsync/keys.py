@@ -1,54 +1,108 @@
 """Every Redis key ymsync uses, built in one place. All share the ``ymsync:`` prefix.
 
-Per campaign ``{c}``:
-  buf:{c}        hash  sku -> "count|stamp_ms|first_ms"   pending values (latest wins)
-  queue:{c}      list  sku                                pending SKUs in arrival order, each once
-  hwm:{c}        hash  sku -> "stamp_ms|count"            newest value ever accepted (bounded by catalog)
-  busy:{c}       set   sku                                SKUs inside an in-flight batch
-  inflight:{c}:{batch} hash, like buf                     one batch being sent
-  batches:{c}    zset  batch -> lease deadline ms         in-flight batches (expired = worker died)
-  delivered:{c}  hash  sku -> "count|stamp_ms|at_ms"      last value the Market accepted
-  dead:{c}       hash  sku -> JSON                        dead letters with reason and time (bounded by catalog)
-  invalid:{c}    list  JSON                               invalid input from foreign producers, newest 10,000
-  stats:{c}      hash  counters
-  flush:{c}      string (TTL)                             a flush is scheduled or running
-  halt:{c}       string (TTL)                             401/403: no traffic until it expires
-Shared:
-  campaigns      set                                      campaigns ymsync has seen
-  wake           list                                     campaigns whose flush must be scheduled
-  quota:{method}:{key} zset + quota:{method}:{key}:used   sliding-window log and its running sum
-  lease:{key}    zset  lease -> expiry ms                 parallel slots
-  pause:{method}:{key} string (TTL)                       a 420 told everyone to wait
+Keys are grouped by hash tag (the part in braces) so that every script touches one Redis Cluster
+slot: a stock target's keys share ``{<target>}``, a quota key's share ``{q:<key>}``, the
+scheduler's global keys share ``{sched}``. No script mixes two groups; a producer's write to a
+target and its due-time write to the scheduler are two calls.
+
+A stock target is where one request goes and what one quota counts: ``c1001`` is campaign 1001.
+
+Per target ``{t}``:
+  ymsync:{t}:buf         hash  sku -> "count|stamp_ms|first_ms"   pending values (latest wins)
+  ymsync:{t}:queue       list  sku                                pending SKUs in arrival order, each once
+  ymsync:{t}:hwm:<gen>   hash  sku -> "stamp_ms|count"            newest value accepted, by generation
+  ymsync:{t}:delivered:<gen> hash sku -> "count|stamp_ms|at_ms"   last value the Market accepted, by generation
+  ymsync:{t}:busy        set   sku                                SKUs inside an in-flight batch
+  ymsync:{t}:inflight:<batch> hash, like buf                      one batch being sent
+  ymsync:{t}:batches     zset  batch -> lease deadline ms         in-flight batches (expired = worker died)
+  ymsync:{t}:dead        hash  sku -> JSON                        dead letters (bounded by the catalogue)
+  ymsync:{t}:invalid     list  JSON                               invalid input from foreign producers, newest 10,000
+  ymsync:{t}:stats       hash  counters
+  ymsync:{t}:tasks       zset  token -> expiry ms                 flush tasks sent and not finished (<= max_parallel)
+  ymsync:{t}:halt        string (TTL)                             401/403: no traffic until it expires
+  ymsync:{t}:backoff     string (TTL)                             failures: wait before the next try
+Generations: a per-SKU record lives in the hash of the generation it was last written in; a
+generation's hash expires three generations after it began, so a record idle past the horizon
+goes without any sweep (see buffer.py).
+
+Per quota key ``{q:k}``: ymsync:{q:k}:quota:<method> (zset log) and :used (its sum),
+ymsync:{q:k}:pause:<method> (string, TTL: a 420 told everyone to wait).
+Per parallel gate ``{g:k}``: ymsync:{g:k}:lease (zset lease -> expiry ms).
+
+Scheduler ``{sched}``:
+  ymsync:{sched}:due      zset  target -> due ms        targets whose flush should be sent then
+  ymsync:{sched}:check    zset  target -> ms            when to look for a dead worker's leftovers
+  ymsync:{sched}:targets  zset  target -> last write ms every target ymsync has seen
+  ymsync:{sched}:nudge    list                          wakes the scheduler early (kept short)
+  ymsync:{sched}:lock     string (TTL)                  who drains the schedule now
+  ymsync:{sched}:stats    hash                          scheduler counters (wake-up lateness...)
 """
 
 from __future__ import annotations
 
 PREFIX = "ymsync:"
-CAMPAIGNS = PREFIX + "campaigns"
-WAKE = PREFIX + "wake"
-SWEEP_LOCK = PREFIX + "sweep-lock"
+_SCHED = PREFIX + "{sched}:"
+DUE = _SCHED + "due"
+CHECK = _SCHED + "check"
+TARGETS = _SCHED + "targets"
+NUDGE = _SCHED + "nudge"
+SCHEDULER_LOCK = _SCHED + "lock"
+SCHEDULER_STATS = _SCHED + "stats"
+
+TARGET_KEYS = ("buf", "queue", "busy", "batches", "dead", "invalid", "stats", "tasks", "halt", "backoff")
+
+
+def campaign_target(campaign_id: int) -> str:
+    """The stock target of a campaign (v2 campaign-level pushes)."""
+    return f"c{int(campaign_id)}"
+
+
+def target_prefix(target: str) -> str:
+    return f"{PREFIX}{{{target}}}:"
+
+
+def target_keys(target: str) -> dict[str, str]:
+    p = target_prefix(target)
+    return {name: p + name for name in TARGET_KEYS}
 
 
 def campaign_keys(campaign_id: int) -> dict[str, str]:
-    c = int(campaign_id)
-    return {
-        name: f"{PREFIX}{name}:{c}"
-        for name in ("buf", "queue", "hwm", "busy", "batches", "delivered", "dead", "invalid", "stats", "flush",
-                     "halt")
-    }
+    return target_keys(campaign_target(campaign_id))
 
 
-def inflight(campaign_id: int, batch: str) -> str:
-    return f"{PREFIX}inflight:{int(campaign_id)}:{batch}"
+def hwm(target: str, generation: int) -> str:
+    return f"{target_prefix(target)}hwm:{int(generation)}"
+
+
+def delivered(target: str, generation: int) -> str:
+    return f"{target_prefix(target)}delivered:{int(generation)}"
+
+
+def inflight(target: str, batch: str) -> str:
+    return f"{target_prefix(target)}inflight:{batch}"
 
 
 def quota(method: str, key: str) -> str:
-    return f"{PREFIX}quota:{method}:{key}"
+    return f"{PREFIX}{{q:{key}}}:quota:{method}"
 
 
-def lease(key: str) -> str:
-    return f"{PREFIX}lease:{key}"
+def quota_pattern() -> str:
+    """SCAN pattern matching every quota log (and its ``:used`` sum)."""
+    return PREFIX + "{q:*}:quota:*"
+
+
+def parse_quota(name: str) -> tuple[str, str] | None:
+    """(method, key) of a quota log key, None for anything else (its ``:used`` sum included)."""
+    head = PREFIX + "{q:"
+    if not name.startswith(head) or name.endswith(":used"):
+        return None
+    key, sep, rest = name[len(head):].partition("}:quota:")
+    return (rest, key) if sep and rest else None
 
 
 def pause(method: str, key: str) -> str:
-    return f"{PREFIX}pause:{method}:{key}"
+    return f"{PREFIX}{{q:{key}}}:pause:{method}"
+
+
+def lease(key: str) -> str:
+    return f"{PREFIX}{{g:{key}}}:lease"

@@ -92,12 +92,11 @@ class YmsyncCollector(Collector):
                 continue
             limit.add_metric([method], quota.amount)
             window.add_metric([method], quota.seconds)
-        prefix = keys.quota("", "")[:-1]  # "ymsync:quota:"
-        for raw in sorted(self.redis.scan_iter(match=prefix + "*", count=500)):
-            name = raw.decode()
-            if name.endswith(":used"):
+        for raw in sorted(self.redis.scan_iter(match=keys.quota_pattern(), count=500)):
+            parsed = keys.parse_quota(raw.decode())
+            if parsed is None:
                 continue
-            method, _, key = name[len(prefix):].partition(":")
+            method, key = parsed
             amount = self.limiter.usage(method, key)[0] if method in self.limiter.quotas else 0
             used.add_metric([method, key], amount)
         yield from (used, limit, window)

@@ -1,8 +1,11 @@
 """The stock push pipeline: take a batch from the buffer under the shared quota, send it, settle.
 
-``Flusher.flush`` does one bounded round of work for a campaign and says when it wants to
-run again; the Celery task on top turns that into a new message with a countdown, so waiting
-for quota never holds a worker slot and never consumes a retry.
+``Flusher.flush`` does one bounded round of work for a campaign and says when it wants to run
+again (``FlushResult.next_in``); the task layer writes that back as the target's due time in the
+schedule (see schedule.py), so waiting for quota never holds a worker slot, never consumes a
+retry and never leaves a countdown message in a broker. While a backlog remains and the quota
+has room for more than this round takes, the round makes the target due again at once, so the
+scheduler sends a sibling flush (up to ``max_parallel``): one task per request, about.
 
 Failure policy:
 - 5xx, 423, timeouts, dropped connections: the batch returns to the buffer (a newer value that
@@ -38,6 +41,7 @@ from .market import (
 )
 from .market.schemas import MAX_BODY_BYTES, MAX_SKUS_PER_UPDATE
 from .quota import Grant, QuotaLimiter
+from .schedule import Schedule
 
 log = logging.getLogger("ymsync.pipeline")
 
@@ -60,52 +64,52 @@ class FlushResult:
     delivered: int = 0
     dead: int = 0
     requests: int = 0
-    next_in: float | None = None  # None: nothing left; else run again after this many seconds
-    fan_out: bool = False  # a backlog remains and a parallel slot is free: start another flush
+    next_in: float | None = None  # None: nothing takeable seen; 0: run again now; else after this many s
+    fanned_out: bool = False  # made the target due again at once for a parallel sibling
 
 
 class Flusher:
     def __init__(self, buffer: StockBuffer, limiter: QuotaLimiter, client: MarketClient, *,
                  budget_s: float = 5.0, retry_max_age_s: float = 24 * 3600, halt_s: float = 900.0,
-                 lease_s: float = 120.0, min_batch: int = 200,
-                 spawn: Callable[[int], None] | None = None) -> None:
+                 lease_s: float = 120.0, min_batch: int = 200, schedule: Schedule | None = None) -> None:
         self.buffer, self.limiter, self.client = buffer, limiter, client
-        # Starts a sibling flush for a campaign (the task layer enqueues one). Without it,
-        # FlushResult.fan_out asks the caller to, but only when this round's budget is spent.
-        self.spawn = spawn
+        self.schedule = schedule if schedule is not None else buffer.schedule
         self.budget_s, self.retry_max_age_s, self.halt_s = budget_s, retry_max_age_s, halt_s
         self.lease_s, self.min_batch = lease_s, min_batch
         self.redis = buffer.redis
 
-    def flush(self, campaign_id: int) -> FlushResult:
+    def flush(self, campaign_id: int, keep_going: Callable[[], bool] = lambda: True) -> FlushResult:
+        """One bounded round for a campaign. ``keep_going`` is asked before each request (the
+        task layer answers whether its task slot is still held)."""
         c = int(campaign_id)
-        k = keys.campaign_keys(c)
+        target = keys.campaign_target(c)
         self.buffer.reclaim_expired(c)
-        halted = self.redis.pttl(k["halt"])
-        if halted > 0:
-            return FlushResult(next_in=halted / 1000)
-        backoff = self.redis.pttl(k["halt"] + ":backoff")
-        if backoff > 0:
-            return FlushResult(next_in=backoff / 1000)
+        held = self._held_off(c)
+        if held > 0:
+            return FlushResult(next_in=held)
         delivered = dead = requests = 0
+        fanned_out = False
         deadline = time.monotonic() + self.budget_s
-        fan_out = spawned = False
+
+        def result(next_in: float | None) -> FlushResult:
+            return FlushResult(delivered, dead, requests, next_in, fanned_out)
+
         while time.monotonic() < deadline:
+            if not keep_going():
+                return result(None)
             pending = self.buffer.pending(c)
             if pending == 0:
-                if self.buffer.finish(c):
-                    continue  # a write slipped in; take it
-                return FlushResult(delivered, dead, requests, None, fan_out and not spawned)
+                return result(None)
             want = min(MAX_SKUS_PER_UPDATE, pending)
             grant = self.limiter.acquire(METHOD, str(c), want, min(want, self.min_batch))
             if not grant.granted:
-                return FlushResult(delivered, dead, requests, grant.wait_s, fan_out and not spawned)
+                return result(grant.wait_s)
             gate = f"campaign:{c}"
             lease = self.limiter.lease(gate)
             slot = Slot(gate, lease or "")
-            if lease is None:
+            if lease is None:  # a reader (or a foreign client) holds the parallel slots
                 self.limiter.settle(grant, 0)
-                return FlushResult(delivered, dead, requests, 0.05, fan_out and not spawned)
+                return result(0.05)
             try:
                 # A 420 may have paused everyone since the grant (or a 401 halted the campaign, a
                 # 5xx started a backoff): a slot is only freed after its holder has set that, so
@@ -113,32 +117,25 @@ class Flusher:
                 paused = self._held_off(c)
                 if paused > 0:
                     self.limiter.settle(grant, 0)
-                    return FlushResult(delivered, dead, requests, paused, fan_out and not spawned)
+                    return result(paused)
                 batch = self.buffer.take(c, grant.granted, MAX_BODY_BYTES - 1024, self.lease_s)
                 if batch is None:
                     self.limiter.settle(grant, 0)
-                    if not self.buffer.finish(c):
-                        return FlushResult(delivered, dead, requests, None, fan_out and not spawned)
-                    return FlushResult(delivered, dead, requests, 0.05, fan_out and not spawned)
-                self.buffer.touch_flush(c)
-                if not fan_out and self.buffer.pending(c) >= self.min_batch \
-                        and self.limiter.leases_in_use(gate) < self.limiter.max_parallel:
-                    fan_out = True
-                    if self.spawn is not None:
-                        # Now, not after this round's budget (seconds of sequential requests):
-                        # a backlog gets its parallel requests while it is still a backlog.
-                        try:
-                            self.spawn(c)
-                            spawned = True
-                        except Exception:  # a broker hiccup must not strand the batch just taken
-                            log.warning("campaign %s: could not start a parallel flush", c, exc_info=True)
+                    return result(None)
+                # If this worker dies holding the batch, the scheduler looks once its lease is out.
+                self.schedule.watch(target, _server_ms(self.redis) + int(self.lease_s * 1000) + 100)
+                if not fanned_out and grant.remaining >= self.min_batch \
+                        and self.buffer.pending(c) >= self.min_batch:
+                    # The quota has room for another request now: a sibling sends it in parallel.
+                    self.schedule.activate(target, 0)
+                    fanned_out = True
                 outcome = self._send(batch, grant, slot)
             finally:
                 self.limiter.release(gate, slot.lease_id)
             delivered, dead, requests = delivered + outcome[0], dead + outcome[1], requests + outcome[2]
             if outcome[3] is not None:
-                return FlushResult(delivered, dead, requests, outcome[3], fan_out and not spawned)
-        return FlushResult(delivered, dead, requests, 0.0, fan_out and not spawned)
+                return result(outcome[3])
+        return result(0.0)
 
     def _held_off(self, c: int) -> float:
         """Seconds until the campaign may send again: the longest of pause, halt and backoff."""
@@ -146,7 +143,7 @@ class Flusher:
         pipe = self.redis.pipeline(transaction=False)
         pipe.pttl(keys.pause(METHOD, str(c)))
         pipe.pttl(k["halt"])
-        pipe.pttl(k["halt"] + ":backoff")
+        pipe.pttl(k["backoff"])
         return max(0, *pipe.execute()) / 1000
 
     # --- one request and its consequences -------------------------------------------------
@@ -197,7 +194,7 @@ class Flusher:
         streak = int(self.redis.hincrby(k["stats"], "failstreak", 1))
         self.redis.hincrby(k["stats"], "retries", 1)
         delay = min(60.0, 0.25 * 2 ** min(streak, 8)) * random.uniform(0.5, 1.5)
-        self.redis.set(k["halt"] + ":backoff", "1", px=int(delay * 1000))
+        self.redis.set(k["backoff"], "1", px=int(delay * 1000))
         log.warning("campaign %s: %s; retrying in %.1fs", c, exc.message, delay)
         return dead, delay
 
@@ -300,6 +297,11 @@ def _cost_kept(exc: MarketError, cost: int) -> int:
     """Quota units a failed request used up: the Market counts what may have reached it (5xx,
     timeouts, dropped replies) but not what it refused at the door (420, 401/403, other 4xx)."""
     return cost if exc.retryable and not isinstance(exc, MarketRateLimited) else 0
+
+
+def _server_ms(client) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def _seconds_until(until: datetime) -> float:

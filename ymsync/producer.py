@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
@@ -43,16 +43,25 @@ class Checked:
     errors: list[str]
 
 
-def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | None = None) -> Checked:
-    """Validate items (``{sku, count, updatedAt?}``); ``labels`` name each one in errors."""
+def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | None = None, *,
+                  horizon_s: float | None = None) -> Checked:
+    """Validate items (``{sku, count, updatedAt?}``); ``labels`` name each one in errors.
+
+    ``horizon_s`` (default: the ``YM_STATE_HORIZON`` setting): an ``updatedAt`` older than this
+    is refused. The Market refuses stamps older than a day, and the buffer keeps what orders
+    values only that long, so such a value could neither be sent with its stamp nor ordered."""
     updates: list[tuple[str, int, int | None]] = []
     errors: list[str] = []
     label_iter = iter(labels) if labels is not None else None
-    latest = utcnow() + PRODUCER_CLOCK_SKEW
+    now = utcnow()
+    latest = now + PRODUCER_CLOCK_SKEW
+    horizon = timedelta(seconds=get_settings().state_horizon_s if horizon_s is None else horizon_s)
+    oldest = now - horizon
+    oldest_ms = int(oldest.timestamp() * 1000)
     for index, item in enumerate(items):
         label = next(label_iter) if label_iter is not None else f"item {index}"
         fast = _plainly_valid(item, latest)
-        if fast is not None:
+        if fast is not None and (fast[2] is None or fast[2] >= oldest_ms):
             updates.append(fast)
             continue
         if not isinstance(item, Mapping):
@@ -69,8 +78,17 @@ def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | No
             # real stock level dates from before this anyway (a zeroed or mangled clock does).
             errors.append(f"{label}: updatedAt: updatedAt is before {OLDEST_STAMP.date()}: {show(item.get('updatedAt'))}")
             continue
+        if stamp is not None and stamp < oldest:
+            errors.append(f"{label}: updatedAt: updatedAt is older than {_hours(horizon)} "
+                          f"(the Market refuses stamps older than a day): {show(item.get('updatedAt'))}")
+            continue
         updates.append((data["sku"], data["count"], int(stamp.timestamp() * 1000) if stamp else None))
     return Checked(updates, errors)
+
+
+def _hours(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{span.total_seconds():g} s"
 
 
 def _plainly_valid(item: Any, latest: datetime) -> tuple[str, int, int | None] | None:
@@ -114,7 +132,7 @@ def check_campaign(campaign_id: object) -> int:
 
 @lru_cache(maxsize=4)
 def _buffer_for(redis_url: str) -> StockBuffer:
-    return StockBuffer(redis.Redis.from_url(redis_url))
+    return StockBuffer.from_settings(redis.Redis.from_url(redis_url), get_settings())
 
 
 def default_buffer() -> StockBuffer:

@@ -25,6 +25,8 @@ import redis
 from . import keys
 from .settings import Quota
 
+UNLIMITED = 1 << 30  # "remaining" of a quota that is switched off
+
 # Times are whole milliseconds of the server's clock: ``now`` rounds down (a grant is never
 # decided early) and stamps round up (an entry never leaves the window early), so rounding can
 # never let a window of the period hold more than the quota.
@@ -42,7 +44,7 @@ local now, stamp = math.floor(us / 1000), math.ceil(us / 1000)
 # KEYS: log used pause; ARGV: amount, period_ms, want, minimum, entry, hold_ms
 _ACQUIRE = _CLOCK + """
 local paused = redis.call('PTTL', KEYS[3])
-if paused > 0 then return {0, paused} end
+if paused > 0 then return {0, paused, 0} end
 local amount, period, hold = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
 local want, minimum = tonumber(ARGV[3]), tonumber(ARGV[4])
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - period, 'WITHSCORES')
@@ -62,7 +64,7 @@ if avail >= minimum then
   -- This open entry is the one that may need its log longest: until stamp + period + hold.
   redis.call('PEXPIRE', KEYS[1], 2 * period + hold)
   redis.call('PEXPIRE', KEYS[2], 2 * period + hold)
-  return {grant, 0}
+  return {grant, 0, avail - grant}
 end
 -- Refused: when will enough units have left? A settled entry leaves at stamp + period; an
 -- open one no sooner than now + period (if it settled this instant), at the latest when held
@@ -79,9 +81,9 @@ table.sort(frees, function(a, b) return a[1] < b[1] end)
 local need, acc = minimum - avail, 0
 for _, f in ipairs(frees) do
   acc = acc + f[2]
-  if acc >= need then return {0, math.max(1, f[1] - now + 1)} end
+  if acc >= need then return {0, math.max(1, f[1] - now + 1), 0} end
 end
-return {0, period}
+return {0, period, 0}
 """
 
 # Shrink an open grant to what was really used and stamp it with the completion time: the
@@ -146,6 +148,7 @@ class Grant:
     granted: int
     wait_s: float
     entry: str = ""
+    remaining: int = 0  # units still free in the window right after this grant (fan-out hint)
 
 
 class QuotaLimiter:
@@ -179,15 +182,15 @@ class QuotaLimiter:
         quota = self.quotas.get(method)
         if quota is None:  # switched off; pauses from 420s still apply
             paused = self.paused_for(method, key)
-            return Grant(method, key, 0 if paused else want, paused)
+            return Grant(method, key, 0 if paused else want, paused, remaining=0 if paused else UNLIMITED)
         minimum = max(1, min(minimum, want, quota.amount))
         want = min(want, quota.amount)
         entry = uuid.uuid4().hex[:16]
         qkey = keys.quota(method, key)
-        granted, wait_ms = self._acquire(
+        granted, wait_ms, remaining = self._acquire(
             keys=[qkey, qkey + ":used", keys.pause(method, key)],
             args=[quota.amount, self._period_ms(quota), want, minimum, entry, self.lease_ttl_ms])
-        return Grant(method, key, int(granted), int(wait_ms) / 1000, entry if granted else "")
+        return Grant(method, key, int(granted), int(wait_ms) / 1000, entry if granted else "", int(remaining))
 
     def settle(self, grant: Grant, used: int | None = None) -> None:
         """Keep ``used`` units of the grant (default all), stamped now; give back the rest."""

@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Mapping
 
-from . import keys
 from .buffer import StockBuffer
 from .market import OfferStock
 from .market.schemas import parse_stamp
@@ -166,15 +165,8 @@ class Reconciler:
         """sku -> (stamp_ms, count) of the newest value the buffer ever accepted (its high-water mark)."""
         if not skus:
             return {}
-        raw = self.buffer.redis.hmget(keys.campaign_keys(campaign_id)["hwm"], skus)
-        out: dict[str, tuple[int, int] | None] = {}
-        for sku, value in zip(skus, raw):
-            try:
-                stamp, count = value.split(b"|")
-                out[sku] = (int(stamp), int(count))
-            except (AttributeError, ValueError):
-                out[sku] = None  # absent or unreadable: treat as "something else is going on"
-        return out
+        # Absent (idle past the horizon): treat as "something else is going on".
+        return dict(zip(skus, self.buffer.latest_of(campaign_id, skus)))
 
     def _mark_pending(self, campaign_id: int, rows: list[DriftRow]) -> None:
         newest = self._newest(campaign_id, [r.sku for r in rows])

@@ -109,6 +109,9 @@ class Settings:
     max_report_bytes: int = 512 * 1024 * 1024
     download_hosts: tuple[str, ...] = ("*.yandex.ru", "*.yandex.net", "*.yandex.com")
     retry_max_age_s: float = 24 * 3600.0
+    # Per-SKU latest-wins and delivered records idle this long go (the Market refuses stamps
+    # older than a day, so nothing older can be ordered or sent); updates stamped earlier are dropped.
+    state_horizon_s: float = 25 * 3600.0
     # Celery beat (celeryconfig.beat_schedule): nothing is scheduled unless campaigns are named.
     reconcile_campaigns: tuple[int, ...] = ()
     reconcile_every_s: float = 3600.0
@@ -265,6 +268,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_report_bytes=int(_number(env, "YM_MAX_REPORT_BYTES", 512 * 1024 * 1024, minimum=1024, integer=True)),
         download_hosts=hosts or Settings.download_hosts,
         retry_max_age_s=_number(env, "YM_RETRY_MAX_AGE", 24 * 3600.0, minimum=1, integer=False),
+        state_horizon_s=_number(env, "YM_STATE_HORIZON", 25 * 3600.0, minimum=1, integer=False),
         reconcile_campaigns=reconcile[0],
         reconcile_every_s=reconcile[1],
         reconcile_fix=_flag(env, "YM_RECONCILE_FIX", False),

@@ -42,7 +42,7 @@ def campaign_status(buffer: StockBuffer, limiter: QuotaLimiter, campaign_id: int
     pipe.llen(k["invalid"])
     pipe.pttl(k["halt"])
     pipe.get(k["halt"])
-    pipe.pttl(k["halt"] + ":backoff")
+    pipe.pttl(k["backoff"])
     pipe.pttl(keys.pause(UPDATE_STOCKS, str(c)))
     pipe.time()
     pending, in_flight, delivered, dead, invalid, halt_ms, halt_reason, backoff_ms, pause_ms, (secs, micros) = pipe.execute()

@@ -3,6 +3,8 @@ recommended producer path (ymsync.push_stocks, REDIS_URL from the environment) e
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import importlib.util
 from pathlib import Path
 
@@ -42,10 +44,14 @@ def client(redis_server, r, monkeypatch):
         get_settings.cache_clear()
 
 
+def hours_ago(hours: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(hours=hours)).isoformat()
+
+
 def test_valid_updates_are_queued_with_202(client, r):
     response = client.post(f"/campaigns/{CAMPAIGN}/stocks", json=[
         {"sku": "SKU-1", "count": 5},
-        {"sku": " SKU-2 ", "count": 0, "updatedAt": "2025-11-25T10:00:00+03:00"},
+        {"sku": " SKU-2 ", "count": 0, "updatedAt": hours_ago(2)},
     ])
     assert response.status_code == 202, response.get_json()
     body = response.get_json()
@@ -54,7 +60,7 @@ def test_valid_updates_are_queued_with_202(client, r):
 
     # {"items": [...]} works too, and an older value for a SKU already held never wins.
     older = client.post(f"/campaigns/{CAMPAIGN}/stocks",
-                        json={"items": [{"sku": "SKU-2", "count": 9, "updatedAt": "2025-11-24T10:00:00+03:00"}]})
+                        json={"items": [{"sku": "SKU-2", "count": 9, "updatedAt": hours_ago(3)}]})
     assert older.status_code == 202
     assert (older.get_json()["accepted"], older.get_json()["stale"]) == (0, 1)
     assert StockBuffer(r).pending(CAMPAIGN) == 2

@@ -119,8 +119,9 @@ class Bench:
         lines = [f"sandbox differs on {len(wrong)} SKUs, e.g. {list(wrong.items())[:3]}",
                  f"buffer: pending={self.buffer.pending(campaign)} in_flight={self.buffer.in_flight(campaign)} "
                  f"batches={self.redis.zrange(k['batches'], 0, -1, withscores=True)} "
-                 f"flush_ttl={self.redis.pttl(k['flush'])} halt_ttl={self.redis.pttl(k['halt'])} "
-                 f"stats={self.buffer.stats(campaign)} wake={self.redis.lrange(keys.WAKE, 0, -1)}",
+                 f"tasks={self.redis.zrange(k['tasks'], 0, -1, withscores=True)} halt_ttl={self.redis.pttl(k['halt'])} "
+                 f"stats={self.buffer.stats(campaign)} due={self.redis.zrange(keys.DUE, 0, -1, withscores=True)} "
+                 f"check={self.redis.zrange(keys.CHECK, 0, -1, withscores=True)}",
                  f"sandbox: { {k: v for k, v in self.state().items() if k != 'faults'} }"]
         for worker in self.workers:
             text = worker.log_path.read_text(errors="replace") if worker.log_path and worker.log_path.exists() else ""

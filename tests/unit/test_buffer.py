@@ -17,7 +17,7 @@ from ymsync.market.schemas import MAX_BODY_BYTES, MAX_COUNT, MAX_SKU_LENGTH, enc
 from ymsync.pipeline import Flusher
 
 C = 1001
-BASE = 1_700_000_000_000  # stamps in ms
+BASE = (int(time.time()) - 3600) * 1000  # stamps in ms: recent, the buffer drops stamps older than its horizon
 
 
 @pytest.fixture
@@ -325,9 +325,9 @@ def test_replay_all_keeps_raw_dead_letters(buf, r) -> None:
 
 # --- every key has a bound -------------------------------------------------------------------
 
-_PER_SKU = {"buf", "queue", "hwm", "busy", "delivered", "dead"}
+_PER_SKU = {"buf", "queue", "busy", "dead"}
 _STATS = {"received", "stale", "coalesced", "delivered", "dead", "reclaimed", "retries", "rate_limited",
-          "failstreak"}
+          "failstreak", "unchanged", "too_old"}
 
 
 def test_every_key_is_bounded(buf, r) -> None:
@@ -341,23 +341,25 @@ def test_every_key_is_bounded(buf, r) -> None:
         buf.take(C, 5, 100_000, 0)  # a worker dies holding this batch
         buf.reclaim_expired(C)
         buf.replay(C)
-        buf.finish(C)
-        buf.schedule_if_idle(C + 1)
-    r.ltrim(keys.WAKE, 1, 0)  # the scheduler drains the wake list
+    r.delete(keys.NUDGE)  # the scheduler drains the nudges
     buf.ingest(C, [(s, 99, BASE + 99) for s in catalog])
     buf.ingest(C, [(s, 100, BASE + 100) for s in catalog])
-    assert r.llen(keys.WAKE) <= 1, "one wake-up per flush marker, not one per write"
+    assert r.llen(keys.NUDGE) <= 1, "one nudge per new due entry, not one per write"
+    assert r.zcard(keys.DUE) == 2, "one due entry per target"
     buf.take(C, 3, 100_000, 60)
 
     documented = keys.__doc__ or ""
     open_batches = {b.decode() for b in r.zrange(keys.campaign_keys(C)["batches"], 0, -1)}
     for raw in r.scan_iter("*"):
         key = raw.decode()
-        assert key.startswith(keys.PREFIX), key
-        name = re.match(r"ymsync:([a-z-]+)", key).group(1)
-        assert re.search(rf"^\s+{re.escape(name)}\b", documented, re.M), f"{key} is not documented in keys.py"
+        match = re.match(r"ymsync:\{([^}]+)\}:([a-z-]+)", key)
+        assert match, f"{key}: not of the form ymsync:{{tag}}:name"
+        tag, name = match.groups()
+        assert tag in ("sched", f"c{C}", f"c{C + 1}"), key
+        assert re.search(rf"ymsync:\{{[a-z]+\}}:{re.escape(name)}\b", documented), f"{key} is not documented in keys.py"
         if r.pttl(key) > 0:
             continue
+        assert name not in ("hwm", "delivered"), f"{key}: a per-SKU record generation without an expiry"
         kind = r.type(key).decode()
         size = {"hash": r.hlen, "zset": r.zcard, "set": r.scard, "list": r.llen}.get(kind, lambda k: 1)(key)
         if name in _PER_SKU or name == "inflight":
@@ -368,7 +370,7 @@ def test_every_key_is_bounded(buf, r) -> None:
             assert size <= len(catalog)
         elif name == "stats":
             assert {f.decode() for f in r.hkeys(key)} <= _STATS, f"{key}: unexpected counters"
-        elif name == "campaigns":
+        elif name in ("targets", "due"):
             assert size == 2
         elif name not in _PER_SKU:
             pytest.fail(f"{key} ({kind}, {size}) has no TTL and no known bound")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -16,8 +17,9 @@ def read(text: str | bytes, name: str = "-", fmt: str | None = None):
 
 
 def test_csv_with_bom_crlf_quotes_and_optional_stamp() -> None:
-    got = read('\ufeffsku,count,updatedAt\r\n"A,1",5,2026-11-01T10:00:00+03:00\r\nB,0,\r\n\r\n', "in.csv")
-    assert got.items == [{"sku": "A,1", "count": 5, "updatedAt": "2026-11-01T10:00:00+03:00"},
+    stamp = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    got = read(f'\ufeffsku,count,updatedAt\r\n"A,1",5,{stamp}\r\nB,0,\r\n\r\n', "in.csv")
+    assert got.items == [{"sku": "A,1", "count": 5, "updatedAt": stamp},
                          {"sku": "B", "count": 0, "updatedAt": None}]
     assert got.labels == ["line 2", "line 3"]
     assert got.problems == []
@@ -59,3 +61,14 @@ def test_non_utf8_input_is_refused_with_the_byte_offset() -> None:
 ])
 def test_format_comes_from_the_extension_else_the_first_character(name: str, head: str, fmt: str) -> None:
     assert detect_format(name, head) == fmt
+
+
+def test_a_stamp_older_than_the_horizon_is_refused_with_the_reason() -> None:
+    now = datetime.now(timezone.utc)
+    items = [{"sku": "A", "count": 1, "updatedAt": (now - timedelta(hours=26)).isoformat()},
+             {"sku": "B", "count": 2, "updatedAt": (now - timedelta(hours=24)).isoformat()}]
+    checked = check_updates(items, horizon_s=25 * 3600)
+    assert len(checked.errors) == 1
+    assert checked.errors[0].startswith("item 0: updatedAt: updatedAt is older than 25 h "
+                                        "(the Market refuses stamps older than a day)")
+    assert [u[0] for u in checked.updates] == ["B"]

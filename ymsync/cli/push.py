@@ -37,7 +37,7 @@ def _redis() -> redis.Redis:
 
 
 def _buffer() -> StockBuffer:
-    return StockBuffer(_redis())
+    return StockBuffer.from_settings(_redis(), _settings())
 
 
 def _limiter() -> QuotaLimiter:

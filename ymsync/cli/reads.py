@@ -106,7 +106,7 @@ def reconcile(campaign_id: int, fix: bool, as_json: bool) -> None:
     Status per row: drift (ours differs; --fix re-queues it), pending (a newer value is already
     queued, in flight or dead-lettered, so ours is not re-sent), missing (the Market does not
     list the SKU)."""
-    reconciler = Reconciler(StockBuffer(_redis()), _reader())
+    reconciler = Reconciler(StockBuffer.from_settings(_redis(), get_settings()), _reader())
     try:
         result = reconciler.run(campaign_id, fix=fix)
     except (InvalidRequest, MarketError) as exc:

@@ -104,7 +104,7 @@ class Day:
         self.catalog = catalog
         self.rng = random.Random(seed)
         self.redis = redis.Redis.from_url(settings.redis_url)
-        self.buffer = StockBuffer(self.redis)
+        self.buffer = StockBuffer.from_settings(self.redis, settings)
         self.limiter = QuotaLimiter(self.redis, settings.quotas, max_parallel=settings.max_parallel,
                                     lease_ttl_s=settings.connect_timeout + settings.read_timeout + 10)
         self.latest: dict[int, dict[str, int]] = {c: {} for c in CAMPAIGNS}
