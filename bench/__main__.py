@@ -1,7 +1,7 @@
 """Run every benchmark and write docs/BENCHMARKS.md: ``.venv/bin/python -m bench``.
 
 Options: ``--only NAME[,NAME]`` (quota, throughput, producer, coalescing, latency, report,
-footprint, profile) runs a subset and prints the table without rewriting the document unless
+footprint, churn, quota6, scheduler, idle, trickle, profile) runs a subset and prints the table without rewriting the document unless
 ``--write`` is given; ``--out PATH`` writes elsewhere.
 """
 
@@ -18,11 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import cases, profile
+from . import cases, engine, profile
 from .rig import ROOT, Rig
 
 COMMAND = ".venv/bin/python -m bench"
-ORDER = ["quota", "throughput", "producer", "coalescing", "latency", "report", "footprint", "profile"]
+ORDER = ["quota", "throughput", "producer", "coalescing", "latency", "report", "footprint", "churn", "quota6",
+         "scheduler", "idle", "trickle", "profile"]
 
 
 def machine_facts(rig: Rig) -> dict[str, str]:
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                     profiles = profile.profile_throughput(rig)
                     print(profiles, flush=True)
                     continue
-                fn = getattr(cases, f"bench_{name}")
+                fn = getattr(cases, f"bench_{name}", None) or getattr(engine, f"bench_{name}")
                 got = fn(rig, footprint) if name in ("throughput", "footprint") else fn(rig)
             except Exception:
                 traceback.print_exc()

@@ -57,8 +57,8 @@ def profile_throughput(rig: Rig) -> str:
     from ymsync import keys
 
     assert rig.redis is not None
-    rig.redis.set(keys.campaign_keys(cases.CAMPAIGN)["flush"], "1", px=600_000)  # no flush before t0
     cases.push(rig, names)
+    rig.redis.zrem(keys.DUE, keys.campaign_target(cases.CAMPAIGN))  # not due until t0: no flush before it
     out: list[str] = []
     with cases.ymsync_workers(rig, 1, 4).start() as w:
         cases.wait_ready(app, 1)
@@ -76,10 +76,10 @@ def profile_throughput(rig: Rig) -> str:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         before = {name: _cpu_seconds(pid) for name, pid in procs.items()}
-        from tasks.stocks import schedule_flush
+        from ymsync.schedule import Schedule
 
         t0 = time.time()
-        schedule_flush(cases.CAMPAIGN, 0)
+        Schedule(rig.redis).activate(keys.campaign_target(cases.CAMPAIGN), 0)
         end = cases.wait_units(rig.sandbox, cases.CAMPAIGN, N, 120, 0.05)
         used = {name: _cpu_seconds(pid) - before[name] for name, pid in procs.items()}
         for p in spies.values():

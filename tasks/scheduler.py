@@ -49,7 +49,7 @@ class FlushScheduler(threading.Thread):
 
         settings = get_settings()
         # Its own connection: BLPOP blocks it, and the task pool's must stay free.
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, client_name="ymsync-scheduler")
         schedule = Schedule(client, max_parallel=settings.max_parallel, task_ttl_s=runtime.lease_seconds() + 60)
         buffer = StockBuffer.from_settings(client, settings, schedule)
         holding = False

@@ -15,6 +15,7 @@ from typing import Any
 from celery import Task
 
 from ymsync.producer import InvalidInput, check_campaign, check_updates
+from ymsync.keys import describe_target
 from ymsync.schedule import server_ms
 
 from . import app, runtime
@@ -46,11 +47,13 @@ def update(self: Task, campaign_id: int, items: list[dict[str, Any]]) -> None:
 
 
 @app.task(name="ymsync.stocks.flush", ignore_result=True)
-def flush(target: str, token: str, due_ms: int = 0) -> None:
+def flush(target: str, token: str = "", due_ms: int = 0) -> None:
     """Internal: one bounded round of pushing for a stock target, sent by the scheduler into one
     of the target's task slots. Stores no result: nobody reads it, and an idle shop runs
     thousands a day. What to do next is written back to the schedule, never re-enqueued here."""
     schedule, buffer = runtime.schedule(), runtime.buffer()
+    if not token or not isinstance(target, str):
+        return  # a 0.1 message (campaign id, no slot) left in the broker: `ymsync migrate` scheduled its work
     if not schedule.hold(target, token):
         return  # the slot expired (this message waited too long, or was redelivered): not ours
     if due_ms:
@@ -84,7 +87,7 @@ def _record_lateness(schedule, due_ms: int) -> None:
 def send_flush(target: str, token: str, due_ms: int) -> None:
     """The scheduler's send: argsrepr keeps Flower readable; no token of any secret kind here
     (``token`` names a task slot)."""
-    flush.apply_async((target, token, due_ms), argsrepr=f"(target={target})")
+    flush.apply_async((target, token, due_ms), argsrepr=f"({describe_target(target)})")
 
 
 def send_updates(campaign_id: int, items: list[dict[str, Any]]) -> None:

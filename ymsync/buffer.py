@@ -192,7 +192,7 @@ class StockBuffer:
         raw = self.redis.hgetall(keys.campaign_keys(campaign_id)["stats"])
         return {k.decode(): int(v) for k, v in raw.items()}
 
-    def _generations(self) -> list[int]:
+    def generations(self) -> list[int]:
         """Live generations, oldest first (server clock)."""
         seconds, micros = self.redis.time()
         g = (int(seconds) * 1000 + int(micros) // 1000) // self.generation_ms
@@ -203,7 +203,7 @@ class StockBuffer:
         SKUs written within the horizon (older records are gone, by design)."""
         target = self.target(campaign_id)
         out: dict[str, tuple[int, int, int]] = {}
-        for g in self._generations():  # newer generations override older ones
+        for g in self.generations():  # newer generations override older ones
             for k, v in self.redis.hgetall(keys.delivered(target, g)).items():
                 out[k.decode()] = tuple(int(x) for x in v.split(b"|"))  # type: ignore[assignment]
         return out
@@ -221,7 +221,7 @@ class StockBuffer:
             return []
         target = self.target(campaign_id)
         pipe = self.redis.pipeline(transaction=False)
-        gens = list(reversed(self._generations()))  # newest first
+        gens = list(reversed(self.generations()))  # newest first
         for g in gens:
             pipe.hmget(name(target, g), list(skus))
         rows = pipe.execute()

@@ -57,6 +57,12 @@ def campaign_target(campaign_id: int) -> str:
     return f"c{int(campaign_id)}"
 
 
+def describe_target(target: str) -> str:
+    """How people name a target: ``campaign=1001`` for ``c1001``."""
+    kinds = {"c": "campaign"}
+    return f"{kinds[target[0]]}={target[1:]}" if target[:1] in kinds else f"target={target}"
+
+
 def target_prefix(target: str) -> str:
     return f"{PREFIX}{{{target}}}:"
 

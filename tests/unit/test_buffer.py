@@ -402,3 +402,64 @@ def test_the_queue_holds_each_pending_sku_once_in_arrival_order(buf, r) -> None:
     assert queue() == ["q0001", "q0000"] + [f"q{i:04d}" for i in range(2, 700)]
     assert sorted(queue()) == sorted(k.decode() for k in r.hkeys(keys.campaign_keys(C)["buf"]))
     assert values(buf.take(C, 2, 10**9, 60)) == {"q0001": (2, BASE + 1), "q0000": (2, BASE + 1)}
+
+
+# --- reclaim and extend are atomic ----------------------------------------------------------
+
+def test_extend_refuses_a_lease_that_ran_out_even_before_it_is_reclaimed(buf, r) -> None:
+    # The interleaving that raced when reclaiming took two steps: the sweeper found the batch
+    # expired, a worker isolating a poison SKU extended it in the gap, the sweeper returned its
+    # SKUs to the buffer, and the worker went on to send SKUs that were no longer its own.
+    buf.ingest(C, [("s", 1, BASE), ("t", 1, BASE)])
+    batch = buf.take(C, 10, 10_000, 0.05)
+    time.sleep(0.08)
+    assert buf.extend(batch, 60) is False  # ran out: not the worker's to send any more
+    assert buf.reclaim_expired(C) == 2
+    assert buf.extend(batch, 60) is False
+    buf.ingest(C, [("s", 2, BASE + 1)])
+    again = buf.take(C, 10, 10_000, 60)
+    assert values(again) == {"s": (2, BASE + 1), "t": (1, BASE)}
+    assert buf.settle(batch, "delivered") == 0  # the late worker's settle changes nothing
+
+
+def test_reclaim_returns_every_expired_batch_in_one_step(buf, r) -> None:
+    buf.ingest(C, [(f"s{i}", i, BASE) for i in range(30)])
+    dead = [buf.take(C, 10, 10_000, 0.03) for _ in range(2)]
+    live = buf.take(C, 10, 10_000, 60)
+    time.sleep(0.05)
+    assert buf.reclaim_expired(C) == 20
+    batches = r.zrange(keys.campaign_keys(C)["batches"], 0, -1)
+    assert [b.decode() for b in batches] == [live.batch_id]
+    assert not any(r.exists(keys.inflight(buf.target(C), b.batch_id)) for b in dead)
+    assert r.scard(keys.campaign_keys(C)["busy"]) == 10
+    assert buf.pending(C) == 20
+
+
+# --- per-SKU records are bounded by the horizon ----------------------------------------------
+
+def test_records_idle_past_the_horizon_cost_nothing(r) -> None:
+    buf = StockBuffer(r, horizon_s=2.0)  # generations of 1 s; a record goes 2-3 s after its last write
+    now = int(time.time() * 1000)
+    buf.ingest(C, [(f"s{i}", i, now) for i in range(500)])
+    buf.settle(buf.take(C, 500, 10**9, 60), "delivered")
+    assert len(buf.delivered(C)) == 500
+    assert buf.latest_of(C, ["s1"]) == [(now, 1)]
+    time.sleep(3.1)
+    leftovers = [k.decode() for k in r.scan_iter("ymsync:{c%d}:*" % C)]
+    assert [k for k in leftovers if not k.endswith(":stats")] == []
+    assert buf.delivered(C) == {} and buf.latest_of(C, ["s1"]) == [None]
+    # Older than the horizon: dropped, whatever the records say (they are gone).
+    old = buf.ingest(C, [("s1", 7, int(time.time() * 1000) - 2500)])
+    assert (old.accepted, old.stale, old.too_old) == (0, 1, 1)
+    assert buf.pending(C) == 0
+
+
+def test_a_rewritten_record_moves_to_the_current_generation(r) -> None:
+    buf = StockBuffer(r, horizon_s=2.0)
+    buf.ingest(C, [("s", 1, int(time.time() * 1000))])
+    for n in range(2, 6):  # rewritten every 0.7 s: never idle for a horizon, never lost
+        time.sleep(0.7)
+        buf.ingest(C, [("s", n, int(time.time() * 1000))])
+    assert buf.latest_of(C, ["s"])[0][1] == 5
+    copies = sum(r.hexists(k, "s") for k in r.scan_iter("ymsync:{c%d}:hwm:*" % C))
+    assert copies == 1, "one record per SKU, not one per generation"

@@ -184,6 +184,7 @@ class Handler(BaseHTTPRequestHandler):
     def _api(self, operation: str, handler: Callable[..., Any], body: bytes, *args: str) -> None:
         state = self.server.state
         key, gate = "-", None
+        arrived = time.time()
         try:
             token = self._authenticate()
             key, gate = self._limit_key(operation, token, args)
@@ -200,10 +201,10 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 state.leave(gate)
         except ApiFailure as failure:
-            state.record(operation, key, failure.status, until=failure.until)
+            state.record(operation, key, failure.status, until=failure.until, arrived=arrived)
             headers = {**state.quota_headers(operation, key), **failure.headers} if gate else failure.headers
             return self._send_json(failure.status, {"status": "ERROR", "errors": failure.errors}, headers)
-        state.record(operation, key, 0 if lost else status, cost)
+        state.record(operation, key, 0 if lost else status, cost, arrived=arrived)
         if lost:
             self.close_connection = True  # applied, but the client never hears back
             return

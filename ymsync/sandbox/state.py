@@ -294,12 +294,16 @@ class SandboxState:
                     window.events.append((now, amount))
                     window.used += amount
 
-    def record(self, operation: str, key: str, status: int, cost: int = 0, until: float | None = None) -> None:
+    def record(self, operation: str, key: str, status: int, cost: int = 0, until: float | None = None,
+               arrived: float | None = None) -> None:
         """Count a call; ``until`` (a 420's X-RateLimit-Resource-Until, unix time) lets tests
-        check that nobody called again before it."""
+        check that nobody called again before it. ``t``: when it was answered; ``arrived``:
+        when its request came in (both unix time)."""
         with self.lock:
             self.requests[f"{operation} {status}"] += 1
-            entry: dict[str, Any] = {"t": time.time(), "op": operation, "key": key, "status": status, "cost": cost}
+            now = time.time()
+            entry: dict[str, Any] = {"t": now, "arrived": now if arrived is None else arrived, "op": operation,
+                                     "key": key, "status": status, "cost": cost}
             if until is not None:
                 entry["until"] = until
             self.log.append(entry)
