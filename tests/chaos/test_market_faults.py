@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.processes import wait_for
 from tests.support.stock_harness import sandbox_config
+from ymsync import keys
 from ymsync.market.schemas import MAX_SKUS_PER_UPDATE
 from ymsync.sandbox import Faults
 from ymsync.settings import Quota
@@ -120,7 +121,7 @@ def test_foreign_quota_storm_and_held_parallel_slots(bench_for, case):
 
     # 2. The foreign client holds all 4 parallel slots: every request meets a parallel-limit 420.
     hold_s = 3.0
-    wait_for(lambda: bench.redis.exists(f"ymsync:pause:update_stocks:{campaign}") == 0, 10, "the pause to end")
+    wait_for(lambda: bench.redis.exists(keys.pause("update_stocks", str(campaign))) == 0, 10, "the pause to end")
     held_at = time.time()
     bench.admin("hold", {"gate": f"campaign:{campaign}", "slots": 4, "seconds": hold_s})
     bench.wait_latest(campaign, 60)

@@ -17,7 +17,7 @@ import requests
 from celery import Celery
 
 from tests.support.processes import ROOT, CeleryWorker, wait_for
-from ymsync import push_stocks
+from ymsync import keys, push_stocks
 from ymsync.buffer import StockBuffer
 from ymsync.market import MarketClient, StockLevel
 from ymsync.quota import QuotaLimiter
@@ -219,12 +219,12 @@ def test_fix_never_buries_a_newer_value_and_a_later_update_still_wins(market, cl
     rows = {r.sku: r for r in result.rows}
     assert (rows["A"].status, rows["A"].fixed) == ("pending", False)
     assert (rows["B"].status, rows["B"].fixed) == ("drift", True)
-    assert clean_redis.hget(f"ymsync:buf:{FBS}", "A").split(b"|")[:2] == [b"7", str(stamp + 60_000).encode()]
+    assert clean_redis.hget(keys.campaign_keys(FBS)["buf"], "A").split(b"|")[:2] == [b"7", str(stamp + 60_000).encode()]
     # The fix is stamped just after the Market's drifted value, not "now": a shop update made
     # after the drift still wins even if it reaches ymsync after the fix.
     market_ms = int(datetime.fromisoformat(
         requests.get(f"{market.url}/_admin/stocks/{FBS}", timeout=5).json()["B"]["updatedAt"]).timestamp() * 1000)
     assert rows["B"].market_updated_ms == market_ms
-    assert clean_redis.hget(f"ymsync:buf:{FBS}", "B").split(b"|")[:2] == [b"6", str(market_ms + 1).encode()]
+    assert clean_redis.hget(keys.campaign_keys(FBS)["buf"], "B").split(b"|")[:2] == [b"6", str(market_ms + 1).encode()]
     later = buffer.ingest(FBS, [("B", 8, market_ms + 2)])
     assert later.accepted == 1
