@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 from celery import Celery
 
