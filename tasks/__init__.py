@@ -18,6 +18,7 @@ app.config_from_object("celeryconfig")
 app.conf.include = ["tasks.stocks", "tasks.reads", "tasks.reports"]
 
 _scheduler = None
+_report_scheduler = None
 
 if "flower" in sys.modules:  # loaded by `celery -A tasks flower`: its /metrics needs auth too
     from .flower import protect_metrics
@@ -44,10 +45,27 @@ def _start_scheduler(**_: object) -> None:
     _scheduler.start()
 
 
+@signals.worker_ready.connect
+def _start_report_scheduler(sender: object = None, **_: object) -> None:
+    """Only workers that consume the ``reports`` queue run report jobs' scheduler."""
+    global _report_scheduler
+    consumed = getattr(getattr(getattr(sender, "app", app), "amqp", None), "queues", None)
+    names = set(getattr(consumed, "consume_from", None) or {})  # empty: every queue
+    if names and "reports" not in names:
+        return
+    from .report_scheduler import ReportScheduler
+    from .reports import RESEND_AFTER_S
+
+    _report_scheduler = ReportScheduler(resend_after_s=RESEND_AFTER_S)
+    _report_scheduler.start()
+
+
 @signals.worker_shutdown.connect
 def _stop_scheduler(**_: object) -> None:
     if _scheduler is not None:
         _scheduler.stop()
+    if _report_scheduler is not None:
+        _report_scheduler.stop()
 
 
 __all__ = ["app"]

@@ -3,9 +3,13 @@
 Public names (``send_task`` them from anywhere):
 
 ``ymsync.reports.stocks_on_warehouses(request, format="FILE", out_dir=None)``
-    (``out_dir``: a folder inside YM_REPORTS_DIR, relative to it.) One stocks-on-warehouses report: generate → poll → download → parse. Between polls the
-    task re-enqueues itself (``retry`` with a countdown and the new state), so no worker slot
-    ever sleeps, and its task id stays the same from request to result. The result is a small
+    (``out_dir``: a folder inside YM_REPORTS_DIR, relative to it.) One stocks-on-warehouses
+    report: generate → poll → download → parse. Each message runs one step; between steps the
+    job waits in Redis (``ymsync.reports.jobs``), not in a countdown message: the task raises
+    ``Retry`` (the message is acked, the result says RETRY, no new message is sent) and the
+    report scheduler (``tasks.report_scheduler``) re-sends the same signature, same task id and
+    chord linkage, when the job is due. A worker killed mid-job therefore loses nothing: the
+    job's lease lapses and any reports worker's scheduler sends it again. The result is a small
     dict (status, report id, file path, row count, reason); it never raises for the Market's
     verdicts, so a chord of these never dies of a ChordError.
 ``ymsync.reports.snapshot(requests, out_dir=None)`` (default ``snapshots/{id}``)
@@ -17,19 +21,20 @@ Progress of each job (status transitions) is kept in Redis under the task id; th
 
 from __future__ import annotations
 
+import json
 import logging
-import time
 import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import redis
-from celery import chord
+from celery import Task, chord
 from celery.exceptions import Ignore, Retry
 
 from ymsync.market import MarketClient
 from ymsync.market.schemas import InvalidRequest
+from ymsync.reports.jobs import ReportJobs
 from ymsync.reports.poller import PollState, ReportOutcome, ReportPoller
 from ymsync.reports.request import ReportRequest
 from ymsync.reports.snapshot import failed_snapshot, merge_snapshot
@@ -39,15 +44,22 @@ from . import app, runtime
 
 log = logging.getLogger("ymsync.reports")
 
-# A countdown longer than the broker's visibility timeout would let Redis hand the delayed
-# message to a second worker while the first still holds it; stay a tenth of it below.
+# The longest single wait between two steps; waits live in Redis now, so this only bounds how
+# stale a job's pace can get (a 420's Until, a long estimate) before it looks again.
+MAX_COUNTDOWN_S = 300.0
 _VISIBILITY = float((app.conf.broker_transport_options or {}).get("visibility_timeout", 3600))
-MAX_COUNTDOWN_S = min(300.0, _VISIBILITY / 10)
 _EXPIRES = app.conf.result_expires
 _EXPIRES_S = _EXPIRES.total_seconds() if hasattr(_EXPIRES, "total_seconds") else float(_EXPIRES or 0)
 # Chord state (the header's results and counter) lives only as long as results do: a part that
 # waited past result_expires would find its chord gone. So a job gives up well before that.
 GIVE_UP_AFTER_S = min(6 * 3600.0, _EXPIRES_S / 2) if _EXPIRES_S > 0 else 6 * 3600.0
+# A step holds its job under a lease renewed every 10 s; a worker that dies mid-step frees the
+# job 30 s later at most. A sent step not started within a minute (its message died in a killed
+# worker's prefetch) is sent again. Job records outlive the broker's visibility timeout, so a
+# message the broker redelivers hours later still finds its job finished and is dropped.
+STEP_LEASE_S = 30.0
+RESEND_AFTER_S = 60.0
+INFRA_RETRY_S = 5.0
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +67,12 @@ def poller() -> ReportPoller:
     s = get_settings()
     return ReportPoller(MarketClient.from_settings(s), runtime.limiter(), runtime.redis_client(), s.reports_dir,
                         max_wait_s=MAX_COUNTDOWN_S, give_up_after_s=GIVE_UP_AFTER_S)
+
+
+@lru_cache(maxsize=1)
+def jobs() -> ReportJobs:
+    return ReportJobs(runtime.redis_client(), lease_s=STEP_LEASE_S, resend_after_s=RESEND_AFTER_S,
+                      ttl_s=GIVE_UP_AFTER_S + _VISIBILITY + 3600, done_ttl_s=_VISIBILITY + 3600)
 
 
 def inside_reports_dir(out_dir: str | None) -> str | None:
@@ -76,39 +94,104 @@ def _label(request: Any, fmt: Any) -> str:
         return "invalid request"
 
 
-@app.task(bind=True, name="ymsync.reports.stocks_on_warehouses", max_retries=None)
+class ReportJobTask(Task):
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        # Runs after Celery stored the result and counted the chord part: from now on a
+        # duplicate message of this job is dropped instead of reporting the outcome again.
+        try:
+            jobs().reported(task_id)
+        except redis.RedisError:  # the outcome is re-reported after the lease; the backend dedups
+            log.warning("report job %s: could not mark its result reported", task_id, exc_info=True)
+
+
+def _resend_signature(task: Task, label: str) -> dict[str, Any]:
+    """The message that runs this job's next step: this one's signature (task id, chord, group,
+    callbacks) without what belongs to one delivery (an old ``state`` kwarg, expiry, retries)."""
+    req = task.request
+    kwargs = {k: v for k, v in (req.kwargs or {}).items() if k != "state"}
+    queue = (req.delivery_info or {}).get("routing_key") or "reports"
+    sig = task.signature_from_request(kwargs=kwargs, queue=queue, argsrepr=f"({label})", kwargsrepr="{}")
+    for option in ("expires", "retries", "countdown", "eta"):
+        sig.options.pop(option, None)
+    return json.loads(json.dumps(dict(sig), default=str))
+
+
+@app.task(bind=True, base=ReportJobTask, name="ymsync.reports.stocks_on_warehouses", max_retries=None)
 def stocks_on_warehouses(self, request: dict[str, Any], format: str = "FILE", out_dir: str | None = None,
                          state: dict[str, Any] | None = None) -> dict[str, Any]:
     job_id = self.request.id or uuid.uuid4().hex
+    label = _label(request, format)
     try:
-        if state is None:
-            checked = ReportRequest.build(request, format)
-            current = PollState.new(checked, inside_reports_dir(out_dir), job_id=job_id)
+        if state is not None:  # a message from before jobs lived in Redis: adopt its progress
+            initial = PollState.from_dict(state).to_dict()
         else:
-            current = PollState.from_dict(state)
-        step = poller().step(current)
-    except InvalidRequest as exc:
+            initial = PollState.new(ReportRequest.build(request, format), inside_reports_dir(out_dir),
+                                    job_id=job_id).to_dict()
+    except InvalidRequest as exc:  # the same verdict however often it runs: nothing to keep
         return ReportOutcome("ERROR", job_id, "invalid request", reason=str(exc)).to_dict()
-    except (redis.RedisError, OSError) as exc:
-        # Our own infrastructure hiccuped: try the same step again shortly, within the deadline.
-        if state is not None and time.time() - float(state.get("started_at", 0)) > GIVE_UP_AFTER_S:
-            return ReportOutcome("ERROR", job_id, _label(request, format), reason=f"{type(exc).__name__}: {exc}").to_dict()
+    store = jobs()
+    try:
+        claim = store.claim(job_id, initial, _resend_signature(self, label))
+    except redis.RedisError as exc:
+        # No job record could be written: keep the message, the only copy of this job.
         log.warning("report job %s: %s; retrying", job_id, exc)
-        raise self.retry(countdown=5, kwargs={"request": request, "format": format, "out_dir": out_dir,
-                                              "state": state}, argsrepr=f"({_label(request, format)}, retrying)")
+        raise self.retry(countdown=INFRA_RETRY_S, argsrepr=f"({label}, retrying)", kwargsrepr="{}")
+    if claim.verdict == "report":
+        return claim.payload or {}
+    if claim.verdict != "run" or claim.payload is None:
+        # Another delivery holds the job, or it is not due, or it is over: this message is a
+        # duplicate (a redelivery, a second dispatch). The job's due time brings the next step.
+        log.info("report job %s: message dropped (%s)", job_id, claim.verdict)
+        raise Ignore()
+    current = PollState.from_dict(claim.payload)
+    try:
+        with store.holding(job_id, claim.token):
+            step = poller().step(current)
     except (Retry, Ignore):
         raise
+    except (redis.RedisError, OSError) as exc:
+        # Our own infrastructure hiccuped: the same step again shortly. If even that cannot be
+        # written, the lapsing lease brings the job back once Redis answers.
+        log.warning("report job %s: %s; retrying in %gs", job_id, exc, INFRA_RETRY_S)
+        raise _park(store, job_id, claim.token, current, INFRA_RETRY_S, f"{type(exc).__name__}") from None
     except Exception as exc:  # a bug must end this part with a reason, not a silent chord failure
         log.exception("report job %s failed", job_id)
-        return ReportOutcome("ERROR", job_id, _label(request, format), reason=f"{type(exc).__name__}: {exc}").to_dict()
+        outcome = ReportOutcome("ERROR", job_id, label, reason=f"{type(exc).__name__}: {exc}").to_dict()
+        return _report(store, job_id, claim.token, outcome)
     if step.outcome is not None:
-        return step.outcome.to_dict()
+        return _report(store, job_id, claim.token, step.outcome.to_dict())
     nxt = step.state
-    raise self.retry(countdown=min(MAX_COUNTDOWN_S, step.wait_s or 0),
-                     kwargs={"request": request, "format": format, "out_dir": out_dir, "state": nxt.to_dict()},
-                     argsrepr=f"({_label(request, format)}, {nxt.last_status or nxt.phase}"
-                              f"{', report ' + nxt.report_id if nxt.report_id else ''})",
-                     kwargsrepr="{}")
+    raise _park(store, job_id, claim.token, nxt, step.wait_s or 0,
+                f"{nxt.last_status or nxt.phase}{', report ' + nxt.report_id if nxt.report_id else ''}")
+
+
+def _park(store: ReportJobs, job_id: str, token: str, state: PollState, wait_s: float, why: str) -> Exception:
+    """Write the job's next due time; the exception that ends this message without sending
+    another (``Retry``: acked, state RETRY), or ``Ignore`` if the job is no longer ours."""
+    wait_s = min(MAX_COUNTDOWN_S, max(0.0, wait_s))
+    try:
+        due = store.wait(job_id, token, state.to_dict(), wait_s)
+    except redis.RedisError:
+        log.warning("report job %s: could not save its progress; its lease will bring it back", job_id)
+        return Ignore()
+    if due < 0:
+        log.warning("report job %s: lost its lease while working; the newer step wins", job_id)
+        return Ignore()
+    return Retry(f"next step in {wait_s:.1f}s ({why})", when=wait_s)
+
+
+def _report(store: ReportJobs, job_id: str, token: str, outcome: dict[str, Any]) -> dict[str, Any]:
+    """Keep the outcome in the job before handing it to Celery, so a worker dying in between
+    re-reports the same outcome (the job's lease) instead of running the job again."""
+    try:
+        kept = store.finish(job_id, token, outcome)
+    except redis.RedisError:
+        log.warning("report job %s: could not store its outcome; reporting it anyway", job_id)
+        return outcome
+    if not kept:
+        log.warning("report job %s: lost its lease while working; the newer step reports", job_id)
+        raise Ignore()
+    return outcome
 
 
 @app.task(name="ymsync.reports.merge_snapshot")
@@ -161,4 +244,4 @@ def send_snapshot(requests: list[ReportRequest], out_dir: str | None = None) -> 
     return result.id
 
 
-__all__ = ["merge", "poller", "send_report", "send_snapshot", "snapshot", "snapshot_failed", "stocks_on_warehouses"]
+__all__ = ["jobs", "merge", "poller", "send_report", "send_snapshot", "snapshot", "snapshot_failed", "stocks_on_warehouses"]

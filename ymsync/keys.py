@@ -112,3 +112,36 @@ def pause(method: str, key: str) -> str:
 
 def lease(key: str) -> str:
     return f"{PREFIX}{{g:{key}}}:lease"
+
+
+# === Report jobs (issue 11 item 6, issue 12 item 5; owned by the reports side) ====================
+# Kept apart from the stock keys above. Every key of one report job shares the job's hash tag
+# ``{job_id}`` so a script may touch several of them (Redis Cluster slots); the due-time index and
+# the scheduler's lock and wake list are global and are only ever written in their own calls.
+#
+#   report:{job}:job     hash    state, sig, mode, due, token, sent, outcome   (TTL: job deadline
+#                                + broker visibility timeout; shortened once the result is reported)
+#   report:{job}:events  list    status transitions the CLI shows                  (TTL 24 h, 200 kept)
+#   report:due           zset    job -> due ms (Redis clock)   index of report:{job}:job's "due"
+#   report:sched-lock    string  (PX)                          the one worker whose thread dispatches
+#   report:wake          list    at most one element           "a due time within the next second"
+#   report:req:{digest}  string  (TTL)                         identical-request dedup record
+
+REPORT_DUE = PREFIX + "report:due"
+REPORT_SCHEDULER_LOCK = PREFIX + "report:sched-lock"
+REPORT_WAKE = PREFIX + "report:wake"
+
+
+def report_job(job_id: str) -> str:
+    return f"{PREFIX}report:{{{job_id}}}:job"
+
+
+def report_events(job_id: str) -> str:
+    return f"{PREFIX}report:{{{job_id}}}:events"
+
+
+def report_dedup(digest: str) -> str:
+    return f"{PREFIX}report:req:{digest}"
+
+
+REPORT_EVENTS_PATTERN = PREFIX + "report:{*}:events"  # SCAN pattern for every job's events

@@ -110,7 +110,7 @@ class YmsyncCollector(Collector):
                                      labels=["stat"])
         by_status: dict[str, int] = {}
         durations: list[tuple[float, float]] = []  # (finished at, seconds)
-        for raw in self.redis.scan_iter(match=keys.PREFIX + "report:events:*", count=500):
+        for raw in self.redis.scan_iter(match=keys.REPORT_EVENTS_PATTERN, count=500):
             first, last = self.redis.lindex(raw, 0), self.redis.lindex(raw, -1)
             if not first or not last:
                 continue

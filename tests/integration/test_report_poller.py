@@ -122,3 +122,68 @@ def test_active_reports_limit_waits_and_retries(market, rclient, tmp_path):
     outcome, _ = drive(poller, blocked.state)
     assert outcome.ok
     assert drive(poller, first.state)[0].ok
+
+
+# --- replies that end a job at once (issue 12, item 5) ----------------------------------------
+
+
+def info_calls(market) -> int:
+    counts = requests.get(f"{market.url}/_admin/state", timeout=5).json()["requests"]
+    return sum(n for k, n in counts.items() if k.startswith("getReportInfo"))
+
+
+def quirk(market, **fields) -> None:
+    requests.post(f"{market.url}/_admin/reports/quirk-next", json=fields, timeout=5).raise_for_status()
+
+
+def test_done_without_a_file_link_ends_failed_on_the_first_poll_that_sees_it(market, rclient, tmp_path):
+    requests.post(f"{market.url}/_admin/config", json={"report_delay_s": 0}, timeout=5)  # DONE at once
+    quirk(market, status="DONE", sub_status="NO_DATA", file=False)
+    poller = make_poller(market, rclient, tmp_path)
+    state = PollState.new(ReportRequest.build({"campaignId": 31}, "CSV"))
+    outcome, _ = drive(poller, state)
+    assert (outcome.status, outcome.sub_status, outcome.path) == ("FAILED", "NO_DATA", None)
+    assert outcome.reason.startswith("DONE without a file link: the Market has no data")
+    assert info_calls(market) == 1  # one poll saw DONE without a link, and that was the last
+    # Without a sub-status the reason still says what happened.
+    quirk(market, status="DONE", file=False)
+    outcome, _ = drive(poller, PollState.new(ReportRequest.build({"campaignId": 32}, "CSV")))
+    assert (outcome.status, outcome.sub_status) == ("FAILED", None)
+    assert outcome.reason == "DONE without a file link: the Market marked the report DONE but gave no file to download"
+    assert info_calls(market) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("status", ["CANCELLED", "done", ""])
+def test_a_status_ymsync_does_not_know_ends_the_job_on_that_poll(market, rclient, tmp_path, status):
+    requests.post(f"{market.url}/_admin/config", json={"report_delay_s": 0}, timeout=5)
+    quirk(market, status=status)
+    poller = make_poller(market, rclient, tmp_path)
+    state = PollState.new(ReportRequest.build({"campaignId": 31}, "JSON"))
+    outcome, _ = drive(poller, state)
+    assert outcome.status == "ERROR" and outcome.report_id
+    assert "the Market's reply was not understood: getReportInfo: unexpected response shape" in outcome.reason
+    assert "status" in outcome.reason
+    assert info_calls(market) == 1
+    assert read_events(rclient, state.job_id)[-1]["status"] == "ERROR"
+
+
+@pytest.mark.parametrize("report_id", ["../x", "/x", "a/../../x", "..", ".hidden", "x\\..\\y", "%2e%2e%2fx",
+                                       "x" * 200, "a b", "x\x00y"])
+def test_a_report_id_that_is_not_a_safe_file_name_never_becomes_a_path(market, rclient, tmp_path, report_id):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    quirk(market, report_id=report_id)
+    poller = make_poller(market, rclient, reports)
+    outcome, _ = drive(poller, PollState.new(ReportRequest.build({"campaignId": 32}, "FILE")))
+    assert outcome.status == "ERROR" and outcome.path is None
+    assert "report id ymsync will not use as a file name" in outcome.reason
+    assert info_calls(market) == 0  # never polled, never downloaded
+    assert [p.name for p in tmp_path.rglob("*")] == ["reports"]  # nothing written, inside or out
+
+
+def test_a_safe_unusual_report_id_still_works(market, rclient, tmp_path):
+    quirk(market, report_id="Rep_2026-11.20-abc")
+    poller = make_poller(market, rclient, tmp_path)
+    outcome, _ = drive(poller, PollState.new(ReportRequest.build({"campaignId": 32}, "FILE")))
+    assert outcome.ok and outcome.path == str(tmp_path / "Rep_2026-11.20-abc.xlsx")

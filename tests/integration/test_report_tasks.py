@@ -174,3 +174,24 @@ def test_chord_errback_writes_a_failed_summary(env, tmp_path):
                    check=True, timeout=60)
     summary = json.loads((tmp_path / "s9" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["failed"] == ["snapshot chord failed: ChordError: part 2 crashed"]
+
+
+def test_a_duplicated_message_runs_the_job_once(app, market, redis_server):
+    # Two messages with one task id (a redelivery racing a dispatch): one job, one report.
+    before = generates(market)
+    first = app.send_task(TASK, args=({"campaignId": 43}, "CSV"), queue="reports")
+    app.send_task(TASK, args=({"campaignId": 43}, "CSV"), queue="reports", task_id=first.id)
+    result = first.get(timeout=30)
+    assert result["status"] == "DONE" and result["rows"] == 1 and not result["reused"]
+    assert generates(market) - before == 1
+    statuses = [e["status"] for e in read_events(redis.Redis.from_url(redis_server.url), first.id)]
+    assert statuses.count("generating") == 1 and "reused" not in statuses and statuses.count("parsed") == 1
+
+
+def test_done_without_a_file_ends_the_job_at_once(app, market):
+    requests.post(f"{market.url}/_admin/reports/quirk-next", json={"status": "DONE", "sub_status": "NO_DATA",
+                                                                   "file": False}, timeout=5)
+    job = send(app, {"campaignId": 41}, "JSON")
+    result = job.get(timeout=30)
+    assert (result["status"], result["sub_status"], result["path"]) == ("FAILED", "NO_DATA", None)
+    assert result["reason"].startswith("DONE without a file link") and result["elapsed_s"] < 10

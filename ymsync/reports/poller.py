@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -29,7 +30,7 @@ from typing import Any, Callable
 
 import redis
 
-from ..keys import PREFIX
+from .. import keys
 from ..market import MarketClient
 from ..market.errors import (DownloadRefused, MarketActiveReportsLimit, MarketError, MarketNotFound,
                              MarketRateLimited, ReportLinkExpired, ReportTooLarge)
@@ -61,13 +62,25 @@ return 0
 """
 
 
+# A report id becomes a file name ({id}.zip, {id}.rows.csv): letters, digits, '_', '-' and
+# inner dots only, so no id can name a folder ('..', '/x', 'a/../../b') or a hidden file.
+_SAFE_REPORT_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+
+def safe_report_id(report_id: object) -> str | None:
+    """``report_id`` if it can safely be a file name inside the reports folder, else None."""
+    if isinstance(report_id, str) and _SAFE_REPORT_ID.fullmatch(report_id) and ".." not in report_id:
+        return report_id
+    return None
+
+
 def dedup_key(scope: str, fingerprint: str) -> str:
     digest = hashlib.sha256(f"{scope}|{fingerprint}".encode()).hexdigest()[:32]
-    return f"{PREFIX}report:req:{digest}"
+    return keys.report_dedup(digest)
 
 
 def events_key(job_id: str) -> str:
-    return f"{PREFIX}report:events:{job_id}"
+    return keys.report_events(job_id)
 
 
 @dataclass
@@ -229,8 +242,14 @@ class ReportPoller:
             # A lost reply may still have been counted; a refusal (4xx) was not.
             self.limiter.settle(grant, 1 if exc.retryable else 0)
             self._forget(keys=[key], args=[state.job_id])
+            if exc.status == 200:  # a reply we cannot read: asking again would not read better
+                return self._end(state, request, "ERROR", f"the Market's reply was not understood: {exc.message}")
             raise
         self.limiter.settle(grant)
+        if safe_report_id(ticket.report_id) is None:
+            self._forget(keys=[key], args=[state.job_id])
+            return self._end(state, request, "ERROR", "the Market returned a report id ymsync will not use as a "
+                                                      f"file name: {ticket.report_id[:80]!r}")
         self.redis.set(key, json.dumps({"report_id": ticket.report_id, "at": time.time()}),
                        ex=max(1, int(self.dedup_window_s)))
         state.report_id, state.phase, state.errors = ticket.report_id, "poll", 0
@@ -261,6 +280,8 @@ class ReportPoller:
             return Step(state, wait)
         except MarketError as exc:
             self.limiter.settle(grant, 1 if exc.retryable else 0)
+            if exc.status == 200:  # an unknown status or a reply of the wrong shape: ends now
+                return self._end(state, request, "ERROR", f"the Market's reply was not understood: {exc.message}")
             raise
         self.limiter.settle(grant)
         state.polls += 1
@@ -278,11 +299,21 @@ class ReportPoller:
 
     def _download(self, state: PollState, request: ReportRequest, info: ReportInfo) -> Step:
         folder = Path(state.out_dir) if state.out_dir else self.reports_dir
-        dest = folder / f"{state.report_id}.{request.file_extension}"
+        name = safe_report_id(state.report_id)
+        dest = folder / f"{name}.{request.file_extension}"
+        if name is None or dest.resolve().parent != folder.resolve():
+            return self._end(state, request, "ERROR", "report id is not a safe file name: "
+                                                      f"{str(state.report_id)[:80]!r}")
         # Same report id, same bytes: a reusing job need not fetch (or outlive) another link.
         if not (dest.exists() and dest.stat().st_size > 0):
             if not info.file_url:
-                raise _transient("the report is DONE but carries no file link yet")
+                # The Market's way of saying "nothing to report" (NO_DATA) can be DONE with no
+                # link: a verdict, not a glitch, so it ends now instead of being asked again.
+                sub = info.sub_status or ""
+                text = SUB_STATUS_TEXT.get(sub, "the Market marked the report DONE but gave no file to download")
+                self._event(state, "FAILED", f"DONE without a file {sub}: {text}".strip())
+                return self._end(state, request, "FAILED", f"DONE without a file link: {text}",
+                                 sub_status=info.sub_status)
             try:
                 self.client.download_report(info.file_url, dest)
             except ReportLinkExpired as exc:
@@ -389,11 +420,5 @@ def write_rows_csv(report: Path, dest: Path, limits: ArchiveLimits | None = None
     return summary
 
 
-def _transient(message: str) -> MarketError:
-    err = MarketError(message)
-    err.retryable = True  # instance override: retry the step, fetching a fresh info
-    return err
-
-
 __all__ = ["GENERATE", "INFO", "PollState", "ReportOutcome", "ReportPoller", "Step", "SUB_STATUS_TEXT",
-           "dedup_key", "events_key", "read_events", "write_rows_csv"]
+           "dedup_key", "events_key", "read_events", "safe_report_id", "write_rows_csv"]

@@ -17,6 +17,9 @@ POST /_admin/hold                  {gate ("campaign:ID"), slots?, seconds}: a fo
 POST /_admin/revoke                {token}: later calls with it answer 401
 POST /_admin/config                {report_delay_s?, link_ttl_s?, max_parallel?, max_active_reports?}
 POST /_admin/reports/fail-next     {subStatus}: the next report ends FAILED with it
+POST /_admin/reports/quirk-next    {report_id?, status?, sub_status?, file?, estimate_ms?, count?}: the next COUNT
+                                   reports get this id / end with this status (DONE without a file, a
+                                   status ymsync does not know) / answer this generation estimate
 POST /_admin/reports/expire-links  every file link minted so far stops working
 POST /_admin/reports/dead-links    {count}: the next COUNT file links minted are already expired
 GET  /_admin/log?since=UNIX_TIME   recent API calls (t, op, key, status, cost; a quota 420 adds until)
@@ -106,6 +109,17 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
     if route == "reports/fail-next":
         desk.fail_next.append(str(data.get("subStatus", "NO_DATA")))
         return 200, {"queued": len(desk.fail_next)}
+    if route == "reports/quirk-next":
+        from .reports import ReportQuirk
+
+        count = int(data.pop("count", 1))
+        unknown = set(data) - {f.name for f in dataclasses.fields(ReportQuirk)}
+        if unknown or not 1 <= count <= 100:
+            raise ValueError(f"unknown quirk settings {sorted(unknown)} or count outside 1..100")
+        quirk = ReportQuirk(**data)
+        with desk.lock:
+            desk.quirks_next.extend([quirk] * count)
+            return 200, {"queued": len(desk.quirks_next)}
     if route == "reports/expire-links":
         return 200, {"expired": desk.expire_links()}
     if route == "reports/dead-links":

@@ -35,6 +35,7 @@ class ReportJob:
     started: float
     delay_s: float
     forced_failure: str | None = None
+    quirk: "ReportQuirk | None" = None
     path: Path | None = None
     links: dict[str, float] = field(default_factory=dict)  # token -> monotonic expiry
 
@@ -44,9 +45,27 @@ class ReportJob:
             return "PENDING", None
         if elapsed < self.delay_s:
             return "PROCESSING", None
+        if self.quirk is not None and self.quirk.status is not None:
+            return self.quirk.status, self.quirk.sub_status
         if self.forced_failure:
             return "FAILED", self.forced_failure
         return ("FAILED", "NO_DATA") if not self.rows else ("DONE", None)
+
+
+@dataclass(frozen=True)
+class ReportQuirk:
+    """A way the Market answers that ymsync must cope with, for one report (admin: quirk-next).
+
+    ``report_id``: the id the generate call returns (``../x``: an id that must not become a path);
+    ``status``/``sub_status``: what info says once the report is ready (``DONE`` + ``NO_DATA``, or
+    a status ymsync does not know); ``file``: False to answer DONE without a file link;
+    ``estimate_ms``: the estimatedGenerationTime every answer gives (understated: more polls)."""
+
+    report_id: str | None = None
+    status: str | None = None
+    sub_status: str | None = None
+    file: bool = True
+    estimate_ms: int | None = None
 
 
 class ReportDesk:
@@ -55,6 +74,7 @@ class ReportDesk:
         self.jobs: dict[str, ReportJob] = {}
         self.lock = threading.Lock()
         self.fail_next: list[str] = []  # sub-statuses to force on the next reports
+        self.quirks_next: list[ReportQuirk] = []  # quirks of the next reports, in order
         self.dead_links = 0  # the next N file links minted are expired on arrival
         self._tmp = tempfile.TemporaryDirectory(prefix="ymsync-sandbox-") if files_dir is None else None
         self.files_dir = Path(self._tmp.name) if self._tmp else Path(files_dir)  # type: ignore[arg-type]
@@ -70,8 +90,9 @@ class ReportDesk:
     def generate(self, request: dict[str, Any], fmt: str) -> ReportJob:
         sheet, rows = self._select(request)
         with self.lock:
+            quirk = self.quirks_next.pop(0) if self.quirks_next else None
             job = ReportJob(
-                report_id=secrets.token_hex(12),
+                report_id=(quirk.report_id if quirk and quirk.report_id else None) or secrets.token_hex(12),
                 fmt=fmt,
                 sheet=sheet,
                 rows=rows,
@@ -79,6 +100,7 @@ class ReportDesk:
                 started=time.monotonic(),
                 delay_s=self.state.config.report_delay_s,
                 forced_failure=self.fail_next.pop(0) if self.fail_next else None,
+                quirk=quirk,
             )
             self.jobs[job.report_id] = job
         return job
@@ -94,12 +116,14 @@ class ReportDesk:
                                       "generationRequestedAt": job.requested_at.isoformat(timespec="seconds")}
             if status in ("PENDING", "PROCESSING"):
                 result["estimatedGenerationTime"] = max(0, int((job.started + job.delay_s - now) * 1000))
+                if job.quirk is not None and job.quirk.estimate_ms is not None:
+                    result["estimatedGenerationTime"] = job.quirk.estimate_ms
             else:
                 finished = job.requested_at.timestamp() + job.delay_s
                 result["generationFinishedAt"] = datetime.fromtimestamp(finished, timezone.utc).isoformat(timespec="seconds")
             if sub_status:
                 result["subStatus"] = sub_status
-            if status == "DONE":
+            if status == "DONE" and (job.quirk is None or job.quirk.file):
                 if job.path is None:
                     job.path = self.files_dir / f"{job.report_id}.{_EXTENSIONS[job.fmt]}"
                     write_report(job.path, job.fmt, job.sheet, job.rows)

@@ -364,7 +364,8 @@ class Handler(BaseHTTPRequestHandler):
         self._charge(operation, key, 1)
         self._faults()
         job = desk.generate(data, fmt)
-        result = {"reportId": job.report_id, "estimatedGenerationTime": int(job.delay_s * 1000)}
+        estimate = job.quirk.estimate_ms if job.quirk and job.quirk.estimate_ms is not None else int(job.delay_s * 1000)
+        result = {"reportId": job.report_id, "estimatedGenerationTime": estimate}
         return 200, {"status": "OK", "result": result}, 1, self._lost()
 
     def _info(self, operation: str, key: str, body: bytes, report_id: str) -> tuple[int, Any, int, bool]:
