@@ -36,9 +36,19 @@ def _check_credentials(**_: object) -> None:
         raise SystemExit(2) from None
 
 
+def _consumes(sender: object, queue: str) -> bool:
+    consumed = getattr(getattr(getattr(sender, "app", app), "amqp", None), "queues", None)
+    names = set(getattr(consumed, "consume_from", None) or {})  # empty: every queue
+    return not names or queue in names
+
+
 @signals.worker_ready.connect
-def _start_scheduler(**_: object) -> None:
+def _start_scheduler(sender: object = None, **_: object) -> None:
+    """Only workers that consume the ``stocks`` queue run the flush scheduler (one at a time
+    drains the schedule; the others stand by to take over)."""
     global _scheduler
+    if not _consumes(sender, "stocks"):
+        return
     from .scheduler import FlushScheduler
 
     _scheduler = FlushScheduler()
@@ -49,9 +59,7 @@ def _start_scheduler(**_: object) -> None:
 def _start_report_scheduler(sender: object = None, **_: object) -> None:
     """Only workers that consume the ``reports`` queue run report jobs' scheduler."""
     global _report_scheduler
-    consumed = getattr(getattr(getattr(sender, "app", app), "amqp", None), "queues", None)
-    names = set(getattr(consumed, "consume_from", None) or {})  # empty: every queue
-    if names and "reports" not in names:
+    if not _consumes(sender, "reports"):
         return
     from .report_scheduler import ReportScheduler
     from .reports import RESEND_AFTER_S
