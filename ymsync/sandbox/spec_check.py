@@ -54,13 +54,15 @@ _MAX_PART = 200
 
 
 def describe(error: BaseException) -> str:
-    """An openapi-core error with its causes and schema errors, on one line each."""
+    """An openapi-core error, its causes and their schema errors (the JSON path and what is wrong)."""
     parts: list[str] = []
     seen: BaseException | None = error
     while seen is not None:
-        text = f"{type(seen).__name__}: {seen}"  # openapi-core quotes the whole value: a 2000-SKU body
-        parts.append(text if len(text) <= _MAX_PART else text[:_MAX_PART] + "…")
-        parts.extend(f"  - {getattr(e, 'json_path', '$')}: {e.message}" for e in getattr(seen, "schema_errors", ()) or ())
+        schema_errors = getattr(seen, "schema_errors", ()) or ()
+        if seen is error or not schema_errors:  # a cause with schema errors only repeats the value
+            text = f"{type(seen).__name__}: {seen}"  # openapi-core quotes the whole value: a 2000-SKU body
+            parts.append(text if len(text) <= _MAX_PART else text[:_MAX_PART] + "…")
+        parts.extend(f"  - {getattr(e, 'json_path', '$')}: {e.message}" for e in schema_errors)
         seen = seen.__cause__
     return "\n".join(parts)
 
