@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.spec import spec_check_missing, spec_path
 from ymsync.market import MarketClient, StockLevel
@@ -162,3 +164,66 @@ def test_a_full_update_body_is_checked_quickly(market):
     per_request = (time.perf_counter() - started) / 5
     assert (operation, errors) == ("updateStocks", [])
     assert per_request < 0.5, f"{per_request:.3f}s to check one 2000-SKU body"
+
+
+# --- the compiled body schema never accepts what openapi-core refuses ----------------------------
+
+_STAMPS = st.sampled_from(["2026-08-01T10:00:00+03:00", "2026-08-01T10:00:00Z", "2026-08-01T10:00:00.123456+00:00",
+                           "2026-08-01T10:00:00+0300", "2026-08-01 10:00:00Z", "2026-13-01T10:00:00Z", "yesterday",
+                           "", None, 5])
+_ITEM = st.fixed_dictionaries({"count": st.one_of(st.integers(-2, 3), st.integers(2_000_000_000 - 1, 1 << 64),
+                                                  st.none(), st.floats(allow_nan=False), st.text(max_size=2))},
+                              optional={"updatedAt": _STAMPS, "extra": st.integers()})
+_SKU = st.one_of(st.text(max_size=5), st.text(min_size=250, max_size=260), st.sampled_from([" a", "a\n", "\t", " "]),
+                 st.none(), st.integers())
+_ENTRY = st.fixed_dictionaries({"sku": _SKU, "items": st.lists(_ITEM, max_size=2)}, optional={"note": st.text()})
+_BODIES = st.one_of(st.fixed_dictionaries({"skus": st.lists(_ENTRY, max_size=3)}),
+                    st.fixed_dictionaries({}, optional={"skus": st.none(), "offers": st.lists(st.integers())}),
+                    st.lists(st.integers(), max_size=2))
+_READ_BODIES = st.fixed_dictionaries({}, optional={
+    "offerIds": st.one_of(st.none(), st.lists(st.text(max_size=3), max_size=3)), "archived": st.one_of(
+        st.booleans(), st.none(), st.integers()), "withTurnover": st.booleans(), "hasStocks": st.one_of(
+        st.booleans(), st.none()), "stocksWarehouseId": st.one_of(st.integers(-1, 2), st.integers(1 << 62, 1 << 64))})
+_REPORT_BODIES = st.fixed_dictionaries({}, optional={
+    "campaignId": st.one_of(st.integers(-1, 2), st.none(), st.integers(1 << 62, 1 << 64)),
+    "businessId": st.integers(0, 3), "campaignIds": st.lists(st.integers(0, 3), max_size=2),
+    "warehouseIds": st.one_of(st.none(), st.lists(st.integers(0, 3), max_size=2)),
+    "reportDate": st.sampled_from(["2026-08-01", "2026-8-1", "tomorrow", None]),
+    "categoryIds": st.lists(st.integers(-1, 3), max_size=2), "hasStocks": st.one_of(st.booleans(), st.none())})
+
+
+@pytest.fixture(scope="module")
+def validator():
+    from ymsync.sandbox.spec_check import load
+
+    return load(str(spec_path()))
+
+
+@pytest.mark.parametrize("method, path, bodies", [
+    ("PUT", "/v2/campaigns/5/offers/stocks", _BODIES),
+    ("POST", "/v2/campaigns/5/offers/stocks", _READ_BODIES),
+    ("POST", "/v2/reports/stocks-on-warehouses/generate", _REPORT_BODIES)])
+def test_compiled_body_schemas_agree_with_openapi_core(validator, method, path, bodies):
+    """The shortcut may send a valid body on to openapi-core, never wave an invalid one through."""
+    found = validator.finder.find(method.lower(), validator.server + path)
+    operation = (found.operation / "operationId").read_str()
+    fast = validator._compiled_body(operation, found.operation, "application/json")
+    assert fast is not None, f"{operation}: its body schema was not compiled"
+    agreed = {"valid": 0, "invalid": 0}
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(bodies)
+    def check(body):
+        raw = json.dumps(body).encode()
+        request = validator.request(method, path, [], {**HEADERS, "Content-Type": "application/json"}, raw)
+        core = [e for e in validator._body.iter_errors(request)]
+        try:
+            fast(json.loads(raw))
+        except Exception:  # noqa: BLE001 - any refusal: openapi-core is asked, which is always safe
+            agreed["invalid"] += bool(core)  # else openapi-core accepts it: allowed, only slower
+            return
+        assert core == [], f"compiled schema accepted what openapi-core refuses: {body!r}: {core}"
+        agreed["valid"] += 1
+
+    check()
+    assert agreed["valid"] and agreed["invalid"], agreed  # both verdicts were reached by both
