@@ -458,8 +458,12 @@ class MarketSandbox:
                 raise ValueError("spec_check=True needs YM_SANDBOX_SPEC_CHECK (or pass SpecCheckSettings)")
             spec_check = found
         if isinstance(spec_check, SpecCheckSettings):
-            from .spec_check import SpecCheck  # openapi-core: a test dependency, loaded only in this mode
-
+            try:
+                from .spec_check import SpecCheck  # openapi-core: a test dependency, loaded only in this mode
+            except ImportError as exc:
+                self.server.server_close()
+                raise RuntimeError(f"the sandbox's spec check needs the test extra (pip install "
+                                   f"'ymsync[test]'): {exc}") from None
             self.server.spec_check = SpecCheck(spec_check.spec, spec_check.violations_log)
 
     @property
