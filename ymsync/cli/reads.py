@@ -116,4 +116,4 @@ def reconcile(campaign_id: int, fix: bool, as_json: bool) -> None:
     else:
         click.echo(render_table(result))
         if fix and result.requeued:
-            click.echo("re-queued values are delivered by a stocks worker (celery -A tasks worker -Q stocks)")
+            click.echo("re-queued values are delivered by a stocks worker (workers/stocks.sh, or celery -A ymsync_celery.tasks worker -Q stocks)")

@@ -70,7 +70,7 @@ def stocks_on_warehouses(campaign: int | None, warehouses: tuple[str, ...], repo
         settings = get_settings()
     except SettingsError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
-    from tasks.reports import send_report  # the Celery app only once the request is known good
+    from ymsync_celery.tasks.reports import send_report  # the Celery app only once the request is known good
 
     job_id = send_report(request)
     click.echo(f"queued report job {job_id} ({request.describe()}) on the reports queue")
@@ -124,7 +124,7 @@ def _build(campaign: int | None, warehouses: tuple[str, ...], report_date: str |
 
 def _follow(job_id: str, client: redis.Redis, timeout: float) -> dict[str, Any]:
     """Print each status transition as the worker records it; return the job's outcome."""
-    from tasks import app
+    from ymsync_celery.tasks import app
 
     result = app.AsyncResult(job_id)
     seen = 0
