@@ -190,6 +190,9 @@ def test_flower_requires_its_credentials(stack):
     url = f"{stack.url('FLOWER_HOST_PORT')}/api/workers"
     assert requests.get(url, timeout=30).status_code == 401
     assert requests.get(url, auth=("admin", "wrong"), timeout=30).status_code == 401
-    ok = wait_until(lambda: (r := requests.get(url, auth=stack.flower_auth, timeout=30)).status_code == 200 and r,
-                    60, "Flower to answer with credentials")
-    assert any(name.startswith("stocks@") for name in ok.json())
+    assert requests.get(url, auth=stack.flower_auth, timeout=30).status_code == 200
+    # And it sees the stack's workers (refresh=1: Flower asks them now instead of its cache).
+    seen = wait_until(lambda: {name.split("@")[0] for name in requests.get(
+        f"{url}?refresh=1", auth=stack.flower_auth, timeout=60).json()} >= {"stocks", "reports"}, 90,
+        "Flower to list the stocks and reports workers")
+    assert seen
