@@ -254,6 +254,10 @@ class MarketClient:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         api_host = (urlsplit(self.base_url).hostname or "").lower()
+        if _origin(url) == _origin(self.base_url):
+            # The API's own origin (scheme, host and port): the token already goes there, so its
+            # links are as trusted as the API. This is the compose sandbox (http://sandbox:8765).
+            return
         if _is_loopback(host):
             # Loopback links are the sandbox's; only trust them when the API itself is local.
             if _is_loopback(api_host) and parts.scheme in ("http", "https"):
@@ -261,6 +265,18 @@ class MarketClient:
         elif parts.scheme == "https" and (host == api_host or any(fnmatch(host, p) for p in self.download_hosts)):
             return
         raise DownloadRefused(f"report link to {parts.scheme}://{host or '?'} is not an allowed download host")
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) with the scheme's default port filled in; None if unreadable."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.scheme not in ("http", "https"):
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
 
 
 def _is_loopback(host: str) -> bool:

@@ -71,6 +71,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
     if match := re.fullmatch(r"archive/(\d+)", route):
         with state.lock:
             state.archived.setdefault(int(match.group(1)), set()).update(map(str, data))
+            state.revision += 1
         return 200, {"archived": len(data)}
     if match := re.fullmatch(r"poison/(\d+)", route):
         skus, named = (data, True) if isinstance(data, list) else (data["skus"], bool(data.get("named", True)))
@@ -139,6 +140,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
     if route == "reset":
         with state.lock:
             state.stocks.clear()
+            state.revision += 1
             state.archived.clear()
             state._sorted.clear()
             state.windows.clear()

@@ -161,6 +161,8 @@ class SandboxState:
         # SKUs the Market refuses (a blocked offer, say): any request holding one is refused whole.
         self.poisoned: dict[int, dict[str, bool]] = {}  # campaign -> sku -> named in the message
         self.log: deque[dict[str, Any]] = deque(maxlen=20_000)
+        # Bumped by every change to stocks or archived offers: the state file saver's cue.
+        self.revision = 0
 
     # --- campaigns and stock --------------------------------------------------------------
 
@@ -185,6 +187,7 @@ class SandboxState:
                     self.stale_writes += 1
                 store[entry["sku"]] = StockRecord(item["count"], stamp)
             self.sku_units[campaign_id] += len(entries)
+            self.revision += 1
 
     def note_update_request(self, body_bytes: int, skus: int) -> None:
         with self.lock:
@@ -210,6 +213,7 @@ class SandboxState:
                 if sku not in store:
                     self._sorted.pop(campaign_id, None)
                 store[sku] = StockRecord(int(count), now)
+            self.revision += 1
 
     def sorted_skus(self, campaign_id: int) -> list[str]:
         with self.lock:
