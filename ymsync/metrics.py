@@ -132,7 +132,7 @@ def registry_for(settings: Settings, client: redis.Redis | None = None) -> Colle
     """A registry holding only ymsync's collector (no process metrics: those belong to the host)."""
     client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
     limiter = QuotaLimiter(client, settings.quotas, max_parallel=settings.max_parallel,
-                           lease_ttl_s=settings.connect_timeout + settings.read_timeout + 10)
+                           lease_ttl_s=settings.lease_s)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(YmsyncCollector(client, limiter))
     return registry
