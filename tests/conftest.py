@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -7,8 +10,69 @@ import pytest
 import redis
 
 from tests.support.redis_server import RedisServer
+from tests.support.spec import spec_check_missing, spec_path
 from tests.support.stock_harness import Bench
 from ymsync.sandbox import MarketSandbox, SandboxConfig
+
+# --- every sandbox the suite starts checks every request against the official description --------
+# Set before any test runs, so in-process sandboxes (MarketSandbox follows YM_SANDBOX_SPEC_CHECK),
+# `ymsync sandbox` subprocesses and the demo (which passes these two on) all run in the test mode,
+# and all append what they refuse to one file that the session reads.
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.spec_check_off = spec_check_missing()  # type: ignore[attr-defined]
+    if config.spec_check_off:
+        return
+    handle, log = tempfile.mkstemp(prefix="ymsync-spec-violations-", suffix=".jsonl")
+    os.close(handle)
+    os.environ["YM_SANDBOX_SPEC_CHECK"] = str(spec_path())
+    os.environ["YM_SANDBOX_SPEC_VIOLATIONS"] = log
+
+
+def _violations(offset: int = 0) -> tuple[list[dict], int]:
+    log = os.environ.get("YM_SANDBOX_SPEC_VIOLATIONS")
+    if not log or not Path(log).exists():
+        return [], 0
+    with open(log, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    return [json.loads(line) for line in data.decode().splitlines() if line.strip()], offset + len(data)
+
+
+def _describe(violations: list[dict]) -> str:
+    return "\n".join(f"  {v['operation'] or '?'} {v['method']} {v['path']}: {v['message']}" for v in violations)
+
+
+@pytest.fixture(autouse=True)
+def _requests_match_the_spec() -> Iterator[None]:
+    """Fail the test during which any sandbox saw a request the official description refuses."""
+    _, start = _violations()
+    yield
+    found, _ = _violations(start)
+    if found:
+        pytest.fail(f"{len(found)} request(s) to the Market sandbox broke the official OpenAPI description:\n"
+                    f"{_describe(found)}", pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The whole session's record, including what sandboxes refused outside any test's span."""
+    found, _ = _violations()
+    log = os.environ.get("YM_SANDBOX_SPEC_VIOLATIONS")
+    if found:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif log and Path(log).exists():
+        os.unlink(log)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if getattr(config, "spec_check_off", None):
+        terminalreporter.write_line(f"sandbox spec check OFF: {config.spec_check_off}", yellow=True)
+        return
+    found, _ = _violations()
+    if found:
+        terminalreporter.write_line(
+            f"{len(found)} request(s) to Market sandboxes broke the official OpenAPI description "
+            f"({os.environ['YM_SANDBOX_SPEC_VIOLATIONS']}):\n{_describe(found)}", red=True)
 
 
 @pytest.fixture(scope="session")

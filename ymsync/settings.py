@@ -311,6 +311,27 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+@dataclass(frozen=True)
+class SpecCheckSettings:
+    """The sandbox's test mode: each API request checked against the official OpenAPI description."""
+
+    spec: Path  # openapi.yaml of the description
+    violations_log: Path | None = None  # every violation also appended here as a JSON line
+
+
+def load_spec_check(env: Mapping[str, str] | None = None) -> SpecCheckSettings | None:
+    """``YM_SANDBOX_SPEC_CHECK`` (the description's openapi.yaml; unset: off) and
+    ``YM_SANDBOX_SPEC_VIOLATIONS`` (optional JSON Lines file). Read by the sandbox only."""
+    env = os.environ if env is None else env
+    raw = env.get("YM_SANDBOX_SPEC_CHECK", "").strip()
+    if not raw:
+        return None
+    if not Path(raw).is_file():
+        raise SettingsError(f"YM_SANDBOX_SPEC_CHECK: no OpenAPI description at {raw}")
+    log = env.get("YM_SANDBOX_SPEC_VIOLATIONS", "").strip()
+    return SpecCheckSettings(Path(raw), Path(log) if log else None)
+
+
 # Variables a child process must not inherit when the caller sets up its own world (the demo):
 # ymsync's, Celery's and Flower's settings, so a developer's REDIS_URL or token never leaks in.
 _OWN_PREFIXES = ("YM_", "CELERY_", "FLOWER_", "REDIS_URL")

@@ -1,43 +1,42 @@
 """Every request MarketClient sends, and every sandbox reply, checked against the official
 Market OpenAPI description with openapi-core.
 
-Exchanges are captured with a ``requests`` response hook; the URL is re-based onto the spec's
-server so paths match. Each test must account for every exchange it caused (the fixture fails
-the test otherwise), so a request cannot slip past the validator unnoticed.
+Exchanges are captured with a ``requests`` response hook and judged by the validator the sandbox
+uses in its test mode (ymsync/sandbox/spec_check.py); the URL is re-based onto the spec's server
+so paths match. Each test must account for every exchange it caused (the fixture fails the test
+otherwise), so a request cannot slip past the validator unnoticed. (Every request ymsync sends
+during the other tests is checked by the sandboxes themselves: tests/conftest.py turns their
+spec check on.)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
 
+from tests.support.spec import spec_path
 from ymsync.market import (MarketActiveReportsLimit, MarketBadRequest, MarketClient, MarketForbidden, MarketLocked,
                            MarketNotFound, MarketParallelLimitExceeded, MarketQuotaExceeded, MarketServerError,
                            MarketUnauthorized, StockLevel)
 from ymsync.sandbox import DEFAULT_QUOTAS, CampaignConfig, MarketSandbox, SandboxConfig
 from ymsync.settings import Credentials, Quota, Secret
 
-ROOT = Path(__file__).resolve().parents[2]
-SPEC = Path(os.environ.get("YM_OPENAPI_SPEC") or ROOT / "../shared/market-openapi/openapi/openapi.yaml")
+SPEC = spec_path()
 if not SPEC.is_file():
     pytest.skip(f"official Market OpenAPI description not found at {SPEC} (set YM_OPENAPI_SPEC)", allow_module_level=True)
 
-openapi_core = pytest.importorskip("openapi_core")
-from openapi_core.datatypes import RequestParameters  # noqa: E402
-from openapi_core.templating.paths.exceptions import PathError  # noqa: E402
+pytest.importorskip("openapi_core")
 from openapi_core.templating.paths.finders import APICallPathFinder  # noqa: E402
-from werkzeug.datastructures import Headers, ImmutableMultiDict  # noqa: E402
+
+from ymsync.sandbox.spec_check import SpecResponse, SpecValidator, load  # noqa: E402
 
 TOKEN = "sandbox-token"
 CAMPAIGNS = (CampaignConfig(5, 77, "FBS"), CampaignConfig(6, 77, "DBS"), CampaignConfig(7, 77, "FBY"),
@@ -45,36 +44,17 @@ CAMPAIGNS = (CampaignConfig(5, 77, "FBS"), CampaignConfig(6, 77, "DBS"), Campaig
 NO_REPORT_QUOTA = {**DEFAULT_QUOTAS, "generateStocksOnWarehousesReport": None}
 
 
-# --- the harness -------------------------------------------------------------------------------
+def Sandbox(config: SandboxConfig) -> MarketSandbox:
+    """This module's sandboxes leave the spec check to the harness below (same validator, replies
+    checked too): several tests send malformed requests on purpose to see the sandbox's answers."""
+    return MarketSandbox(config=config, spec_check=False)
 
 
-class SpecRequest:
-    """openapi_core.protocols.Request for a sent PreparedRequest, re-based on the spec's server."""
-
-    def __init__(self, prepared: requests.PreparedRequest, server: str, query: list[tuple[str, str]]) -> None:
-        self.host_url, self.path = server, urlsplit(prepared.url).path
-        self.method = prepared.method.lower()
-        self.body = prepared.body.encode() if isinstance(prepared.body, str) else prepared.body
-        self.content_type = prepared.headers.get("Content-Type", "")
-        self.parameters = RequestParameters(query=ImmutableMultiDict(query), header=Headers(dict(prepared.headers)),
-                                            cookie=ImmutableMultiDict())
+# --- the harness (the validator itself is ymsync.sandbox.spec_check, shared with the sandbox) -----
 
 
-class SpecResponse:
-    def __init__(self, response: requests.Response, status: int | None = None) -> None:
-        self.status_code = status or response.status_code
-        self.data = response.content
-        self.content_type = response.headers.get("Content-Type", "")
-        self.headers = Headers(dict(response.headers))
-
-
-def describe(error: BaseException) -> str:
-    parts, seen = [], error
-    while seen is not None:
-        parts.append(f"{type(seen).__name__}: {seen}")
-        parts.extend(f"  - {e.message}" for e in getattr(seen, "schema_errors", ()) or ())
-        seen = seen.__cause__
-    return "\n".join(parts)
+def spec_response(response: requests.Response, status: int | None = None) -> SpecResponse:
+    return SpecResponse(status or response.status_code, response.content, response.headers)
 
 
 @dataclass
@@ -87,10 +67,9 @@ class Exchange:
 
 
 class Contract:
-    def __init__(self, api) -> None:
-        self.api = api
-        self.server = (api.spec / "servers" / 0 / "url").read_str()
-        self.finder = APICallPathFinder(api.spec, base_url=None)
+    def __init__(self, validator: SpecValidator) -> None:
+        self.validator = validator
+        self.server = validator.server
         self.pending: list[requests.Response] = []
         self.lock = threading.Lock()
 
@@ -103,45 +82,18 @@ class Contract:
         """Validate and forget every captured exchange."""
         with self.lock:
             pending, self.pending = self.pending, []
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Unsupported scheme type")  # oauth2: openapi-core cannot check it
-            return [self._check(r) for r in pending]
+        return [self._check(r) for r in pending]
 
     def _check(self, response: requests.Response) -> Exchange:
         prepared = response.request
         parts = urlsplit(prepared.url)
-        try:
-            found = self.finder.find(prepared.method.lower(), self.server + parts.path)
-        except PathError as exc:
-            return Exchange(None, response.status_code, [describe(exc)], [], response)
-        operation = (found.operation / "operationId").read_str()
-        errors, query = self._query(found, parse_qsl(parts.query, keep_blank_values=True))
-        errors += self._security(prepared.headers)
-        request = SpecRequest(prepared, self.server, query)
-        errors += [describe(e) for e in self.api.iter_request_errors(request)]
-        answer = [describe(e) for e in self.api.iter_response_errors(request, SpecResponse(response))]
+        body = prepared.body.encode() if isinstance(prepared.body, str) else prepared.body
+        operation, errors, request = self.validator.check_request(
+            prepared.method, parts.path, parse_qsl(parts.query, keep_blank_values=True), prepared.headers, body)
+        if operation is None:
+            return Exchange(None, response.status_code, errors, [], response)
+        answer = self.validator.response_errors(request, spec_response(response))
         return Exchange(operation, response.status_code, errors, answer, response)
-
-    @staticmethod
-    def _query(found, pairs: list[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str]]]:
-        """Map x-aliases (page_token → pageToken) and refuse query parameters the spec does not declare."""
-        declared: dict[str, str] = {}
-        for params in (found.path.get("parameters", []), found.operation.get("parameters", [])):
-            for p in params:
-                if p["in"] == "query":
-                    declared[p["name"]] = p["name"]
-                    aliases = (p / "x-aliases").read_value() if "x-aliases" in p else []
-                    declared.update({alias: p["name"] for alias in aliases})
-        unknown = [f"undeclared query parameter {k!r}" for k, _ in pairs if k not in declared]
-        return unknown, [(declared.get(k, k), v) for k, v in pairs]
-
-    @staticmethod
-    def _security(headers) -> list[str]:
-        """ApiKey (Api-Key header) or OAuth (Bearer token): openapi-core skips oauth2 schemes, so check here."""
-        auth = headers.get("Authorization", "")
-        if headers.get("Api-Key") or auth.startswith("Bearer ") and auth[7:].strip():
-            return []
-        return ["no credentials for security schemes ApiKey or OAuth"]
 
 
 def assert_conforms(exchanges: list[Exchange], *operations: str) -> list[Exchange]:
@@ -159,13 +111,18 @@ def clean(exc: BaseException, token: str = TOKEN) -> BaseException:
 
 
 @pytest.fixture(scope="module")
-def api():
-    return openapi_core.OpenAPI.from_file_path(str(SPEC))  # also checks the description itself
+def validator() -> SpecValidator:
+    return load(str(SPEC))  # also checks the description itself
+
+
+@pytest.fixture(scope="module")
+def api(validator):
+    return validator.api
 
 
 @pytest.fixture
-def contract(api):
-    harness = Contract(api)
+def contract(validator):
+    harness = Contract(validator)
     yield harness
     leftover = harness.take()
     assert not leftover, f"{len(leftover)} exchange(s) were never checked against the spec"
@@ -181,8 +138,8 @@ def make_client(market, contract, credentials=None, **kwargs) -> MarketClient:
 
 @pytest.fixture(scope="module")
 def shared_market():
-    with MarketSandbox(config=SandboxConfig(campaigns=CAMPAIGNS, quotas=dict(NO_REPORT_QUOTA),
-                                            report_delay_s=0.3, seed=1)) as sandbox:
+    with Sandbox(SandboxConfig(campaigns=CAMPAIGNS, quotas=dict(NO_REPORT_QUOTA), report_delay_s=0.3,
+                               seed=1)) as sandbox:
         yield sandbox
 
 
@@ -381,7 +338,7 @@ def test_401_403_404(market, contract):
 def test_420_quotas(market, contract):
     quotas = {"updateStocks": Quota(5, 60), "getStocks": Quota(3, 60), "getReportInfo": Quota(2, 60),
               "generateStocksOnWarehousesReport": Quota(1, 120)}
-    with MarketSandbox(config=SandboxConfig(campaigns=CAMPAIGNS, quotas=quotas)) as small, \
+    with Sandbox(SandboxConfig(campaigns=CAMPAIGNS, quotas=quotas)) as small, \
             make_client(small, contract) as client:
         admin(small, "stocks/6", {"x": 1, "y": 2})
         client.update_stocks(5, [StockLevel(f"s{i}", i) for i in range(5)])
@@ -405,8 +362,8 @@ def test_420_quotas(market, contract):
 
 
 def test_420_active_reports(market, contract):
-    with MarketSandbox(config=SandboxConfig(campaigns=CAMPAIGNS, quotas={}, max_active_reports=1,
-                                            report_delay_s=30)) as slow, make_client(slow, contract) as client:
+    with Sandbox(SandboxConfig(campaigns=CAMPAIGNS, quotas={}, max_active_reports=1, report_delay_s=30)) as slow, \
+            make_client(slow, contract) as client:
         client.generate_stocks_on_warehouses_report({"campaignId": 5})
         with pytest.raises(MarketActiveReportsLimit, match="Active reports limit exceeded"):
             client.generate_stocks_on_warehouses_report({"campaignId": 6})
@@ -460,7 +417,6 @@ def test_423_is_not_in_the_spec(client, market, contract, api):
     (x,) = contract.take()
     assert x.request_errors == []
     assert x.response_errors and "ResponseNotFound" in x.response_errors[0]
-    request = SpecRequest(x.response.request, contract.server, [])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert list(api.iter_response_errors(request, SpecResponse(x.response, status=500))) == []
+    _, _, request = contract.validator.check_request("PUT", urlsplit(x.response.request.url).path, [],
+                                                     x.response.request.headers, x.response.request.body)
+    assert contract.validator.response_errors(request, spec_response(x.response, status=500)) == []

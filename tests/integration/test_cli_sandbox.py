@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.support.processes import ROOT, wait_for
+from tests.support.spec import spec_check_missing
 from ymsync.market import MarketClient, StockLevel
 from ymsync.settings import load_settings
 
@@ -44,6 +46,11 @@ def test_sandbox_prints_url_serves_client_and_stops_on_sigterm(sandbox_process, 
     assert info.status == "DONE"
     downloaded = client.download_report(info.file_url, tmp_path / "report.zip")
     assert downloaded.size == downloaded.path.stat().st_size > 0
+    # The process runs in the spec check's test mode (tests/conftest.py sets YM_SANDBOX_SPEC_CHECK):
+    # it judged each of the client's calls (update, read, generate, one info poll or more).
+    checked = requests.get(f"{url}/_admin/spec-violations", timeout=10).json()
+    if spec_check_missing() is None:
+        assert checked["enabled"] and checked["violations"] == [] and checked["checked"] >= 4, checked
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0

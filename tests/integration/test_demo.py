@@ -19,6 +19,7 @@ from typing import Iterator
 import pytest
 
 from tests.support.processes import ROOT, wait_for
+from tests.support.spec import spec_variables
 from ymsync.settings import child_environ
 
 pytestmark = pytest.mark.integration
@@ -47,7 +48,8 @@ def processes_of(workdir: Path) -> list[int]:
 class Demo:
     def __init__(self, workdir: Path, *args: str) -> None:
         self.workdir = workdir
-        env = child_environ({"PYTHONUNBUFFERED": "1"})  # nothing configured, like a fresh machine
+        # Nothing configured, like a fresh machine, but for the sandbox's spec check (tests/conftest.py).
+        env = child_environ({"PYTHONUNBUFFERED": "1", **spec_variables()})
         self.proc = subprocess.Popen([sys.executable, "-m", "ymsync.cli", "demo", "--workdir", str(workdir), *args],
                                      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)

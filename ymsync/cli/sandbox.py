@@ -69,6 +69,8 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str,
         market = MarketSandbox(host, port, config)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    except (SettingsError, RuntimeError) as exc:  # YM_SANDBOX_SPEC_CHECK: a bad path, no test extra
+        raise click.ClickException(str(exc)) from None
 
     def stop(signum: int, frame: object) -> None:
         # shutdown() blocks until serve_forever returns, so it must run off the serving thread.

@@ -22,6 +22,9 @@ POST /_admin/reports/quirk-next    {report_id?, status?, sub_status?, file?, est
                                    status ymsync does not know) / answer this generation estimate
 POST /_admin/reports/expire-links  every file link minted so far stops working
 POST /_admin/reports/dead-links    {count}: the next COUNT file links minted are already expired
+GET  /_admin/spec-violations       test mode (YM_SANDBOX_SPEC_CHECK): {enabled, spec, checked, violations:
+                                   [{operation, method, path, message, t}]}: requests that broke the official
+                                   OpenAPI description (each was answered 400); kept across resets
 GET  /_admin/log?since=UNIX_TIME   recent API calls (t, op, key, status, cost; a quota 420 adds until)
 POST /_admin/reset                 forget stock, quotas and counters
 """
@@ -52,6 +55,9 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
         snapshot["reports"] = len(desk.jobs)
         snapshot["faults"] = dataclasses.asdict(state.config.faults)
         return 200, snapshot
+    if method == "GET" and route == "spec-violations":
+        check = server.spec_check
+        return 200, check.snapshot() if check is not None else {"enabled": False, "checked": 0, "violations": []}
     if match := re.fullmatch(r"stocks/(\d+)", route):
         campaign_id = int(match.group(1))
         if method == "POST":

@@ -15,14 +15,18 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from marshmallow import ValidationError
 
 from ..market import schemas as s
+from ..settings import SpecCheckSettings, load_spec_check
 from .reports import ReportDesk
 from .state import SandboxConfig, SandboxState, epoch_in, http_date
+
+if TYPE_CHECKING:
+    from .spec_check import SpecCheck
 
 MAX_READ_BYTES = 8 * 1024 * 1024
 _STOCK_RULE = re.compile(r"^(Duplicate shop-sku|Stock for) ")
@@ -117,6 +121,7 @@ class SandboxServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], state: SandboxState, desk: ReportDesk) -> None:
         self.state, self.desk = state, desk
+        self.spec_check: SpecCheck | None = None  # test mode: see MarketSandbox
         super().__init__(address, Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -161,6 +166,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._admin(method, path, body)
         if method == "GET" and (m := re.fullmatch(r"/_files/([^/]+)/([^/]+)", path)):
             return self._file(m.group(1), m.group(2))
+        if self.server.spec_check is not None and not self._conforms(method, path, parts.query, body):
+            return
         routes: list[tuple[str, str, Callable[..., Any], str]] = [
             ("PUT", r"/v2/campaigns/([^/]+)/offers/stocks", self._update_stocks, "updateStocks"),
             ("POST", r"/v2/campaigns/([^/]+)/offers/stocks", self._get_stocks, "getStocks"),
@@ -172,6 +179,17 @@ class Handler(BaseHTTPRequestHandler):
             if match and verb == method:
                 return self._api(operation, handler, body, *[unquote(g) for g in match.groups()])
         self._send_json(404, {"status": "ERROR", "errors": [{"code": "NOT_FOUND", "message": f"no such method: {method} {path}"}]})
+
+    def _conforms(self, method: str, path: str, raw_query: str, body: bytes) -> bool:
+        """Test mode: a request the official description refuses is recorded and answered 400,
+        before any of the sandbox's own checks (the real Market would refuse it too)."""
+        assert self.server.spec_check is not None
+        violation = self.server.spec_check.check(method, path, raw_query, self.headers, body)
+        if violation is None:
+            return True
+        self.server.state.record(violation.operation or "-", "-", 400)
+        self._send_json(400, {"status": "ERROR", "errors": [{"code": "BAD_REQUEST", "message": violation.reply()}]})
+        return False
 
     def _read_body(self) -> bytes | None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -427,11 +445,28 @@ def _decode_token(token: str | None) -> str | None:
 class MarketSandbox:
     """A running sandbox: ``with MarketSandbox() as market: ... market.url ...``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, config: SandboxConfig | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, config: SandboxConfig | None = None,
+                 spec_check: SpecCheckSettings | bool | None = None) -> None:
+        """``spec_check``: test mode, each API request checked against the official description
+        (needs the test dependencies). None follows ``YM_SANDBOX_SPEC_CHECK`` (unset: off);
+        False turns it off (tests that send malformed requests on purpose)."""
         self.state = SandboxState(config or SandboxConfig())
         self.desk = ReportDesk(self.state)
         self.server = SandboxServer((host, port), self.state, self.desk)
         self._thread: threading.Thread | None = None
+        if spec_check is None or spec_check is True:
+            found = load_spec_check()
+            if spec_check is True and found is None:
+                raise ValueError("spec_check=True needs YM_SANDBOX_SPEC_CHECK (or pass SpecCheckSettings)")
+            spec_check = found
+        if isinstance(spec_check, SpecCheckSettings):
+            try:
+                from .spec_check import SpecCheck  # openapi-core: a test dependency, loaded only in this mode
+            except ImportError as exc:
+                self.server.server_close()
+                raise RuntimeError(f"the sandbox's spec check needs the test extra (pip install "
+                                   f"'ymsync[test]'): {exc}") from None
+            self.server.spec_check = SpecCheck(spec_check.spec, spec_check.violations_log)
 
     @property
     def url(self) -> str:
