@@ -134,8 +134,9 @@ class Settings:
 
     @property
     def unknown_outcome_s(self) -> float:
+        """How long after sending a request of unknown outcome its SKUs are held (YM_UNKNOWN_OUTCOME_S)."""
         if self.unknown_outcome_setting_s is not None:
-            return max(self.unknown_outcome_setting_s, self.request_deadline_s)
+            return self.unknown_outcome_setting_s
         return self.connect_timeout + 2 * self.read_timeout
 
     @property
