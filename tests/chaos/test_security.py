@@ -195,7 +195,7 @@ def test_the_token_never_leaks_and_flower_needs_credentials(bench_for, case, red
         "flower_without_credentials": refused, "flower_wrong_password": wrong,
         "worker_log_level": "DEBUG",
     })
-    case.check("the worker logged at DEBUG and saw the 401s", "DEBUG" in log_text and "401" in json.dumps(dead))
+    case.check("the worker logged at DEBUG and saw the 401s", "DEBUG" in log_text and "401" in log_text)
     case.check("the token appears nowhere: Redis (broker, results, dead letters), logs, Flower API", not hits, hits)
     case.check("Flower answers 401 to every route without credentials or with a wrong password",
                set(refused.values()) == {401} and set(wrong.values()) == {401}, (refused, wrong))
