@@ -22,9 +22,14 @@ def redis_client() -> redis.Redis:
 @lru_cache(maxsize=1)
 def schedule() -> Schedule:
     s = get_settings()
-    # A task slot outlives the task's queueing and its whole round (budget + one request), or a
-    # slow-but-alive task would share its target with one slot too many.
-    return Schedule(redis_client(), max_parallel=s.max_parallel, task_ttl_s=lease_seconds() + 60)
+    return Schedule(redis_client(), max_parallel=s.max_parallel, **slot_ttls())
+
+
+def slot_ttls() -> dict[str, float]:
+    """A flush-task slot waits up to a minute for its task to start, then each hold (before every
+    request) keeps it for one request's hard deadline and a margin: a slow-but-alive task never
+    shares its target with one slot too many, and a killed one frees its slot soon."""
+    return {"task_ttl_s": get_settings().request_deadline_s + 10, "queue_ttl_s": 60.0}
 
 
 @lru_cache(maxsize=1)
@@ -39,9 +44,9 @@ def limiter() -> QuotaLimiter:
 
 
 def lease_seconds() -> float:
-    # A batch's lease must outlive its request, or a slow-but-alive worker's batch is reclaimed.
-    s = get_settings()
-    return s.connect_timeout + s.read_timeout + 10
+    # A batch's lease outlives its request and the time the Market may still apply it after
+    # (settings.lease_s), so a dead worker's batch comes back only once nothing of it can land.
+    return get_settings().lease_s
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +54,7 @@ def flusher() -> Flusher:
     s = get_settings()
     client = MarketClient.from_settings(s)
     return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=lease_seconds(),
-                   schedule=schedule())
+                   schedule=schedule(), unknown_outcome_s=s.unknown_outcome_s, halt_s=s.halt_probe_s)
 
 
 # --- the read side (stock reads, reconciliation) -------------------------------------------
