@@ -109,10 +109,7 @@ def drain_checks(schedule: Schedule, buffer: StockBuffer) -> int:
 
 
 def check_target(schedule: Schedule, buffer: StockBuffer, entry: Due) -> None:
-    if not entry.target.startswith("c"):
-        schedule.checked(entry)
-        return
-    campaign = int(entry.target[1:])
+    campaign = entry.target  # a target name (c1001, b7): the buffer takes either kind
     reclaimed = buffer.reclaim_expired(campaign)
     if reclaimed:
         log.info("%s: %d SKU(s) back in the buffer: their lease ran out (a request of unknown outcome can no "

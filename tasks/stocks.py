@@ -17,7 +17,9 @@ from typing import Any
 
 from celery import Task
 
-from ymsync.producer import InvalidInput, check_campaign, check_updates, stamp_items
+from ymsync.producer import (Checked, InvalidInput, check_business_updates, check_campaign, check_updates,
+                             stamp_items)
+from ymsync.targets import business_target
 from ymsync.keys import describe_target
 from ymsync.schedule import server_ms
 
@@ -28,12 +30,33 @@ from . import app, runtime
 def update(self: Task, campaign_id: int, items: list[dict[str, Any]], stamped_at: str | None = None) -> None:
     # A bad campaign has nowhere to be dead-lettered: fail the task loudly (logs, Flower).
     campaign = check_campaign(campaign_id)
+    items = _with_stamps(items, stamped_at)
+    _ingest(self.request.id, campaign, items, check_updates(items, require_stamp=True))
+
+
+@app.task(name="ymsync.stocks.update_business", bind=True, ignore_result=True)
+def update_business(self: Task, business_id: int, items: list[dict[str, Any]], stamped_at: str | None = None,
+                    warehouse: int | None = None) -> None:
+    """The v3 twin of ``update``: items ``{sku, count, warehouse?, updatedAt?}`` for a business;
+    ``warehouse`` is the default for items without one."""
+    business = check_campaign(business_id, "business_id")
+    items = _with_stamps(items, stamped_at)
+    checked = check_business_updates(items, warehouse=warehouse, business_id=business,
+                                     warehouses=runtime.warehouse_check(), require_stamp=True)
+    _ingest(self.request.id, business_target(business), items, checked)
+
+
+def _with_stamps(items: object, stamped_at: str | None) -> list[Any]:
     if not isinstance(items, list):
         raise InvalidInput([f"items must be a list of {{sku, count, updatedAt?}}, got {type(items).__name__}"])
-    if stamped_at is not None:
-        items = [{**item, "updatedAt": stamped_at} if isinstance(item, dict) and item.get("updatedAt") is None
-                 else item for item in items]
-    checked = check_updates(items, require_stamp=True)
+    if stamped_at is None:
+        return items
+    return [{**item, "updatedAt": stamped_at} if isinstance(item, dict) and item.get("updatedAt") is None
+            else item for item in items]
+
+
+def _ingest(task_id: str, target: int | str, items: list[Any], checked: Checked) -> None:
+    """Write the valid updates; dead-letter each invalid item with its reasons, never drop it."""
     buf = runtime.buffer()
     reasons: dict[int, list[str]] = {}
     for error in checked.errors:  # "item 3: count: …"
@@ -44,12 +67,12 @@ def update(self: Task, campaign_id: int, items: list[dict[str, Any]], stamped_at
         item = items[index] if isinstance(items[index], dict) else {}
         sku, count = item.get("sku"), item.get("count")
         # Keyed by task id and position, so a redelivered message rewrites rather than repeats.
-        buf.dead_letter_raw(campaign, f"invalid:{self.request.id}:{index}", {
+        buf.dead_letter_raw(target, f"invalid:{task_id}:{index}", {
             "sku": str(sku) if sku is not None else f"item {index}",
             "count": count if isinstance(count, int) and not isinstance(count, bool) else None,
             "stamp_ms": None, "first_ms": None, "reason": "invalid input: " + "; ".join(why), "at_ms": now_ms})
     if checked.updates:
-        buf.ingest(campaign, checked.updates)
+        buf.ingest(target, checked.updates)
 
 
 @app.task(name="ymsync.stocks.flush", ignore_result=True)
@@ -64,9 +87,8 @@ def flush(target: str, token: str = "", due_ms: int = 0) -> None:
         return  # the slot expired (this message waited too long, or was redelivered): not ours
     if due_ms:
         _record_lateness(schedule, due_ms)
-    campaign = int(target[1:])
     try:
-        result = runtime.flusher().flush(campaign, keep_going=lambda: schedule.hold(target, token))
+        result = runtime.flusher().flush(target, keep_going=lambda: schedule.hold(target, token))
     except Exception:
         schedule.release(target, token)
         schedule.defer(target, 1.0)  # the round failed (Redis, a bug): try again, not never
@@ -75,7 +97,7 @@ def flush(target: str, token: str = "", due_ms: int = 0) -> None:
     # due entry gets a task) or wrote before the check below (which then sees its work).
     schedule.release(target, token)
     if result.next_in is None:
-        if buffer.takeable(campaign):
+        if buffer.takeable(target):
             schedule.activate(target, 0)
     elif result.next_in <= 0:
         schedule.activate(target, 0)
@@ -96,10 +118,17 @@ def send_flush(target: str, token: str, due_ms: int) -> None:
     flush.apply_async((target, token, due_ms), argsrepr=f"({describe_target(target)})")
 
 
+def send_business_updates(business_id: int, items: list[dict[str, Any]], warehouse: int | None = None) -> None:
+    """``send_updates`` for a business (v3): items carry their ``warehouse`` (or ``warehouse``
+    applies to all), each without ``updatedAt`` stamped now."""
+    update_business.apply_async((business_id, stamp_items(items)), {"warehouse": warehouse} if warehouse else {},
+                                argsrepr=f"(business={business_id}, {len(items)} items)")
+
+
 def send_updates(campaign_id: int, items: list[dict[str, Any]]) -> None:
     """Enqueue the public update task, each item without ``updatedAt`` stamped now (at enqueue),
     with a readable, payload-free summary for Flower."""
     update.apply_async((campaign_id, stamp_items(items)), argsrepr=f"(campaign={campaign_id}, {len(items)} SKUs)")
 
 
-__all__ = ["flush", "update", "send_flush", "send_updates"]
+__all__ = ["flush", "update", "update_business", "send_business_updates", "send_flush", "send_updates"]

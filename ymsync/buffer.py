@@ -50,12 +50,17 @@ class Entry:
 
 @dataclass(frozen=True)
 class Batch:
-    campaign_id: int
+    target: str
     batch_id: str
     entries: tuple[Entry, ...]
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    @property
+    def campaign_id(self) -> int:
+        """The campaign of a campaign target (``c1001``)."""
+        return int(self.target[1:])
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class StockBuffer:
         self._takeable = client.register_script(lua.TAKEABLE)
         self._replay = client.register_script(lua.REPLAY)
         self._extend = client.register_script(lua.EXTEND)
+        self._oldest_age = client.register_script(lua.OLDEST_AGE)
 
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings, schedule: Schedule | None = None) -> "StockBuffer":
@@ -90,22 +96,23 @@ class StockBuffer:
                    flush_delay_s=settings.flush_delay_ms / 1000, horizon_s=settings.state_horizon_s)
 
     @staticmethod
-    def target(campaign_id: int) -> str:
-        return keys.campaign_target(campaign_id)
+    def target(target: int | str) -> str:
+        """A stock target's name: ``c1001`` for campaign 1001 (an int), or the name itself."""
+        return target if isinstance(target, str) else keys.campaign_target(target)
 
-    def _gen_args(self, campaign_id: int) -> list[object]:
-        return [keys.target_prefix(self.target(campaign_id)), self.generation_ms]
+    def _gen_args(self, target_id: int | str) -> list[object]:
+        return [keys.target_prefix(self.target(target_id)), self.generation_ms]
 
-    def ingest(self, campaign_id: int, updates: Iterable[tuple[str, int, int | None]], *,
+    def ingest(self, target_id: int | str, updates: Iterable[tuple[str, int, int | None]], *,
                force: bool = False) -> IngestResult:
         """Write ``(sku, count, stamp_ms or None)`` updates; pipelined in chunks, each atomic.
 
         ``force`` queues a value even if the Market was last given that same count (reconciliation
         uses it when the Market has drifted from what ymsync delivered).
         """
-        k = keys.campaign_keys(campaign_id)
+        k = keys.target_keys(self.target(target_id))
         script_keys = [k["buf"], k["queue"], k["stats"], k["busy"]]
-        head: list[object] = [*self._gen_args(campaign_id), self.horizon_ms, 1 if force else 0]
+        head: list[object] = [*self._gen_args(target_id), self.horizon_ms, 1 if force else 0]
         pipe = self.redis.pipeline(transaction=False)
         args = list(head)
         for sku, count, stamp_ms in updates:
@@ -122,18 +129,18 @@ class StockBuffer:
         results = pipe.execute()
         accepted = sum(r[0] for r in results)
         if accepted:
-            self.schedule.activate(self.target(campaign_id), self.flush_delay_s)
+            self.schedule.activate(self.target(target_id), self.flush_delay_s)
         elif results:  # registered even if nothing is to be sent, so status lists the campaign
-            self.schedule.activate_registry_only(self.target(campaign_id))
+            self.schedule.activate_registry_only(self.target(target_id))
         return IngestResult(accepted, sum(r[1] for r in results), accepted > 0, sum(r[2] for r in results),
                             sum(r[3] for r in results))
 
-    def take(self, campaign_id: int, max_skus: int, max_bytes: int, lease_s: float) -> Batch | None:
+    def take(self, target_id: int | str, max_skus: int, max_bytes: int, lease_s: float) -> Batch | None:
         """Move up to ``max_skus`` pending SKUs (and ~``max_bytes`` of JSON) into a new batch."""
-        k = keys.campaign_keys(campaign_id)
+        k = keys.target_keys(self.target(target_id))
         batch_id = uuid.uuid4().hex[:12]
         raw = self._take(keys=[k["buf"], k["queue"], k["busy"], k["batches"],
-                               keys.inflight(self.target(campaign_id), batch_id)],
+                               keys.inflight(self.target(target_id), batch_id)],
                          args=[max_skus, max_bytes, int(lease_s * 1000), batch_id])
         if not raw:
             return None
@@ -141,55 +148,63 @@ class StockBuffer:
         for i in range(0, len(raw), 2):
             count, stamp, first = raw[i + 1].split(b"|")
             entries.append(Entry(raw[i].decode(), int(count), int(stamp), int(first)))
-        return Batch(int(campaign_id), batch_id, tuple(entries))
+        return Batch(self.target(target_id), batch_id, tuple(entries))
 
     def settle(self, batch: Batch, action: str, skus: Sequence[str] | None = None, reason: str = "") -> int:
         """``delivered``, ``returned`` or ``dead`` for ``skus`` of the batch (default: all)."""
         assert action in ("delivered", "returned", "dead")
-        k = keys.campaign_keys(batch.campaign_id)
+        k = keys.target_keys(batch.target)
         names = [e.sku for e in batch.entries] if skus is None else list(skus)
         if not names:
             return 0
         return int(self._settle(
-            keys=[keys.inflight(self.target(batch.campaign_id), batch.batch_id), k["busy"], k["batches"], k["buf"],
+            keys=[keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"], k["buf"],
                   k["queue"], k["dead"], k["stats"]],
-            args=[*self._gen_args(batch.campaign_id), batch.batch_id, action, reason[:2000], *names]))
+            args=[*self._gen_args(batch.target), batch.batch_id, action, reason[:2000], *names]))
 
     def extend(self, batch: Batch, lease_s: float) -> bool:
         """Renew the batch's lease; False if it already ran out. The caller must then send nothing
         more from it: its SKUs are (or are about to be) back in the buffer, maybe with newer values
         another worker is sending, and a late request would put an older value over them."""
-        k = keys.campaign_keys(batch.campaign_id)
+        k = keys.target_keys(batch.target)
         return bool(self._extend(keys=[k["batches"]], args=[batch.batch_id, int(lease_s * 1000)]))
 
-    def reclaim_expired(self, campaign_id: int) -> int:
+    def reclaim_expired(self, target_id: int | str) -> int:
         """Return batches whose lease ran out (their worker died) to the buffer, in one script."""
-        k = keys.campaign_keys(campaign_id)
+        k = keys.target_keys(self.target(target_id))
         _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"]],
-                                           args=[keys.target_prefix(self.target(campaign_id))])
+                                           args=[keys.target_prefix(self.target(target_id))])
         return int(returned)
 
-    def takeable(self, campaign_id: int) -> bool:
+    def takeable(self, target_id: int | str) -> bool:
         """True if some pending SKU can be taken now (its older value is not still in flight)."""
-        k = keys.campaign_keys(campaign_id)
+        k = keys.target_keys(self.target(target_id))
         return bool(self._takeable(keys=[k["buf"], k["busy"]]))
 
-    def lease_deadline_ms(self, campaign_id: int) -> int | None:
+    def lease_deadline_ms(self, target_id: int | str) -> int | None:
         """The earliest lease deadline of the campaign's open batches (server ms), None if none."""
-        first = self.redis.zrange(keys.campaign_keys(campaign_id)["batches"], 0, 0, withscores=True)
+        first = self.redis.zrange(keys.target_keys(self.target(target_id))["batches"], 0, 0, withscores=True)
         return int(first[0][1]) if first else None
+
+    def oldest_pending_age_s(self, target_id: int | str) -> float:
+        """Seconds the oldest pending value has waited (-0.001 if none is pending)."""
+        k = keys.target_keys(self.target(target_id))
+        return int(self._oldest_age(keys=[k["buf"], k["queue"]])) / 1000
+
+    def businesses(self) -> list[int]:
+        return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("b"))
 
     def campaigns(self) -> list[int]:
         return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("c"))
 
-    def pending(self, campaign_id: int) -> int:
-        return int(self.redis.hlen(keys.campaign_keys(campaign_id)["buf"]))
+    def pending(self, target_id: int | str) -> int:
+        return int(self.redis.hlen(keys.target_keys(self.target(target_id))["buf"]))
 
-    def in_flight(self, campaign_id: int) -> int:
-        return int(self.redis.scard(keys.campaign_keys(campaign_id)["busy"]))
+    def in_flight(self, target_id: int | str) -> int:
+        return int(self.redis.scard(keys.target_keys(self.target(target_id))["busy"]))
 
-    def stats(self, campaign_id: int) -> dict[str, int]:
-        raw = self.redis.hgetall(keys.campaign_keys(campaign_id)["stats"])
+    def stats(self, target_id: int | str) -> dict[str, int]:
+        raw = self.redis.hgetall(keys.target_keys(self.target(target_id))["stats"])
         return {k.decode(): int(v) for k, v in raw.items()}
 
     def generations(self) -> list[int]:
@@ -198,28 +213,28 @@ class StockBuffer:
         g = (int(seconds) * 1000 + int(micros) // 1000) // self.generation_ms
         return [g - 2, g - 1, g]
 
-    def delivered(self, campaign_id: int) -> dict[str, tuple[int, int, int]]:
+    def delivered(self, target_id: int | str) -> dict[str, tuple[int, int, int]]:
         """sku -> (count, stamp_ms, delivered_at_ms) of the last value the Market accepted, for
         SKUs written within the horizon (older records are gone, by design)."""
-        target = self.target(campaign_id)
+        target = self.target(target_id)
         out: dict[str, tuple[int, int, int]] = {}
         for g in self.generations():  # newer generations override older ones
             for k, v in self.redis.hgetall(keys.delivered(target, g)).items():
                 out[k.decode()] = tuple(int(x) for x in v.split(b"|"))  # type: ignore[assignment]
         return out
 
-    def delivered_of(self, campaign_id: int, skus: Sequence[str]) -> list[tuple[int, int, int] | None]:
+    def delivered_of(self, target_id: int | str, skus: Sequence[str]) -> list[tuple[int, int, int] | None]:
         """``delivered`` for the given SKUs only, in their order (None: no record)."""
-        return self._records(keys.delivered, campaign_id, skus)
+        return self._records(keys.delivered, target_id, skus)
 
-    def latest_of(self, campaign_id: int, skus: Sequence[str]) -> list[tuple[int, int] | None]:
+    def latest_of(self, target_id: int | str, skus: Sequence[str]) -> list[tuple[int, int] | None]:
         """(stamp_ms, count) of the newest value accepted for each SKU (None: no record)."""
-        return self._records(keys.hwm, campaign_id, skus)  # type: ignore[return-value]
+        return self._records(keys.hwm, target_id, skus)  # type: ignore[return-value]
 
-    def _records(self, name, campaign_id: int, skus: Sequence[str]) -> list:
+    def _records(self, name, target_id: int | str, skus: Sequence[str]) -> list:
         if not skus:
             return []
-        target = self.target(campaign_id)
+        target = self.target(target_id)
         pipe = self.redis.pipeline(transaction=False)
         gens = list(reversed(self.generations()))  # newest first
         for g in gens:
@@ -231,47 +246,47 @@ class StockBuffer:
             out.append(tuple(int(x) for x in raw.split(b"|")) if raw is not None else None)
         return out
 
-    def dead_letters(self, campaign_id: int) -> list[dict]:
-        k = keys.campaign_keys(campaign_id)
+    def dead_letters(self, target_id: int | str) -> list[dict]:
+        k = keys.target_keys(self.target(target_id))
         pipe = self.redis.pipeline(transaction=False)
         pipe.hvals(k["dead"])
         pipe.lrange(k["invalid"], 0, -1)
         values, invalid = pipe.execute()
         return sorted((json.loads(v) for v in [*values, *invalid]), key=lambda d: (d["at_ms"], d["sku"]))
 
-    def dead_letter_count(self, campaign_id: int) -> int:
-        k = keys.campaign_keys(campaign_id)
+    def dead_letter_count(self, target_id: int | str) -> int:
+        k = keys.target_keys(self.target(target_id))
         pipe = self.redis.pipeline(transaction=False)
         pipe.hlen(k["dead"])
         pipe.llen(k["invalid"])
         return sum(pipe.execute())
 
-    def dead_letter_raw(self, campaign_id: int, ident: str, record: dict) -> None:
+    def dead_letter_raw(self, target_id: int | str, ident: str, record: dict) -> None:
         """A dead letter that never entered the buffer (invalid input from a foreign producer).
 
         These are not keyed by SKU (there may be none), so they live in a list capped at
         ``MAX_INVALID`` newest entries: a producer sending garbage must not fill Redis. The
         ``invalid`` counter in the stats keeps the full count.
         """
-        k = keys.campaign_keys(campaign_id)
+        k = keys.target_keys(self.target(target_id))
         pipe = self.redis.pipeline()
         pipe.lpush(k["invalid"], json.dumps({**record, "id": ident}))
         pipe.ltrim(k["invalid"], 0, MAX_INVALID - 1)
         pipe.hincrby(k["stats"], "dead", 1)
         pipe.hincrby(k["stats"], "invalid", 1)
         pipe.execute()
-        self.schedule.activate_registry_only(self.target(campaign_id))
+        self.schedule.activate_registry_only(self.target(target_id))
 
-    def replay(self, campaign_id: int, skus: Sequence[str] = ()) -> int:
+    def replay(self, target_id: int | str, skus: Sequence[str] = ()) -> int:
         """Put dead letters back in the buffer, unless a newer value has arrived since."""
-        k = keys.campaign_keys(campaign_id)
-        n = int(self._replay(keys=[k["dead"], k["buf"], k["queue"]], args=[*self._gen_args(campaign_id), *skus]))
+        k = keys.target_keys(self.target(target_id))
+        n = int(self._replay(keys=[k["dead"], k["buf"], k["queue"]], args=[*self._gen_args(target_id), *skus]))
         if n:
-            self.schedule.activate(self.target(campaign_id), 0)
+            self.schedule.activate(self.target(target_id), 0)
         return n
 
-    def purge(self, campaign_id: int) -> int:
-        k = keys.campaign_keys(campaign_id)
-        n = self.dead_letter_count(campaign_id)
+    def purge(self, target_id: int | str) -> int:
+        k = keys.target_keys(self.target(target_id))
+        n = self.dead_letter_count(target_id)
         self.redis.delete(k["dead"], k["invalid"])
         return n

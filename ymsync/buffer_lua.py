@@ -287,3 +287,13 @@ for _, sku in ipairs(skus) do
 end
 return n
 """
+
+# KEYS: buf queue. Milliseconds since the value at the head of the queue first arrived (the oldest
+# waiting value, as taking goes in queue order); -1 if nothing is queued.
+OLDEST_AGE = NOW + """
+local sku = redis.call('LINDEX', KEYS[2], 0)
+if not sku then return -1 end
+local v = redis.call('HGET', KEYS[1], sku)
+if not v then return 2147483647 end  -- a queue entry whose value went: take at once, it tidies up
+return tonumber(now) - tonumber(string.match(v, '|(%d+)$'))
+"""

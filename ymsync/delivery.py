@@ -35,10 +35,10 @@ class Progress:
 
 
 class DeliveryTracker:
-    def __init__(self, buffer: StockBuffer, campaign_id: int,
+    def __init__(self, buffer: StockBuffer, campaign_id: int | str,
                  updates: Iterable[tuple[str, int, int | None]], pushed_after_ms: int) -> None:
         self.buffer = buffer
-        self.campaign_id = int(campaign_id)
+        self.campaign_id = campaign_id  # a campaign id, or a target name (b7 for a business)
         targets: dict[str, int] = {}
         for sku, _count, stamp in updates:
             stamp = pushed_after_ms if stamp is None else stamp
@@ -51,7 +51,7 @@ class DeliveryTracker:
 
     def poll(self) -> Progress:
         """Check every SKU still outstanding (in pipelined chunks) and return the progress."""
-        k = keys.campaign_keys(self.campaign_id)
+        k = keys.target_keys(self.buffer.target(self.campaign_id))
         skus = list(self.remaining)
         for start in range(0, len(skus), _CHUNK):
             chunk = skus[start:start + _CHUNK]

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterable
 
-CSV_COLUMNS = ("sku", "count", "updatedAt")
+CSV_COLUMNS = ("sku", "count", "updatedAt", "warehouse")  # warehouse: business (v3) pushes only
 _INT = re.compile(r"^[+-]?\d+$")
 
 
@@ -64,7 +64,8 @@ def _read_csv(lines: Iterable[str]) -> LabelledItems:
     missing = [c for c in ("sku", "count") if c not in names]
     unknown = [h for h in names if h not in CSV_COLUMNS]
     if missing or unknown or len(set(names)) != len(names):
-        raise UnreadableInput(f"CSV header must name sku,count and optionally updatedAt; got {','.join(names)!r}")
+        raise UnreadableInput(f"CSV header must name sku,count and optionally updatedAt and warehouse; "
+                              f"got {','.join(names)!r}")
     while True:
         try:
             row = next(reader)
@@ -86,6 +87,9 @@ def _read_csv(lines: Iterable[str]) -> LabelledItems:
         item["count"] = int(count) if _INT.match(count) else item["count"]
         if "updatedAt" in item and not item["updatedAt"].strip():
             item["updatedAt"] = None
+        if "warehouse" in item:
+            warehouse = item["warehouse"].strip()
+            item["warehouse"] = int(warehouse) if _INT.match(warehouse) else (warehouse or None)
         out.items.append(item)
         out.labels.append(f"line {line}")
     return out

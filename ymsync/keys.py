@@ -5,7 +5,8 @@ slot: a stock target's keys share ``{<target>}``, a quota key's share ``{q:<key>
 scheduler's global keys share ``{sched}``. No script mixes two groups; a producer's write to a
 target and its due-time write to the scheduler are two calls.
 
-A stock target is where one request goes and what one quota counts: ``c1001`` is campaign 1001.
+A stock target is where one request goes and what one quota counts: ``c1001`` is campaign 1001
+(values keyed by SKU), ``b7`` is business 7 (values keyed by warehouse and SKU, see targets.py).
 
 Per target ``{t}``:
   ymsync:{t}:buf         hash  sku -> "count|stamp_ms|first_ms"   pending values (latest wins)
@@ -59,7 +60,7 @@ def campaign_target(campaign_id: int) -> str:
 
 def describe_target(target: str) -> str:
     """How people name a target: ``campaign=1001`` for ``c1001``."""
-    kinds = {"c": "campaign"}
+    kinds = {"c": "campaign", "b": "business"}
     return f"{kinds[target[0]]}={target[1:]}" if target[:1] in kinds else f"target={target}"
 
 

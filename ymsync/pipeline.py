@@ -1,6 +1,7 @@
 """The stock push pipeline: take a batch from the buffer under the shared quota, send it, settle.
 
-``Flusher.flush`` does one bounded round of work for a campaign and says when it wants to run
+``Flusher.flush`` does one bounded round of work for a stock target (a campaign, v2; a business,
+v3: see targets.py) and says when it wants to run
 again (``FlushResult.next_in``); the task layer writes that back as the target's due time in the
 schedule (see schedule.py), so waiting for quota never holds a worker slot, never consumes a
 retry and never leaves a countdown message in a broker. While a backlog remains and the quota
@@ -44,15 +45,14 @@ from .market import (
     MarketParallelLimitExceeded,
     MarketRateLimited,
     MarketUnauthorized,
-    StockLevel,
 )
 from .market.schemas import MAX_BODY_BYTES, MAX_SKUS_PER_UPDATE
 from .quota import Grant, QuotaLimiter
 from .schedule import Schedule
+from .targets import Target, target
 
 log = logging.getLogger("ymsync.pipeline")
 
-METHOD = "update_stocks"
 # The Market refuses stamps older than a day; a margin covers clock skew and time in flight.
 STALE_STAMP_MS = 23 * 3600 * 1000
 _QUOTED = re.compile(r"'([^']*)'")
@@ -63,7 +63,7 @@ MAX_PAUSE_S = 120.0  # a 420 asking for longer than any quota period of this met
 
 @dataclass
 class Slot:
-    """One of the campaign's parallel slots; isolation may have to retake it after a long wait."""
+    """One of the target's parallel slots; isolation may have to retake it after a long wait."""
 
     gate: str
     lease_id: str
@@ -83,9 +83,14 @@ class Flusher:
     def __init__(self, buffer: StockBuffer, limiter: QuotaLimiter, client: MarketClient, *,
                  budget_s: float = 5.0, retry_max_age_s: float = 24 * 3600, halt_s: float = 900.0,
                  lease_s: float = 120.0, min_batch: int = 200, schedule: Schedule | None = None,
-                 unknown_outcome_s: float = 110.0) -> None:
+                 unknown_outcome_s: float = 110.0, batch_wait_s: float = 1.0,
+                 client_for: Callable[[Target], MarketClient] | None = None) -> None:
+        """``client_for``: the Market client of a target's cabinet (default: ``client`` for all).
+        ``batch_wait_s``: how long a target whose quota counts requests lets a part-filled request
+        wait for more values (a full request goes at once)."""
         self.buffer, self.limiter, self.client = buffer, limiter, client
-        self.clock = client.clock
+        self.client_for = client_for or (lambda _target: client)
+        self.batch_wait_s = batch_wait_s
         self.unknown_outcome_s = min(unknown_outcome_s, lease_s)
         self.schedule = schedule if schedule is not None else buffer.schedule
         self.budget_s, self.retry_max_age_s, self.halt_s = budget_s, retry_max_age_s, halt_s
@@ -93,14 +98,15 @@ class Flusher:
         self.redis = buffer.redis
         self._keep_going: Callable[[], bool] = lambda: True
 
-    def flush(self, campaign_id: int, keep_going: Callable[[], bool] = lambda: True) -> FlushResult:
-        """One bounded round for a campaign. ``keep_going`` is asked before each request (the
-        task layer answers whether its task slot is still held)."""
-        c = int(campaign_id)
-        target = keys.campaign_target(c)
+    def flush(self, target_name: str | int, keep_going: Callable[[], bool] = lambda: True) -> FlushResult:
+        """One bounded round for a target (a name like ``c1001``/``b7``, or a campaign id).
+        ``keep_going`` is asked before each request (the task layer answers whether its task
+        slot is still held)."""
+        t = target(target_name)
+        c = t.name
         self._keep_going = keep_going  # isolation asks it too, before each of its requests
         self.buffer.reclaim_expired(c)
-        held = self._held_off(c)
+        held = self._held_off(t)
         if held > 0:
             return FlushResult(next_in=held)
         delivered = dead = requests = 0
@@ -116,11 +122,21 @@ class Flusher:
             pending = self.buffer.pending(c)
             if pending == 0:
                 return result(None)
-            want = min(MAX_SKUS_PER_UPDATE, pending)
-            grant = self.limiter.acquire(METHOD, str(c), want, min(want, self.min_batch))
+            if t.per_request and pending < MAX_SKUS_PER_UPDATE:
+                # The quota counts requests: a part-filled one waits a little for company (a full
+                # one never does), so a backlog goes out in full requests and an idle update in
+                # about batch_wait_s.
+                waited = self.buffer.oldest_pending_age_s(c)
+                if waited < self.batch_wait_s:
+                    return result(self.batch_wait_s - waited)
+            if t.per_request:
+                grant = self.limiter.acquire(t.method, t.quota_key, 1, 1)
+            else:
+                want = min(MAX_SKUS_PER_UPDATE, pending)
+                grant = self.limiter.acquire(t.method, t.quota_key, want, min(want, self.min_batch))
             if not grant.granted:
                 return result(grant.wait_s)
-            gate = f"campaign:{c}"
+            gate = t.gate
             lease = self.limiter.lease(gate)
             slot = Slot(gate, lease or "")
             if lease is None:  # a reader (or a foreign client) holds the parallel slots
@@ -130,20 +146,22 @@ class Flusher:
                 # A 420 may have paused everyone since the grant (or a 401 halted the campaign, a
                 # 5xx started a backoff): a slot is only freed after its holder has set that, so
                 # checking here, holding a slot, lets no request through the gap.
-                paused = self._held_off(c)
+                paused = self._held_off(t)
                 if paused > 0:
                     self.limiter.settle(grant, 0)
                     return result(paused)
-                batch = self.buffer.take(c, grant.granted, MAX_BODY_BYTES - 1024, self.lease_s)
+                batch = self.buffer.take(c, MAX_SKUS_PER_UPDATE if t.per_request else grant.granted,
+                                         MAX_BODY_BYTES - 1024, self.lease_s)
                 if batch is None:
                     self.limiter.settle(grant, 0)
                     return result(None)
                 # If this worker dies holding the batch, the scheduler looks once its lease is out.
-                self.schedule.watch(target, _server_ms(self.redis) + int(self.lease_s * 1000) + 100)
-                if not fanned_out and grant.remaining >= self.min_batch \
-                        and self.buffer.pending(c) >= self.min_batch:
+                self.schedule.watch(c, _server_ms(self.redis) + int(self.lease_s * 1000) + 100)
+                enough = MAX_SKUS_PER_UPDATE if t.per_request else self.min_batch
+                if not fanned_out and grant.remaining >= (1 if t.per_request else self.min_batch) \
+                        and self.buffer.pending(c) >= enough:
                     # The quota has room for another request now: a sibling sends it in parallel.
-                    self.schedule.activate(target, 0)
+                    self.schedule.activate(c, 0)
                     fanned_out = True
                 outcome = self._send(batch, grant, slot)
             finally:
@@ -156,11 +174,11 @@ class Flusher:
                 return result(outcome[3])
         return result(0.0)
 
-    def _held_off(self, c: int) -> float:
-        """Seconds until the campaign may send again: the longest of pause, halt and backoff."""
-        k = keys.campaign_keys(c)
+    def _held_off(self, t: Target) -> float:
+        """Seconds until the target may send again: the longest of pause, halt and backoff."""
+        k = keys.target_keys(t.name)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.pttl(keys.pause(METHOD, str(c)))
+        pipe.pttl(keys.pause(t.method, t.quota_key))
         pipe.pttl(k["halt"])
         pipe.pttl(k["backoff"])
         return max(0, *pipe.execute()) / 1000
@@ -169,19 +187,20 @@ class Flusher:
 
     def _send(self, batch: Batch, grant: Grant, slot: "Slot") -> tuple[int, int, int, float | None]:
         """(delivered, dead, requests, stop-and-retry-after or None)."""
-        c, k = batch.campaign_id, keys.campaign_keys(batch.campaign_id)
+        t, k = target(batch.target), keys.target_keys(batch.target)
+        cost = 1 if t.per_request else len(batch)
         sent = time.monotonic()
         try:
-            self.client.update_stocks(c, self._levels(batch.entries), validate=False)
+            t.send(self.client_for(t), self._levels(t, batch.entries))
         except MarketBadRequest as exc:
-            self.limiter.settle(grant, len(batch))
+            self.limiter.settle(grant, cost)
             delivered, dead, requests, wait = self._isolate(batch, list(batch.entries), exc, slot)
             return delivered, dead, requests + 1, wait
         except MarketError as exc:
-            self.limiter.settle(grant, _cost_kept(exc, len(batch)))
+            self.limiter.settle(grant, _cost_kept(exc, cost))
             dead, wait = self._fail(batch, [e.sku for e in batch.entries], exc, slot, sent)
             return 0, dead, 1, wait
-        self.limiter.settle(grant, len(batch))
+        self.limiter.settle(grant, cost)
         n = self.buffer.settle(batch, "delivered")
         self.redis.hdel(k["stats"], "failstreak")
         return n, 0, 1, None
@@ -189,20 +208,21 @@ class Flusher:
     def _fail(self, batch: Batch, skus: list[str], exc: MarketError, slot: Slot,
               sent: float) -> tuple[int, float | None]:
         """Settle ``skus`` of a batch whose request failed (not with a 400); (dead, retry after or None)."""
-        c, k = batch.campaign_id, keys.campaign_keys(batch.campaign_id)
+        t, k = target(batch.target), keys.target_keys(batch.target)
+        c = t.name
         if isinstance(exc, (MarketUnauthorized, MarketForbidden)):
             # The token is refused: nothing can be delivered, but nothing is wrong with the stock.
             # Keep the backlog; probe with one request after halt_s (status and metrics say why).
             self.redis.set(k["halt"], f"HTTP {exc.status}: {exc.message}"[:500], px=int(self.halt_s * 1000))
             self.buffer.settle(batch, "returned", skus)
-            log.error("campaign %s halted, backlog kept, probing again in %gs: %s", c, self.halt_s, exc.message)
+            log.error("%s halted, backlog kept, probing again in %gs: %s", c, self.halt_s, exc.message)
             return 0, self.halt_s
         if isinstance(exc, MarketRateLimited):
             self.buffer.settle(batch, "returned", skus)
-            wait = self._pause_for(c, exc)
+            wait = self._pause_for(t, exc)
             if isinstance(exc, MarketParallelLimitExceeded):
                 wait = min(wait, 1.0)  # a foreign client holds slots; they free up in moments
-            self.limiter.pause(METHOD, str(c), wait)
+            self.limiter.pause(t.method, t.quota_key, wait)
             self.redis.hincrby(k["stats"], "rate_limited", 1)
             return 0, wait
         if not exc.retryable:
@@ -218,7 +238,7 @@ class Flusher:
             # come back (unless a newer value is pending) when the lease runs out.
             doubt = max(0.05, self.unknown_outcome_s - (time.monotonic() - sent))
             if self.buffer.extend(batch, doubt):
-                self.schedule.watch(keys.campaign_target(c), _server_ms(self.redis) + int(doubt * 1000) + 100)
+                self.schedule.watch(c, _server_ms(self.redis) + int(doubt * 1000) + 100)
                 self.redis.hincrby(k["stats"], "in_doubt", len(mine) - len(expired))
                 slot.keep_s = max(slot.keep_s, doubt)
         else:
@@ -227,17 +247,17 @@ class Flusher:
         self.redis.hincrby(k["stats"], "retries", 1)
         delay = min(60.0, 0.25 * 2 ** min(streak, 8)) * random.uniform(0.5, 1.5)
         self.redis.set(k["backoff"], "1", px=int(delay * 1000))
-        log.warning("campaign %s: %s; retrying in %.1fs%s", c, exc.message, delay,
+        log.warning("%s: %s; retrying in %.1fs%s", c, exc.message, delay,
                     " (its SKUs are held while the request may still land)" if exc.outcome_unknown else "")
         return dead, delay
 
-    def _pause_for(self, c: int, exc: MarketRateLimited) -> float:
+    def _pause_for(self, t: Target, exc: MarketRateLimited) -> float:
         """How long a 420 asks everyone to wait: its Until on the Market's clock, capped."""
         if exc.until is None:
             return 1.0
-        wait = self.clock.seconds_until(exc.until.timestamp())
+        wait = self.client_for(t).clock.seconds_until(exc.until.timestamp())
         if wait > MAX_PAUSE_S:
-            log.warning("campaign %s: a 420 asked to wait %.0fs (Until %s); capped at %.0fs", c, wait,
+            log.warning("%s: a 420 asked to wait %.0fs (Until %s); capped at %.0fs", t.name, wait,
                         exc.until.isoformat(), MAX_PAUSE_S)
             wait = MAX_PAUSE_S
         return max(0.05, wait)
@@ -253,19 +273,21 @@ class Flusher:
         sent again with stamps clamped to the Market's clock (learnt from this very reply), and
         returned if even that fails; never dead-lettered.
         """
+        t = target(batch.target)
         clock_errors = [e for e in exc.errors if _CLOCK.search(e.message)]
         poison = [e for e in exc.errors if not _CLOCK.search(e.message)]
-        named = {sku for err in poison for sku in _QUOTED.findall(err.message)} & {e.sku for e in entries}
+        quoted = {sku for err in poison for sku in _QUOTED.findall(err.message)}
+        named = {e.sku for e in entries if t.sku_of(e.sku) in quoted}
         if clock_errors and not poison:
             if clock_retry:
                 self.buffer.settle(batch, "returned", [e.sku for e in entries])
-                log.error("campaign %s: the Market refused our stamps twice (%s); returned to the buffer, check "
-                          "this machine's clock", batch.campaign_id, clock_errors[0].message)
+                log.error("%s: the Market refused our stamps twice (%s); returned to the buffer, check "
+                          "this machine's clock", batch.target, clock_errors[0].message)
                 return 0, 0, 0, 5.0
             dead, groups, clock_retry = 0, [entries], True
         elif len(entries) == 1 or named:
             culprits = [e for e in entries if e.sku in named] if named else entries
-            reason = "; ".join(e.message for e in poison if any(c.sku in e.message for c in culprits)) \
+            reason = "; ".join(e.message for e in poison if any(t.sku_of(c.sku) in e.message for c in culprits)) \
                 or exc.message
             dead = self.buffer.settle(batch, "dead", [e.sku for e in culprits], reason=reason)
             rest = [e for e in entries if e not in culprits]
@@ -275,14 +297,14 @@ class Flusher:
             groups = [entries[:half], entries[half:]]
         delivered = requests = 0
         for i, group in enumerate(groups):
-            grant = self._wait_for_quota(batch, len(group), slot)
+            grant = self._wait_for_quota(batch, 1 if t.per_request else len(group), slot)
             if grant is None:
                 # Our lease ran out while waiting and the batch was reclaimed: its SKUs are someone
                 # else's now (maybe with newer values); sending ours could overwrite those.
                 return delivered, dead, requests, None
             sent = time.monotonic()
             try:
-                self.client.update_stocks(batch.campaign_id, self._levels(group), validate=False)
+                t.send(self.client_for(t), self._levels(t, group))
             except MarketBadRequest as inner:
                 self.limiter.settle(grant)
                 d, x, r, wait = self._isolate(batch, group, inner, slot, clock_retry)
@@ -290,13 +312,13 @@ class Flusher:
                 if wait is None:
                     continue
             except MarketError as other:
-                self.limiter.settle(grant, _cost_kept(other, len(group)))
+                self.limiter.settle(grant, _cost_kept(other, 1 if t.per_request else len(group)))
                 x, wait = self._fail(batch, [e.sku for e in group], other, slot, sent)
                 dead, requests = dead + x, requests + 1
             else:
                 self.limiter.settle(grant)
                 delivered += self.buffer.settle(batch, "delivered", [e.sku for e in group])
-                self.redis.hdel(keys.campaign_keys(batch.campaign_id)["stats"], "failstreak")  # the Market works
+                self.redis.hdel(keys.target_keys(batch.target)["stats"], "failstreak")  # the Market works
                 requests += 1
                 continue
             untried = [e.sku for g in groups[i + 1:] for e in g]
@@ -312,12 +334,13 @@ class Flusher:
         # the lease is renewed to cover the sleep and the request after it, or the sweeper would
         # hand the batch to another worker while this one still means to send it.
         while True:
-            grant = self.limiter.acquire(METHOD, str(batch.campaign_id), cost, cost)
+            t = target(batch.target)
+            grant = self.limiter.acquire(t.method, t.quota_key, cost, cost)
             nap = 0.0 if grant.granted else min(grant.wait_s, 5.0)
             if not self.buffer.extend(batch, self.lease_s + nap):
                 self.limiter.settle(grant, 0)
-                log.warning("campaign %s: batch %s was reclaimed while isolating a refused SKU; "
-                            "leaving it to whoever holds it now", batch.campaign_id, batch.batch_id)
+                log.warning("%s: batch %s was reclaimed while isolating a refused SKU; "
+                            "leaving it to whoever holds it now", batch.target, batch.batch_id)
                 return None
             if grant.granted:
                 if not self._keep_going():  # our task slot ran out: another task may own the target now
@@ -341,17 +364,18 @@ class Flusher:
         slot.lease_id = lease
         return True
 
-    def _levels(self, entries: tuple[Entry, ...] | list[Entry]) -> list[StockLevel]:
-        # Stamps are capped at the Market's clock (as this process knows it from replies' Date
-        # headers), never at this machine's: a clock running ahead would be "in the future".
-        now_ms = self.clock.now_ms()
+    def _levels(self, t: Target, entries: tuple[Entry, ...] | list[Entry]) -> list[tuple[str, int, datetime | None]]:
+        """(key, count, stamp) per entry. Stamps are capped at the Market's clock (as this process
+        knows it from replies' Date headers), never at this machine's: a clock running ahead would
+        be "in the future"."""
+        now_ms = self.client_for(t).clock.now_ms()
         levels = []
         for e in entries:
             if now_ms - e.stamp_ms > STALE_STAMP_MS:
                 stamp = None  # the Market refuses stamps older than a day; let it stamp "now"
             else:
                 stamp = datetime.fromtimestamp(min(e.stamp_ms, now_ms) / 1000, timezone.utc)
-            levels.append(StockLevel(e.sku, e.count, stamp))
+            levels.append((e.sku, e.count, stamp))
         return levels
 
 

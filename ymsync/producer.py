@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import redis
 from marshmallow import ValidationError
@@ -23,6 +23,7 @@ from .buffer import IngestResult, StockBuffer
 from .market.schemas import (MAX_COUNT, PRODUCER_CLOCK_SKEW, StockUpdateSchema, flatten_errors, parse_stamp, show,
                              sku_problem, utcnow)
 from .settings import get_settings
+from .targets import business_target, item_key
 
 _SCHEMA = StockUpdateSchema()
 # Printable ASCII, 1 to 255 characters, no space at either end: a SKU sku_problem always accepts.
@@ -158,9 +159,9 @@ def check_items(items: object) -> Iterable[Mapping[str, Any]]:
     return items
 
 
-def check_campaign(campaign_id: object) -> int:
+def check_campaign(campaign_id: object, name: str = "campaign_id") -> int:
     if isinstance(campaign_id, bool) or not isinstance(campaign_id, int) or campaign_id < 1:
-        raise InvalidInput([f"campaign_id must be an integer >= 1, got {show(campaign_id)}"])
+        raise InvalidInput([f"{name} must be an integer >= 1, got {show(campaign_id)}"])
     return campaign_id
 
 
@@ -185,3 +186,65 @@ def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_in
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
     return (buffer or default_buffer()).ingest(campaign_id, checked.updates, force=force)
+
+
+# --- business targets (v3): values addressed by (warehouse, SKU) ---------------------------------
+
+WarehouseCheck = Callable[[int, Sequence[int]], Mapping[int, str]]  # business, ids -> {id: why refused}
+
+
+def check_business_updates(items: Iterable[Any], labels: Iterable[str] | None = None, *,
+                           warehouse: int | None = None, business_id: int | None = None,
+                           warehouses: WarehouseCheck | None = None, horizon_s: float | None = None,
+                           require_stamp: bool = False) -> Checked:
+    """Validate ``{sku, count, updatedAt?, warehouse?}`` items for a business; ``warehouse`` is the
+    default for items without one. Updates come back keyed ``"<warehouse>\\x1f<sku>"``.
+    ``warehouses`` (the cabinet's warehouse directory) refuses unknown or unavailable ones."""
+    items = list(items)
+    labels = list(labels) if labels is not None else [f"item {i}" for i in range(len(items))]
+    errors: list[str] = []
+    kept: list[tuple[str, dict[str, Any], int]] = []
+    for label, item in zip(labels, items):
+        if not isinstance(item, Mapping):
+            errors.append(f"{label}: expected an object with sku, count, warehouse and updatedAt, got {show(item)}")
+            continue
+        wh = item.get("warehouse", warehouse)
+        if wh is None:
+            wh = warehouse
+        if isinstance(wh, bool) or not isinstance(wh, int) or wh < 1:
+            got = "none (a warehouse field or column, or --warehouse)" if wh is None else show(wh)
+            errors.append(f"{label}: warehouse: warehouse must be a positive integer (the partnerWarehouseId), "
+                          f"got {got}")
+            continue
+        kept.append((label, {k: v for k, v in item.items() if k != "warehouse"}, wh))
+    refused: Mapping[int, str] = {}
+    if warehouses is not None and business_id is not None and kept:
+        refused = warehouses(business_id, sorted({wh for _, _, wh in kept}))
+    checked = check_updates([it for _, it, _ in kept], [lb for lb, _, _ in kept], horizon_s=horizon_s,
+                            require_stamp=require_stamp)
+    failed = {e.split(": ", 1)[0] for e in checked.errors}
+    updates: list[tuple[str, int, int | None]] = []
+    valid = iter(checked.updates)
+    for label, _, wh in kept:
+        if label in failed:
+            continue
+        sku, count, stamp = next(valid)
+        if wh in refused:
+            errors.append(f"{label}: warehouse: {refused[wh]}")
+            continue
+        updates.append((item_key(wh, sku), count, stamp))
+    return Checked(updates, errors + checked.errors)
+
+
+def push_business_stocks(business_id: int, items: Iterable[Mapping[str, Any]], *, warehouse: int | None = None,
+                         skip_invalid: bool = False, force: bool = False, buffer: StockBuffer | None = None,
+                         warehouses: WarehouseCheck | None = None) -> IngestResult:
+    """Queue stock updates for a business (v3 cabinets): each item names its ``warehouse`` (or the
+    ``warehouse`` argument applies). Latest wins per (warehouse, SKU). Raises
+    :class:`InvalidInput` (nothing queued) on bad input, unless ``skip_invalid``."""
+    business_id = check_campaign(business_id, "business_id")
+    checked = check_business_updates(check_items(items), warehouse=warehouse, business_id=business_id,
+                                     warehouses=warehouses)
+    if checked.errors and not skip_invalid:
+        raise InvalidInput(checked.errors)
+    return (buffer or default_buffer()).ingest(business_target(business_id), checked.updates, force=force)

@@ -16,7 +16,9 @@ from ymsync.buffer import Batch, StockBuffer
 from ymsync.market.client import _stock_entry
 from ymsync.market.clock import MarketClock
 from ymsync.market.schemas import MAX_BODY_BYTES, MAX_COUNT, MAX_SKU_LENGTH, encode_body, sku_problem
+from ymsync.market.models import StockLevel
 from ymsync.pipeline import Flusher
+from ymsync.targets import target
 
 C = 1001
 BASE = (int(time.time()) - 3600) * 1000  # stamps in ms: recent, the buffer drops stamps older than its horizon
@@ -38,7 +40,8 @@ def values(batch: Batch | None) -> dict[str, tuple[int, int]]:
 
 def body_bytes(batch: Batch) -> int:
     """The exact request body the Flusher would send for this batch (see Flusher._send)."""
-    levels = Flusher._levels(SimpleNamespace(clock=MarketClock()), batch.entries)  # type: ignore[arg-type]
+    stand_in = SimpleNamespace(client_for=lambda _t: SimpleNamespace(clock=MarketClock()))
+    levels = [StockLevel(*entry) for entry in Flusher._levels(stand_in, target(C), batch.entries)]  # type: ignore[arg-type]
     return len(encode_body({"skus": [_stock_entry(level) for level in levels]}))
 
 

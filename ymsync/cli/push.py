@@ -14,7 +14,9 @@ import redis
 from ..buffer import StockBuffer
 from ..delivery import DeliveryTracker, Progress, server_time_ms
 from ..inputs import UnreadableInput, open_input, read_items
-from ..producer import check_updates
+from .. import keys
+from ..producer import check_business_updates, check_updates
+from ..targets import business_target
 from ..quota import QuotaLimiter
 from ..settings import Settings, SettingsError, get_settings
 from ..status import all_statuses, campaign_status
@@ -46,16 +48,22 @@ def _limiter() -> QuotaLimiter:
 
 
 @main.command()
-@click.option("--campaign", "campaign_id", required=True, type=click.IntRange(min=1), help="Market campaign id.")
+@click.option("--campaign", "campaign_id", type=click.IntRange(min=1), help="Market campaign id (v2 cabinets).")
+@click.option("--business", "business_id", type=click.IntRange(min=1),
+              help="Business id (v3 cabinets): values addressed by warehouse (a warehouse column or --warehouse).")
+@click.option("--warehouse", type=click.IntRange(min=1), help="With --business: the warehouse of lines without one.")
 @click.argument("file", default="-", metavar="FILE|-")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]),
               help="Input format; default: from the extension, else sniffed (CSV needs a header).")
 @click.option("--skip-invalid", is_flag=True, help="Queue the valid updates and report the invalid ones.")
 @click.option("--wait", is_flag=True, help="Show progress until every SKU is delivered or dead-lettered.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="With --wait: give up after seconds.")
-def push(campaign_id: int, file: str, fmt: str | None, skip_invalid: bool, wait: bool,
-         timeout: float | None) -> None:
-    """Queue stock updates from a CSV (sku,count[,updatedAt]) or JSON Lines file.
+def push(campaign_id: int | None, business_id: int | None, warehouse: int | None, file: str, fmt: str | None,
+         skip_invalid: bool, wait: bool, timeout: float | None) -> None:
+    """Queue stock updates from a CSV (sku,count[,updatedAt][,warehouse]) or JSON Lines file.
+
+    --campaign N for a v2 cabinet (campaign-level stock), --business N for a v3 one (stock by
+    warehouse: a warehouse column or field, or --warehouse for all lines).
 
     Every line is checked first; if any is invalid nothing is queued (exit 1) unless
     --skip-invalid. With --wait, exits 3 if any SKU was dead-lettered or the campaign is halted
@@ -66,7 +74,17 @@ def push(campaign_id: int, file: str, fmt: str | None, skip_invalid: bool, wait:
             read = read_items(stream, file, fmt)
     except (OSError, UnreadableInput) as exc:
         raise click.ClickException(str(exc)) from None
-    checked = check_updates(read.items, read.labels)
+    if (campaign_id is None) == (business_id is None):
+        raise click.UsageError("give one of --campaign (v2 cabinets) and --business (v3 cabinets)")
+    if warehouse is not None and business_id is None:
+        raise click.UsageError("--warehouse goes with --business")
+    if business_id is not None:
+        checked = check_business_updates(read.items, read.labels, warehouse=warehouse, business_id=business_id,
+                                         warehouses=_warehouse_check())
+        where, target_id = f"business {business_id}", business_target(business_id)
+    else:
+        checked = check_updates(read.items, read.labels)
+        where, target_id = f"campaign {campaign_id}", campaign_id
     errors = sorted(read.problems + checked.errors, key=_line_number)
     if errors:
         for line in errors:
@@ -81,24 +99,24 @@ def push(campaign_id: int, file: str, fmt: str | None, skip_invalid: bool, wait:
     buffer = _buffer()
     try:
         pushed_after = server_time_ms(buffer)
-        result = buffer.ingest(campaign_id, checked.updates)
+        result = buffer.ingest(target_id, checked.updates)
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot reach Redis at {_settings().redis_url}: {exc}") from None
     skipped = f", {len(errors)} invalid skipped" if errors else ""
-    click.echo(f"queued {len(checked.updates)} update(s) for campaign {campaign_id}: {result.accepted} accepted, "
+    click.echo(f"queued {len(checked.updates)} update(s) for {where}: {result.accepted} accepted, "
                f"{result.unchanged} unchanged (the Market already has them), "
                f"{result.stale} older than (or equal to) a value already held{skipped}")
     if wait:
-        tracker = DeliveryTracker(buffer, campaign_id, checked.updates, pushed_after)
+        tracker = DeliveryTracker(buffer, target_id, checked.updates, pushed_after)
         progress, halted = _wait(tracker, timeout)
         click.echo(f"delivered {progress.delivered} of {progress.total} SKU(s), {progress.dead} dead-lettered")
         if halted:
-            click.echo(f"campaign {campaign_id} is {halted}; its {progress.total - progress.settled} pending SKU(s) "
+            click.echo(f"{where} is {halted}; its {progress.total - progress.settled} pending SKU(s) "
                        "are kept and go out once the token works (a probe checks every few minutes)", err=True)
             sys.exit(EXIT_UNDELIVERED)
         if progress.dead:
             shown = ", ".join(tracker.dead_skus[:10]) + (" …" if len(tracker.dead_skus) > 10 else "")
-            click.echo(f"dead-lettered: {shown} (see: ymsync dead-letters list --campaign {campaign_id})", err=True)
+            click.echo(f"dead-lettered: {shown} (see: ymsync dead-letters list)", err=True)
         if not progress.done:
             click.echo(f"timed out with {progress.total - progress.settled} SKU(s) still pending", err=True)
         if progress.dead or not progress.done:
@@ -141,7 +159,7 @@ def _wait(tracker: DeliveryTracker, timeout: float | None) -> tuple[Progress, st
 @click.option("--campaign", "campaign_id", type=click.IntRange(min=1), help="Only this campaign.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(campaign_id: int | None, as_json: bool) -> None:
-    """Per campaign: pending, in flight, delivered, dead-lettered, quota used, paused until."""
+    """Per campaign and business: pending, in flight, delivered, dead-lettered, quota used, paused until."""
     buffer, limiter = _buffer(), _limiter()
     try:
         rows = [campaign_status(buffer, limiter, campaign_id)] if campaign_id else all_statuses(buffer, limiter)
@@ -153,11 +171,11 @@ def status(campaign_id: int | None, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("campaign", "pending", "in flight", "delivered", "dead letters", "quota used", "paused until")
+    table = Table("target", "pending", "in flight", "delivered", "dead letters", "quota used", "paused until")
     for r in rows:
         quota = f"{r.quota_used}/{r.quota_amount}" if r.quota_amount else "off"
         paused = f"{r.paused_until:%H:%M:%S} UTC ({r.pause_reason})" if r.paused_until else "-"
-        table.add_row(str(r.campaign), str(r.pending), str(r.in_flight), str(r.delivered), str(r.dead_letters),
+        table.add_row(keys.describe_target(r.target) if r.target else str(r.campaign), str(r.pending), str(r.in_flight), str(r.delivered), str(r.dead_letters),
                       quota, paused)
     Console().print(table if rows else "no campaigns yet")
 
@@ -201,3 +219,8 @@ def purge(campaign_id: int, yes: bool) -> None:
         click.confirm(f"Forget every dead letter of campaign {campaign_id}?", abort=True)
     n = _buffer().purge(campaign_id)
     click.echo(f"purged {n} dead letter(s) for campaign {campaign_id}")
+
+
+def _warehouse_check():
+    """The cabinets' warehouse directory (refuses unknown or unavailable warehouses), if any."""
+    return None
