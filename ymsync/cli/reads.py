@@ -43,7 +43,7 @@ def _reader() -> StockReader:
     s = _settings()
     # The lease must outlive a slow request, as the workers' do (tasks/runtime.py).
     limiter = QuotaLimiter(_redis(), s.quotas, max_parallel=s.max_parallel,
-                           lease_ttl_s=s.connect_timeout + s.read_timeout + 10)
+                           lease_ttl_s=s.lease_s)
     return StockReader(limiter, MarketClient.from_settings(s))
 
 

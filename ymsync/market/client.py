@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urljoin, urlsplit
 
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
 import requests
 from requests.adapters import HTTPAdapter
 
 from .. import __version__
 from ..settings import Credentials, Settings
 from . import schemas as s
+from .clock import MarketClock
 from .errors import (
     ApiError,
     DownloadRefused,
@@ -62,6 +66,13 @@ class MarketClient:
         self.base_url = base_url.rstrip("/")
         self._credentials = credentials
         self.timeout = (connect_timeout, read_timeout)
+        # A hard deadline for a whole API call (connect, send, every read): requests' timeouts
+        # bound each socket operation, so a reply that trickles in could otherwise take far
+        # longer. What outlives it is abandoned; its outcome is unknown (the caller decides).
+        self.deadline_s = connect_timeout + read_timeout
+        self.clock = MarketClock()
+        self._calls: ThreadPoolExecutor | None = None
+        self._pool_size = pool_size
         self.max_report_bytes = max_report_bytes
         self.download_hosts = tuple(download_hosts)
         self.session = session or requests.Session()
@@ -89,6 +100,8 @@ class MarketClient:
         return f"MarketClient(base_url={self.base_url!r})"
 
     def close(self) -> None:
+        if self._calls is not None:
+            self._calls.shutdown(wait=False, cancel_futures=True)
         self.session.close()
 
     def __enter__(self) -> "MarketClient":
@@ -211,14 +224,27 @@ class MarketClient:
             data = s.encode_body(body)
             headers["Content-Type"] = "application/json; charset=utf-8"
         started = time.monotonic()
-        try:
+
+        def send() -> requests.Response:
             # No redirects: requests would carry the Api-Key header to whatever host answered.
-            response = self.session.request(method, self.base_url + path, params=params, data=data,
-                                            headers=headers, timeout=self.timeout, allow_redirects=False)
+            return self.session.request(method, self.base_url + path, params=params, data=data,
+                                        headers=headers, timeout=self.timeout, allow_redirects=False)
+
+        if self._calls is None:  # made lazily: a client built before a fork must not share threads
+            self._calls = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="ymsync-http")
+        future = self._calls.submit(send)
+        try:
+            response = future.result(timeout=self.deadline_s)
+        except FutureTimeout:
+            if future.cancel():  # never started (every thread busy): nothing reached the Market
+                raise MarketNetworkError(f"{operation}: not sent, the client was busy", method=operation,
+                                         sent=False) from None
+            raise MarketNetworkError(f"{operation}: no reply within {self.deadline_s:g}s", method=operation) from None
         except requests.Timeout as exc:
             raise MarketNetworkError(f"{operation}: timed out ({type(exc).__name__})", method=operation) from None
         except requests.RequestException as exc:
             raise MarketNetworkError(f"{operation}: connection failed ({type(exc).__name__})", method=operation) from None
+        self.clock.observe(response.headers.get("Date"))
         rate = RateLimitInfo.from_headers(response.headers)
         log.debug("%s %s -> %s in %.0f ms", operation, path, response.status_code, (time.monotonic() - started) * 1000)
         if response.status_code == 200:

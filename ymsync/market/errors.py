@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Mapping
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ class MarketError(Exception):
 
     status: int | None = None
     retryable = False
+    # The request may have been applied although no success came back (timeouts, dropped
+    # connections, 5xx, 423): whoever sent it must not send a value over it until it can no
+    # longer land. Known outcomes (200, 4xx but 423) are never in doubt.
+    outcome_unknown = False
 
     def __init__(
         self,
@@ -99,9 +103,18 @@ def _rebuild(cls: type[MarketError], message: str, state: dict) -> MarketError:
 
 
 class MarketNetworkError(MarketError):
-    """Timeout, refused or dropped connection: the request may or may not have applied."""
+    """Timeout, refused or dropped connection: the request may or may not have applied
+    (``sent`` False: it never left this process, so it did not)."""
 
     retryable = True
+
+    def __init__(self, message: str, *, sent: bool = True, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.sent = sent
+
+    @property
+    def outcome_unknown(self) -> bool:  # type: ignore[override]
+        return self.sent
 
 
 class MarketBadRequest(MarketError):
@@ -155,12 +168,14 @@ class MarketLocked(MarketError):
 
     status = 423
     retryable = True
+    outcome_unknown = True
 
 
 class MarketServerError(MarketError):
     """5xx (and 503 maintenance): retry later."""
 
     retryable = True
+    outcome_unknown = True
 
 
 class ReportLinkExpired(MarketError):
