@@ -26,6 +26,11 @@ DEFAULT_QUOTAS: dict[str, Quota | None] = {
     "getStocks": Quota(100_000, 60),
     "generateStocksOnWarehousesReport": Quota(1, 120),
     "getReportInfo": Quota(100, 60),
+    # Business-level (v3) methods, keyed per business; each counts requests.
+    "updateStocksOnPartnerWarehouses": Quota(50, 60),
+    "getStocksOnPartnerWarehouses": Quota(500, 60),
+    "getPartnerWarehouses": Quota(100, 3600),
+    "generateStocksReport": Quota(1, 120),
 }
 
 
