@@ -227,9 +227,12 @@ class BusinessStore:
             return out
 
     def reset(self) -> None:
-        """Forget stock, poison and counters; keep the configuration (as campaigns are kept)."""
+        """Forget stock, poison and counters; keep the configuration (as campaigns are kept), but
+        not the warehouses an unconfigured sandbox made up on first use."""
         with self.lock:
             self.data.clear()
+            if not self.strict:
+                self.configs.clear()
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
