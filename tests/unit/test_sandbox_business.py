@@ -222,3 +222,15 @@ def test_business_report_in_each_format(client, market, tmp_path: Path, fmt):
     assert [s.sheet for s in sheets] == [STOCKS_BUSINESS] and sheets[0].missing_columns == []
     assert [(r["SHOP_SKU"], r["WAREHOUSE_AND_SHOP"], r["COUNT"], r["PLACEMENT_TYPE"]) for r in rows] == [
         ("a", "Склад Север (ID 11)", 3, "FBS"), ("a", "Склад Юг (ID 12)", 7, "EXPRESS")]
+
+
+def test_business_option_parses_and_refuses_with_the_reason():
+    parsed = BusinessConfig.parse("7:11,12=EXPRESS,13=dbs/MANUALLY_DISABLED")
+    assert parsed.id == 7 and not parsed.groups
+    assert [(w.id, w.models, w.available) for w in parsed.warehouses] == [
+        (11, (("FBS", "AVAILABLE"),), True), (12, (("EXPRESS", "AVAILABLE"),), True),
+        (13, (("DBS", "MANUALLY_DISABLED"),), False)]
+    assert BusinessConfig.parse("8:groups:21") == BusinessConfig(8, (WarehouseConfig(21),), groups=True)
+    for bad, reason in [("7", "got '7'$"), ("7:1,1", "must not repeat"), ("7:1=XX", r"model \(XX, AVAILABLE\)")]:
+        with pytest.raises(ValueError, match=reason):
+            BusinessConfig.parse(bad)
