@@ -3,9 +3,9 @@
 The real Market remembers what it was given; a sandbox that forgot its stock on every restart
 would disagree with Redis (which remembers what ymsync delivered) after a plain ``docker compose
 down``/``up``: a re-push would send nothing and reconciliation would list every SKU as missing.
-So the compose sandbox keeps its stock and archived offers (per campaign, and per business warehouse
-for the v3 methods) in a file on a volume: loaded at start,
-saved a moment after each change (by a background thread) and once more when it stops.
+So the compose sandbox keeps its stock and archived offers (per campaign, and per business
+warehouse for the v3 methods) in a file on a volume: loaded at start, saved a moment after each
+change (by a background thread) and once more when it stops.
 
 Only the Market's data is kept. Quota windows, counters, faults and report jobs are a run's
 own and start afresh. Writes are atomic (a temporary file, then ``os.replace``), so a sandbox
