@@ -25,6 +25,12 @@ DEFAULT_QUOTAS = {
     "get_stocks": "100000/60",
     "report_generate": "1/120",
     "report_info": "100/60",
+    # Business-level (v3) methods, per business. The stock update counts requests, not SKUs (a full
+    # request carries 2000 items); the report shares nothing with report_generate.
+    "update_stocks_v3": "50/60",
+    "get_stocks_v3": "500/60",
+    "warehouses_v3": "100/3600",
+    "stocks_report_v3": "1/120",
 }
 
 

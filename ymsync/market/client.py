@@ -27,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from .. import __version__
 from ..settings import Credentials, Settings
 from . import schemas as s
+from .business import V3_OPERATIONS, BusinessStockMethods
 from .clock import MarketClock
 from .errors import (
     ApiError,
@@ -34,12 +35,21 @@ from .errors import (
     MarketError,
     MarketNetworkError,
     MarketServerError,
+    MarketWrongApiMode,
     RateLimitInfo,
     ReportLinkExpired,
     ReportTooLarge,
     error_for_status,
 )
-from .models import DownloadedFile, OfferStock, ReportInfo, ReportTicket, StockLevel, StocksPage, UpdateResult
+from .models import (
+    DownloadedFile,
+    OfferStock,
+    ReportInfo,
+    ReportTicket,
+    StockLevel,
+    StocksPage,
+    UpdateResult,
+)
 
 log = logging.getLogger("ymsync.market")
 
@@ -48,8 +58,9 @@ _CHUNK = 1024 * 1024
 _MAX_REDIRECTS = 5
 
 
-class MarketClient:
-    """Talks to the Market Partner API (or the sandbox, by pointing ``base_url`` at it)."""
+class MarketClient(BusinessStockMethods):
+    """Talks to the Market Partner API (or the sandbox, by pointing ``base_url`` at it); the
+    business-level (v3) methods come from :class:`BusinessStockMethods`."""
 
     def __init__(
         self,
@@ -322,13 +333,7 @@ def _stock_entry(level: StockLevel) -> dict[str, Any]:
     return {"sku": sku, "items": [item]}
 
 
-def _load(schema: s.Schema, data: Any, operation: str) -> dict:
-    try:
-        return schema.load(data)
-    except s.ValidationError as exc:
-        detail = "; ".join(s.flatten_errors(exc.messages))[:300]
-        raise MarketServerError(f"{operation}: unexpected response shape ({detail})", status=200,
-                                method=operation) from None
+_load = s.load_response
 
 
 def _failure(operation: str, response: requests.Response, rate: RateLimitInfo) -> MarketError:
@@ -340,4 +345,18 @@ def _failure(operation: str, response: requests.Response, rate: RateLimitInfo) -
     status = response.status_code
     text = "; ".join(str(e) for e in errors) or (response.reason or "no details")
     cls = error_for_status(status, errors)
-    return cls(f"{operation}: HTTP {status}: {text}", status=status, errors=errors, rate_limit=rate, method=operation)
+    message = f"{operation}: HTTP {status}: {text}"
+    if cls is MarketWrongApiMode:
+        message += _mode_advice(operation)
+    return cls(message, status=status, errors=errors, rate_limit=rate, method=operation)
+
+
+def _mode_advice(operation: str) -> str:
+    """Which API mode the cabinet needs, when the Market refused a call for its warehouse groups
+    (or for having none)."""
+    if operation in V3_OPERATIONS:
+        return (". The cabinet has warehouse groups, which the business-level (v3) methods do not serve: "
+                "set its API mode to v2 (YM_API_MODE=v2, or mode: v2 for this cabinet in the cabinets file)")
+    return (". The cabinet has no warehouse groups, so its FBS/DBS/Express stock goes through the "
+            "business-level methods: set its API mode to v3 (YM_API_MODE=v3, or mode: v3 for this "
+            "cabinet in the cabinets file)")

@@ -135,6 +135,22 @@ class MarketNotFound(MarketError):
     status = 404
 
 
+class MarketWrongApiMode(MarketError):
+    """The Market refused a stock call because of how the cabinet keeps its stock: a v3
+    (business-level) call for a cabinet with warehouse groups, or a v2 campaign stock call for an
+    FBS/DBS/Express cabinet without them. Nothing was applied; retrying cannot help, and the stock
+    in it is not poison: the operator must switch the cabinet's API mode (``mode``, named in the
+    message along with ``YM_API_MODE``)."""
+
+    status = 400
+
+    @property
+    def mode_to_set(self) -> str | None:
+        """"v2" or "v3": the mode this cabinet needs, when the message says."""
+        match = re.search(r"YM_API_MODE=(v[23])", self.message)
+        return match.group(1) if match else None
+
+
 class MarketRateLimited(MarketError):
     """420: some limit was hit; wait until ``until`` (if the Market said) and try again."""
 
@@ -201,8 +217,14 @@ _BY_STATUS: dict[int, type[MarketError]] = {
 }
 
 
+# How the Market words a refusal caused by warehouse groups (or their absence), in either language.
+WAREHOUSE_GROUPS_RE = re.compile(r"warehouse groups?|групп\w* склад", re.IGNORECASE)
+
+
 def error_for_status(status: int, errors: tuple[ApiError, ...]) -> type[MarketError]:
     """Pick the exception class for a failed response."""
+    if status in (400, 403, 404) and any(WAREHOUSE_GROUPS_RE.search(e.message) for e in errors):
+        return MarketWrongApiMode
     if status == 420:
         text = " ".join(e.message for e in errors)
         if "parallel requests" in text:
