@@ -49,7 +49,7 @@ from .market import (
 from .market.schemas import MAX_BODY_BYTES, MAX_SKUS_PER_UPDATE
 from .quota import Grant, QuotaLimiter
 from .schedule import Schedule
-from .targets import Target, target
+from .targets import Target, split_key, target
 
 log = logging.getLogger("ymsync.pipeline")
 
@@ -276,8 +276,7 @@ class Flusher:
         t = target(batch.target)
         clock_errors = [e for e in exc.errors if _CLOCK.search(e.message)]
         poison = [e for e in exc.errors if not _CLOCK.search(e.message)]
-        quoted = {sku for err in poison for sku in _QUOTED.findall(err.message)}
-        named = {e.sku for e in entries if t.sku_of(e.sku) in quoted}
+        named = _named(t, entries, [err.message for err in poison])
         if clock_errors and not poison:
             if clock_retry:
                 self.buffer.settle(batch, "returned", [e.sku for e in entries])
@@ -377,6 +376,22 @@ class Flusher:
                 stamp = datetime.fromtimestamp(min(e.stamp_ms, now_ms) / 1000, timezone.utc)
             levels.append((e.sku, e.count, stamp))
         return levels
+
+
+_WAREHOUSE = re.compile(r"warehouse '?(\d+)'?", re.I)
+
+
+def _named(t: Target, entries: list[Entry], messages: list[str]) -> set[str]:
+    """Keys of the entries a refusal names: its SKU quoted, and for a business target, when the
+    message names warehouses, on one of them (the same SKU on another warehouse is innocent)."""
+    out: set[str] = set()
+    for message in messages:
+        skus = set(_QUOTED.findall(message))
+        warehouses = {int(w) for w in _WAREHOUSE.findall(message)} if t.per_request else set()
+        for e in entries:
+            if t.sku_of(e.sku) in skus and (not warehouses or split_key(e.sku)[0] in warehouses):
+                out.add(e.sku)
+    return out
 
 
 def _cost_kept(exc: MarketError, cost: int) -> int:

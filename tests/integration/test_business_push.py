@@ -1,0 +1,111 @@
+"""Business (v3) stock targets end to end: real workers, a private Redis, the sandbox over HTTP.
+
+The v3 update quota counts requests, not SKUs, so batching decides throughput: under a backlog
+every request but the last must be (nearly) full; at idle a single update must still go out
+within about a second. Judged by what the sandbox saw.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from tests.support.processes import wait_for
+from ymsync import push_business_stocks
+from ymsync.sandbox import SandboxConfig
+from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
+from ymsync.settings import Quota
+from ymsync.targets import business_target, item_key
+
+pytestmark = pytest.mark.integration
+
+BUSINESS, WAREHOUSES = 7, (501, 502)
+V3 = "updateStocksOnPartnerWarehouses"
+
+
+def v3_config(quota: Quota | None = Quota(50, 60), **kwargs: Any) -> SandboxConfig:
+    business = BusinessConfig(BUSINESS, tuple(WarehouseConfig(w, f"W{w}") for w in WAREHOUSES))
+    return SandboxConfig(quotas={V3: quota, "updateStocks": None, "getStocks": None}, businesses=(business,), **kwargs)
+
+
+def market_stock(bench) -> dict[tuple[int, str], int]:
+    raw = bench.admin(f"business/{BUSINESS}/stocks")
+    return {(int(w), sku): v["count"] for w, skus in raw.items() for sku, v in skus.items()}
+
+
+def v3_calls(bench) -> list[dict[str, Any]]:
+    return [e for e in bench.admin("log") if e["op"] == V3]
+
+
+def stamps(n: int) -> list[str]:
+    base = datetime.now(timezone.utc) - timedelta(minutes=10)
+    return [(base + timedelta(milliseconds=i)).isoformat() for i in range(n)]
+
+
+def test_a_shuffled_stream_over_two_warehouses_goes_out_in_full_requests_within_the_quota(bench_for):
+    bench = bench_for(v3_config(Quota(5, 6)))
+    rng = random.Random(3)
+    skus = [f"V-{i:05d}" for i in range(6000)]
+    # Two values per (warehouse, SKU), stamped in order, pushed in a shuffled order: latest wins.
+    times = iter(stamps(2 * 2 * len(skus)))
+    items = [{"sku": sku, "warehouse": w, "count": rng.randrange(1000), "updatedAt": next(times)}
+             for _round in range(2) for w in WAREHOUSES for sku in skus]
+    final = {(item["warehouse"], item["sku"]): item["count"] for item in items}  # the later stamp of each
+    rng.shuffle(items)
+    for start in range(0, len(items), 5000):
+        push_business_stocks(BUSINESS, items[start:start + 5000], buffer=bench.buffer)
+    env = {"YM_QUOTA_UPDATE_STOCKS_V3": "5/6"}
+    for name in ("v3a", "v3b", "v3c"):
+        bench.start_worker(name, concurrency=1, **env)
+    wait_for(lambda: bench.buffer.pending(business_target(BUSINESS)) == 0
+             and bench.buffer.in_flight(business_target(BUSINESS)) == 0
+             and market_stock(bench) == final, 90, "the Market to hold the newest value of every item", interval=0.5)
+    calls = v3_calls(bench)
+    ok = [e for e in calls if e["status"] == 200]
+    state = bench.state()["businesses"][str(BUSINESS)]
+    assert not [e for e in calls if e["status"] == 420], calls
+    assert state["stale_writes"] == 0
+    # 12,000 items: six requests, every one full.
+    assert len(ok) == 6, [(e["status"], e.get("cost")) for e in calls]
+    assert state["item_units"] == 12_000
+    # Within the quota: no 6-second window held more than 5 requests.
+    times_ok = sorted(e["t"] for e in ok)
+    assert all(b - a >= 6 - 0.05 for a, b in zip(times_ok, times_ok[5:])), times_ok
+    assert bench.buffer.dead_letters(business_target(BUSINESS)) == []
+
+
+def test_an_idle_update_reaches_the_market_within_a_second_and_a_half(bench_for):
+    bench = bench_for(v3_config())
+    bench.start_worker("idle", concurrency=2)
+    time.sleep(2)  # the worker is up
+    latencies = []
+    for i in range(7):
+        sku = f"IDLE-{i}"
+        pushed = time.time()
+        push_business_stocks(BUSINESS, [{"sku": sku, "warehouse": WAREHOUSES[i % 2], "count": i + 1}],
+                             buffer=bench.buffer)
+        wait_for(lambda: market_stock(bench).get((WAREHOUSES[i % 2], sku)) == i + 1, 10, f"{sku} at the Market",
+                 interval=0.02)
+        latencies.append(time.time() - pushed)
+    assert statistics.median(latencies) <= 1.5, latencies
+    assert len([e for e in v3_calls(bench) if e["status"] == 200]) == 7
+
+
+def test_a_poison_item_is_isolated_per_warehouse_and_the_rest_delivered(bench_for):
+    bench = bench_for(v3_config())
+    bench.admin(f"business/{BUSINESS}/poison", {"skus": ["BAD"], "warehouse": 502})
+    items = [{"sku": sku, "warehouse": w, "count": 3} for w in WAREHOUSES for sku in ("A", "B", "BAD", "C")]
+    push_business_stocks(BUSINESS, items, buffer=bench.buffer)
+    bench.start_worker("poison", concurrency=1)
+    target = business_target(BUSINESS)
+    wait_for(lambda: bench.buffer.pending(target) == 0 and bench.buffer.in_flight(target) == 0
+             and bench.buffer.dead_letters(target), 30, "isolation to finish")
+    letters = bench.buffer.dead_letters(target)
+    assert [d["sku"] for d in letters] == [item_key(502, "BAD")]
+    assert market_stock(bench) == {(w, s): 3 for w in WAREHOUSES for s in ("A", "B", "BAD", "C")
+                                   if (w, s) != (502, "BAD")}
