@@ -1,7 +1,7 @@
 """Run every benchmark and write docs/BENCHMARKS.md: ``.venv/bin/python -m bench``.
 
 Options: ``--only NAME[,NAME]`` (quota, throughput, producer, coalescing, latency, report,
-footprint, churn, quota6, scheduler, idle, trickle, profile) runs a subset and prints the table without rewriting the document unless
+footprint, churn, quota6, scheduler, idle, trickle, v3, profile) runs a subset and prints the table without rewriting the document unless
 ``--write`` is given; ``--out PATH`` writes elsewhere.
 """
 
@@ -23,7 +23,7 @@ from .rig import ROOT, Rig
 
 COMMAND = ".venv/bin/python -m bench"
 ORDER = ["quota", "throughput", "producer", "coalescing", "latency", "report", "footprint", "churn", "quota6",
-         "scheduler", "idle", "trickle", "profile"]
+         "scheduler", "idle", "trickle", "v3", "profile"]
 
 
 def machine_facts(rig: Rig) -> dict[str, str]:
