@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
