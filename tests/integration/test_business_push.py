@@ -7,7 +7,10 @@ within about a second. Judged by what the sandbox saw.
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import statistics
 import time
 from datetime import datetime, timedelta, timezone
@@ -109,3 +112,23 @@ def test_a_poison_item_is_isolated_per_warehouse_and_the_rest_delivered(bench_fo
     assert [d["sku"] for d in letters] == [item_key(502, "BAD")]
     assert market_stock(bench) == {(w, s): 3 for w in WAREHOUSES for s in ("A", "B", "BAD", "C")
                                    if (w, s) != (502, "BAD")}
+
+
+def test_ymsync_push_business_with_a_warehouse_column_and_wait(bench_for, tmp_path):
+    bench = bench_for(v3_config())
+    bench.start_worker("cli", concurrency=2)
+    path = tmp_path / "stock.csv"
+    path.write_text("sku,count,updatedAt,warehouse\nP-1,4,,501\nP-2,0,,\nP-1,9,,502\n")
+    env = {**os.environ, **bench.env()}
+    done = subprocess.run([sys.executable, "-m", "ymsync.cli", "push", "--business", str(BUSINESS), "--warehouse", "502",
+                           str(path), "--wait", "--timeout", "60"], env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "queued 3 update(s) for business 7: 3 accepted" in done.stdout
+    assert "delivered 3 of 3" in done.stdout
+    assert market_stock(bench) == {(501, "P-1"): 4, (502, "P-2"): 0, (502, "P-1"): 9}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sku,count,warehouse\nP-3,1,x\n")
+    refused = subprocess.run([sys.executable, "-m", "ymsync.cli", "push", "--business", str(BUSINESS), str(bad)],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert "line 2: warehouse: warehouse must be a positive integer (the partnerWarehouseId), got 'x'" in refused.stderr
