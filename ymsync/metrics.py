@@ -22,6 +22,7 @@ from .buffer import StockBuffer
 from .quota import QuotaLimiter
 from .settings import Settings
 from .status import campaign_status
+from .targets import business_target
 
 # stats hash field -> (metric name without _total, help). Fields written by buffer.py and pipeline.py.
 COUNTERS = {
@@ -61,29 +62,36 @@ class YmsyncCollector(Collector):
         yield from families
 
     def _campaigns(self) -> Iterable[Metric]:
-        campaigns = self.buffer.campaigns()
-        pending = GaugeMetricFamily("ymsync_pending_skus", "SKUs waiting to be sent", labels=["campaign"])
-        in_flight = GaugeMetricFamily("ymsync_in_flight_skus", "SKUs inside a request being sent", labels=["campaign"])
-        dead = GaugeMetricFamily("ymsync_dead_letters", "Dead letters held now (replay or purge removes them)",
-                                 labels=["campaign"])
-        paused = GaugeMetricFamily("ymsync_paused_seconds", "Seconds until the campaign may send again "
-                                   "(420 pause, 401/403 halt or failure backoff)", labels=["campaign"])
-        halted = GaugeMetricFamily("ymsync_halted", "1 while the campaign is halted because the Market refused the "
-                                   "token (401/403); the backlog waits and a probe resumes it", labels=["campaign", "reason"])
-        counters = {f: CounterMetricFamily(name, text, labels=["campaign"]) for f, (name, text) in COUNTERS.items()}
-        for c in campaigns:
-            # The same reading as `ymsync status`, so the two never disagree about a campaign.
-            status = campaign_status(self.buffer, self.limiter, c)
-            label = [str(c)]
+        yield from self._targets("campaign", "ymsync_", self.buffer.campaigns(), lambda c: c)
+        # Business (v3) targets: the same figures under their own names, labelled by business.
+        yield from self._targets("business", "ymsync_business_", self.buffer.businesses(), business_target)
+
+    def _targets(self, label_name: str, prefix: str, ids: list[int], name_of) -> Iterable[Metric]:
+        def gauge(name: str, text: str, *extra: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(prefix + name, text, labels=[label_name, *extra])
+
+        pending = gauge("pending_skus", "Values waiting to be sent")
+        in_flight = gauge("in_flight_skus", "Values inside a request being sent (or held while its outcome is unknown)")
+        dead = gauge("dead_letters", "Dead letters held now (replay or purge removes them)")
+        paused = gauge("paused_seconds", "Seconds until the target may send again (420 pause, 401/403 halt or "
+                       "failure backoff)")
+        halted = gauge("halted", "1 while the target is halted because the Market refused the token (401/403); the "
+                       "backlog waits and a probe resumes it", "reason")
+        counters = {f: CounterMetricFamily(prefix + name.removeprefix("ymsync_"), text, labels=[label_name])
+                    for f, (name, text) in COUNTERS.items()}
+        for ident in ids:
+            # The same reading as `ymsync status`, so the two never disagree about a target.
+            status = campaign_status(self.buffer, self.limiter, name_of(ident))
+            label = [str(ident)]
             pending.add_metric(label, status.pending)
             in_flight.add_metric(label, status.in_flight)
             dead.add_metric(label, status.dead_letters)
             wait = (status.paused_until - datetime.now(timezone.utc)).total_seconds() if status.paused_until else 0
             paused.add_metric(label, max(0.0, wait))
             if status.pause_reason and status.pause_reason.startswith("halted"):
-                halted.add_metric([str(c), status.pause_reason[:200]], 1)
+                halted.add_metric([str(ident), status.pause_reason[:200]], 1)
             values = {key.decode(): int(value) for key, value in
-                      self.redis.hgetall(keys.campaign_keys(c)["stats"]).items()}
+                      self.redis.hgetall(keys.target_keys(self.buffer.target(name_of(ident)))["stats"]).items()}
             for f, family in counters.items():
                 family.add_metric(label, values.get(f, 0))
         yield from (pending, in_flight, dead, paused, halted, *counters.values())
