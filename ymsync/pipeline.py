@@ -303,7 +303,7 @@ class Flusher:
                 return delivered, dead, requests, None
             sent = time.monotonic()
             try:
-                t.send(self.client_for(t), self._levels(t, group))
+                t.send(self.client_for(t), self._levels(t, group, strict=clock_retry))
             except MarketBadRequest as inner:
                 self.limiter.settle(grant)
                 d, x, r, wait = self._isolate(batch, group, inner, slot, clock_retry)
@@ -363,11 +363,12 @@ class Flusher:
         slot.lease_id = lease
         return True
 
-    def _levels(self, t: Target, entries: tuple[Entry, ...] | list[Entry]) -> list[tuple[str, int, datetime | None]]:
-        """(key, count, stamp) per entry. Stamps are capped at the Market's clock (as this process
-        knows it from replies' Date headers), never at this machine's: a clock running ahead would
-        be "in the future"."""
-        now_ms = self.client_for(t).clock.now_ms()
+    def _levels(self, t: Target, entries: tuple[Entry, ...] | list[Entry],
+                strict: bool = False) -> list[tuple[str, int, datetime | None]]:
+        """(key, count, stamp) per entry. Stamps are capped at the Market's clock as this process
+        knows it from replies' Date headers (MarketClock.stamp_cap_ms): a clock running ahead
+        would be "in the future". ``strict``: at its lower bound (after such a refusal)."""
+        now_ms = self.client_for(t).clock.stamp_cap_ms(strict)
         levels = []
         for e in entries:
             if now_ms - e.stamp_ms > STALE_STAMP_MS:

@@ -235,6 +235,7 @@ class MarketClient(BusinessStockMethods):
             data = s.encode_body(body)
             headers["Content-Type"] = "application/json; charset=utf-8"
         started = time.monotonic()
+        sent_at = time.time()
 
         def send() -> requests.Response:
             # No redirects: requests would carry the Api-Key header to whatever host answered.
@@ -255,7 +256,7 @@ class MarketClient(BusinessStockMethods):
             raise MarketNetworkError(f"{operation}: timed out ({type(exc).__name__})", method=operation) from None
         except requests.RequestException as exc:
             raise MarketNetworkError(f"{operation}: connection failed ({type(exc).__name__})", method=operation) from None
-        self.clock.observe(response.headers.get("Date"))
+        self.clock.observe(response.headers.get("Date"), time.time(), sent_at)
         rate = RateLimitInfo.from_headers(response.headers)
         log.debug("%s %s -> %s in %.0f ms", operation, path, response.status_code, (time.monotonic() - started) * 1000)
         if response.status_code == 200:
