@@ -20,6 +20,10 @@ def test_defaults():
         "get_stocks": Quota(100_000, 60),
         "report_generate": Quota(1, 120),
         "report_info": Quota(100, 60),
+        "update_stocks_v3": Quota(50, 60),
+        "get_stocks_v3": Quota(500, 60),
+        "warehouses_v3": Quota(100, 3600),
+        "stocks_report_v3": Quota(1, 120),
     }
     assert settings.max_parallel == 4
     assert settings.flush_delay_ms == 250
