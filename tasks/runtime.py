@@ -6,7 +6,9 @@ from functools import lru_cache
 
 import redis
 
+from ymsync import connect
 from ymsync.buffer import StockBuffer
+from ymsync.cabinets import Cabinet
 from ymsync.market import MarketClient
 from ymsync.pipeline import Flusher
 from ymsync.quota import QuotaLimiter
@@ -40,8 +42,43 @@ def limiter() -> QuotaLimiter:
 
 def lease_seconds() -> float:
     # A batch's lease must outlive its request, or a slow-but-alive worker's batch is reclaimed.
-    s = get_settings()
-    return s.connect_timeout + s.read_timeout + 10
+    return connect.lease_seconds(get_settings())
+
+
+# --- per cabinet (business): one client with its own token, one limiter with its tier's quotas ---
+
+def cabinet_for_business(business_id: int) -> Cabinet:
+    """Raises CabinetNotFound (a message for people) if no cabinet serves the business."""
+    return get_settings().cabinets.by_business(int(business_id))
+
+
+def cabinet_for_campaign(campaign_id: int) -> Cabinet:
+    return get_settings().cabinets.by_campaign(int(campaign_id))
+
+
+@lru_cache(maxsize=None)
+def _client(cabinet_name: str) -> MarketClient:
+    cabinet = next(c for c in get_settings().cabinets if c.name == cabinet_name)
+    return connect.market_client(get_settings(), cabinet)
+
+
+@lru_cache(maxsize=None)
+def _limiter(cabinet_name: str) -> QuotaLimiter:
+    cabinet = next(c for c in get_settings().cabinets if c.name == cabinet_name)
+    return connect.quota_limiter(redis_client(), get_settings(), cabinet)
+
+
+def client_for_business(business_id: int) -> MarketClient:
+    return _client(cabinet_for_business(business_id).name)
+
+
+def client_for_campaign(campaign_id: int) -> MarketClient:
+    return _client(cabinet_for_campaign(campaign_id).name)
+
+
+def limiter_for_business(business_id: int) -> QuotaLimiter:
+    """The shared limiter as this business's subscription tier sees it (report quotas differ)."""
+    return _limiter(cabinet_for_business(business_id).name)
 
 
 @lru_cache(maxsize=1)
