@@ -18,6 +18,10 @@ from kombu import Queue
 
 from ymsync.settings import SettingsError, get_settings
 
+# The app package beside this module: ``tasks`` in a checkout, ``ymsync_celery.tasks`` installed.
+_PARENT = __name__.rpartition(".")[0]
+TASKS_PACKAGE = f"{_PARENT}.tasks" if _PARENT else "tasks"
+
 try:
     _settings = get_settings()
 except SettingsError as exc:  # one clear line, not a traceback from deep inside Celery
@@ -45,7 +49,7 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 # Drops a malformed message instead of letting it restart the consumer until the worker quits.
-worker_consumer = "tasks.consumer:GuardedConsumer"
+worker_consumer = f"{TASKS_PACKAGE}.consumer:GuardedConsumer"
 task_track_started = True
 worker_send_task_events = True
 task_send_sent_event = True

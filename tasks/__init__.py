@@ -1,5 +1,10 @@
 """The Celery app: ``celery -A tasks worker -Q stocks`` from the repository root.
 
+Installed (pip, the image), this package is ``ymsync_celery.tasks`` and the config
+``ymsync_celery.celeryconfig``: ``celery -A ymsync_celery.tasks worker -Q stocks`` from
+anywhere. Every reference below is built from this package's own ``__name__``, so the app
+works under either name and never imports a shop's own top-level ``tasks`` or ``celeryconfig``.
+
 Task modules here are thin: they parse arguments, call the ``ymsync`` library and decide
 what Celery should do next (re-enqueue, give up). The library never imports Celery.
 """
@@ -13,9 +18,13 @@ from celery import Celery, signals
 from ymsync.settings import SettingsError, get_settings
 
 # Summaries, never payloads, as the default argsrepr/kwargsrepr Flower shows (see tasks/flower.py).
-app = Celery("ymsync", amqp="tasks.flower:SummarizingAMQP")
-app.config_from_object("celeryconfig")
-app.conf.include = ["tasks.stocks", "tasks.reads", "tasks.reports"]
+# "" from a checkout (tasks, celeryconfig), "ymsync_celery" when installed.
+_PARENT = __name__.rpartition(".")[0]
+CONFIG_MODULE = f"{_PARENT}.celeryconfig" if _PARENT else "celeryconfig"
+
+app = Celery("ymsync", amqp=f"{__name__}.flower:SummarizingAMQP")
+app.config_from_object(CONFIG_MODULE)
+app.conf.include = [f"{__name__}.stocks", f"{__name__}.reads", f"{__name__}.reports"]
 
 _scheduler = None
 _report_scheduler = None

@@ -41,8 +41,9 @@ def limiter() -> QuotaLimiter:
 
 
 def lease_seconds() -> float:
-    # A batch's lease must outlive its request, or a slow-but-alive worker's batch is reclaimed.
-    return connect.lease_seconds(get_settings())
+    # A batch's lease outlives its request and the time the Market may still apply it after
+    # (settings.lease_s), so a dead worker's batch comes back only once nothing of it can land.
+    return get_settings().lease_s
 
 
 # --- per cabinet (business): one client with its own token, one limiter with its tier's quotas ---
@@ -86,7 +87,7 @@ def flusher() -> Flusher:
     s = get_settings()
     client = MarketClient.from_settings(s)
     return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=lease_seconds(),
-                   schedule=schedule())
+                   schedule=schedule(), unknown_outcome_s=s.unknown_outcome_s, halt_s=s.halt_probe_s)
 
 
 # --- the read side (stock reads, reconciliation) -------------------------------------------

@@ -1,8 +1,11 @@
 """Stock tasks on the ``stocks`` queue.
 
 ``ymsync.stocks.update`` is the public task any Celery client may ``send_task``:
-``(campaign_id: int, items: list[{"sku", "count", "updatedAt"?}])``. Invalid items are
-dead-lettered with the reason, never dropped. ``ymsync.stocks.flush`` is internal: one bounded
+``(campaign_id: int, items: list[{"sku", "count", "updatedAt"?}], stamped_at: str | None)``.
+Every item needs a time: its own ``updatedAt`` or the message's ``stamped_at`` (when it was
+enqueued; ``send_updates`` sets ``updatedAt`` itself). The task never stamps with its own clock:
+messages run out of order on a prefork pool, and a redelivered one may run hours late.
+Invalid items are dead-lettered with the reason, never dropped. ``ymsync.stocks.flush`` is internal: one bounded
 round of pushing for a stock target, sent by the scheduler (tasks/scheduler.py) when the target
 is due and has a free task slot.
 """
@@ -14,7 +17,7 @@ from typing import Any
 
 from celery import Task
 
-from ymsync.producer import InvalidInput, check_campaign, check_updates
+from ymsync.producer import InvalidInput, check_campaign, check_updates, stamp_items
 from ymsync.keys import describe_target
 from ymsync.schedule import server_ms
 
@@ -22,12 +25,15 @@ from . import app, runtime
 
 
 @app.task(name="ymsync.stocks.update", bind=True, ignore_result=True)
-def update(self: Task, campaign_id: int, items: list[dict[str, Any]]) -> None:
+def update(self: Task, campaign_id: int, items: list[dict[str, Any]], stamped_at: str | None = None) -> None:
     # A bad campaign has nowhere to be dead-lettered: fail the task loudly (logs, Flower).
     campaign = check_campaign(campaign_id)
     if not isinstance(items, list):
         raise InvalidInput([f"items must be a list of {{sku, count, updatedAt?}}, got {type(items).__name__}"])
-    checked = check_updates(items)
+    if stamped_at is not None:
+        items = [{**item, "updatedAt": stamped_at} if isinstance(item, dict) and item.get("updatedAt") is None
+                 else item for item in items]
+    checked = check_updates(items, require_stamp=True)
     buf = runtime.buffer()
     reasons: dict[int, list[str]] = {}
     for error in checked.errors:  # "item 3: count: …"
@@ -91,8 +97,9 @@ def send_flush(target: str, token: str, due_ms: int) -> None:
 
 
 def send_updates(campaign_id: int, items: list[dict[str, Any]]) -> None:
-    """Enqueue the public update task with a readable, payload-free summary for Flower."""
-    update.apply_async((campaign_id, items), argsrepr=f"(campaign={campaign_id}, {len(items)} SKUs)")
+    """Enqueue the public update task, each item without ``updatedAt`` stamped now (at enqueue),
+    with a readable, payload-free summary for Flower."""
+    update.apply_async((campaign_id, stamp_items(items)), argsrepr=f"(campaign={campaign_id}, {len(items)} SKUs)")
 
 
 __all__ = ["flush", "update", "send_flush", "send_updates"]

@@ -17,9 +17,9 @@ from .settings import Settings
 
 
 def lease_seconds(settings: Settings) -> float:
-    # A parallel slot (and an unsettled grant) must outlive its request, or a slow-but-alive
-    # worker's slot is handed to someone else.
-    return settings.connect_timeout + settings.read_timeout + 10
+    # A parallel slot (and an unsettled grant) outlives its request and the time the Market may
+    # still apply it (settings.lease_s), as the workers' own limiter does (tasks/runtime.py).
+    return settings.lease_s
 
 
 def market_client(settings: Settings, cabinet: Cabinet) -> MarketClient:

@@ -35,6 +35,8 @@ COUNTERS = {
     "rate_limited": ("ymsync_rate_limited", "HTTP 420 answers to stock pushes"),
     "retries": ("ymsync_push_retries", "Stock push requests that failed retryably and were retried"),
     "reclaimed": ("ymsync_skus_reclaimed", "SKUs returned to the buffer from a dead worker's batch"),
+    "in_doubt": ("ymsync_skus_in_doubt", "SKUs held after a request of unknown outcome until it could no longer land"),
+    "too_old": ("ymsync_updates_too_old", "Updates dropped: stamped before the state horizon"),
 }
 _REPORT_DONE = {"parsed", "FAILED", "ERROR"}  # the poller's last event of a job
 
@@ -66,6 +68,8 @@ class YmsyncCollector(Collector):
                                  labels=["campaign"])
         paused = GaugeMetricFamily("ymsync_paused_seconds", "Seconds until the campaign may send again "
                                    "(420 pause, 401/403 halt or failure backoff)", labels=["campaign"])
+        halted = GaugeMetricFamily("ymsync_halted", "1 while the campaign is halted because the Market refused the "
+                                   "token (401/403); the backlog waits and a probe resumes it", labels=["campaign", "reason"])
         counters = {f: CounterMetricFamily(name, text, labels=["campaign"]) for f, (name, text) in COUNTERS.items()}
         for c in campaigns:
             # The same reading as `ymsync status`, so the two never disagree about a campaign.
@@ -76,11 +80,13 @@ class YmsyncCollector(Collector):
             dead.add_metric(label, status.dead_letters)
             wait = (status.paused_until - datetime.now(timezone.utc)).total_seconds() if status.paused_until else 0
             paused.add_metric(label, max(0.0, wait))
+            if status.pause_reason and status.pause_reason.startswith("halted"):
+                halted.add_metric([str(c), status.pause_reason[:200]], 1)
             values = {key.decode(): int(value) for key, value in
                       self.redis.hgetall(keys.campaign_keys(c)["stats"]).items()}
             for f, family in counters.items():
                 family.add_metric(label, values.get(f, 0))
-        yield from (pending, in_flight, dead, paused, *counters.values())
+        yield from (pending, in_flight, dead, paused, halted, *counters.values())
 
     def _quotas(self) -> Iterable[Metric]:
         used = GaugeMetricFamily("ymsync_quota_used", "Units counted in the current window of a Market quota",
@@ -132,7 +138,7 @@ def registry_for(settings: Settings, client: redis.Redis | None = None) -> Colle
     """A registry holding only ymsync's collector (no process metrics: those belong to the host)."""
     client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
     limiter = QuotaLimiter(client, settings.quotas, max_parallel=settings.max_parallel,
-                           lease_ttl_s=settings.connect_timeout + settings.read_timeout + 10)
+                           lease_ttl_s=settings.lease_s)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(YmsyncCollector(client, limiter))
     return registry

@@ -8,13 +8,20 @@ has room for more than this round takes, the round makes the target due again at
 scheduler sends a sibling flush (up to ``max_parallel``): one task per request, about.
 
 Failure policy:
-- 5xx, 423, timeouts, dropped connections: the batch returns to the buffer (a newer value that
-  arrived meanwhile wins) and the campaign backs off exponentially with jitter; values that have
-  been failing longer than ``retry_max_age_s`` are dead-lettered.
-- 420: every worker pauses that quota key until the Market's ``X-RateLimit-Resource-Until``.
+- Outcome unknown (timeouts, dropped connections, 5xx, 423): the request may still land, so its
+  SKUs stay in flight ("in doubt") until it no longer can: ``unknown_outcome_s`` after it was
+  sent. Then the batch's lease runs out and its values go back to the buffer unless a newer one
+  is pending, so the newest value is sent after any doubtful one could have landed. The parallel
+  slot is kept as long (the Market may still count the request as in flight). The campaign backs
+  off exponentially with jitter; values failing longer than ``retry_max_age_s`` are dead-lettered.
+- 420: every worker pauses that quota key until the Market's ``X-RateLimit-Resource-Until``,
+  measured against the Market's clock (``MarketClock``) and capped.
 - 400: the Market refused the whole request; the batch is split to isolate the offenders, the
-  rest is delivered, the offenders are dead-lettered with the Market's message.
-- 401/403: the campaign halts (no traffic) for ``halt_s`` and the batch is dead-lettered.
+  rest is delivered, the offenders are dead-lettered with the Market's message. Stamps "in the
+  future" or "older than a day" are the batch's clock problem, not poison: the stamps are
+  clamped to the Market's clock and the batch is sent again (or returned), never dead-lettered.
+- 401/403: the campaign halts (no traffic) and keeps its backlog; after ``halt_s`` the next
+  flush sends one request, a probe, which resumes delivery once the token works again.
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ METHOD = "update_stocks"
 # The Market refuses stamps older than a day; a margin covers clock skew and time in flight.
 STALE_STAMP_MS = 23 * 3600 * 1000
 _QUOTED = re.compile(r"'([^']*)'")
+# The Market's 400 texts for stamps it will not take: the clock's fault, not the SKU's.
+_CLOCK = re.compile(r"should not be in the future|should not be older than", re.I)
+MAX_PAUSE_S = 120.0  # a 420 asking for longer than any quota period of this method is suspicious
 
 
 @dataclass
@@ -57,6 +67,7 @@ class Slot:
 
     gate: str
     lease_id: str
+    keep_s: float = 0.0  # > 0: a request of unknown outcome holds the slot this much longer
 
 
 @dataclass(frozen=True)
@@ -71,8 +82,11 @@ class FlushResult:
 class Flusher:
     def __init__(self, buffer: StockBuffer, limiter: QuotaLimiter, client: MarketClient, *,
                  budget_s: float = 5.0, retry_max_age_s: float = 24 * 3600, halt_s: float = 900.0,
-                 lease_s: float = 120.0, min_batch: int = 200, schedule: Schedule | None = None) -> None:
+                 lease_s: float = 120.0, min_batch: int = 200, schedule: Schedule | None = None,
+                 unknown_outcome_s: float = 110.0) -> None:
         self.buffer, self.limiter, self.client = buffer, limiter, client
+        self.clock = client.clock
+        self.unknown_outcome_s = min(unknown_outcome_s, lease_s)
         self.schedule = schedule if schedule is not None else buffer.schedule
         self.budget_s, self.retry_max_age_s, self.halt_s = budget_s, retry_max_age_s, halt_s
         self.lease_s, self.min_batch = lease_s, min_batch
@@ -131,7 +145,10 @@ class Flusher:
                     fanned_out = True
                 outcome = self._send(batch, grant, slot)
             finally:
-                self.limiter.release(gate, slot.lease_id)
+                if slot.keep_s > 0:
+                    self.limiter.renew(gate, slot.lease_id, slot.keep_s)
+                else:
+                    self.limiter.release(gate, slot.lease_id)
             delivered, dead, requests = delivered + outcome[0], dead + outcome[1], requests + outcome[2]
             if outcome[3] is not None:
                 return result(outcome[3])
@@ -151,6 +168,7 @@ class Flusher:
     def _send(self, batch: Batch, grant: Grant, slot: "Slot") -> tuple[int, int, int, float | None]:
         """(delivered, dead, requests, stop-and-retry-after or None)."""
         c, k = batch.campaign_id, keys.campaign_keys(batch.campaign_id)
+        sent = time.monotonic()
         try:
             self.client.update_stocks(c, self._levels(batch.entries), validate=False)
         except MarketBadRequest as exc:
@@ -159,24 +177,27 @@ class Flusher:
             return delivered, dead, requests + 1, wait
         except MarketError as exc:
             self.limiter.settle(grant, _cost_kept(exc, len(batch)))
-            dead, wait = self._fail(batch, [e.sku for e in batch.entries], exc)
+            dead, wait = self._fail(batch, [e.sku for e in batch.entries], exc, slot, sent)
             return 0, dead, 1, wait
         self.limiter.settle(grant, len(batch))
         n = self.buffer.settle(batch, "delivered")
         self.redis.hdel(k["stats"], "failstreak")
         return n, 0, 1, None
 
-    def _fail(self, batch: Batch, skus: list[str], exc: MarketError) -> tuple[int, float | None]:
+    def _fail(self, batch: Batch, skus: list[str], exc: MarketError, slot: Slot,
+              sent: float) -> tuple[int, float | None]:
         """Settle ``skus`` of a batch whose request failed (not with a 400); (dead, retry after or None)."""
         c, k = batch.campaign_id, keys.campaign_keys(batch.campaign_id)
         if isinstance(exc, (MarketUnauthorized, MarketForbidden)):
+            # The token is refused: nothing can be delivered, but nothing is wrong with the stock.
+            # Keep the backlog; probe with one request after halt_s (status and metrics say why).
             self.redis.set(k["halt"], f"HTTP {exc.status}: {exc.message}"[:500], px=int(self.halt_s * 1000))
-            n = self.buffer.settle(batch, "dead", skus, reason=f"{exc.message} (campaign halted for {self.halt_s:g}s)")
-            log.error("campaign %s halted: %s", c, exc.message)
-            return n, self.halt_s
+            self.buffer.settle(batch, "returned", skus)
+            log.error("campaign %s halted, backlog kept, probing again in %gs: %s", c, self.halt_s, exc.message)
+            return 0, self.halt_s
         if isinstance(exc, MarketRateLimited):
             self.buffer.settle(batch, "returned", skus)
-            wait = _seconds_until(exc.until) if exc.until else 1.0
+            wait = self._pause_for(c, exc)
             if isinstance(exc, MarketParallelLimitExceeded):
                 wait = min(wait, 1.0)  # a foreign client holds slots; they free up in moments
             self.limiter.pause(METHOD, str(c), wait)
@@ -190,26 +211,59 @@ class Flusher:
                    if e.sku in mine and now_ms - e.first_ms > self.retry_max_age_s * 1000]
         dead = self.buffer.settle(batch, "dead", expired, reason=f"gave up after {self.retry_max_age_s:g}s: "
                                   f"{exc.message}") if expired else 0
-        self.buffer.settle(batch, "returned", skus)
+        if exc.outcome_unknown:
+            # The request may still land: its SKUs stay in flight until it no longer can, then
+            # come back (unless a newer value is pending) when the lease runs out.
+            doubt = max(0.05, self.unknown_outcome_s - (time.monotonic() - sent))
+            if self.buffer.extend(batch, doubt):
+                self.schedule.watch(keys.campaign_target(c), _server_ms(self.redis) + int(doubt * 1000) + 100)
+                self.redis.hincrby(k["stats"], "in_doubt", len(mine) - len(expired))
+                slot.keep_s = max(slot.keep_s, doubt)
+        else:
+            self.buffer.settle(batch, "returned", skus)
         streak = int(self.redis.hincrby(k["stats"], "failstreak", 1))
         self.redis.hincrby(k["stats"], "retries", 1)
         delay = min(60.0, 0.25 * 2 ** min(streak, 8)) * random.uniform(0.5, 1.5)
         self.redis.set(k["backoff"], "1", px=int(delay * 1000))
-        log.warning("campaign %s: %s; retrying in %.1fs", c, exc.message, delay)
+        log.warning("campaign %s: %s; retrying in %.1fs%s", c, exc.message, delay,
+                    " (its SKUs are held while the request may still land)" if exc.outcome_unknown else "")
         return dead, delay
 
+    def _pause_for(self, c: int, exc: MarketRateLimited) -> float:
+        """How long a 420 asks everyone to wait: its Until on the Market's clock, capped."""
+        if exc.until is None:
+            return 1.0
+        wait = self.clock.seconds_until(exc.until.timestamp())
+        if wait > MAX_PAUSE_S:
+            log.warning("campaign %s: a 420 asked to wait %.0fs (Until %s); capped at %.0fs", c, wait,
+                        exc.until.isoformat(), MAX_PAUSE_S)
+            wait = MAX_PAUSE_S
+        return max(0.05, wait)
+
     def _isolate(self, batch: Batch, entries: list[Entry], exc: MarketBadRequest,
-                 slot: "Slot") -> tuple[int, int, int, float | None]:
+                 slot: "Slot", clock_retry: bool = False) -> tuple[int, int, int, float | None]:
         """Deliver what the Market accepts out of ``entries``; dead-letter what it refuses.
 
         (delivered, dead, requests, stop-and-retry-after or None). Any other failure on the way
         (420, 5xx, 401...) gets the usual policy for its group, and the groups not yet tried
         go back to the buffer untouched: they must not be pushed into a Market that just said no.
+        Stamps refused as "in the future" or "older than a day" are the clock's fault: the group is
+        sent again with stamps clamped to the Market's clock (learnt from this very reply), and
+        returned if even that fails; never dead-lettered.
         """
-        named = {sku for err in exc.errors for sku in _QUOTED.findall(err.message)} & {e.sku for e in entries}
-        if len(entries) == 1 or named:
+        clock_errors = [e for e in exc.errors if _CLOCK.search(e.message)]
+        poison = [e for e in exc.errors if not _CLOCK.search(e.message)]
+        named = {sku for err in poison for sku in _QUOTED.findall(err.message)} & {e.sku for e in entries}
+        if clock_errors and not poison:
+            if clock_retry:
+                self.buffer.settle(batch, "returned", [e.sku for e in entries])
+                log.error("campaign %s: the Market refused our stamps twice (%s); returned to the buffer, check "
+                          "this machine's clock", batch.campaign_id, clock_errors[0].message)
+                return 0, 0, 0, 5.0
+            dead, groups, clock_retry = 0, [entries], True
+        elif len(entries) == 1 or named:
             culprits = [e for e in entries if e.sku in named] if named else entries
-            reason = "; ".join(e.message for e in exc.errors if any(c.sku in e.message for c in culprits)) \
+            reason = "; ".join(e.message for e in poison if any(c.sku in e.message for c in culprits)) \
                 or exc.message
             dead = self.buffer.settle(batch, "dead", [e.sku for e in culprits], reason=reason)
             rest = [e for e in entries if e not in culprits]
@@ -224,17 +278,18 @@ class Flusher:
                 # Our lease ran out while waiting and the batch was reclaimed: its SKUs are someone
                 # else's now (maybe with newer values); sending ours could overwrite those.
                 return delivered, dead, requests, None
+            sent = time.monotonic()
             try:
                 self.client.update_stocks(batch.campaign_id, self._levels(group), validate=False)
             except MarketBadRequest as inner:
                 self.limiter.settle(grant)
-                d, x, r, wait = self._isolate(batch, group, inner, slot)
+                d, x, r, wait = self._isolate(batch, group, inner, slot, clock_retry)
                 delivered, dead, requests = delivered + d, dead + x, requests + r + 1
                 if wait is None:
                     continue
             except MarketError as other:
                 self.limiter.settle(grant, _cost_kept(other, len(group)))
-                x, wait = self._fail(batch, [e.sku for e in group], other)
+                x, wait = self._fail(batch, [e.sku for e in group], other, slot, sent)
                 dead, requests = dead + x, requests + 1
             else:
                 self.limiter.settle(grant)
@@ -280,9 +335,10 @@ class Flusher:
         slot.lease_id = lease
         return True
 
-    @staticmethod
-    def _levels(entries: tuple[Entry, ...] | list[Entry]) -> list[StockLevel]:
-        now_ms = int(time.time() * 1000)
+    def _levels(self, entries: tuple[Entry, ...] | list[Entry]) -> list[StockLevel]:
+        # Stamps are capped at the Market's clock (as this process knows it from replies' Date
+        # headers), never at this machine's: a clock running ahead would be "in the future".
+        now_ms = self.clock.now_ms()
         levels = []
         for e in entries:
             if now_ms - e.stamp_ms > STALE_STAMP_MS:
@@ -304,5 +360,3 @@ def _server_ms(client) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def _seconds_until(until: datetime) -> float:
-    return max(0.5, (until - datetime.now(timezone.utc)).total_seconds())

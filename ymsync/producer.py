@@ -9,6 +9,8 @@ every item is valid, unless the caller asks to skip the invalid ones.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -44,12 +46,14 @@ class Checked:
 
 
 def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | None = None, *,
-                  horizon_s: float | None = None) -> Checked:
+                  horizon_s: float | None = None, require_stamp: bool = False) -> Checked:
     """Validate items (``{sku, count, updatedAt?}``); ``labels`` name each one in errors.
 
     ``horizon_s`` (default: the ``YM_STATE_HORIZON`` setting): an ``updatedAt`` older than this
     is refused. The Market refuses stamps older than a day, and the buffer keeps what orders
-    values only that long, so such a value could neither be sent with its stamp nor ordered."""
+    values only that long, so such a value could neither be sent with its stamp nor ordered.
+    ``require_stamp``: an item without ``updatedAt`` is refused (the Celery task: it cannot know
+    when a value without one was current)."""
     updates: list[tuple[str, int, int | None]] = []
     errors: list[str] = []
     label_iter = iter(labels) if labels is not None else None
@@ -61,6 +65,10 @@ def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | No
     for index, item in enumerate(items):
         label = next(label_iter) if label_iter is not None else f"item {index}"
         fast = _plainly_valid(item, latest)
+        if fast is not None and fast[2] is None and require_stamp:
+            errors.append(f"{label}: updatedAt: updatedAt is required here (when the value was current; "
+                          "send_updates sets it at enqueue), got none")
+            continue
         if fast is not None and (fast[2] is None or fast[2] >= oldest_ms):
             updates.append(fast)
             continue
@@ -73,6 +81,10 @@ def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | No
             errors.extend(f"{label}: {line}" for line in flatten_errors(exc.messages))
             continue
         stamp = data.get("updatedAt")
+        if stamp is None and require_stamp:
+            errors.append(f"{label}: updatedAt: updatedAt is required here (when the value was current; "
+                          "send_updates sets it at enqueue), got none")
+            continue
         if stamp is not None and stamp < OLDEST_STAMP:
             # The buffer orders values by epoch milliseconds and cannot hold a negative one; no
             # real stock level dates from before this anyway (a zeroed or mangled clock does).
@@ -114,6 +126,28 @@ def _plainly_valid(item: Any, latest: datetime) -> tuple[str, int, int | None] |
     if _PLAIN_SKU.fullmatch(sku) is None and sku_problem(sku) is not None:
         return None
     return sku, count, stamp_ms
+
+
+_stamp_lock = threading.Lock()
+_last_stamp_ms = 0
+
+
+def enqueue_stamp_ms() -> int:
+    """Now (ms), strictly after every stamp this process gave before: two updates of one SKU
+    enqueued one after the other never share a stamp, so the later always wins."""
+    global _last_stamp_ms
+    with _stamp_lock:
+        _last_stamp_ms = max(int(time.time() * 1000), _last_stamp_ms + 1)
+        return _last_stamp_ms
+
+
+def stamp_items(items: Iterable[Any]) -> list[Any]:
+    """Copies of ``items`` with ``updatedAt`` set where it is missing (or null) to the time of
+    this call: the moment the update is enqueued is the moment its value was current. Items
+    that are not objects are passed through for the task to refuse with a reason."""
+    stamp = datetime.fromtimestamp(enqueue_stamp_ms() / 1000, timezone.utc).isoformat(timespec="milliseconds")
+    return [{**item, "updatedAt": stamp} if isinstance(item, Mapping) and item.get("updatedAt") is None
+            else item for item in items]
 
 
 def check_items(items: object) -> Iterable[Mapping[str, Any]]:

@@ -5,7 +5,10 @@ the same campaign, or a delivered update was lost on the Market's side. ``Reconc
 reads the Market's stock for every SKU ymsync has delivered (by ``offerIds``, 500 at a time,
 under the shared read quota: much cheaper than walking a whole catalogue), compares, and lists
 each difference. With ``fix=True`` it queues ymsync's value again through ``push_stocks``,
-the normal push path, so the usual quota, batching, retries and dead letters apply.
+the normal push path, so the usual quota, batching, retries and dead letters apply. That
+covers SKUs the Market no longer lists at all (``missing``) as well as drifted ones: a Market
+that lost what it was given (a restored or reset test cabinet, the compose sandbox restarted
+without its state) gets it again.
 
 Re-queuing is the delicate part. The buffer drops any update whose stamp is not newer than
 the newest value it ever accepted for the SKU, so the delivered value cannot simply be sent
@@ -56,7 +59,7 @@ class DriftRow:
     delivered_at_ms: int
     stamp_ms: int  # the stamp ymsync delivered the value with
     market_updated_ms: int | None
-    status: str  # drift (fixable) | pending (a newer value is on its way) | missing
+    status: str  # drift | missing (both fixable) | pending (a newer value is on its way)
     fixed: bool = False
 
     @property
@@ -156,7 +159,7 @@ class Reconciler:
                                         seen.updated_ms if seen else None, DRIFT if seen else MISSING))
         self._mark_pending(c, result.rows)
         if fix:
-            self._requeue(c, [r for r in result.rows if r.status == DRIFT], result)
+            self._requeue(c, [r for r in result.rows if r.status in (DRIFT, MISSING)], result)
         return result
 
     # --- re-queuing -----------------------------------------------------------------------

@@ -28,6 +28,8 @@ DEFAULT_QUOTAS = {
     "get_stocks": "100000/60",
     "report_generate": "1/120",
     "report_info": "100/60",
+    # Business-level (v3) methods, per business. The stock update counts requests, not SKUs (a full
+    # request carries 2000 items); the report shares nothing with report_generate.
     "update_stocks_v3": "50/60",
     "get_stocks_v3": "500/60",
     "warehouses_v3": "100/3600",
@@ -119,6 +121,13 @@ class Settings:
     # Per-SKU latest-wins and delivered records idle this long go (the Market refuses stamps
     # older than a day, so nothing older can be ordered or sent); updates stamped earlier are dropped.
     state_horizon_s: float = 25 * 3600.0
+    # How long after sending a request whose outcome ymsync cannot know (timeout, dropped
+    # connection, 5xx, 423, a dead worker) the Market may still apply it; None: connect timeout
+    # + 2 x read timeout (the whole deadline we waited, and as long again for a backend that
+    # kept working after its proxy gave up). See ``unknown_outcome_s``.
+    unknown_outcome_setting_s: float | None = None
+    # 401/403: the target stops sending, keeps its backlog and probes again after this long.
+    halt_probe_s: float = 120.0
     # Celery beat (celeryconfig.beat_schedule): nothing is scheduled unless campaigns are named.
     reconcile_campaigns: tuple[int, ...] = ()
     reconcile_every_s: float = 3600.0
@@ -129,6 +138,24 @@ class Settings:
     # Every cabinet (business) this deployment serves: YM_CABINETS_FILE, or the simple case's one
     # cabinet from YM_API_KEY/YM_OAUTH_TOKEN, YM_BUSINESS_ID, YM_API_MODE (see ymsync/cabinets.py).
     cabinets: "Cabinets" = field(default_factory=lambda: _no_cabinets())
+
+    @property
+    def request_deadline_s(self) -> float:
+        """The hard deadline of one API call (MarketClient.deadline_s)."""
+        return self.connect_timeout + self.read_timeout
+
+    @property
+    def unknown_outcome_s(self) -> float:
+        """How long after sending a request of unknown outcome its SKUs are held (YM_UNKNOWN_OUTCOME_S)."""
+        if self.unknown_outcome_setting_s is not None:
+            return self.unknown_outcome_setting_s
+        return self.connect_timeout + 2 * self.read_timeout
+
+    @property
+    def lease_s(self) -> float:
+        """A batch's lease: it outlives any request its worker may still have at the Market, so
+        a dead worker's batch comes back only once none of it can land any more."""
+        return self.unknown_outcome_s + 10
 
     def require_credentials(self) -> Credentials:
         """The one token of a single-cabinet deployment (callers that address no cabinet)."""
@@ -298,6 +325,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         download_hosts=hosts or Settings.download_hosts,
         retry_max_age_s=_number(env, "YM_RETRY_MAX_AGE", 24 * 3600.0, minimum=1, integer=False),
         state_horizon_s=_number(env, "YM_STATE_HORIZON", 25 * 3600.0, minimum=1, integer=False),
+        unknown_outcome_setting_s=(_number(env, "YM_UNKNOWN_OUTCOME_S", 0, minimum=0.1, integer=False)
+                                   if env.get("YM_UNKNOWN_OUTCOME_S", "").strip() else None),
+        halt_probe_s=_number(env, "YM_HALT_PROBE_S", 120.0, minimum=1, integer=False),
         reconcile_campaigns=reconcile[0],
         reconcile_every_s=reconcile[1],
         reconcile_fix=_flag(env, "YM_RECONCILE_FIX", False),

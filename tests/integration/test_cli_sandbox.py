@@ -62,3 +62,59 @@ def test_sandbox_refuses_a_bad_campaign_option() -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "campaign must look like ID[:MODEL[:BUSINESS]], got 'x:FBY'" in result.stderr
+
+
+def _start(*args: str, loaded: int) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "ymsync.cli", "sandbox", "--port", "0", *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("Market sandbox listening on http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() else "")
+    proc.stdout.readline()  # "point ymsync at it: ..."
+    assert proc.stdout.readline().rstrip().endswith(f": {loaded} SKUs loaded")
+    return proc, line.rsplit(" ", 1)[1].strip()
+
+
+def _stocks(url: str, campaign: int) -> dict[str, int]:
+    client = MarketClient.from_settings(load_settings({"YM_API_URL": url, "YM_API_KEY": "sandbox-token"}))
+    return {o.offer_id: o.available for o in client.get_stocks(campaign).offers}
+
+
+def test_state_file_keeps_stock_across_a_restart_and_a_sigkill(tmp_path: Path) -> None:
+    state = tmp_path / "data" / "sandbox-state.json"
+    proc, url = _start("--state-file", str(state), loaded=0)
+    try:
+        client = MarketClient.from_settings(load_settings({"YM_API_URL": url, "YM_API_KEY": "sandbox-token"}))
+        client.update_stocks(31, [StockLevel("K-1", 4), StockLevel("K-2", 0)])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+
+    proc, url = _start("--state-file", str(state), loaded=2)
+    try:
+        assert _stocks(url, 31) == {"K-1": 4, "K-2": 0}  # loaded, not re-sent
+        client = MarketClient.from_settings(load_settings({"YM_API_URL": url, "YM_API_KEY": "sandbox-token"}))
+        client.update_stocks(31, [StockLevel("K-1", 9)])
+        # Saved a moment after the change, so even a SIGKILL (no shutdown code at all) keeps it.
+        wait_for(lambda: '"K-1":[9,' in state.read_text(), 10, "the change to reach the state file")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+
+    proc, url = _start("--state-file", str(state), loaded=2)
+    try:
+        assert _stocks(url, 31) == {"K-1": 9, "K-2": 0}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_unreadable_state_file_is_one_clean_line(tmp_path: Path) -> None:
+    state = tmp_path / "broken.json"
+    state.write_text("{not json")
+    done = subprocess.run([sys.executable, "-m", "ymsync.cli", "sandbox", "--port", "0", "--state-file", str(state)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"Error: {state}: cannot read the sandbox state"), done.stderr
+    assert "Traceback" not in done.stderr

@@ -131,3 +131,21 @@ def test_sigint_mid_run_stops_everything(workdir):
     except BaseException:
         demo.cleanup()
         raise
+
+
+def test_sighup_stops_everything_too(workdir):
+    """Closing the demo's terminal (SIGHUP) cleans up like Ctrl-C: no redis-server left running."""
+    demo = Demo(workdir, "--duration", "60", "--no-flower")
+    try:
+        wait_for(lambda: any(line.startswith("[") for line in demo.lines) or demo.proc.poll() is not None,
+                 90, "the day to start")
+        assert demo.proc.poll() is None, demo.output
+        running = processes_of(workdir)
+        assert any(b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in running), running
+        demo.proc.send_signal(signal.SIGHUP)
+        code = demo.wait(45)
+        assert code == 130, demo.output
+        wait_for(lambda: processes_of(workdir) == [], 5, "every child of the demo, its redis-server included, to be gone")
+    except BaseException:
+        demo.cleanup()
+        raise

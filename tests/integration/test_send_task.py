@@ -35,19 +35,24 @@ def test_valid_items_are_delivered_and_invalid_ones_dead_lettered_with_the_reaso
     items = [{"sku": "OK-1", "count": 3}, {"sku": "BAD-1", "count": "three"}, {"sku": "", "count": 1},
              {"sku": "OK-2", "count": 0, "updatedAt": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()}, "not an object"]
     try:
-        producer.send_task("ymsync.stocks.update", args=[CAMPAIGN, items], queue="stocks")
+        # The message says when it was enqueued: items without their own updatedAt take that time.
+        producer.send_task("ymsync.stocks.update", args=[CAMPAIGN, items], queue="stocks",
+                           kwargs={"stamped_at": datetime.now(timezone.utc).isoformat()})
+        # Without either, the task cannot know when the value was current: refused, with the reason.
+        producer.send_task("ymsync.stocks.update", args=[CAMPAIGN, [{"sku": "NO-STAMP", "count": 1}]], queue="stocks")
         buffer = StockBuffer(client)
         wait_for(lambda: requests.get(f"{market.url}/_admin/stocks/{CAMPAIGN}", timeout=5).json().keys()
                  == {"OK-1", "OK-2"}, 30, "the valid items to reach the sandbox")
-        letters = wait_for(lambda: len(buffer.dead_letters(CAMPAIGN)) == 3 and buffer.dead_letters(CAMPAIGN),
-                           10, "three dead letters")
+        letters = wait_for(lambda: len(buffer.dead_letters(CAMPAIGN)) == 4 and buffer.dead_letters(CAMPAIGN),
+                           10, "four dead letters")
     finally:
         worker.stop()
     by_sku = {d["sku"]: d for d in letters}
-    assert set(by_sku) == {"BAD-1", "", "item 4"}
+    assert set(by_sku) == {"BAD-1", "", "item 4", "NO-STAMP"}
+    assert by_sku["NO-STAMP"]["reason"].startswith("invalid input: updatedAt: updatedAt is required here")
     assert by_sku["BAD-1"]["reason"] == "invalid input: count: count must be an integer, got 'three'"
     assert by_sku[""]["reason"] == "invalid input: sku: SKU is empty or blank: ''"
     assert by_sku["item 4"]["reason"].startswith("invalid input: expected an object")
     # Invalid input has no value to send: replaying leaves it a dead letter rather than failing.
     assert buffer.replay(CAMPAIGN) == 0
-    assert len(buffer.dead_letters(CAMPAIGN)) == 3
+    assert len(buffer.dead_letters(CAMPAIGN)) == 4

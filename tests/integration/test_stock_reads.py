@@ -203,6 +203,34 @@ def test_reconcile_finds_planted_drift_and_fix_repairs_it(market, redis_server, 
     assert requests.get(f"{market.url}/_admin/state", timeout=5).json()["stale_writes"] == 0
 
 
+def test_fix_resends_what_a_market_lost(market, redis_server, clean_redis, tmp_path):
+    """A Market that forgot every value ymsync delivered (the sandbox restarted without its
+    state, a reset test cabinet): a re-push sends nothing (the values are unchanged), but
+    reconciliation lists each SKU as missing and --fix sends them all again."""
+    buffer = StockBuffer(clean_redis)
+    ours = {f"L-{i:03d}": 3 + i for i in range(40)}
+    push_stocks(FBS, [{"sku": k, "count": v} for k, v in ours.items()], buffer=buffer)
+    env = env_for(redis_server, market, tmp_path)
+    worker = CeleryWorker(env, queues="stocks", concurrency=1, name="push", log_path=tmp_path / "push.log").start()
+    try:
+        wait_for(lambda: len(buffer.delivered(FBS)) == 40, 30, "40 SKUs delivered")
+        requests.post(f"{market.url}/_admin/reset", timeout=10).raise_for_status()
+        assert sandbox_stocks(market, FBS) == {}
+
+        found = json.loads(run_cli(env, "reconcile", "--campaign", str(FBS), "--json").stdout)
+        assert (found["checked"], found["drift"], found["requeued"]) == (40, 40, 0)
+        assert {r["status"] for r in found["rows"]} == {"missing"}
+
+        table = run_cli(env, "reconcile", "--campaign", str(FBS), "--fix")
+        assert table.returncode == 0, table.stderr
+        assert "40 drifted, 40 re-queued" in table.stdout and "missing, re-queued" in table.stdout
+        wait_for(lambda: sandbox_stocks(market, FBS) == ours, 30, "the sandbox to hold our values again")
+    finally:
+        worker.stop()
+    again = Reconciler(buffer, reader_for(market, clean_redis)).run(FBS)
+    assert (again.checked, again.drift) == (40, 0)
+
+
 def test_fix_never_buries_a_newer_value_and_a_later_update_still_wins(market, clean_redis):
     buffer = StockBuffer(clean_redis)
     client = MarketClient(market.url, Credentials(api_key=Secret(TOKEN)))

@@ -63,8 +63,11 @@ class Bench:
     # --- workers --------------------------------------------------------------------------
 
     def env(self, **extra: str) -> dict[str, str]:
+        # The sandbox applies a request before it answers (its late-apply fault aside, which a test
+        # sets a bound for), so a request of unknown outcome can land no later than 2 s after it
+        # was sent: SKUs are held that long, not the production default of minutes.
         return {"REDIS_URL": self.redis_url, "YM_API_URL": self.market.url, "YM_API_KEY": "sandbox-token",
-                "YM_FLUSH_DELAY_MS": "50", **extra}
+                "YM_FLUSH_DELAY_MS": "50", "YM_UNKNOWN_OUTCOME_S": "2", **extra}
 
     def start_worker(self, name: str, concurrency: int = 2, **env: str) -> CeleryWorker:
         worker = CeleryWorker(self.env(**env), concurrency=concurrency, name=name,

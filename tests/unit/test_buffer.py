@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from ymsync import keys
 from ymsync.buffer import Batch, StockBuffer
 from ymsync.market.client import _stock_entry
+from ymsync.market.clock import MarketClock
 from ymsync.market.schemas import MAX_BODY_BYTES, MAX_COUNT, MAX_SKU_LENGTH, encode_body, sku_problem
 from ymsync.pipeline import Flusher
 
@@ -36,7 +38,7 @@ def values(batch: Batch | None) -> dict[str, tuple[int, int]]:
 
 def body_bytes(batch: Batch) -> int:
     """The exact request body the Flusher would send for this batch (see Flusher._send)."""
-    levels = Flusher._levels(batch.entries)
+    levels = Flusher._levels(SimpleNamespace(clock=MarketClock()), batch.entries)  # type: ignore[arg-type]
     return len(encode_body({"skus": [_stock_entry(level) for level in levels]}))
 
 

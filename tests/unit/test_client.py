@@ -126,6 +126,30 @@ def test_loopback_link_refused_when_api_is_remote(client, market, tmp_path):
         remote.download_report(info.file_url, tmp_path / "r.xlsx")
 
 
+@pytest.mark.parametrize("link, allowed", [
+    ("http://sandbox:8765/_files/r1/t", True),  # the API's own origin: the compose sandbox
+    ("http://SANDBOX:8765/_files/r1/t", True),
+    ("http://sandbox:8766/_files/r1/t", False),  # another port of that host
+    ("http://sandbox/_files/r1/t", False),  # port 80, not 8765
+    ("http://files.sandbox:8765/_files/r1/t", False),
+])
+def test_links_on_the_apis_own_origin_are_allowed(link, allowed):
+    """Reports are downloaded from the API's own scheme, host and port besides the allow-list."""
+    client = MarketClient("http://sandbox:8765", Credentials(api_key=Secret(TOKEN)))
+    if allowed:
+        client._check_download_url(link)
+    else:
+        with pytest.raises(DownloadRefused, match="is not an allowed download host"):
+            client._check_download_url(link)
+
+
+def test_default_ports_count_as_the_same_origin():
+    client = MarketClient("https://api.example.test", Credentials(api_key=Secret(TOKEN)))
+    client._check_download_url("https://api.example.test:443/file")
+    with pytest.raises(DownloadRefused):
+        client._check_download_url("http://api.example.test/file")
+
+
 def test_download_enforces_size_cap(market, tmp_path):
     capped = MarketClient(market.url, Credentials(api_key=Secret(TOKEN)), max_report_bytes=200)
     info = done_report(capped, market)

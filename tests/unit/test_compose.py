@@ -26,6 +26,8 @@ from ymsync.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
+RABBITMQ_OVERRIDE = ROOT / "docker-compose.rabbitmq.yml"
+README = ROOT / "README.md"
 SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 ENV_EXAMPLE = ROOT / ".env.example"
 
@@ -33,7 +35,10 @@ YMSYNC_SERVICES = ("worker-stocks", "worker-reports", "beat", "flower", "metrics
 WORKERS = {"worker-stocks": "stocks", "worker-reports": "reports"}
 # Variables compose itself consumes (interpolation, project name), not handed to ymsync as such.
 COMPOSE_ONLY = {"COMPOSE_PROJECT_NAME", "REDIS_PASSWORD", "REDIS_MAXMEMORY", "REDIS_PORT", "SANDBOX_PORT",
-                "FLOWER_BIND", "METRICS_BIND", "FLOWER_BASIC_AUTH"}
+                "FLOWER_BIND", "METRICS_BIND", "FLOWER_BASIC_AUTH", "FLOWER_HOST_PORT", "METRICS_HOST_PORT",
+                "YM_STOCKS_WORKERS", "YM_REPORTS_WORKERS", "RABBITMQ_PASSWORD"}
+# What a newcomer sets after `cp .env.example .env` (the example leaves both empty on purpose).
+SECRETS = {"REDIS_PASSWORD": "0123abcd", "FLOWER_BASIC_AUTH": "admin:4567ef"}
 
 
 # --- compose's own rules, reimplemented for the test ---------------------------------------------
@@ -71,6 +76,23 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:
         return val
 
     return _VAR.sub(one, value)
+
+
+def typed(compose: dict[str, Any]) -> dict[str, Any]:
+    """Compose converts interpolated strings of numeric fields back to numbers (replicas, scale)."""
+    for service in compose.get("services", {}).values():
+        deploy = service.get("deploy") or {}
+        if isinstance(deploy.get("replicas"), str) and deploy["replicas"].isdigit():
+            deploy["replicas"] = int(deploy["replicas"])
+    return compose
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``docker compose -f base -f override``: mappings merge key by key, the override wins."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def referenced_variables(text: str) -> set[str]:
@@ -135,8 +157,13 @@ def raw() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def compose(raw, example_env) -> dict[str, Any]:
-    return interpolate(raw, example_env)
+def configured_env(example_env) -> dict[str, str]:
+    return {**example_env, **SECRETS}
+
+
+@pytest.fixture(scope="module")
+def compose(raw, configured_env) -> dict[str, Any]:
+    return typed(interpolate(raw, configured_env))
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +194,10 @@ def option(command: list[str], name: str) -> str | None:
     return None
 
 
-def test_example_env_is_not_a_real_secret(example_env):
-    assert "change-me" in example_env["REDIS_PASSWORD"] and "change-me" in example_env["FLOWER_BASIC_AUTH"]
+def test_example_env_has_no_usable_secret_so_compose_refuses_a_plain_copy(raw, example_env):
+    assert example_env["REDIS_PASSWORD"] == "" and example_env["FLOWER_BASIC_AUTH"] == ""
+    with pytest.raises(MissingVariable, match="REDIS_PASSWORD|FLOWER_BASIC_AUTH"):
+        interpolate(raw, example_env)
 
 
 # --- 1. the Compose Specification -------------------------------------------------------------------
@@ -180,10 +209,10 @@ def test_vendored_schema_is_the_compose_specification():
 
 
 @pytest.mark.parametrize("env", ["example", "minimal"])
-def test_compose_file_validates_against_the_compose_spec(raw, example_env, schema_validator, env):
+def test_compose_file_validates_against_the_compose_spec(raw, configured_env, schema_validator, env):
     # "minimal": only the two required variables set, every other default taken from the file.
-    values = example_env if env == "example" else {"REDIS_PASSWORD": "pw", "FLOWER_BASIC_AUTH": "a:b"}
-    errors = sorted(schema_validator.iter_errors(interpolate(raw, values)), key=lambda e: list(e.path))
+    values = configured_env if env == "example" else {"REDIS_PASSWORD": "pw", "FLOWER_BASIC_AUTH": "a:b"}
+    errors = sorted(schema_validator.iter_errors(typed(interpolate(raw, values))), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
 
 
@@ -197,14 +226,17 @@ def test_schema_check_has_teeth(compose, schema_validator):
 
 
 @pytest.mark.parametrize("missing", ["REDIS_PASSWORD", "FLOWER_BASIC_AUTH"])
-def test_required_variables_refuse_to_start_without_a_value(raw, example_env, missing):
+def test_required_variables_refuse_to_start_without_a_value(raw, configured_env, missing):
     assert missing in required_variables(COMPOSE.read_text())
     with pytest.raises(MissingVariable, match=missing):
-        interpolate(raw, {**example_env, missing: ""})
+        interpolate(raw, {**configured_env, missing: ""})
+    with pytest.raises(MissingVariable, match=missing):
+        interpolate(raw, {k: v for k, v in configured_env.items() if k != missing})
 
 
 def test_every_variable_is_documented_in_env_example(example_env):
-    used = referenced_variables(COMPOSE.read_text()) - {"HOSTNAME"}  # $$HOSTNAME: the container's
+    text = COMPOSE.read_text() + RABBITMQ_OVERRIDE.read_text()
+    used = referenced_variables(text) - {"HOSTNAME"}  # $$HOSTNAME: the container's
     assert used - set(example_env) == set(), "compose uses variables .env.example does not document"
     assert set(example_env) - used - {"COMPOSE_PROJECT_NAME"} == set(), ".env.example documents unused variables"
 
@@ -240,12 +272,22 @@ def test_workers_scalable(services, name, queue):
     service = services[name]
     assert "container_name" not in service, "container_name breaks --scale"
     assert not service.get("ports"), "a fixed host port breaks --scale"
-    assert "scale" not in service and "replicas" not in service.get("deploy", {})
     assert service["init"] is True
     assert f"{queue}@$HOSTNAME" in " ".join(service["healthcheck"]["test"])
     for dependency in ("redis", "sandbox"):
         assert service["depends_on"][dependency] == {"condition": "service_healthy"}
         assert "healthcheck" in services[dependency]
+
+
+@pytest.mark.parametrize("name, variable", [("worker-stocks", "YM_STOCKS_WORKERS"),
+                                            ("worker-reports", "YM_REPORTS_WORKERS")])
+def test_replica_counts_live_in_the_file_so_later_commands_keep_them(raw, configured_env, name, variable):
+    """`--scale` is undone by the next `up`; a count from .env is what every `up` starts from."""
+    assert raw["services"][name]["deploy"]["replicas"] == f"${{{variable}:-1}}"
+    assert "scale" not in raw["services"][name]
+    assert typed(interpolate(raw, configured_env))["services"][name]["deploy"]["replicas"] == 1
+    three = typed(interpolate(raw, {**configured_env, variable: "3"}))
+    assert three["services"][name]["deploy"]["replicas"] == 3
 
 
 def test_stop_grace_periods(services):
@@ -270,7 +312,7 @@ def test_exactly_one_beat_with_its_schedule_on_a_volume(raw, services):
 def test_flower_auth_persistence_port(raw, services):
     flower = services["flower"]
     command = command_of(flower)
-    assert command[:4] == ["celery", "-A", "tasks", "flower"]
+    assert command[:4] == ["celery", "-A", "ymsync_celery.tasks", "flower"]
     assert raw["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
     assert option(command, "--basic_auth") is None, "credentials belong in the environment, not in argv"
     assert option(command, "--persistent") == "True"
@@ -279,6 +321,8 @@ def test_flower_auth_persistence_port(raw, services):
     assert any(src in raw["volumes"] and db.startswith(dst.rstrip("/") + "/") for src, dst in mounts)
     assert option(command, "--port") == "5555"
     assert any(str(p).endswith(":5555:5555") for p in flower["ports"])
+    moved = interpolate(raw, {**SECRETS, "FLOWER_HOST_PORT": "15555"})["services"]["flower"]["ports"]
+    assert moved == ["127.0.0.1:15555:5555"]
 
 
 def test_everyone_shares_the_password_protected_redis(raw):
@@ -287,12 +331,19 @@ def test_everyone_shares_the_password_protected_redis(raw):
         assert re.fullmatch(r"redis://:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379/0", url), (name, url)
 
 
-def test_sandbox_is_the_default_market(raw, example_env, services):
+def test_sandbox_keeps_its_stock_on_a_volume(raw, services):
+    command = command_of(services["sandbox"])
+    state = option(command, "--state-file")
+    assert state and state.startswith("/data/")
+    assert any(v.split(":")[0] in raw["volumes"] and v.split(":")[1] == "/data" for v in services["sandbox"]["volumes"])
+
+
+def test_sandbox_is_the_default_market(raw, configured_env, services):
     assert command_of(services["sandbox"])[:6] == ["ymsync", "sandbox", "--host", "0.0.0.0", "--port", "8765"]
     for name in YMSYNC_SERVICES:
         env = services[name]["environment"]
         assert env["YM_API_URL"] == "http://sandbox:8765"
-    real = interpolate(raw, {**example_env, "YM_API_URL": "https://api.partner.market.yandex.ru",
+    real = interpolate(raw, {**configured_env, "YM_API_URL": "https://api.partner.market.yandex.ru",
                              "YM_API_KEY": "", "YM_OAUTH_TOKEN": "tok"})
     env = real["services"]["worker-stocks"]["environment"]
     assert env["YM_API_URL"] == "https://api.partner.market.yandex.ru"
@@ -363,23 +414,25 @@ def test_each_service_environment_is_accepted_by_ymsync(services, name):
 
 @pytest.mark.parametrize("name, queue", WORKERS.items())
 def test_worker_scripts_exist_and_serve_their_queue(services, name, queue):
-    import celeryconfig
+    from ymsync_celery import celeryconfig
 
     command = command_of(services[name])
     assert command == [f"workers/{queue}.sh"]
     script = ROOT / command[0]
     assert script.is_file() and os.access(script, os.X_OK), f"{script} missing or not executable"
     text = script.read_text()
-    assert re.search(rf"exec celery -A tasks worker -Q {queue}\b", text)
+    assert re.search(rf"exec celery -A ymsync_celery\.tasks worker -Q {queue}\b", text)
     assert queue in {q.name for q in celeryconfig.task_queues}
     assert f"workers/{queue}.sh" in (ROOT / "Dockerfile").read_text(), "the image must carry the script"
 
 
 def test_celery_commands(services):
-    from tasks import app  # noqa: F401  (`-A tasks` must import)
+    from ymsync_celery.tasks import app  # noqa: F401  (the installed name `-A` is given must import)
 
     for name in ("beat", "flower"):
-        assert command_of(services[name])[:4] == ["celery", "-A", "tasks", name]
+        assert command_of(services[name])[:4] == ["celery", "-A", "ymsync_celery.tasks", name]
+    for name in WORKERS:
+        assert "celery -A ymsync_celery.tasks inspect ping" in " ".join(services[name]["healthcheck"]["test"])
 
 
 @pytest.mark.parametrize("name", ["sandbox", "metrics"])
@@ -442,3 +495,91 @@ def test_dockerfile_copies_exist_and_survive_dockerignore():
                     assert not ignored(source), f"{source} is copied but .dockerignore drops it"
     for secret in (".env", ".git", ".venv", "tests"):
         assert ignored(secret), f".dockerignore must keep {secret} out of the build context"
+
+
+def test_dockerfile_builds_without_buildkit_and_ids_match():
+    """The classic builder knows no `COPY --chmod`; a `# syntax=` line makes BuildKit pull a frontend."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I)
+    assert not re.search(r"^\s*(COPY|ADD)\b[^\n]*--(chmod|chown|link|parents|exclude)", text, re.M)
+    assert not re.search(r"^\s*RUN\s+--", text, re.M), "RUN --mount/--network need BuildKit"
+    final = " ".join(dockerfile_stages()[-1])
+    assert re.search(r"groupadd [^&]*--gid 10001 ymsync", final)
+    assert re.search(r"useradd [^&]*--uid 10001 --gid 10001 ", final)
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+
+
+# --- README against compose -----------------------------------------------------------------------
+
+# Variables of README's Configuration table a container does not take from .env, and why.
+NOT_PASSED_THROUGH = {
+    "REDIS_URL": "composed from REDIS_PASSWORD",
+    "YM_REPORTS_DIR": "fixed to /app/reports, the reports volume",
+    "YM_OPENAPI_SPEC": "tests only",
+    "FLOWER_PORT": "Flower's options are set on its command line",
+    "FLOWER_PERSISTENT": "Flower's options are set on its command line",
+    "FLOWER_DB": "Flower's options are set on its command line",
+}
+
+
+def readme_configuration_variables() -> set[str]:
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
+
+
+def test_readme_table_is_read():
+    names = readme_configuration_variables()
+    assert {"YM_DOWNLOAD_HOSTS", "YM_MAX_REPORT_BYTES", "CELERY_BROKER_URL", "YM_STOCKS_CONCURRENCY"} <= names
+
+
+def test_every_documented_variable_is_passed_through(raw, configured_env):
+    """README says every variable of its table reaches the containers from .env: hold it to that."""
+    worker_env = raw["services"]["worker-stocks"]["environment"]
+    reports_env = raw["services"]["worker-reports"]["environment"]
+    flower_env = raw["services"]["flower"]["environment"]
+    for name in sorted(readme_configuration_variables()):
+        if name in NOT_PASSED_THROUGH or name in COMPOSE_ONLY:
+            continue
+        given = {**worker_env, **reports_env, **flower_env}.get(name)
+        assert given is not None, f"README documents {name} but compose does not pass it"
+        assert re.fullmatch(rf"\$\{{{name}:-[^}}]*\}}", str(given)), f"{name} is not taken from .env: {given!r}"
+        # And it arrives: a value set in .env is the value the container gets.
+        probe = interpolate(raw, {**configured_env, name: "probe-value"})["services"]
+        assert "probe-value" in {probe[s]["environment"].get(name) for s in ("worker-stocks", "worker-reports", "flower")}
+
+
+# --- the RabbitMQ variant -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def with_rabbitmq(raw, configured_env) -> dict[str, Any]:
+    override = yaml.safe_load(RABBITMQ_OVERRIDE.read_text())
+    return typed(interpolate(merged(raw, override), {**configured_env, "RABBITMQ_PASSWORD": "feed42"}))
+
+
+def test_rabbitmq_variant_validates_and_moves_only_the_broker(with_rabbitmq, schema_validator):
+    errors = list(schema_validator.iter_errors(with_rabbitmq))
+    assert not errors, [e.message for e in errors]
+    services = with_rabbitmq["services"]
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:")
+    for name in YMSYNC_SERVICES:
+        env = services[name]["environment"]
+        settings = load_settings({k: str(v) for k, v in env.items()})
+        assert settings.broker_url == "amqp://ymsync:feed42@rabbitmq:5672/ymsync", name
+        assert settings.redis_url.startswith("redis://:") and settings.redis_url.endswith("@redis:6379/0")
+        assert settings.result_backend == settings.redis_url  # chords need a Redis result backend
+        assert services[name]["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
+        assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}  # kept from the base
+    assert services["rabbitmq"]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
+
+
+def test_rabbitmq_variant_refuses_to_start_without_its_password(raw, configured_env):
+    override = yaml.safe_load(RABBITMQ_OVERRIDE.read_text())
+    with pytest.raises(MissingVariable, match="RABBITMQ_PASSWORD"):
+        interpolate(merged(raw, override), configured_env)
+
+
+def test_default_stack_keeps_one_redis_for_everything(services):
+    assert "rabbitmq" not in services
+    settings = load_settings({k: str(v) for k, v in services["worker-stocks"]["environment"].items()})
+    assert settings.broker_url == settings.result_backend == settings.redis_url

@@ -218,3 +218,13 @@ def test_empty_schedule_values_mean_unset():
     settings = load_settings({"YM_RECONCILE_CAMPAIGNS": "", "YM_RECONCILE_EVERY": "", "YM_SNAPSHOT_EVERY": " ",
                               "YM_SNAPSHOT_FORMAT": "", "YM_RECONCILE_FIX": ""})
     assert settings.reconcile_campaigns == settings.snapshot_campaigns == ()
+
+
+def test_v3_quotas_from_the_environment() -> None:
+    env = {"YM_QUOTA_UPDATE_STOCKS_V3": "5/10", "YM_QUOTA_GET_STOCKS_V3": "0", "YM_QUOTA_WAREHOUSES_V3": "3/60",
+           "YM_QUOTA_STOCKS_REPORT_V3": "1/60"}
+    quotas = load_settings(env).quotas
+    assert quotas["update_stocks_v3"] == Quota(5, 10) and quotas["get_stocks_v3"] is None
+    assert quotas["warehouses_v3"] == Quota(3, 60) and quotas["stocks_report_v3"] == Quota(1, 60)
+    with pytest.raises(SettingsError, match="YM_QUOTA_UPDATE_STOCKS_V3"):
+        load_settings({"YM_QUOTA_UPDATE_STOCKS_V3": "fifty"})

@@ -17,13 +17,13 @@ class CeleryGateway:
     def __init__(self, redis_url: str) -> None:
         # Imported here: only the CLI knows Celery. The app is pointed at the demo's Redis
         # before its first connection, whatever the developer's own environment says.
-        from tasks import app
+        from ymsync_celery.tasks import app
 
         app.conf.update(broker_url=redis_url, result_backend=redis_url)
         self.app = app
 
     def send_snapshot(self, requests: list[Any]) -> str:
-        from tasks.reports import send_snapshot
+        from ymsync_celery.tasks.reports import send_snapshot
 
         return send_snapshot(requests)
 

@@ -43,7 +43,7 @@ def _reader() -> StockReader:
     s = _settings()
     # The lease must outlive a slow request, as the workers' do (tasks/runtime.py).
     limiter = QuotaLimiter(_redis(), s.quotas, max_parallel=s.max_parallel,
-                           lease_ttl_s=s.connect_timeout + s.read_timeout + 10)
+                           lease_ttl_s=s.lease_s)
     return StockReader(limiter, MarketClient.from_settings(s))
 
 
@@ -103,9 +103,9 @@ def stocks(campaign_id: int, offer_ids: tuple[str, ...], archived: bool | None, 
 def reconcile(campaign_id: int, fix: bool, as_json: bool) -> None:
     """Compare the Market's stock with the last values ymsync delivered, and list the drift.
 
-    Status per row: drift (ours differs; --fix re-queues it), pending (a newer value is already
-    queued, in flight or dead-lettered, so ours is not re-sent), missing (the Market does not
-    list the SKU)."""
+    Status per row: drift (ours differs; --fix re-queues it), missing (the Market does not list
+    the SKU, e.g. it lost what it was given; --fix re-sends it), pending (a newer value is
+    already queued, in flight or dead-lettered, so ours is not re-sent)."""
     reconciler = Reconciler(StockBuffer.from_settings(_redis(), get_settings()), _reader())
     try:
         result = reconciler.run(campaign_id, fix=fix)
@@ -116,4 +116,4 @@ def reconcile(campaign_id: int, fix: bool, as_json: bool) -> None:
     else:
         click.echo(render_table(result))
         if fix and result.requeued:
-            click.echo("re-queued values are delivered by a stocks worker (celery -A tasks worker -Q stocks)")
+            click.echo("re-queued values are delivered by a stocks worker (workers/stocks.sh, or celery -A ymsync_celery.tasks worker -Q stocks)")

@@ -70,7 +70,7 @@ def stocks_on_warehouses(campaign: int | None, warehouses: tuple[str, ...], repo
         settings = get_settings()
     except SettingsError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
-    from tasks.reports import send_report  # the Celery app only once the request is known good
+    from ymsync_celery.tasks.reports import send_report  # the Celery app only once the request is known good
 
     job_id = send_report(request)
     click.echo(f"queued report job {job_id} ({request.describe()}) on the reports queue")
@@ -86,14 +86,20 @@ def stocks_on_warehouses(campaign: int | None, warehouses: tuple[str, ...], repo
 def _copy_out(outcome: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Copy the report and its parsed rows into ``--out``. The worker only ever writes inside
     its YM_REPORTS_DIR; when that is not visible from here, say so and keep the worker's path."""
-    folder.mkdir(parents=True, exist_ok=True)
     copied = dict(outcome)
-    for key in ("path", "rows_path"):
-        source = Path(outcome[key]) if outcome.get(key) else None
-        if source is None or not source.is_file():
-            click.echo(f"note: {source} is on the worker's disk, not visible here; not copied", err=True)
-            continue
-        copied[key] = str(Path(shutil.copy2(source, folder / source.name)).resolve())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for key in ("path", "rows_path"):
+            source = Path(outcome[key]) if outcome.get(key) else None
+            if source is None or not source.is_file():
+                click.echo(f"note: {source} is on the worker's disk, not visible here; not copied", err=True)
+                continue
+            copied[key] = str(Path(shutil.copy2(source, folder / source.name)).resolve())
+    except OSError as exc:
+        # The report itself is done and kept by the worker: say where, and why the copy failed.
+        reason = exc.strerror or type(exc).__name__
+        raise click.ClickException(f"the report is done ({outcome.get('path')}), but copying it to {folder} "
+                                   f"failed: {reason} ({exc.filename or folder})") from None
     return copied
 
 
@@ -124,7 +130,7 @@ def _build(campaign: int | None, warehouses: tuple[str, ...], report_date: str |
 
 def _follow(job_id: str, client: redis.Redis, timeout: float) -> dict[str, Any]:
     """Print each status transition as the worker records it; return the job's outcome."""
-    from tasks import app
+    from ymsync_celery.tasks import app
 
     result = app.AsyncResult(job_id)
     seen = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
@@ -46,9 +47,12 @@ def _parse_quota_option(raw: str) -> tuple[str, Any]:
 @click.option("--lost-reply-rate", default=0.0, type=click.FloatRange(0, 1),
               help="Share of calls applied but never answered.")
 @click.option("--latency-ms", default=0.0, type=float, help="Maximum random latency per call.")
+@click.option("--state-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Keep stock and archived offers in this file across restarts (loaded at start, "
+                   "saved after each change). Default: in memory only.")
 def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str, ...], quotas: tuple[str, ...],
             max_parallel: int, report_delay: float, link_ttl: float, error_rate: float,
-            lost_reply_rate: float, latency_ms: float) -> None:
+            lost_reply_rate: float, latency_ms: float, state_file: Path | None) -> None:
     """Run the local Market sandbox (a real HTTP server) until Ctrl-C or SIGTERM."""
     from ..sandbox import DEFAULT_QUOTAS, CampaignConfig, Faults, MarketSandbox, SandboxConfig
 
@@ -72,6 +76,17 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str,
     except (SettingsError, RuntimeError) as exc:  # YM_SANDBOX_SPEC_CHECK: a bad path, no test extra
         raise click.ClickException(str(exc)) from None
 
+    saver = None
+    if state_file is not None:
+        from ..sandbox.persist import StateFile, StateFileError
+
+        saver = StateFile(market.state, state_file)
+        try:
+            loaded = saver.start()
+        except StateFileError as exc:
+            market.stop()
+            raise click.ClickException(str(exc)) from None
+
     def stop(signum: int, frame: object) -> None:
         # shutdown() blocks until serve_forever returns, so it must run off the serving thread.
         threading.Thread(target=market.server.shutdown, daemon=True).start()
@@ -80,10 +95,14 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str,
     signal.signal(signal.SIGINT, stop)
     click.echo(f"Market sandbox listening on {market.url}")
     click.echo(f"  point ymsync at it: YM_API_URL={market.url} YM_API_KEY={config.tokens[0]}")
+    if saver is not None:
+        click.echo(f"  state file {state_file}: {loaded} SKUs loaded")
     sys.stdout.flush()
     try:
         market.serve_forever()
     finally:
         market.stop()
+        if saver is not None:
+            saver.close()
         click.echo("Market sandbox stopped")
 

@@ -1,8 +1,8 @@
 """``ymsync demo``: the whole system on one machine with nothing configured, playing a shop's day.
 
 :func:`run_demo` starts the stack (:mod:`.stack`), plays the day (:mod:`.day`) with a live view
-(:mod:`.view`), prints the summary and stops everything, also on Ctrl-C or SIGTERM. The report
-snapshot needs Celery's chord, so the caller (the CLI, which may import ``tasks``) passes a
+(:mod:`.view`), prints the summary and stops everything, also on Ctrl-C, SIGTERM or SIGHUP (its terminal closed). The report
+snapshot needs Celery's chord, so the caller (the CLI, which may import ``ymsync_celery.tasks``) passes a
 factory for a :class:`~.day.SnapshotGateway`; the library itself never imports Celery.
 """
 
@@ -39,7 +39,9 @@ def run_demo(options: DemoOptions, gateway_factory: Callable[[str], SnapshotGate
     """Run the demo; return the process exit code (0 done, 1 failed, 130 stopped by a signal)."""
     console = console or Console()
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: closing the terminal must stop the private redis-server and workers as well.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="ymsync-demo-"))
     stack = DemoStack(workdir, with_flower=options.flower)
     day: Day | None = None
@@ -68,13 +70,21 @@ def run_demo(options: DemoOptions, gateway_factory: Callable[[str], SnapshotGate
         console.print(f"[red]demo failed:[/] {exc}")
         return EXIT_FAILED
     finally:
-        console.print("stopping workers, Flower, Redis and the sandbox…")
+        _say(console, "stopping workers, Flower, Redis and the sandbox…")
         if day is not None:
             day.close()
         stack.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        console.print(f"stopped. Logs and reports are in {workdir}")
+        _say(console, f"stopped. Logs and reports are in {workdir}")
+
+
+def _say(console: Console, text: str) -> None:
+    """Print, unless the terminal is gone (after SIGHUP a write may fail): stopping matters more."""
+    try:
+        console.print(text)
+    except OSError:
+        pass
 
 
 def _announce(console: Console, stack: DemoStack) -> None:

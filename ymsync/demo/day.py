@@ -106,7 +106,7 @@ class Day:
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.buffer = StockBuffer.from_settings(self.redis, settings)
         self.limiter = QuotaLimiter(self.redis, settings.quotas, max_parallel=settings.max_parallel,
-                                    lease_ttl_s=settings.connect_timeout + settings.read_timeout + 10)
+                                    lease_ttl_s=settings.lease_s)
         self.latest: dict[int, dict[str, int]] = {c: {} for c in CAMPAIGNS}
         self.pushed = {c: 0 for c in CAMPAIGNS}
         self.events: list[str] = []

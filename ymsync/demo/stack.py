@@ -5,8 +5,9 @@ order things stop in (workers before the Redis they talk to) and kills each whol
 prefork pool children included: a Ctrl-C leaves no orphan behind. On Linux each child also
 asks the kernel for SIGTERM should the demo itself die without cleaning up.
 
-Celery runs only as subprocesses (``python -m celery -A tasks ...``): this module, like the rest
-of the library, never imports it.
+Celery runs only as subprocesses (``python -m celery -A ymsync_celery.tasks ...``, the installed
+name of the repository's ``tasks/``, so a shop's own ``tasks`` module is never picked up): this
+module, like the rest of the library, never imports it.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class DemoStack:
         return self
 
     def _celery(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> Child:
-        args = [sys.executable, "-m", "celery", "-A", "tasks", *command]
+        args = [sys.executable, "-m", "celery", "-A", "ymsync_celery.tasks", *command]
         if command[0] == "worker":
             args += ["--without-gossip", "--without-mingle", "-E", "--loglevel", "INFO"]
         child = Child(name, args, {**self.env, **(extra_env or {})}, self.workdir,

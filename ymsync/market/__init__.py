@@ -16,18 +16,34 @@ from .errors import (
     MarketRateLimited,
     MarketServerError,
     MarketUnauthorized,
+    MarketWrongApiMode,
     RateLimitInfo,
     ReportLinkExpired,
     ReportTooLarge,
 )
-from .models import DownloadedFile, OfferStock, ReportInfo, ReportTicket, StockLevel, StocksPage, UpdateResult
+from .models import (
+    DownloadedFile,
+    OfferStock,
+    PartnerWarehouse,
+    ReportInfo,
+    ReportTicket,
+    StockLevel,
+    StocksPage,
+    UpdateResult,
+    WarehouseModel,
+    WarehouseOfferStock,
+    WarehousesPage,
+    WarehouseStockLevel,
+    WarehouseStocksPage,
+)
 from .schemas import InvalidRequest
 
 __all__ = [
     "ApiError", "DownloadRefused", "DownloadedFile", "InvalidRequest", "MarketActiveReportsLimit",
     "MarketBadRequest", "MarketClient", "MarketError", "MarketForbidden", "MarketLocked",
     "MarketNetworkError", "MarketNotFound", "MarketParallelLimitExceeded", "MarketQuotaExceeded",
-    "MarketRateLimited", "MarketServerError", "MarketUnauthorized", "OfferStock", "RateLimitInfo",
-    "ReportInfo", "ReportLinkExpired", "ReportTicket", "ReportTooLarge", "StockLevel", "StocksPage",
-    "UpdateResult",
+    "MarketRateLimited", "MarketServerError", "MarketUnauthorized", "MarketWrongApiMode", "OfferStock",
+    "PartnerWarehouse", "RateLimitInfo", "ReportInfo", "ReportLinkExpired", "ReportTicket", "ReportTooLarge",
+    "StockLevel", "StocksPage", "UpdateResult", "WarehouseModel", "WarehouseOfferStock", "WarehouseStockLevel",
+    "WarehouseStocksPage", "WarehousesPage",
 ]

@@ -18,24 +18,38 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urljoin, urlsplit
 
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
 import requests
 from requests.adapters import HTTPAdapter
 
 from .. import __version__
 from ..settings import Credentials, Settings
 from . import schemas as s
+from .business import V3_OPERATIONS, BusinessStockMethods
+from .clock import MarketClock
 from .errors import (
     ApiError,
     DownloadRefused,
     MarketError,
     MarketNetworkError,
     MarketServerError,
+    MarketWrongApiMode,
     RateLimitInfo,
     ReportLinkExpired,
     ReportTooLarge,
     error_for_status,
 )
-from .models import DownloadedFile, OfferStock, ReportInfo, ReportTicket, StockLevel, StocksPage, UpdateResult
+from .models import (
+    DownloadedFile,
+    OfferStock,
+    ReportInfo,
+    ReportTicket,
+    StockLevel,
+    StocksPage,
+    UpdateResult,
+)
 
 log = logging.getLogger("ymsync.market")
 
@@ -44,8 +58,9 @@ _CHUNK = 1024 * 1024
 _MAX_REDIRECTS = 5
 
 
-class MarketClient:
-    """Talks to the Market Partner API (or the sandbox, by pointing ``base_url`` at it)."""
+class MarketClient(BusinessStockMethods):
+    """Talks to the Market Partner API (or the sandbox, by pointing ``base_url`` at it); the
+    business-level (v3) methods come from :class:`BusinessStockMethods`."""
 
     def __init__(
         self,
@@ -62,6 +77,13 @@ class MarketClient:
         self.base_url = base_url.rstrip("/")
         self._credentials = credentials
         self.timeout = (connect_timeout, read_timeout)
+        # A hard deadline for a whole API call (connect, send, every read): requests' timeouts
+        # bound each socket operation, so a reply that trickles in could otherwise take far
+        # longer. What outlives it is abandoned; its outcome is unknown (the caller decides).
+        self.deadline_s = connect_timeout + read_timeout
+        self.clock = MarketClock()
+        self._calls: ThreadPoolExecutor | None = None
+        self._pool_size = pool_size
         self.max_report_bytes = max_report_bytes
         self.download_hosts = tuple(download_hosts)
         self.session = session or requests.Session()
@@ -89,6 +111,8 @@ class MarketClient:
         return f"MarketClient(base_url={self.base_url!r})"
 
     def close(self) -> None:
+        if self._calls is not None:
+            self._calls.shutdown(wait=False, cancel_futures=True)
         self.session.close()
 
     def __enter__(self) -> "MarketClient":
@@ -211,14 +235,27 @@ class MarketClient:
             data = s.encode_body(body)
             headers["Content-Type"] = "application/json; charset=utf-8"
         started = time.monotonic()
-        try:
+
+        def send() -> requests.Response:
             # No redirects: requests would carry the Api-Key header to whatever host answered.
-            response = self.session.request(method, self.base_url + path, params=params, data=data,
-                                            headers=headers, timeout=self.timeout, allow_redirects=False)
+            return self.session.request(method, self.base_url + path, params=params, data=data,
+                                        headers=headers, timeout=self.timeout, allow_redirects=False)
+
+        if self._calls is None:  # made lazily: a client built before a fork must not share threads
+            self._calls = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="ymsync-http")
+        future = self._calls.submit(send)
+        try:
+            response = future.result(timeout=self.deadline_s)
+        except FutureTimeout:
+            if future.cancel():  # never started (every thread busy): nothing reached the Market
+                raise MarketNetworkError(f"{operation}: not sent, the client was busy", method=operation,
+                                         sent=False) from None
+            raise MarketNetworkError(f"{operation}: no reply within {self.deadline_s:g}s", method=operation) from None
         except requests.Timeout as exc:
             raise MarketNetworkError(f"{operation}: timed out ({type(exc).__name__})", method=operation) from None
         except requests.RequestException as exc:
             raise MarketNetworkError(f"{operation}: connection failed ({type(exc).__name__})", method=operation) from None
+        self.clock.observe(response.headers.get("Date"))
         rate = RateLimitInfo.from_headers(response.headers)
         log.debug("%s %s -> %s in %.0f ms", operation, path, response.status_code, (time.monotonic() - started) * 1000)
         if response.status_code == 200:
@@ -254,6 +291,10 @@ class MarketClient:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         api_host = (urlsplit(self.base_url).hostname or "").lower()
+        if _origin(url) == _origin(self.base_url):
+            # The API's own origin (scheme, host and port): the token already goes there, so its
+            # links are as trusted as the API. This is the compose sandbox (http://sandbox:8765).
+            return
         if _is_loopback(host):
             # Loopback links are the sandbox's; only trust them when the API itself is local.
             if _is_loopback(api_host) and parts.scheme in ("http", "https"):
@@ -261,6 +302,18 @@ class MarketClient:
         elif parts.scheme == "https" and (host == api_host or any(fnmatch(host, p) for p in self.download_hosts)):
             return
         raise DownloadRefused(f"report link to {parts.scheme}://{host or '?'} is not an allowed download host")
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) with the scheme's default port filled in; None if unreadable."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.scheme not in ("http", "https"):
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
 
 
 def _is_loopback(host: str) -> bool:
@@ -280,13 +333,7 @@ def _stock_entry(level: StockLevel) -> dict[str, Any]:
     return {"sku": sku, "items": [item]}
 
 
-def _load(schema: s.Schema, data: Any, operation: str) -> dict:
-    try:
-        return schema.load(data)
-    except s.ValidationError as exc:
-        detail = "; ".join(s.flatten_errors(exc.messages))[:300]
-        raise MarketServerError(f"{operation}: unexpected response shape ({detail})", status=200,
-                                method=operation) from None
+_load = s.load_response
 
 
 def _failure(operation: str, response: requests.Response, rate: RateLimitInfo) -> MarketError:
@@ -298,4 +345,18 @@ def _failure(operation: str, response: requests.Response, rate: RateLimitInfo) -
     status = response.status_code
     text = "; ".join(str(e) for e in errors) or (response.reason or "no details")
     cls = error_for_status(status, errors)
-    return cls(f"{operation}: HTTP {status}: {text}", status=status, errors=errors, rate_limit=rate, method=operation)
+    message = f"{operation}: HTTP {status}: {text}"
+    if cls is MarketWrongApiMode:
+        message += _mode_advice(operation)
+    return cls(message, status=status, errors=errors, rate_limit=rate, method=operation)
+
+
+def _mode_advice(operation: str) -> str:
+    """Which API mode the cabinet needs, when the Market refused a call for its warehouse groups
+    (or for having none)."""
+    if operation in V3_OPERATIONS:
+        return (". The cabinet has warehouse groups, which the business-level (v3) methods do not serve: "
+                "set its API mode to v2 (YM_API_MODE=v2, or mode: v2 for this cabinet in the cabinets file)")
+    return (". The cabinet has no warehouse groups, so its FBS/DBS/Express stock goes through the "
+            "business-level methods: set its API mode to v3 (YM_API_MODE=v3, or mode: v3 for this "
+            "cabinet in the cabinets file)")

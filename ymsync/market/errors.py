@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Mapping
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ class MarketError(Exception):
 
     status: int | None = None
     retryable = False
+    # The request may have been applied although no success came back (timeouts, dropped
+    # connections, 5xx, 423): whoever sent it must not send a value over it until it can no
+    # longer land. Known outcomes (200, 4xx but 423) are never in doubt.
+    outcome_unknown = False
 
     def __init__(
         self,
@@ -99,9 +103,18 @@ def _rebuild(cls: type[MarketError], message: str, state: dict) -> MarketError:
 
 
 class MarketNetworkError(MarketError):
-    """Timeout, refused or dropped connection: the request may or may not have applied."""
+    """Timeout, refused or dropped connection: the request may or may not have applied
+    (``sent`` False: it never left this process, so it did not)."""
 
     retryable = True
+
+    def __init__(self, message: str, *, sent: bool = True, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.sent = sent
+
+    @property
+    def outcome_unknown(self) -> bool:  # type: ignore[override]
+        return self.sent
 
 
 class MarketBadRequest(MarketError):
@@ -120,6 +133,22 @@ class MarketForbidden(MarketError):
 
 class MarketNotFound(MarketError):
     status = 404
+
+
+class MarketWrongApiMode(MarketError):
+    """The Market refused a stock call because of how the cabinet keeps its stock: a v3
+    (business-level) call for a cabinet with warehouse groups, or a v2 campaign stock call for an
+    FBS/DBS/Express cabinet without them. Nothing was applied; retrying cannot help, and the stock
+    in it is not poison: the operator must switch the cabinet's API mode (``mode``, named in the
+    message along with ``YM_API_MODE``)."""
+
+    status = 400
+
+    @property
+    def mode_to_set(self) -> str | None:
+        """"v2" or "v3": the mode this cabinet needs, when the message says."""
+        match = re.search(r"YM_API_MODE=(v[23])", self.message)
+        return match.group(1) if match else None
 
 
 class MarketRateLimited(MarketError):
@@ -155,12 +184,14 @@ class MarketLocked(MarketError):
 
     status = 423
     retryable = True
+    outcome_unknown = True
 
 
 class MarketServerError(MarketError):
     """5xx (and 503 maintenance): retry later."""
 
     retryable = True
+    outcome_unknown = True
 
 
 class ReportLinkExpired(MarketError):
@@ -186,8 +217,14 @@ _BY_STATUS: dict[int, type[MarketError]] = {
 }
 
 
+# How the Market words a refusal caused by warehouse groups (or their absence), in either language.
+WAREHOUSE_GROUPS_RE = re.compile(r"warehouse groups?|групп\w* склад", re.IGNORECASE)
+
+
 def error_for_status(status: int, errors: tuple[ApiError, ...]) -> type[MarketError]:
     """Pick the exception class for a failed response."""
+    if status in (400, 403, 404) and any(WAREHOUSE_GROUPS_RE.search(e.message) for e in errors):
+        return MarketWrongApiMode
     if status == 420:
         text = " ".join(e.message for e in errors)
         if "parallel requests" in text:

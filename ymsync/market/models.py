@@ -94,3 +94,67 @@ class DownloadedFile:
     path: Path
     size: int
     content_type: str = ""
+
+
+# --- the business-level (v3) stock methods -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WarehouseStockLevel:
+    """One SKU's stock on one of the business's own warehouses, as sent to the v3 update;
+    ``updated_at`` None lets the Market stamp it."""
+
+    sku: str
+    warehouse_id: int
+    count: int
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WarehouseModel:
+    """One work model of a warehouse (``program``: FBS, DBS or EXPRESS) and whether the API may
+    drive it (``api_availability``: AVAILABLE, or why not: DISABLED_BY_INACTIVITY, ...)."""
+
+    program: str
+    api_availability: str
+
+
+@dataclass(frozen=True)
+class PartnerWarehouse:
+    id: int
+    name: str
+    models: tuple[WarehouseModel, ...]
+
+    @property
+    def available(self) -> bool:
+        """Stock may be pushed to it: some model of it is open to the API."""
+        return any(model.api_availability == "AVAILABLE" for model in self.models)
+
+
+@dataclass(frozen=True)
+class WarehousesPage:
+    warehouses: list[PartnerWarehouse]
+    next_page_token: str | None
+    rate_limit: RateLimitInfo = field(default_factory=RateLimitInfo)
+
+
+@dataclass(frozen=True)
+class WarehouseOfferStock:
+    """One offer on one warehouse, as ``getStocksOnPartnerWarehouses`` reports it (``stocks``:
+    type -> count, the types FIT, FREEZE, AVAILABLE, QUARANTINE, UTILIZATION, DEFECT, EXPIRED)."""
+
+    offer_id: str
+    warehouse_id: int
+    stocks: dict[str, int]
+    updated_at: datetime | None
+
+    @property
+    def available(self) -> int | None:
+        return self.stocks.get("AVAILABLE")
+
+
+@dataclass(frozen=True)
+class WarehouseStocksPage:
+    offers: list[WarehouseOfferStock]
+    next_page_token: str | None
+    rate_limit: RateLimitInfo = field(default_factory=RateLimitInfo)

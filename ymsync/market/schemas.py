@@ -377,6 +377,18 @@ class InvalidRequest(ValueError):
         super().__init__(f"invalid {what}: " + "; ".join(self.errors))
 
 
+def load_response(schema: Schema, data: Any, operation: str) -> dict:
+    """A Market reply read leniently; one that lacks what ymsync needs is the Market's fault (5xx-like)."""
+    from .errors import MarketServerError
+
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        detail = "; ".join(flatten_errors(exc.messages))[:300]
+        raise MarketServerError(f"{operation}: unexpected response shape ({detail})", status=200,
+                                method=operation) from None
+
+
 def validate_or_raise(schema: Schema, payload: Any, what: str) -> Any:
     try:
         return schema.load(payload)

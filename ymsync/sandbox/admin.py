@@ -10,11 +10,13 @@ POST /_admin/archive/{campaign}    [sku, ...]: mark offers archived
 POST /_admin/poison/{campaign}     [sku, ...] or {skus, named?}: any updateStocks holding one is refused
                                    whole with a 400 naming it ("Stock for 'X' cannot be updated: ..."),
                                    or, with named false, with one error that names no SKU
-POST /_admin/faults                {error_rate, lost_reply_rate, locked_rate, latency_min_ms, latency_max_ms}
+POST /_admin/faults                {error_rate, lost_reply_rate, locked_rate, latency_min_ms, latency_max_ms,
+                                    late_apply_rate, late_apply_s}
 POST /_admin/quotas                {operation: "AMOUNT/SECONDS" | "0"}
 POST /_admin/consume               {operation, key, amount?, pause_s?}: a foreign client's usage
 POST /_admin/hold                  {gate ("campaign:ID"), slots?, seconds}: a foreign client holds parallel slots
 POST /_admin/revoke                {token}: later calls with it answer 401
+POST /_admin/restore               {token}: a revoked token works again
 POST /_admin/config                {report_delay_s?, link_ttl_s?, max_parallel?, max_active_reports?}
 POST /_admin/reports/fail-next     {subStatus}: the next report ends FAILED with it
 POST /_admin/reports/quirk-next    {report_id?, status?, sub_status?, file?, estimate_ms?, count?}: the next COUNT
@@ -71,6 +73,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
     if match := re.fullmatch(r"archive/(\d+)", route):
         with state.lock:
             state.archived.setdefault(int(match.group(1)), set()).update(map(str, data))
+            state.revision += 1
         return 200, {"archived": len(data)}
     if match := re.fullmatch(r"poison/(\d+)", route):
         skus, named = (data, True) if isinstance(data, list) else (data["skus"], bool(data.get("named", True)))
@@ -106,6 +109,10 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
         with state.lock:
             state.revoked.add(data["token"])
         return 200, {"ok": True}
+    if route == "restore":
+        with state.lock:
+            state.revoked.discard(data["token"])
+        return 200, {"ok": True}
     if route == "config":
         for key, value in data.items():
             if key not in _CONFIG_KEYS:
@@ -139,6 +146,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
     if route == "reset":
         with state.lock:
             state.stocks.clear()
+            state.revision += 1
             state.archived.clear()
             state._sorted.clear()
             state.windows.clear()

@@ -26,6 +26,11 @@ DEFAULT_QUOTAS: dict[str, Quota | None] = {
     "getStocks": Quota(100_000, 60),
     "generateStocksOnWarehousesReport": Quota(1, 120),
     "getReportInfo": Quota(100, 60),
+    # Business-level (v3) methods, keyed per business; each counts requests.
+    "updateStocksOnPartnerWarehouses": Quota(50, 60),
+    "getStocksOnPartnerWarehouses": Quota(500, 60),
+    "getPartnerWarehouses": Quota(100, 3600),
+    "generateStocksReport": Quota(1, 120),
 }
 
 
@@ -70,11 +75,19 @@ class Faults:
     locked_rate: float = 0.0  # 423, cabinet migrating
     latency_min_ms: float = 0.0
     latency_max_ms: float = 0.0
+    # A share of stock updates applies only after this long, whether or not the client still
+    # waits (a slow backend behind a proxy): a client that gave up must not send a newer value
+    # that this late one then overwrites (``stale_writes`` counts it if it does).
+    late_apply_rate: float = 0.0
+    late_apply_s: float = 0.0
 
-    def latency(self, rng: random.Random) -> float:
-        if self.latency_max_ms <= 0:
-            return 0.0
-        return rng.uniform(self.latency_min_ms, max(self.latency_min_ms, self.latency_max_ms)) / 1000
+    def latency(self, rng: random.Random, operation: str = "") -> float:
+        delay = 0.0
+        if self.latency_max_ms > 0:
+            delay = rng.uniform(self.latency_min_ms, max(self.latency_min_ms, self.latency_max_ms)) / 1000
+        if self.late_apply_rate and operation == "updateStocks" and rng.random() < self.late_apply_rate:
+            delay += self.late_apply_s
+        return delay
 
 
 class SlidingWindow:
@@ -132,6 +145,9 @@ class SandboxConfig:
     max_active_reports: int = 10
     page_cap: int = 100  # the Market silently cuts getStocks' limit to 100
     seed: int | None = None
+    # The Market's clock minus the real one: its Date headers, its "now" for stamp rules and for
+    # stamping values sent without one, its 420 Until. Negative: every client runs ahead of it.
+    clock_offset_s: float = 0.0
 
 
 class SandboxState:
@@ -161,6 +177,8 @@ class SandboxState:
         # SKUs the Market refuses (a blocked offer, say): any request holding one is refused whole.
         self.poisoned: dict[int, dict[str, bool]] = {}  # campaign -> sku -> named in the message
         self.log: deque[dict[str, Any]] = deque(maxlen=20_000)
+        # Bumped by every change to stocks or archived offers: the state file saver's cue.
+        self.revision = 0
 
     # --- campaigns and stock --------------------------------------------------------------
 
@@ -169,8 +187,12 @@ class SandboxState:
             return self.campaigns.setdefault(campaign_id, CampaignConfig(campaign_id))
         return self.campaigns.get(campaign_id)
 
+    def now(self) -> float:
+        """The Market's clock (unix seconds)."""
+        return time.time() + self.config.clock_offset_s
+
     def apply_stocks(self, campaign_id: int, entries: list[dict[str, Any]]) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.fromtimestamp(self.now(), timezone.utc)
         with self.lock:
             store = self.stocks.setdefault(campaign_id, {})
             for entry in entries:
@@ -185,6 +207,7 @@ class SandboxState:
                     self.stale_writes += 1
                 store[entry["sku"]] = StockRecord(item["count"], stamp)
             self.sku_units[campaign_id] += len(entries)
+            self.revision += 1
 
     def note_update_request(self, body_bytes: int, skus: int) -> None:
         with self.lock:
@@ -210,6 +233,7 @@ class SandboxState:
                 if sku not in store:
                     self._sorted.pop(campaign_id, None)
                 store[sku] = StockRecord(int(count), now)
+            self.revision += 1
 
     def sorted_skus(self, campaign_id: int) -> list[str]:
         with self.lock:
@@ -253,7 +277,7 @@ class SandboxState:
             reset = window.reset_at(now) if window else 0.0
         return {"X-RateLimit-Resource-Limit": str(quota.amount),
                 "X-RateLimit-Resource-Remaining": str(max(0, quota.amount - used)),
-                "X-RateLimit-Resource-Until": http_date_in(reset)}
+                "X-RateLimit-Resource-Until": http_date(epoch_in(reset, self.config.clock_offset_s))}
 
     def enter(self, key: str) -> bool:
         with self.lock:
@@ -324,9 +348,10 @@ class SandboxState:
             }
 
 
-def epoch_in(seconds: float) -> int:
-    """Unix time ``seconds`` from now, rounded up so a client waiting until it is never early."""
-    return math.ceil(time.time() + max(0.0, seconds))
+def epoch_in(seconds: float, clock_offset_s: float = 0.0) -> int:
+    """Unix time ``seconds`` from now (on a clock ``clock_offset_s`` off the real one), rounded
+    up so a client waiting until it is never early."""
+    return math.ceil(time.time() + clock_offset_s + max(0.0, seconds))
 
 
 def http_date(epoch: float) -> str:

@@ -1,0 +1,105 @@
+"""A private RabbitMQ node for a test: Debian's ``rabbitmq-server`` on free loopback ports.
+
+Never the machine's own node (5672, distribution port 25672): this one has its own node name,
+AMQP and distribution ports, config file (the system's rabbitmq.conf names 5672), an empty plugin
+list (no management listener on 15672) and its own data folder under /tmp. The server drops to
+the ``rabbitmq`` user, so that folder belongs to it (and lies outside pytest's 0700 tmp folders).
+It takes about ten seconds to accept connections; ``rabbitmqctl -n NODE stop`` ends it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ymsync.embedded import free_port
+
+
+def rabbitmq_missing() -> str | None:
+    """Why a private node cannot run here, or None."""
+    for tool in ("rabbitmq-server", "rabbitmqctl"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (Debian: apt-get install rabbitmq-server)"
+    try:
+        pwd.getpwnam("rabbitmq")
+    except KeyError:
+        return "there is no rabbitmq user (rabbitmq-server's package creates it)"
+    if os.geteuid() != 0:
+        return "rabbitmq-server drops to the rabbitmq user, which needs root to start it"
+    return None
+
+
+class RabbitMQServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"ymsynctest{self.port}@localhost"
+        self.folder = Path(tempfile.mkdtemp(prefix="ymsync-rabbitmq-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        # guest may log in from loopback only, which is exactly where this node listens.
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def env(self) -> dict[str, str]:
+        f = self.folder
+        return {**os.environ,
+                "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+                "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_CONFIG_FILE": str(f / "rabbitmq.conf"),
+                "RABBITMQ_MNESIA_BASE": str(f / "mnesia"), "RABBITMQ_LOG_BASE": str(f / "log"),
+                "RABBITMQ_FEATURE_FLAGS_FILE": str(f / "feature_flags"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(f / "enabled_plugins"),
+                "RABBITMQ_PID_FILE": str(f / "rabbitmq.pid")}
+
+    def start(self, timeout: float = 90.0) -> "RabbitMQServer":
+        (self.folder / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        (self.folder / "enabled_plugins").write_text("[].\n")
+        for sub in ("mnesia", "log"):
+            (self.folder / sub).mkdir()
+        user = pwd.getpwnam("rabbitmq")
+        for path in [self.folder, *self.folder.rglob("*")]:
+            os.chown(path, user.pw_uid, user.pw_gid)
+        self.process = subprocess.Popen(["rabbitmq-server"], env=self.env(), stdout=open(self.folder / "server.out", "wb"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited: {self.output()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"rabbitmq-server did not listen on {self.port} within {timeout:g}s: {self.output()}")
+
+    def ctl(self, *args: str) -> str:
+        done = subprocess.run(["rabbitmqctl", "-n", self.node, "-q", *args], env=self.env(),
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def output(self) -> str:
+        try:
+            return (self.folder / "server.out").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                self.ctl("stop")
+                self.process.wait(30)
+            except (RuntimeError, subprocess.TimeoutExpired):
+                os.killpg(self.process.pid, 9)  # this node's own process group only
+                self.process.wait(10)
+        shutil.rmtree(self.folder, ignore_errors=True)

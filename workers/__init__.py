@@ -1,1 +1,0 @@
-"""Worker launch profiles per queue (see ``workers/*.sh`` and docker-compose.yml)."""
