@@ -147,6 +147,9 @@ class WarehouseDirectory:
                 return self._fallback(cached, "another process has been refreshing the list for too long")
             self.sleep(0.2)
         try:
+            newer = self._cached(business_id)  # the previous holder may have just stored one
+            if newer is not None and (cached is None or newer.fetched_ms > cached.fetched_ms):
+                return newer
             listing = self._fetch(business_id)
         except WarehousesUnavailable as exc:
             return self._fallback(cached, str(exc))
