@@ -27,6 +27,24 @@ POST /_admin/reports/dead-links    {count}: the next COUNT file links minted are
 GET  /_admin/spec-violations       test mode (YM_SANDBOX_SPEC_CHECK): {enabled, spec, checked, violations:
                                    [{operation, method, path, message, t}]}: requests that broke the official
                                    OpenAPI description (each was answered 400); kept across resets
+Businesses (the business-level v3 methods; see business_state.py):
+POST /_admin/businesses            {id, groups?, warehouses: [{id, name?, models?: [{placementType,
+                                   apiAvailability}]}]} or a list of them: configure (replace) cabinets; once
+                                   any is configured, unknown businesses/warehouses are refused
+GET  /_admin/businesses            [{id, groups, warehouses}, ...] as configured
+POST /_admin/business/{id}/groups  {groups: bool}: the cabinet has warehouse groups (v3 stock calls refused,
+                                   v2 updateStocks allowed) or not (v2 updateStocks of its FBS/DBS/Express
+                                   campaigns refused)
+GET  /_admin/business/{id}/stocks  {warehouse_id: {sku: {count, updatedAt}}}
+POST /_admin/business/{id}/stocks  {warehouse_id: {sku: count}}: set stock behind the API's back
+POST /_admin/business/{id}/archive [sku, ...]: mark offers archived (reads skip them unless archived=true)
+POST /_admin/business/{id}/poison  {skus: [...], warehouse?, named?}: any v3 update holding one (on that
+                                   warehouse, or any) is refused whole, naming it unless named is false
+POST /_admin/tokens                {token, businesses?: [id], campaigns?: [id]}: a token that works, limited
+                                   to those (403 elsewhere) when either list is given
+GET  /_admin/state's "businesses":  per business {groups, warehouses, skus, item_units, stale_writes};
+                                   "stale_writes" counts both APIs (v3: per (warehouse, sku))
+
 GET  /_admin/log?since=UNIX_TIME   recent API calls (t, op, key, status, cost; a quota 420 adds until)
 POST /_admin/reset                 forget stock, quotas and counters
 """
@@ -68,6 +86,10 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
         with state.lock:
             store = dict(state.stocks.get(campaign_id, {}))
         return 200, {sku: {"count": r.count, "updatedAt": r.updated_at.isoformat()} for sku, r in store.items()}
+    if route == "businesses" or route == "tokens" or route.startswith("business/"):
+        from .business_admin import handle_business_admin  # the v3 cabinets' own routes
+
+        return handle_business_admin(server, method, route, data)
     if method != "POST" and route != "log":
         return 405, {"error": f"use POST for /_admin/{route}"}
     if match := re.fullmatch(r"archive/(\d+)", route):
@@ -159,5 +181,6 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
             state.stale_writes = 0
             state.max_request_skus = state.max_request_bytes = 0
             state.poisoned.clear()
+            state.business.reset()
         return 200, {"ok": True}
     return 404, {"error": f"no admin route {method} /_admin/{route}"}

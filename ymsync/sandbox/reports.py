@@ -16,11 +16,14 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..reports.columns import MASS_SHARED_STOCKS, STOCKS_BUSINESS, STOCKS_ON_WAREHOUSES, Sheet
 from .report_files import write_report
 from .state import CampaignConfig, SandboxState
+
+if TYPE_CHECKING:
+    from .business_state import BusinessConfig
 
 _EXTENSIONS = {"FILE": "xlsx", "CSV": "zip", "JSON": "zip"}
 
@@ -88,7 +91,17 @@ class ReportDesk:
             return sum(1 for job in self.jobs.values() if job.status(now)[0] in ("PENDING", "PROCESSING"))
 
     def generate(self, request: dict[str, Any], fmt: str) -> ReportJob:
+        """A v2 stocks-on-warehouses report (the sheet depends on the model and the owner sent)."""
         sheet, rows = self._select(request)
+        return self._start(sheet, rows, fmt)
+
+    def generate_business(self, business: "BusinessConfig", request: dict[str, Any], fmt: str) -> ReportJob:
+        """A v3 business stocks report: the business stocks sheet over its own warehouses."""
+        from .business import business_rows
+
+        return self._start(STOCKS_BUSINESS, business_rows(self.state, business, request), fmt)
+
+    def _start(self, sheet: Sheet, rows: list[dict[str, Any]], fmt: str) -> ReportJob:
         with self.lock:
             quirk = self.quirks_next.pop(0) if self.quirks_next else None
             job = ReportJob(

@@ -7,6 +7,7 @@ Request checks run in the order the Market applies them: auth (401/403), the par
 from __future__ import annotations
 
 import base64
+import functools
 import email.utils
 import hashlib
 import json
@@ -24,6 +25,9 @@ from marshmallow import ValidationError
 
 from ..market import schemas as s
 from ..settings import SpecCheckSettings, load_spec_check
+from . import business
+from .business_state import scope_allows
+from .fastpath import fast_update_body
 from .reports import ReportDesk
 from .state import SandboxConfig, SandboxState, epoch_in, http_date
 
@@ -64,58 +68,6 @@ def poison_failure(poisoned: list[tuple[str, bool]]) -> ApiFailure:
     return failure
 
 
-_ITEM_KEYS = ({"count"}, {"count", "updatedAt"})
-# Printable ASCII, 1 to 255 characters, no space at either end: a SKU sku_problem always accepts.
-_PLAIN_SKU = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
-
-
-def fast_update_body(payload: Any, now: datetime | None = None) -> dict[str, Any] | None:
-    """What ``UpdateStocksRequestSchema().load(payload)`` returns, for a body plainly valid; else None.
-
-    The schema costs ~20 us a SKU (a 2000-SKU request: ~40 ms of one core, which capped the
-    sandbox below the rates the bench measures). This checks the same rules in one pass and
-    gives up at the first doubt (unknown or missing keys, a wrong type, a duplicate, a stamp
-    in the future or over a day old), leaving the schema to refuse the body with its own
-    messages. Size: the handler has already refused a raw body over MAX_BODY_BYTES, and the
-    compact re-encoding the schema measures is never longer than valid JSON it was parsed
-    from (no whitespace, UTF-8 instead of escapes), so that rule cannot fail here.
-    """
-    if type(payload) is not dict or len(payload) != 1:
-        return None
-    skus = payload.get("skus")
-    if type(skus) is not list or not 1 <= len(skus) <= s.MAX_SKUS_PER_UPDATE:
-        return None
-    now = s.utcnow() if now is None else now
-    oldest = now - s.MAX_STAMP_AGE
-    seen: set[str] = set()
-    out = []
-    sku_problem, parse_stamp = s.sku_problem, s.parse_stamp
-    for entry in skus:
-        if type(entry) is not dict or len(entry) != 2:
-            return None
-        sku, items = entry.get("sku"), entry.get("items")
-        if type(sku) is not str or type(items) is not list or len(items) != 1:
-            return None
-        sku = sku.strip()
-        if sku in seen or (_PLAIN_SKU.fullmatch(sku) is None and sku_problem(sku) is not None):
-            return None
-        seen.add(sku)
-        item = items[0]
-        if type(item) is not dict or item.keys() not in _ITEM_KEYS:
-            return None
-        count = item["count"]
-        if type(count) is not int or not 0 <= count <= s.MAX_COUNT:
-            return None
-        if "updatedAt" in item:
-            stamp = parse_stamp(item["updatedAt"])
-            if stamp is None or stamp > now or stamp < oldest:
-                return None
-            out.append({"sku": sku, "items": [{"count": count, "updatedAt": stamp}]})
-        else:
-            out.append({"sku": sku, "items": [{"count": count}]})
-    return {"skus": out}
-
-
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -143,6 +95,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: SandboxServer
     server_version = "ymsync-market-sandbox"
+    _token: str | None = None  # the caller's, once authenticated (access checks use its scope)
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         # The Date header is the Market's clock: clients learn its offset from it.
@@ -179,7 +132,8 @@ class Handler(BaseHTTPRequestHandler):
             ("POST", r"/v2/campaigns/([^/]+)/offers/stocks", self._get_stocks, "getStocks"),
             ("POST", r"/v2/reports/stocks-on-warehouses/generate", self._generate, "generateStocksOnWarehousesReport"),
             ("GET", r"/v2/reports/info/([^/]+)", self._info, "getReportInfo"),
-        ]
+        ] + [(verb, pattern, functools.partial(_V3_HANDLERS[op], self), op)
+             for op, (verb, pattern) in business.OPERATIONS.items()]
         for verb, pattern, handler, operation in routes:
             match = re.fullmatch(pattern, path)
             if match and verb == method:
@@ -249,9 +203,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def _limit_key(self, operation: str, token: str, args: tuple[str, ...]) -> tuple[str, str]:
         """(quota key, parallel gate): per campaign on campaign URLs, per token's cabinet otherwise."""
+        self._token = token
         if operation in ("updateStocks", "getStocks"):
             campaign_id = self._campaign_id(args[0])
             return str(campaign_id), f"campaign:{campaign_id}"
+        if operation in business.OPERATIONS:
+            business_id = self._business_id(args[0])
+            return str(business_id), f"business:{business_id}"
         digest = hashlib.sha256(token.encode()).hexdigest()[:10]  # no piece of the token itself
         return f"token:{digest}", f"token:{digest}"
 
@@ -259,9 +217,24 @@ class Handler(BaseHTTPRequestHandler):
         if not raw.isdigit() or int(raw) < 1:
             raise ApiFailure(400, "BAD_REQUEST", f"campaignId must be an integer >= 1, got {raw!r}")
         campaign_id = int(raw)
-        if self.server.state.campaign(campaign_id) is None:
+        state = self.server.state
+        if state.campaign(campaign_id) is None or not scope_allows(
+                state.token_scopes.get(self._token), campaign_id=campaign_id, campaign_business=self._business_of):
             raise ApiFailure(403, "FORBIDDEN", f"Access denied to campaignId {campaign_id}")
         return campaign_id
+
+    def _business_id(self, raw: str) -> int:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ApiFailure(400, "BAD_REQUEST", f"businessId must be an integer >= 1, got {raw!r}")
+        business_id, state = int(raw), self.server.state
+        if state.business.get(business_id) is None or not scope_allows(
+                state.token_scopes.get(self._token), business_id=business_id, campaign_business=self._business_of):
+            raise ApiFailure(403, "FORBIDDEN", f"Access denied to businessId {business_id}")
+        return business_id
+
+    def _business_of(self, campaign_id: int) -> int | None:
+        campaign = self.server.state.campaigns.get(campaign_id)
+        return campaign.business_id if campaign is not None else None
 
     def _charge(self, operation: str, key: str, cost: int) -> None:
         state = self.server.state
@@ -307,6 +280,10 @@ class Handler(BaseHTTPRequestHandler):
         state.note_update_request(len(body), len(entries) if isinstance(entries, list) else 0)
         if len(body) > s.MAX_BODY_BYTES:
             raise ApiFailure(400, "BAD_REQUEST", f"The request is too big ({len(body)} bytes)")
+        campaign = state.campaign(int(key))
+        cabinet = state.business.configured(campaign.business_id) if campaign is not None else None
+        if cabinet is not None and not cabinet.groups and campaign.model != "FBY":
+            raise business.no_groups_refusal(campaign.id, cabinet.id)
         market_now = datetime.fromtimestamp(state.now(), timezone.utc)
         data = fast_update_body(payload, market_now)
         if data is None:  # anything unusual: the schema decides, and words the 400 exactly
@@ -384,6 +361,9 @@ class Handler(BaseHTTPRequestHandler):
             self._campaign_id(str(data["campaignId"]))
         for cid in data.get("campaignIds") or []:
             self._campaign_id(str(cid))
+        if data.get("businessId") is not None and not scope_allows(
+                state.token_scopes.get(self._token), business_id=data["businessId"], campaign_business=self._business_of):
+            raise ApiFailure(403, "FORBIDDEN", f"Access denied to businessId {data['businessId']}")
         if desk.active(time.monotonic()) >= state.config.max_active_reports:
             raise ApiFailure(420, "LIMIT_EXCEEDED", "Active reports limit exceeded")
         self._charge(operation, key, 1)
@@ -434,6 +414,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+_V3_HANDLERS = {"updateStocksOnPartnerWarehouses": business.update_stocks,
+                "getStocksOnPartnerWarehouses": business.get_stocks,
+                "getPartnerWarehouses": business.get_warehouses,
+                "generateStocksReport": business.generate_report}
 
 
 def _encode_token(after: str) -> str:

@@ -15,9 +15,12 @@ from bisect import bisect_right
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..settings import Quota
+
+if TYPE_CHECKING:
+    from .business_state import BusinessConfig, TokenScope
 
 MODELS = ("FBS", "FBY", "DBS", "EXPRESS")
 # The Market's own limits: x-resource-limit-config of the official description.
@@ -66,6 +69,10 @@ class StockRecord:
     updated_at: datetime
 
 
+# The stock updates the late-apply fault delays: campaign-level and business-level alike.
+LATE_APPLY_OPERATIONS = frozenset({"updateStocks", "updateStocksOnPartnerWarehouses"})
+
+
 @dataclass
 class Faults:
     """Misbehaviour to inject into API calls (not into admin or file routes)."""
@@ -85,7 +92,7 @@ class Faults:
         delay = 0.0
         if self.latency_max_ms > 0:
             delay = rng.uniform(self.latency_min_ms, max(self.latency_min_ms, self.latency_max_ms)) / 1000
-        if self.late_apply_rate and operation == "updateStocks" and rng.random() < self.late_apply_rate:
+        if self.late_apply_rate and operation in LATE_APPLY_OPERATIONS and rng.random() < self.late_apply_rate:
             delay += self.late_apply_s
         return delay
 
@@ -148,6 +155,11 @@ class SandboxConfig:
     # The Market's clock minus the real one: its Date headers, its "now" for stamp rules and for
     # stamping values sent without one, its 420 Until. Negative: every client runs ahead of it.
     clock_offset_s: float = 0.0
+    # Cabinets for the business-level (v3) methods (empty: any business exists, without groups,
+    # with any warehouse); see business_state.py.
+    businesses: tuple[BusinessConfig, ...] = ()
+    # Tokens (also listed in ``tokens``) that reach only some businesses/campaigns (else 403).
+    token_scopes: dict[str, TokenScope] = field(default_factory=dict)
 
 
 class SandboxState:
@@ -177,6 +189,10 @@ class SandboxState:
         # SKUs the Market refuses (a blocked offer, say): any request holding one is refused whole.
         self.poisoned: dict[int, dict[str, bool]] = {}  # campaign -> sku -> named in the message
         self.log: deque[dict[str, Any]] = deque(maxlen=20_000)
+        from .business_state import BusinessStore  # it builds on this module's StockRecord
+
+        self.token_scopes = dict(config.token_scopes)
+        self.business = BusinessStore(config.businesses, self.lock, self.now)
         # Bumped by every change to stocks or archived offers: the state file saver's cue.
         self.revision = 0
 
@@ -343,6 +359,7 @@ class SandboxState:
                 "in_flight": {k: v for k, v in self.in_flight.items() if v},
                 "requests": dict(self.requests),
                 "stale_writes": self.stale_writes,
+                "businesses": self.business.snapshot(),
                 "max_request_skus": self.max_request_skus,
                 "max_request_bytes": self.max_request_bytes,
             }

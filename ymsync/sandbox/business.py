@@ -1,0 +1,254 @@
+"""The sandbox's business-level (v3) methods, for cabinets without warehouse groups.
+
+Each handler runs inside ``Handler._api`` (server.py), after auth, the business's access check
+and its parallel cap (4 in flight per business), and answers ``(status, payload, cost, lost)``.
+Quotas are per business and count requests. A cabinet with warehouse groups is refused the
+stock methods (read, update, report) the way the Market words it, naming the campaign-level
+method to use instead; its warehouse list still answers (individual warehouses only).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from marshmallow import ValidationError
+
+from ..market import schemas as s
+from ..market import schemas_v3 as v3
+from .business_state import BusinessConfig, WarehouseConfig
+
+if TYPE_CHECKING:
+    from .server import Handler
+
+OPERATIONS = {
+    "updateStocksOnPartnerWarehouses": ("POST", r"/v3/businesses/([^/]+)/offers/stocks/update"),
+    "getStocksOnPartnerWarehouses": ("POST", r"/v3/businesses/([^/]+)/offers/stocks"),
+    "getPartnerWarehouses": ("POST", r"/v3/businesses/([^/]+)/warehouses"),
+    "generateStocksReport": ("POST", r"/v3/businesses/([^/]+)/reports/stocks/generate"),
+}
+# What the Market tells a cabinet with warehouse groups to use instead.
+_V2_INSTEAD = {
+    "updateStocksOnPartnerWarehouses": "PUT v2/campaigns/{campaignId}/offers/stocks",
+    "getStocksOnPartnerWarehouses": "POST v2/campaigns/{campaignId}/offers/stocks",
+    "generateStocksReport": "POST v2/reports/stocks-on-warehouses/generate",
+}
+MAX_ITEM_ERRORS = 50  # a request of 2000 bad items answers with the first 50, as a long list helps nobody
+
+
+def groups_refusal(operation: str, business_id: int) -> "ApiFailure":
+    from .server import ApiFailure
+
+    return ApiFailure(400, "BAD_REQUEST", f"The method is not available for business {business_id}: the cabinet has "
+                      f"warehouse groups. Use {_V2_INSTEAD[operation]}")
+
+
+def no_groups_refusal(campaign_id: int, business_id: int) -> "ApiFailure":
+    """A campaign-level stock update for an FBS/DBS/Express campaign of a cabinet without groups."""
+    from .server import ApiFailure
+
+    return ApiFailure(400, "BAD_REQUEST", f"The method is available only for a cabinet with warehouse groups; "
+                      f"campaign {campaign_id} (business {business_id}) has none. Use "
+                      f"POST v3/businesses/{{businessId}}/offers/stocks/update")
+
+
+def business_of(handler: "Handler", key: str) -> BusinessConfig:
+    business = handler.server.state.business.get(int(key))
+    assert business is not None  # the access check in _limit_key came first
+    return business
+
+
+def update_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
+    from .server import ApiFailure, bad_request
+
+    state = handler.server.state
+    store = state.business
+    state.note_update_request(len(body), 0)  # before any check: a refused request still shows a broken cap
+    payload = handler._json(body, required=True)
+    items = payload.get("skuItems") if isinstance(payload, dict) else None
+    state.note_update_request(len(body), len(items) if isinstance(items, list) else 0)
+    business = business_of(handler, key)
+    if business.groups:
+        raise groups_refusal(operation, business.id)
+    if len(body) > s.MAX_BODY_BYTES:
+        raise ApiFailure(400, "BAD_REQUEST", f"The request is too big ({len(body)} bytes)")
+    market_now = datetime.fromtimestamp(state.now(), timezone.utc)
+    try:
+        data = v3.UpdateStocksOnWarehousesRequestSchema(now=lambda: market_now).load(payload)
+    except ValidationError as exc:
+        raise bad_request(exc.messages) from None
+    problems = []
+    for item in data["skuItems"]:
+        sku, wid = item["sku"], item["partnerWarehouseId"]
+        warehouse = store.warehouse(business, wid)
+        if warehouse is None:
+            problems.append(f"Stock for '{sku}' cannot be updated: warehouse {wid} is not a warehouse of "
+                            f"business {business.id}")
+        elif not warehouse.available:
+            models = ", ".join(f"{p}: {a}" for p, a in warehouse.models) or "no models"
+            problems.append(f"Stock for '{sku}' cannot be updated: warehouse {wid} has no work model available "
+                            f"through the API ({models})")
+    poisoned = store.poisoned_in(business.id, data["skuItems"])
+    problems += [f"Stock for '{sku}' cannot be updated on warehouse {wid}: the offer is blocked"
+                 for sku, wid, named in poisoned if named]
+    if not all(named for _, _, named in poisoned):
+        problems.append("Stocks cannot be updated: an offer in the request is blocked")
+    if problems:
+        failure = ApiFailure(400, "BAD_REQUEST", "")
+        failure.errors = [{"code": "BAD_REQUEST", "message": m} for m in problems[:MAX_ITEM_ERRORS]]
+        failure.message = "; ".join(problems[:MAX_ITEM_ERRORS])
+        raise failure
+    handler._charge(operation, key, 1)  # the quota counts requests, however many items
+    handler._faults()
+    stale = store.apply(business.id, data["skuItems"])
+    if stale:
+        with state.lock:
+            state.stale_writes += stale  # one referee for both APIs: any older value over a newer one
+    return 200, {"status": "OK"}, 1, handler._lost()
+
+
+def _page_query(handler: "Handler", cap: int | None) -> dict[str, Any]:
+    """``pageToken`` (or its alias ``page_token``) and ``limit`` from the query string; a limit
+    over ``cap`` is cut silently, as the Market cuts getStocks' (PageLimit100Truncate)."""
+    from .server import ApiFailure
+
+    query: dict[str, Any] = {}
+    token = handler.query.get("pageToken") or handler.query.get("page_token")
+    if token is not None:
+        query["pageToken"] = token
+    if "limit" in handler.query:
+        raw = handler.query["limit"]
+        if not raw.lstrip("-").isdigit():
+            raise ApiFailure(400, "BAD_REQUEST", f"limit must be an integer, got {raw!r}")
+        query["limit"] = min(int(raw), cap) if cap is not None else int(raw)
+    return query
+
+
+def get_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
+    from .server import ApiFailure, _decode_token, _encode_token, bad_request
+
+    state = handler.server.state
+    store = state.business
+    payload = handler._json(body, required=True)
+    if not isinstance(payload, dict):
+        raise ApiFailure(400, "BAD_REQUEST", "Request body must be a JSON object")
+    business = business_of(handler, key)
+    if business.groups:
+        raise groups_refusal(operation, business.id)
+    try:
+        data = v3.GetStocksOnWarehouseQuerySchema().load({**payload, **_page_query(handler, s.MAX_GET_STOCKS_LIMIT)})
+    except ValidationError as exc:
+        raise bad_request(exc.messages) from None
+    wid = data["partnerWarehouseId"]
+    if store.warehouse(business, wid) is None:
+        raise ApiFailure(400, "BAD_REQUEST", f"partnerWarehouseId {wid} is not a warehouse of business {business.id}")
+    stock = store.stock(business.id)
+    next_token = None
+    if data.get("offerIds"):
+        with state.lock:
+            shelf = stock.stocks.get(wid, {})
+            records = [(sku, shelf[sku]) for sku in data["offerIds"] if sku in shelf]
+    else:
+        size = min(data.get("limit", 50), state.config.page_cap)
+        records, last = store.page_after(business.id, wid, _decode_token(data.get("pageToken")), size)
+        with state.lock:
+            records = [(sku, r) for sku, r in records if (sku in stock.archived) == bool(data.get("archived"))]
+        next_token = _encode_token(last) if last is not None else None
+    offers = [{"offerId": sku, "updatedAt": record.updated_at.isoformat(),
+               "stocks": [{"type": "FIT", "count": record.count}, {"type": "AVAILABLE", "count": record.count}]}
+              for sku, record in records]
+    handler._charge(operation, key, 1)
+    handler._faults()
+    result: dict[str, Any] = {"partnerWarehouseId": wid, "offers": offers}
+    if next_token:
+        result["paging"] = {"nextPageToken": next_token}
+    return 200, {"status": "OK", "result": result}, 1, handler._lost()
+
+
+def get_warehouses(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
+    from .server import ApiFailure, _decode_token, _encode_token, bad_request
+
+    payload = handler._json(body, required=False)
+    if not isinstance(payload, dict):
+        raise ApiFailure(400, "BAD_REQUEST", "Request body must be a JSON object")
+    components = payload.pop("components", None)
+    if components is not None and (not isinstance(components, list) or set(components) - {"ADDRESS"}):
+        raise ApiFailure(400, "BAD_REQUEST", f"components must be a list of ADDRESS, got {components!r}")
+    try:
+        data = v3.GetPartnerWarehousesQuerySchema().load({**payload, **_page_query(handler, None)})
+    except ValidationError as exc:
+        raise bad_request(exc.messages) from None
+    business = business_of(handler, key)
+    after = _decode_token(data.get("pageToken"))
+    if after is not None and not after.isdigit():
+        raise ApiFailure(400, "BAD_REQUEST", "pageToken is not valid")
+    wanted = set(data.get("warehouseIds") or ())
+    listed = sorted((w for w in business.warehouses if not wanted or w.id in wanted), key=lambda w: w.id)
+    start = 0 if after is None else next((i for i, w in enumerate(listed) if w.id > int(after)), len(listed))
+    size = data.get("limit", 15)
+    page = listed[start:start + size]
+    handler._charge(operation, key, 1)
+    handler._faults()
+    result: dict[str, Any] = {"warehouses": [_warehouse_json(w, components) for w in page]}
+    if start + size < len(listed) and page:
+        result["paging"] = {"nextPageToken": _encode_token(str(page[-1].id))}
+    return 200, {"status": "OK", "result": result}, 1, handler._lost()
+
+
+def _warehouse_json(warehouse: WarehouseConfig, components: list[str] | None) -> dict[str, Any]:
+    out = warehouse.to_json()
+    if components and "ADDRESS" in components:
+        out["address"] = {"city": "Москва", "street": "Складская", "number": str(warehouse.id),
+                          "gps": {"latitude": 55.75, "longitude": 37.62}}
+    return out
+
+
+def generate_report(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
+    from .server import ApiFailure, bad_request
+
+    state, desk = handler.server.state, handler.server.desk
+    payload = handler._json(body, required=False)
+    try:
+        fmt = s.check_report_format(handler.query.get("format", "FILE"))
+        data = v3.GenerateBusinessStocksReportSchema().load(payload)
+    except ValidationError as exc:
+        raise bad_request(exc.messages) from None
+    business = business_of(handler, key)
+    if business.groups:
+        raise groups_refusal(operation, business.id)
+    for wid in data.get("partnerWarehouseIds") or ():
+        if state.business.warehouse(business, wid) is None:
+            raise ApiFailure(400, "BAD_REQUEST", f"partnerWarehouseIds: {wid} is not a warehouse of business {business.id}")
+    if desk.active(time.monotonic()) >= state.config.max_active_reports:
+        raise ApiFailure(420, "LIMIT_EXCEEDED", "Active reports limit exceeded")
+    handler._charge(operation, key, 1)
+    handler._faults()
+    job = desk.generate_business(business, data, fmt)
+    estimate = job.quirk.estimate_ms if job.quirk and job.quirk.estimate_ms is not None else int(job.delay_s * 1000)
+    return 200, {"status": "OK", "result": {"reportId": job.report_id, "estimatedGenerationTime": estimate}}, 1, \
+        handler._lost()
+
+
+def business_rows(state: Any, business: BusinessConfig, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The business stocks sheet's rows ("Остатки на складах"): one per (warehouse, SKU) held,
+    warehouses in id order, SKUs sorted; ``partnerWarehouseIds`` and ``hasStocks`` filter
+    (the sandbox keeps no categories, so ``categoryIds`` selects everything)."""
+    wanted = set(request.get("partnerWarehouseIds") or ())
+    has_stocks = request.get("hasStocks")
+    rows = []
+    with state.lock:
+        stock = state.business.stock(business.id)
+        for wid in sorted(stock.stocks):
+            if wanted and wid not in wanted:
+                continue
+            warehouse = business.warehouse(wid) or WarehouseConfig(wid)
+            for sku, record in sorted(stock.stocks[wid].items()):
+                if has_stocks is not None and (record.count > 0) != has_stocks:
+                    continue
+                rows.append({"ERRORS": "", "SHOP_SKU": sku, "PRODUCT_NAME": f"Товар {sku}",
+                             "PLACEMENT_TYPE": warehouse.placement_type,
+                             "WAREHOUSE_AND_SHOP": f"{warehouse.title} (ID {wid})", "COUNT": record.count,
+                             "RESERVE": 0, "PRICE": "", "STATUS": "На продаже" if record.count > 0 else "Нет в наличии",
+                             "COMMENT": ""})
+    return rows
