@@ -58,28 +58,28 @@ def cabinet_for_campaign(campaign_id: int) -> Cabinet:
 
 
 @lru_cache(maxsize=None)
-def _client(cabinet_name: str) -> MarketClient:
+def client_for_cabinet(cabinet_name: str) -> MarketClient:
     cabinet = next(c for c in get_settings().cabinets if c.name == cabinet_name)
     return connect.market_client(get_settings(), cabinet)
 
 
 @lru_cache(maxsize=None)
-def _limiter(cabinet_name: str) -> QuotaLimiter:
+def limiter_for_cabinet(cabinet_name: str) -> QuotaLimiter:
     cabinet = next(c for c in get_settings().cabinets if c.name == cabinet_name)
     return connect.quota_limiter(redis_client(), get_settings(), cabinet)
 
 
 def client_for_business(business_id: int) -> MarketClient:
-    return _client(cabinet_for_business(business_id).name)
+    return client_for_cabinet(cabinet_for_business(business_id).name)
 
 
 def client_for_campaign(campaign_id: int) -> MarketClient:
-    return _client(cabinet_for_campaign(campaign_id).name)
+    return client_for_cabinet(cabinet_for_campaign(campaign_id).name)
 
 
 def limiter_for_business(business_id: int) -> QuotaLimiter:
     """The shared limiter as this business's subscription tier sees it (report quotas differ)."""
-    return _limiter(cabinet_for_business(business_id).name)
+    return limiter_for_cabinet(cabinet_for_business(business_id).name)
 
 
 @lru_cache(maxsize=1)

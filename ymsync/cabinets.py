@@ -138,6 +138,17 @@ class Cabinets:
         raise CabinetNotFound(f"no cabinet lists campaign {campaign_id} (add it to a cabinet's campaigns "
                               f"in {self.source})")
 
+    def serving(self, *, business_id: int | None = None, campaign_id: int | None = None) -> Cabinet:
+        """The cabinet whose token a request about this campaign (else business) must carry. The
+        simple case's one cabinet without YM_BUSINESS_ID serves any business, as it always did."""
+        if campaign_id is not None:
+            return self.by_campaign(campaign_id)
+        if business_id is None:
+            raise CabinetNotFound("a request names neither a business nor a campaign")
+        if len(self.items) == 1 and self.items[0].business_id is None:
+            return self.items[0]
+        return self.by_business(business_id)
+
     def secrets(self) -> list[str]:
         """Every raw token, for scrubbers that must never let one through."""
         return [s for c in self.items for s in c.credentials.secrets()]
