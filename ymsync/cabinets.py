@@ -38,7 +38,8 @@ SUBSCRIPTIONS = ("basic", "medium")
 TOKEN_KINDS = ("api-key", "oauth")
 # Quotas a Medium subscription makes faster: the stocks reports go from 1 per 2 minutes to 1 a minute.
 REPORT_QUOTAS = ("report_generate", "stocks_report_v3")
-_KEYS = {"business_id", "mode", "subscription", "campaigns", "token_env", "token_file", "token_kind"}
+_KEYS = {"business_id", "mode", "subscription", "campaigns", "fby_campaigns", "token_env", "token_file",
+         "token_kind"}
 
 
 class CabinetNotFound(LookupError):
@@ -61,7 +62,8 @@ class Cabinet:
     credentials: Credentials = field(repr=False)
     mode: str = "v2"
     subscription: str = "basic"
-    campaigns: tuple[int, ...] = ()
+    campaigns: tuple[int, ...] = ()  # every campaign of the cabinet, FBY ones included
+    fby_campaigns: tuple[int, ...] = ()  # FBY/LaaS campaigns: their reports keep campaignId
     # Where the token came from ("YM_API_KEY", "file /run/secrets/x"), for messages: never the token.
     token_source: str = ""
 
@@ -96,6 +98,14 @@ class Cabinet:
         raise CabinetModeError(
             f"business {self.business_id}: {what} uses the campaign-level (v2) methods, but the cabinet is "
             f"configured for v3; set {setting} = v2 if the cabinet has warehouse groups")
+
+    def stocks_report_body(self, campaign_id: int) -> dict[str, object]:
+        """The stocks-on-warehouses request for one campaign. DBS/FBS/Express campaigns are asked
+        as businessId + campaignIds: the spec marks campaignId as soon unavailable for them. FBY
+        campaigns (and a cabinet without a known business) keep campaignId."""
+        if self.business_id is None or int(campaign_id) in self.fby_campaigns:
+            return {"campaignId": int(campaign_id)}
+        return {"businessId": self.business_id, "campaignIds": [int(campaign_id)]}
 
     def describe(self) -> str:
         campaigns = ",".join(map(str, self.campaigns)) or "any"
@@ -187,8 +197,19 @@ def from_environment(env: Mapping[str, str], credentials: Credentials) -> Cabine
     if not credentials:
         return Cabinets((), "environment")
     source = "YM_API_KEY" if credentials.api_key is not None else "YM_OAUTH_TOKEN"
-    return Cabinets((Cabinet("default", credentials.business_id, credentials, mode, tier, (), source),),
+    fby = _id_list(env.get("YM_FBY_CAMPAIGNS", ""), "YM_FBY_CAMPAIGNS")
+    return Cabinets((Cabinet("default", credentials.business_id, credentials, mode, tier, (), fby, source),),
                     "environment")
+
+
+def _id_list(raw: str, name: str) -> tuple[int, ...]:
+    ids: list[int] = []
+    for part in raw.replace(" ", ",").split(","):
+        if part.strip():
+            if not part.strip().isdigit() or int(part) < 1:
+                raise SettingsError(f"{name}: expected campaign ids like 1001,1002; got {part.strip()!r}")
+            ids.append(int(part))
+    return tuple(dict.fromkeys(ids))
 
 
 def load_file(path: Path, env: Mapping[str, str]) -> Cabinets:
@@ -225,10 +246,11 @@ def _cabinet(name: str, table: Any, where: str, env: Mapping[str, str]) -> Cabin
     business = table.get("business_id")
     if not isinstance(business, int) or isinstance(business, bool) or business < 1:
         raise SettingsError(f"{where}: business_id must be a positive integer, got {business!r}")
-    campaigns = table.get("campaigns", [])
-    if not isinstance(campaigns, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
-                                                  for c in campaigns):
-        raise SettingsError(f"{where}: campaigns must be a list of positive integers, got {campaigns!r}")
+    campaigns, fby = table.get("campaigns", []), table.get("fby_campaigns", [])
+    for key, value in (("campaigns", campaigns), ("fby_campaigns", fby)):
+        if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
+                                                  for c in value):
+            raise SettingsError(f"{where}: {key} must be a list of positive integers, got {value!r}")
     mode = _choice(table.get("mode"), f"{where}: mode", MODES, "v2")
     tier = _choice(table.get("subscription"), f"{where}: subscription", SUBSCRIPTIONS, "basic")
     kind = _choice(table.get("token_kind"), f"{where}: token_kind", TOKEN_KINDS, "api-key")
@@ -252,7 +274,7 @@ def _cabinet(name: str, table: Any, where: str, env: Mapping[str, str]) -> Cabin
             raise SettingsError(f"{where}: cannot read token_file {token_file} ({exc.strerror or exc})") from None
         token = _secret(raw, f"{where}: token_file {token_file}")
     return Cabinet(name, business, _credentials(kind, token, business), mode, tier,
-                   tuple(dict.fromkeys(campaigns)), source)
+                   tuple(dict.fromkeys(campaigns + fby)), tuple(dict.fromkeys(fby)), source)
 
 
 def _check_unique(cabinets: list[Cabinet], where: str) -> None:

@@ -133,6 +133,8 @@ class Settings:
     reconcile_every_s: float = 3600.0
     reconcile_fix: bool = False
     snapshot_campaigns: tuple[int, ...] = ()
+    # Businesses whose v3 business stocks report joins the snapshot chord (YM_SNAPSHOT_BUSINESSES).
+    snapshot_businesses: tuple[int, ...] = ()
     snapshot_every_s: float = 24 * 3600.0
     snapshot_format: str = "CSV"
     # Every cabinet (business) this deployment serves: YM_CABINETS_FILE, or the simple case's one
@@ -265,10 +267,11 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}: expected true or false, got {raw!r}")
 
 
-def _schedule(env: Mapping[str, str], kind: str, default_every: float) -> tuple[tuple[int, ...], float]:
+def _schedule(env: Mapping[str, str], kind: str, default_every: float,
+              others: tuple[int, ...] = ()) -> tuple[tuple[int, ...], float]:
     campaigns = _campaigns(env, f"YM_{kind}_CAMPAIGNS")
     every = _duration(env, f"YM_{kind}_EVERY", default_every)
-    if env.get(f"YM_{kind}_EVERY", "").strip() and not campaigns:
+    if env.get(f"YM_{kind}_EVERY", "").strip() and not campaigns and not others:
         # A schedule that silently never runs is worse than a refusal at start.
         raise SettingsError(f"YM_{kind}_EVERY is set but YM_{kind}_CAMPAIGNS names no campaign")
     return campaigns, every
@@ -300,12 +303,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     }
     hosts = tuple(h.strip().lower() for h in env.get("YM_DOWNLOAD_HOSTS", "").split(",") if h.strip())
     reconcile = _schedule(env, "RECONCILE", Settings.reconcile_every_s)
-    snapshot = _schedule(env, "SNAPSHOT", Settings.snapshot_every_s)
+    snapshot_businesses = tuple(int(b) for b in _campaigns(env, "YM_SNAPSHOT_BUSINESSES"))
+    snapshot = _schedule(env, "SNAPSHOT", Settings.snapshot_every_s, snapshot_businesses)
     snapshot_format = env.get("YM_SNAPSHOT_FORMAT", "").strip().upper() or Settings.snapshot_format
     if snapshot_format not in ("CSV", "JSON", "FILE"):
         raise SettingsError(f"YM_SNAPSHOT_FORMAT: expected CSV, JSON or FILE, got {snapshot_format!r}")
     credentials = Credentials(api_key=api_key, oauth_token=oauth, business_id=business_id)
     cabinets = _cabinets(env, credentials)
+    for business in snapshot_businesses:  # a schedule that would fail at every run fails now instead
+        try:
+            cabinets.by_business(business).require_mode("v3", "YM_SNAPSHOT_BUSINESSES (the business stocks report)")
+        except (LookupError, ValueError) as exc:
+            raise SettingsError(f"YM_SNAPSHOT_BUSINESSES: {exc}") from None
     if env.get("YM_CABINETS_FILE", "").strip():
         credentials = Credentials()  # the file names each cabinet's token; none is "the" token
     return Settings(
@@ -332,6 +341,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_every_s=reconcile[1],
         reconcile_fix=_flag(env, "YM_RECONCILE_FIX", False),
         snapshot_campaigns=snapshot[0],
+        snapshot_businesses=snapshot_businesses,
         snapshot_every_s=snapshot[1],
         snapshot_format=snapshot_format,
     )

@@ -165,3 +165,23 @@ def test_file_excludes_simple_case_variables(cabinets_file: Path):
 def test_missing_file(tmp_path: Path):
     with pytest.raises(SettingsError, match="cannot read it"):
         load_settings({"YM_CABINETS_FILE": str(tmp_path / "none.toml")})
+
+
+def test_v2_campaign_report_defaults_to_business_and_campaign_ids(cabinets_file: Path):
+    text = cabinets_file.read_text().replace("campaigns = [2001]", "campaigns = [2001]\nfby_campaigns = [2002]")
+    cabinets_file.write_text(text)
+    settings = load_settings(_env(cabinets_file))
+    north, south = settings.cabinets
+    assert north.stocks_report_body(1001) == {"businessId": 7, "campaignIds": [1001]}
+    assert settings.cabinets.by_campaign(2002) is south
+    assert south.stocks_report_body(2002) == {"campaignId": 2002}  # FBY keeps campaignId
+    simple = load_settings({"YM_API_KEY": TOKEN_A})  # no business known: today's request
+    assert next(iter(simple.cabinets)).stocks_report_body(5) == {"campaignId": 5}
+
+
+def test_snapshot_businesses_must_be_v3_cabinets(cabinets_file: Path):
+    assert load_settings(_env(cabinets_file, YM_SNAPSHOT_BUSINESSES="7")).snapshot_businesses == (7,)
+    with pytest.raises(SettingsError, match=r"YM_SNAPSHOT_BUSINESSES: business 8: .*set mode in cabinet \"south\" = v3"):
+        load_settings(_env(cabinets_file, YM_SNAPSHOT_BUSINESSES="8"))
+    with pytest.raises(SettingsError, match="YM_SNAPSHOT_BUSINESSES: no cabinet configured for business 9"):
+        load_settings(_env(cabinets_file, YM_SNAPSHOT_BUSINESSES="9"))

@@ -65,11 +65,22 @@ def stocks_on_warehouses(campaign: int | None, warehouses: tuple[str, ...], repo
 
     Either --campaign ID [--warehouse …] [--report-date D] or --business ID [--campaigns …]
     [--category …] [--has-stocks | --no-stocks]."""
-    request = _build(campaign, warehouses, report_date, business, campaign_ids, categories, has_stocks, fmt)
     try:
         settings = get_settings()
     except SettingsError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
+    if campaign is not None and business is None and not warehouses and not report_date:
+        # DBS/FBS/Express: businessId + campaignIds (the spec marks campaignId as soon unavailable
+        # for them); FBY campaigns (fby_campaigns / YM_FBY_CAMPAIGNS) keep campaignId.
+        try:
+            body = settings.cabinets.by_campaign(campaign).stocks_report_body(campaign)
+        except LookupError:
+            body = {"campaignId": campaign}
+        if "businessId" in body:
+            click.echo(f"note: asking as businessId={body['businessId']} + campaignIds={campaign} "
+                       "(campaignId is going away for DBS/FBS/Express reports)", err=True)
+            campaign, business, campaign_ids = None, int(body["businessId"]), (str(body["campaignIds"][0]),)
+    request = _build(campaign, warehouses, report_date, business, campaign_ids, categories, has_stocks, fmt)
     from ymsync_celery.tasks.reports import send_report  # the Celery app only once the request is known good
 
     job_id = send_report(request)
