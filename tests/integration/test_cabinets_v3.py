@@ -1,0 +1,147 @@
+"""Two cabinets from one YM_CABINETS_FILE against the sandbox over HTTP, a private Redis and a real
+reports worker: warehouses (cached, per-cabinet token), a v3 warehouse read, a cabinet with
+warehouse groups refused plainly, the v3 business stocks report through the task and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from celery import Celery
+
+from tests.support.processes import ROOT, CeleryWorker, wait_for
+from ymsync.sandbox import MarketSandbox, SandboxConfig
+
+NORTH, SOUTH = "tok-north-7-secret", "tok-south-8-secret"
+CABINETS = """
+[cabinets.north]
+business_id = 7
+mode = "v3"
+token_env = "YM_TOKEN_NORTH"
+
+[cabinets.south]
+business_id = 8
+mode = "v3"          # wrong on purpose: business 8 keeps warehouse groups
+token_file = "{south}"
+"""
+
+
+@pytest.fixture(scope="module")
+def market():
+    config = SandboxConfig(tokens=("sandbox-token",), report_delay_s=0.3)
+    with MarketSandbox(config=config) as sandbox:
+        admin = f"{sandbox.url}/_admin"
+        requests.post(f"{admin}/businesses", timeout=5, json=[
+            {"id": 7, "warehouses": [
+                {"id": 11, "name": "Север", "models": [{"placementType": "FBS", "apiAvailability": "AVAILABLE"}]},
+                {"id": 12, "name": "Юг", "models": [{"placementType": "DBS",
+                                                     "apiAvailability": "DISABLED_BY_INACTIVITY"}]}]},
+            {"id": 8, "groups": True, "warehouses": [{"id": 21, "name": "Запад"}]}]).raise_for_status()
+        # Each cabinet's token reaches only its own business.
+        requests.post(f"{admin}/tokens", json={"token": NORTH, "businesses": [7]}, timeout=5).raise_for_status()
+        requests.post(f"{admin}/tokens", json={"token": SOUTH, "businesses": [8]}, timeout=5).raise_for_status()
+        requests.post(f"{admin}/business/7/stocks", json={"11": {f"N-{i}": i for i in range(130)}},
+                      timeout=5).raise_for_status()
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def env(market, redis_server, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cabinets")
+    (folder / "south.token").write_text(SOUTH + "\n")
+    (folder / "cabinets.toml").write_text(CABINETS.format(south=folder / "south.token"))
+    return {"REDIS_URL": redis_server.url, "YM_API_URL": market.url, "YM_CABINETS_FILE": str(folder / "cabinets.toml"),
+            "YM_TOKEN_NORTH": NORTH, "YM_REPORTS_DIR": str(folder / "reports")}
+
+
+def cli(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("YM_", "REDIS_URL", "CELERY_"))}
+    return subprocess.run([sys.executable, "-m", "ymsync.cli", *args], cwd=ROOT, env={**clean, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def calls(market, operation: str) -> int:
+    counts = requests.get(f"{market.url}/_admin/state", timeout=5).json()["requests"]
+    return sum(n for k, n in counts.items() if k.startswith(f"{operation} 200"))
+
+
+def test_warehouses_listed_once_then_from_the_cache(market, env, redis_server):
+    import redis as redis_lib
+
+    redis_lib.Redis.from_url(redis_server.url).flushdb()
+    first = cli(env, "warehouses", "--business", "7", "--json")
+    assert first.returncode == 0, first.stderr
+    listing = json.loads(first.stdout)
+    assert [(w["id"], w["name"], w["available"]) for w in listing["warehouses"]] == \
+        [(11, "Север", True), (12, "Юг", False)]
+    assert listing["warehouses"][1]["models"] == [{"program": "DBS", "apiAvailability": "DISABLED_BY_INACTIVITY"}]
+    before = calls(market, "getPartnerWarehouses")
+    table = cli(env, "warehouses", "--business", "7")
+    assert table.returncode == 0 and "NOT AVAILABLE" in table.stdout and "Север" in table.stdout
+    assert calls(market, "getPartnerWarehouses") == before  # served from Redis: the quota is 100 an hour
+    assert cli(env, "warehouses", "--business", "7", "--refresh").returncode == 0
+    assert calls(market, "getPartnerWarehouses") == before + 1
+    unknown = cli(env, "warehouses", "--business", "9")
+    assert unknown.returncode == 1 and unknown.stderr.strip() == \
+        "Error: no cabinet configured for business 9 (configured: 7, 8)"
+
+
+def test_v3_warehouse_read_to_jsonl(market, env, tmp_path):
+    out = tmp_path / "w11.jsonl"
+    done = cli(env, "stocks", "--business", "7", "--warehouse", "11", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["offerId"]: r["stocks"].get("FIT", r["stocks"].get("AVAILABLE")) for r in rows} == \
+        {f"N-{i}": i for i in range(130)}
+    assert {r["warehouseId"] for r in rows} == {11}
+    assert "130 offers in 2 pages" in done.stderr  # limit 100: the Market's maximum
+
+
+def test_cabinet_with_groups_is_refused_plainly_and_tokens_never_show(market, env, tmp_path):
+    done = cli(env, "stocks", "--business", "8", "--warehouse", "21", "--out", str(tmp_path / "x.jsonl"))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "warehouse groups" in lines[0] and "v2" in lines[0], lines
+    assert SOUTH not in done.stderr + done.stdout and NORTH not in done.stderr + done.stdout
+
+
+@pytest.fixture(scope="module")
+def worker(env, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "reports-worker.log"
+    proc = CeleryWorker(env, queues="reports", concurrency=2, name="cabinets", log_path=log).start()
+    probe = Celery(broker=env["REDIS_URL"], backend=env["REDIS_URL"])
+    wait_for(lambda: probe.control.ping(timeout=0.5), 60, "the reports worker to answer ping")
+    yield probe, log
+    proc.stop()
+
+
+def test_business_stocks_report_through_worker_and_cli(market, env, worker, tmp_path):
+    app, log = worker
+    done = cli(env, "report", "stocks", "--business", "7", "--warehouse", "11", "--format", "CSV",
+               "--out", str(tmp_path / "out"), "--wait", "--timeout", "60", timeout=90)
+    assert done.returncode == 0, done.stderr + done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("queued report job ") and "(business=7 CSV v3 partnerWarehouseIds=1)" in lines[0]
+    path = Path(lines[-2])
+    assert path.parent == tmp_path / "out" and path.is_file()
+    assert "rows (stocks_business)" in lines[-1]
+    rows_path = path.with_name(path.stem + ".rows.csv")
+    with open(rows_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["SHOP_SKU"] for r in rows} == {f"N-{i}" for i in range(130)}
+    assert calls(market, "generateStocksReport") >= 1
+    # The cabinet with groups: the job ends with the Market's refusal and which mode to set, no traceback.
+    refused = app.send_task("ymsync.reports.business_stocks", args=({"businessId": 8}, "CSV"), queue="reports")
+    outcome = refused.get(timeout=60)
+    assert outcome["status"] == "ERROR" and "warehouse groups" in outcome["reason"] and "v2" in outcome["reason"]
+    # A business no cabinet serves: a clear outcome, not a crash.
+    stray = app.send_task("ymsync.reports.business_stocks", args=({"businessId": 99}, "CSV"), queue="reports")
+    assert "no cabinet configured for business 99" in stray.get(timeout=60)["reason"]
+    text = log.read_text()
+    assert NORTH not in text and SOUTH not in text
