@@ -96,11 +96,30 @@ from ymsync.reads import StockReader  # noqa: E402  (appended section: kept next
 from ymsync.reconcile import Reconciler  # noqa: E402
 
 
-@lru_cache(maxsize=1)
-def reader() -> StockReader:
-    return StockReader(limiter(), MarketClient.from_settings(get_settings()))
+def reader(campaign_id: int) -> StockReader:
+    """A campaign read with the token of the cabinet that lists the campaign."""
+    return _reader(cabinet_for_campaign(campaign_id).name)
+
+
+@lru_cache(maxsize=None)
+def _reader(cabinet_name: str) -> StockReader:
+    return StockReader(limiter(), client_for_cabinet(cabinet_name))
+
+
+def reconciler(campaign_id: int) -> Reconciler:
+    return _reconciler(cabinet_for_campaign(campaign_id).name)
+
+
+@lru_cache(maxsize=None)
+def _reconciler(cabinet_name: str) -> Reconciler:
+    return Reconciler(buffer(), _reader(cabinet_name))
+
+
+# --- business warehouses (v3): the producer's enqueue check and the CLI share one cache ---------
+
+from ymsync.warehouses import WarehouseDirectory  # noqa: E402
 
 
 @lru_cache(maxsize=1)
-def reconciler() -> Reconciler:
-    return Reconciler(buffer(), reader())
+def warehouse_directory() -> WarehouseDirectory:
+    return WarehouseDirectory(redis_client(), client_for_business, limiter_for_business)

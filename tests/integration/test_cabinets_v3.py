@@ -145,3 +145,15 @@ def test_business_stocks_report_through_worker_and_cli(market, env, worker, tmp_
     assert "no cabinet configured for business 99" in stray.get(timeout=60)["reason"]
     text = log.read_text()
     assert NORTH not in text and SOUTH not in text
+
+
+def test_warehouse_read_task_and_groups_refusal_as_a_result(env, worker):
+    app, log = worker
+    result = app.send_task("ymsync.reads.warehouse_stocks", args=(7, 11, "w/north-11.jsonl"),
+                           queue="reports").get(timeout=60)
+    assert result["offers"] == 130 and result["requests"] == 2
+    lines = Path(result["path"]).read_text().splitlines()
+    assert Path(result["path"]) == Path(env["YM_REPORTS_DIR"]) / "w" / "north-11.jsonl" and len(lines) == 130
+    refused = app.send_task("ymsync.reads.warehouse_stocks", args=(8, 21), queue="reports").get(timeout=60)
+    assert "warehouse groups" in refused["error"] and "v2" in refused["error"]
+    assert SOUTH not in json.dumps(refused)
