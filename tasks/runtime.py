@@ -24,9 +24,14 @@ def redis_client() -> redis.Redis:
 @lru_cache(maxsize=1)
 def schedule() -> Schedule:
     s = get_settings()
-    # A task slot outlives the task's queueing and its whole round (budget + one request), or a
-    # slow-but-alive task would share its target with one slot too many.
-    return Schedule(redis_client(), max_parallel=s.max_parallel, task_ttl_s=lease_seconds() + 60)
+    return Schedule(redis_client(), max_parallel=s.max_parallel, **slot_ttls())
+
+
+def slot_ttls() -> dict[str, float]:
+    """A flush-task slot waits up to a minute for its task to start, then each hold (before every
+    request) keeps it for one request's hard deadline and a margin: a slow-but-alive task never
+    shares its target with one slot too many, and a killed one frees its slot soon."""
+    return {"task_ttl_s": get_settings().request_deadline_s + 10, "queue_ttl_s": 60.0}
 
 
 @lru_cache(maxsize=1)

@@ -50,7 +50,7 @@ class FlushScheduler(threading.Thread):
         settings = get_settings()
         # Its own connection: BLPOP blocks it, and the task pool's must stay free.
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, client_name="ymsync-scheduler")
-        schedule = Schedule(client, max_parallel=settings.max_parallel, task_ttl_s=runtime.lease_seconds() + 60)
+        schedule = Schedule(client, max_parallel=settings.max_parallel, **runtime.slot_ttls())
         buffer = StockBuffer.from_settings(client, settings, schedule)
         holding = False
         while not self.stopping.is_set():
@@ -96,7 +96,7 @@ def drain_due(schedule: Schedule, send_flush: Callable[[str, str, int], None]) -
         schedule.done(entry)
         # If the task dies before it ends (SIGKILL with the message unacked), its slot expires:
         # look then, so its target is not left waiting for the broker's visibility timeout.
-        schedule.watch(entry.target, entry.now_ms + schedule.task_ttl_ms + 100)
+        schedule.watch(entry.target, entry.now_ms + schedule.queue_ttl_ms + 100)
     return len(entries)
 
 
@@ -115,7 +115,8 @@ def check_target(schedule: Schedule, buffer: StockBuffer, entry: Due) -> None:
     campaign = int(entry.target[1:])
     reclaimed = buffer.reclaim_expired(campaign)
     if reclaimed:
-        log.warning("%s: %d SKU(s) of a dead worker's batch returned to the buffer", entry.target, reclaimed)
+        log.info("%s: %d SKU(s) back in the buffer: their lease ran out (a request of unknown outcome can no "
+                 "longer land, or its worker died)", entry.target, reclaimed)
     live_until = schedule.slots_expiry(entry.target)
     if reclaimed or (live_until is None and buffer.takeable(campaign)):
         schedule.activate(entry.target, 0)

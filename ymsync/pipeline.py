@@ -91,12 +91,14 @@ class Flusher:
         self.budget_s, self.retry_max_age_s, self.halt_s = budget_s, retry_max_age_s, halt_s
         self.lease_s, self.min_batch = lease_s, min_batch
         self.redis = buffer.redis
+        self._keep_going: Callable[[], bool] = lambda: True
 
     def flush(self, campaign_id: int, keep_going: Callable[[], bool] = lambda: True) -> FlushResult:
         """One bounded round for a campaign. ``keep_going`` is asked before each request (the
         task layer answers whether its task slot is still held)."""
         c = int(campaign_id)
         target = keys.campaign_target(c)
+        self._keep_going = keep_going  # isolation asks it too, before each of its requests
         self.buffer.reclaim_expired(c)
         held = self._held_off(c)
         if held > 0:
@@ -294,6 +296,7 @@ class Flusher:
             else:
                 self.limiter.settle(grant)
                 delivered += self.buffer.settle(batch, "delivered", [e.sku for e in group])
+                self.redis.hdel(keys.campaign_keys(batch.campaign_id)["stats"], "failstreak")  # the Market works
                 requests += 1
                 continue
             untried = [e.sku for g in groups[i + 1:] for e in g]
@@ -317,6 +320,9 @@ class Flusher:
                             "leaving it to whoever holds it now", batch.campaign_id, batch.batch_id)
                 return None
             if grant.granted:
+                if not self._keep_going():  # our task slot ran out: another task may own the target now
+                    self.limiter.settle(grant, 0)
+                    return None
                 if self._hold_slot(slot, self.lease_s):
                     return grant
                 self.limiter.settle(grant, 0)

@@ -119,10 +119,15 @@ class Due:
 class Schedule:
     """Due times, task slots and the scheduler lock. Knows nothing of Celery."""
 
-    def __init__(self, client: redis.Redis, *, max_parallel: int = 4, task_ttl_s: float = 120.0) -> None:
+    def __init__(self, client: redis.Redis, *, max_parallel: int = 4, task_ttl_s: float = 120.0,
+                 queue_ttl_s: float | None = None) -> None:
+        """``queue_ttl_s``: how long a claimed slot waits for its task to start (a task lost with a
+        killed worker frees it then); ``task_ttl_s``: how long each ``hold`` keeps it (a running
+        task holds it again before every request, so this covers one request)."""
         self.redis = client
         self.max_parallel = max_parallel
         self.task_ttl_ms = max(1, int(task_ttl_s * 1000))
+        self.queue_ttl_ms = self.task_ttl_ms if queue_ttl_s is None else max(1, int(queue_ttl_s * 1000))
         self._activate = client.register_script(_ACTIVATE)
         self._defer = client.register_script(_DEFER)
         self._due = client.register_script(_DUE)
@@ -198,7 +203,7 @@ class Schedule:
     def claim(self, target: str) -> str | None:
         """A flush-task slot for ``target`` (a token), or None if ``max_parallel`` are out."""
         token = uuid.uuid4().hex[:12]
-        ok = self._claim(keys=[keys.target_keys(target)["tasks"]], args=[self.max_parallel, self.task_ttl_ms, token])
+        ok = self._claim(keys=[keys.target_keys(target)["tasks"]], args=[self.max_parallel, self.queue_ttl_ms, token])
         return token if ok else None
 
     def hold(self, target: str, token: str) -> bool:

@@ -209,7 +209,7 @@ def test_a_worker_fed_garbage_messages_keeps_running(bench_for, case, redis_serv
                              content_encoding="binary")  # pickle: must be refused, never loaded
             producer.publish({"task": "ymsync.stocks.update"}, serializer="json")
         foreign.send_task("ymsync.stocks.update", args=[campaign, [{"sku": "after-garbage", "count": 7}]],
-                          queue="stocks")
+                          kwargs={"stamped_at": datetime.now(timezone.utc).isoformat()}, queue="stocks")
         wait_for(lambda: bench.stocks(campaign).get("after-garbage") == 7, 30, "the valid message after the garbage")
     finally:
         alive = worker.process is not None and worker.process.poll() is None

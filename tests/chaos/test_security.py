@@ -9,6 +9,8 @@ their base64 bodies decoded, results, dead letters), the worker's log, and Flowe
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import base64
 import json
 import threading
@@ -135,7 +137,8 @@ def test_the_token_never_leaks_and_flower_needs_credentials(bench_for, case, red
     try:
         bench.push(campaign, [(f"S-{i:04d}", i) for i in range(3000)])
         foreign.send_task("ymsync.stocks.update", args=[campaign, [{"sku": "via-task", "count": 1},
-                                                                  {"sku": "", "count": "bad"}]], queue="stocks")
+                                                                  {"sku": "", "count": "bad"}]],
+                          kwargs={"stamped_at": datetime.now(timezone.utc).isoformat()}, queue="stocks")
         report = foreign.send_task("ymsync.reports.stocks_on_warehouses", args=[{"campaignId": campaign}, "CSV"],
                                    queue="reports")
         wait_for(lambda: len(bench.stocks(campaign)) == 3001, 30, "the pushes to arrive")
@@ -192,7 +195,7 @@ def test_the_token_never_leaks_and_flower_needs_credentials(bench_for, case, red
         "flower_without_credentials": refused, "flower_wrong_password": wrong,
         "worker_log_level": "DEBUG",
     })
-    case.check("the worker logged at DEBUG and saw the 401s", "DEBUG" in log_text and "401" in json.dumps(dead))
+    case.check("the worker logged at DEBUG and saw the 401s", "DEBUG" in log_text and "401" in log_text)
     case.check("the token appears nowhere: Redis (broker, results, dead letters), logs, Flower API", not hits, hits)
     case.check("Flower answers 401 to every route without credentials or with a wrong password",
                set(refused.values()) == {401} and set(wrong.values()) == {401}, (refused, wrong))

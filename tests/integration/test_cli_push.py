@@ -120,25 +120,32 @@ def test_skip_invalid_queues_the_valid_rest_from_json_lines_on_stdin(env, worker
     assert sandbox_stocks(market, KNOWN) == {"J-1": 4, "J-3": 0}  # SKUs are trimmed
 
 
-def test_dead_letters_make_wait_fail_and_can_be_listed_replayed_and_purged(env, worker, market, tmp_path):
+def test_a_refused_campaign_halts_wait_keeps_the_backlog_and_dead_letters_are_listed_replayed_purged(
+        env, worker, market, tmp_path):
     path = tmp_path / "foreign.csv"
     path.write_text("sku,count\nF-1,1\nF-2,2\n")
 
+    # The token may not touch this campaign (403): the campaign halts, nothing is dead-lettered,
+    # and --wait says so instead of waiting out its timeout.
     result = ymsync(env, "push", "--campaign", str(FOREIGN), str(path), "--wait", "--timeout", "60")
-
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "delivered 0 of 2 SKU(s), 2 dead-lettered" in result.stdout
+    assert "delivered 0 of 2 SKU(s), 0 dead-lettered" in result.stdout
+    assert f"campaign {FOREIGN} is halted: HTTP 403" in result.stderr and "are kept" in result.stderr
+    status = json.loads(ymsync(env, "status", "--campaign", str(FOREIGN), "--json").stdout)[0]
+    assert status["dead_letters"] == 0 and status["paused_until"] is not None
+    assert status["pause_reason"].startswith("halted: HTTP 403")
+    assert f"Access denied to campaignId {FOREIGN}" in status["pause_reason"]
+    buffer = StockBuffer(redis.Redis.from_url(env["REDIS_URL"]))
+    assert buffer.pending(FOREIGN) + buffer.in_flight(FOREIGN) == 2  # held back by the halt, not lost
+
+    # Dead letters (made here as a refused request would leave them) list, replay and purge.
+    batch = buffer.take(FOREIGN, 10, 10**6, 60)
+    assert batch is not None and len(batch) == 2
+    buffer.settle(batch, "dead", reason="refused by the Market")
     listed = [json.loads(line) for line in ymsync(env, "dead-letters", "list", "--json").stdout.splitlines()]
     assert sorted((d["campaign"], d["sku"], d["count"]) for d in listed) == [(FOREIGN, "F-1", 1), (FOREIGN, "F-2", 2)]
-    assert all(f"Access denied to campaignId {FOREIGN}" in d["reason"] for d in listed)
-
-    status = json.loads(ymsync(env, "status", "--campaign", str(FOREIGN), "--json").stdout)[0]
-    assert status["dead_letters"] == 2 and status["paused_until"] is not None
-    assert status["pause_reason"].startswith("halted: HTTP 403")
-
     assert ymsync(env, "dead-letters", "replay", "--campaign", str(FOREIGN), "--sku", "F-2").stdout.strip() == \
         f"replayed 1 dead letter(s) for campaign {FOREIGN}"
-    buffer = StockBuffer(redis.Redis.from_url(env["REDIS_URL"]))
     assert buffer.pending(FOREIGN) + buffer.in_flight(FOREIGN) == 1  # held back by the halt, not lost
     assert ymsync(env, "dead-letters", "purge", "--campaign", str(FOREIGN), "--yes").stdout.strip() == \
         f"purged 1 dead letter(s) for campaign {FOREIGN}"

@@ -58,7 +58,8 @@ def push(campaign_id: int, file: str, fmt: str | None, skip_invalid: bool, wait:
     """Queue stock updates from a CSV (sku,count[,updatedAt]) or JSON Lines file.
 
     Every line is checked first; if any is invalid nothing is queued (exit 1) unless
-    --skip-invalid. With --wait, exits 3 if any SKU was dead-lettered.
+    --skip-invalid. With --wait, exits 3 if any SKU was dead-lettered or the campaign is halted
+    (the Market refused the token; the backlog is kept).
     """
     try:
         with open_input(file) as stream:
@@ -89,8 +90,12 @@ def push(campaign_id: int, file: str, fmt: str | None, skip_invalid: bool, wait:
                f"{result.stale} older than (or equal to) a value already held{skipped}")
     if wait:
         tracker = DeliveryTracker(buffer, campaign_id, checked.updates, pushed_after)
-        progress = _wait(tracker, timeout)
+        progress, halted = _wait(tracker, timeout)
         click.echo(f"delivered {progress.delivered} of {progress.total} SKU(s), {progress.dead} dead-lettered")
+        if halted:
+            click.echo(f"campaign {campaign_id} is {halted}; its {progress.total - progress.settled} pending SKU(s) "
+                       "are kept and go out once the token works (a probe checks every few minutes)", err=True)
+            sys.exit(EXIT_UNDELIVERED)
         if progress.dead:
             shown = ", ".join(tracker.dead_skus[:10]) + (" …" if len(tracker.dead_skus) > 10 else "")
             click.echo(f"dead-lettered: {shown} (see: ymsync dead-letters list --campaign {campaign_id})", err=True)
@@ -105,7 +110,9 @@ def _line_number(error: str) -> int:
     return int(label[5:]) if label.startswith("line ") and label[5:].isdigit() else 0
 
 
-def _wait(tracker: DeliveryTracker, timeout: float | None) -> Progress:
+def _wait(tracker: DeliveryTracker, timeout: float | None) -> tuple[Progress, str | None]:
+    """Until every SKU settles, ``timeout`` passes or the campaign halts (the Market refused the
+    token: nothing will move until it works again); (progress, the halt's reason or None)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
@@ -124,7 +131,9 @@ def _wait(tracker: DeliveryTracker, timeout: float | None) -> Progress:
             note = f"dead {progress.dead}, pending {state.pending}, in flight {state.in_flight}, {quota}{paused}"
             bar.update(task, completed=progress.settled, note=note)
             if progress.done or (deadline is not None and time.monotonic() > deadline):
-                return progress
+                return progress, None
+            if state.pause_reason and state.pause_reason.startswith("halted") and not state.in_flight:
+                return progress, state.pause_reason
             time.sleep(0.25)
 
 
