@@ -73,8 +73,11 @@ def poller(request: dict[str, Any]) -> ReportPoller:
 @lru_cache(maxsize=None)
 def _poller(cabinet_name: str) -> ReportPoller:
     s = get_settings()
+    # The v2 report methods name no business or campaign in their path: the Market counts them per
+    # token, so per cabinet (one cabinet keeps the historical key "all"); v3 reports use b<id>.
+    key = "all" if len(s.cabinets) == 1 else f"cabinet:{cabinet_name}"
     return ReportPoller(runtime.client_for_cabinet(cabinet_name), runtime.limiter_for_cabinet(cabinet_name),
-                        runtime.redis_client(), s.reports_dir, max_wait_s=MAX_COUNTDOWN_S,
+                        runtime.redis_client(), s.reports_dir, quota_key=key, max_wait_s=MAX_COUNTDOWN_S,
                         give_up_after_s=GIVE_UP_AFTER_S)
 
 

@@ -90,7 +90,8 @@ def limiter_for_business(business_id: int) -> QuotaLimiter:
 @lru_cache(maxsize=1)
 def flusher() -> Flusher:
     s = get_settings()
-    client = MarketClient.from_settings(s)
+    # Several cabinets: each campaign's push carries its own cabinet's token.
+    client = connect.CampaignClients(s) if len(s.cabinets) > 1 else MarketClient.from_settings(s)
     return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=lease_seconds(),
                    schedule=schedule(), unknown_outcome_s=s.unknown_outcome_s, halt_s=s.halt_probe_s)
 
