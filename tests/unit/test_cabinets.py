@@ -185,3 +185,16 @@ def test_snapshot_businesses_must_be_v3_cabinets(cabinets_file: Path):
         load_settings(_env(cabinets_file, YM_SNAPSHOT_BUSINESSES="8"))
     with pytest.raises(SettingsError, match="YM_SNAPSHOT_BUSINESSES: no cabinet configured for business 9"):
         load_settings(_env(cabinets_file, YM_SNAPSHOT_BUSINESSES="9"))
+
+
+def test_campaign_clients_route_by_cabinet_and_halt_unlisted(cabinets_file: Path):
+    from ymsync.connect import CampaignClients
+    from ymsync.market import MarketForbidden
+
+    clients = CampaignClients(load_settings(_env(cabinets_file)))
+    north, south = clients.for_campaign(1001), clients.for_campaign(2001)
+    assert clients.for_campaign(1002) is north and north is not south
+    assert north.clock is south.clock is clients.clock
+    with pytest.raises(MarketForbidden, match="no cabinet lists campaign 4242") as info:
+        clients.for_campaign(4242)
+    assert info.value.status == 403 and TOKEN_A not in str(info.value) and TOKEN_B not in str(info.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -115,3 +116,22 @@ def test_reconciler_reads_only_delivered_skus_and_skips_redelivered(clean_redis)
     result = reconciler.run(7, 11)
     assert market.calls[0]["offer_ids"] == ["A", "B"]
     assert (result.checked, result.in_motion, result.drift) == (1, 1, 0)
+
+
+def test_a_420_pauses_every_reader_of_the_business_not_others(clean_redis):
+    from ymsync.market import MarketQuotaExceeded
+
+    market = ScriptedMarket([offer("A", 1)])
+    market.failures = [MarketQuotaExceeded("420: Hit rate limit", status=420)]
+    limiter = QuotaLimiter(clean_redis, {METHOD: Quota(500, 60)})
+    seen: list[tuple[float, float]] = []
+
+    def sleep(seconds: float) -> None:  # what every other process would see while this one waits
+        seen.append((limiter.paused_for(METHOD, "b7"), limiter.paused_for(METHOD, "b8")))
+        time.sleep(min(seconds, 0.05))
+
+    reader = WarehouseStockReader(limiter, market, sleep=sleep)
+    assert [o.offer_id for o in reader.read(7, 11)] == ["A"]
+    assert len(market.calls) == 2
+    assert seen and seen[0][0] > 0.5 and all(other == 0 for _, other in seen)  # keyed per business
+    assert limiter.usage(METHOD, "b7")[0] == 1  # the refused request was not counted
