@@ -27,6 +27,7 @@ from ymsync.market import (MarketActiveReportsLimit, MarketBadRequest, MarketCli
                            MarketNotFound, MarketParallelLimitExceeded, MarketQuotaExceeded, MarketServerError,
                            MarketUnauthorized, StockLevel)
 from ymsync.sandbox import DEFAULT_QUOTAS, CampaignConfig, MarketSandbox, SandboxConfig
+from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
 from ymsync.settings import Credentials, Quota, Secret
 
 SPEC = spec_path()
@@ -41,7 +42,7 @@ from ymsync.sandbox.spec_check import SpecResponse, SpecValidator, load  # noqa:
 TOKEN = "sandbox-token"
 CAMPAIGNS = (CampaignConfig(5, 77, "FBS"), CampaignConfig(6, 77, "DBS"), CampaignConfig(7, 77, "FBY"),
              CampaignConfig(8, 88, "FBS"))
-NO_REPORT_QUOTA = {**DEFAULT_QUOTAS, "generateStocksOnWarehousesReport": None}
+NO_REPORT_QUOTA = {**DEFAULT_QUOTAS, "generateStocksOnWarehousesReport": None, "generateStocksReport": None}
 
 
 def Sandbox(config: SandboxConfig) -> MarketSandbox:
@@ -420,3 +421,89 @@ def test_423_is_not_in_the_spec(client, market, contract, api):
     _, _, request = contract.validator.check_request("PUT", urlsplit(x.response.request.url).path, [],
                                                      x.response.request.headers, x.response.request.body)
     assert contract.validator.response_errors(request, spec_response(x.response, status=500)) == []
+
+
+# --- the business-level (v3) methods --------------------------------------------------------------
+
+V3_CALLS = {"updateStocksOnPartnerWarehouses": ("post", "/v3/businesses/1/offers/stocks/update", "update_stocks_v3"),
+            "getStocksOnPartnerWarehouses": ("post", "/v3/businesses/1/offers/stocks", "get_stocks_v3"),
+            "getPartnerWarehouses": ("post", "/v3/businesses/1/warehouses", "warehouses_v3"),
+            "generateStocksReport": ("post", "/v3/businesses/1/reports/stocks/generate", "stocks_report_v3")}
+
+
+def test_v3_default_quotas_match_x_resource_limit_config(api):
+    from ymsync.settings import DEFAULT_QUOTAS as SETTINGS_QUOTAS, parse_quota
+
+    for operation, (method, path, setting) in V3_CALLS.items():
+        found = APICallPathFinder(api.spec).find(method, (api.spec / "servers" / 0 / "url").read_str() + path)
+        assert (found.operation / "operationId").read_str() == operation
+        limit = (found.operation / "x-resource-limit-config" / "none").read_value()
+        seconds = limit["period-duration"] * {"minutes": 60, "hours": 3600}[limit["period"]]
+        assert DEFAULT_QUOTAS[operation] == Quota(limit["amount"], seconds), operation
+        assert parse_quota(setting, SETTINGS_QUOTAS[setting]) == Quota(limit["amount"], seconds), setting
+
+
+def test_v3_update_stocks(client, contract):
+    from ymsync.market import WarehouseStockLevel as W
+
+    now = datetime.now(timezone.utc)
+    client.update_stocks_v3(77, [W("a", 1, 1), W("a", 2, 0, now - timedelta(minutes=10))])
+    client.update_stocks_v3(77, [W(" " + "x" * 255, 3, 2_000_000_000, now), W("tab\there\n", 3, 4)])
+    client.update_stocks_v3(77, [W(f"sku-{i:04d}-" + "y" * 100, 1 + i % 3, i, now) for i in range(2000)])
+    exchanges = assert_conforms(contract.take(), *["updateStocksOnPartnerWarehouses"] * 3)
+    sent = json.loads(exchanges[1].response.request.body)["skuItems"]
+    assert [(e["sku"], e["partnerWarehouseId"]) for e in sent] == [("x" * 255, 3), ("tab\there", 3)]
+
+
+def test_v3_reads_and_warehouses(client, market, contract):
+    admin(market, "business/77/stocks", {"5": {f"s{i:03d}": i for i in range(5)}})
+    admin(market, "business/77/archive", ["s004"])
+    first = client.get_stocks_v3(77, 5, limit=2)
+    assert [o.offer_id for o in first.offers] == ["s000", "s001"] and first.next_page_token
+    client.get_stocks_v3(77, 5, page_token=first.next_page_token, limit=100)
+    assert [o.offer_id for o in client.get_stocks_v3(77, 5, archived=True).offers] == ["s004"]
+    assert [o.offer_id for o in client.get_stocks_v3(77, 5, offer_ids=[" s001 ", "gone"]).offers] == ["s001"]
+    pages = [client.get_partner_warehouses(77, limit=30)]
+    client.get_partner_warehouses(77)
+    raw = raw_session(contract)
+    assert raw.post(f"{market.url}/v3/businesses/77/warehouses?limit=1",
+                    json={"warehouseIds": [5], "components": ["ADDRESS"]}).status_code == 200
+    assert raw.post(f"{market.url}/v3/businesses/77/warehouses").status_code == 200  # the body is optional
+    assert [w.id for w in pages[0].warehouses] == [5] and pages[0].warehouses[0].available
+    assert_conforms(contract.take(), *["getStocksOnPartnerWarehouses"] * 4, *["getPartnerWarehouses"] * 4)
+
+
+def test_v3_report(client, market, contract):
+    admin(market, "business/77/stocks", {"5": {"a": 1, "b": 0}, "6": {"c": 2}})
+    ticket = client.generate_stocks_report_v3(77)
+    done = wait_done(client, ticket.report_id)
+    assert done.done and done.file_url
+    for fmt in ("FILE", "CSV", "JSON"):
+        client.generate_stocks_report_v3(77, format=fmt, warehouse_ids=[5, 6], category_ids=[90401], has_stocks=True)
+    client.generate_stocks_report_v3(77, has_stocks=False)
+    exchanges = assert_conforms(contract.take())
+    assert [x.operation for x in exchanges].count("generateStocksReport") == 5
+
+
+def test_v3_errors(contract):
+    from ymsync.market import MarketWrongApiMode, WarehouseStockLevel as W
+
+    config = SandboxConfig(quotas={**DEFAULT_QUOTAS, "getStocksOnPartnerWarehouses": Quota(1, 60)},
+                           businesses=(BusinessConfig(77, (WarehouseConfig(5),)),
+                                       BusinessConfig(78, (WarehouseConfig(9),), groups=True)))
+    with Sandbox(config) as market, make_client(market, contract) as client:
+        raw = raw_session(contract)
+        assert raw.post(f"{market.url}/v3/businesses/77/offers/stocks/update", json={"skuItems": []}).status_code == 400
+        assert raw.post(f"{market.url}/v3/businesses/77/offers/stocks?limit=101", json={"partnerWarehouseId": 5}) \
+            .status_code == 200  # the spec refuses it (below); the Market cuts it to 100 silently, as the sandbox does
+        bad = contract.take()
+        assert bad[0].request_errors and bad[0].response_errors == []
+        assert "101 is greater than the maximum of 100" in " ".join(bad[1].request_errors)
+        with pytest.raises(MarketWrongApiMode):
+            client.update_stocks_v3(78, [W("a", 9, 1)])
+        with pytest.raises(MarketForbidden):
+            client.get_partner_warehouses(79)  # not a business of the token
+        with pytest.raises(MarketQuotaExceeded):
+            client.get_stocks_v3(77, 5)  # the raw read above used the quota of 1
+        assert_conforms(contract.take(), "updateStocksOnPartnerWarehouses", "getPartnerWarehouses",
+                        "getStocksOnPartnerWarehouses")

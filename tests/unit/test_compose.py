@@ -516,6 +516,8 @@ NOT_PASSED_THROUGH = {
     "REDIS_URL": "composed from REDIS_PASSWORD",
     "YM_REPORTS_DIR": "fixed to /app/reports, the reports volume",
     "YM_OPENAPI_SPEC": "tests only",
+    "YM_SANDBOX_SPEC_CHECK": "the sandbox's test mode, set by the test suite",
+    "YM_SANDBOX_SPEC_VIOLATIONS": "the sandbox's test mode, set by the test suite",
     "FLOWER_PORT": "Flower's options are set on its command line",
     "FLOWER_PERSISTENT": "Flower's options are set on its command line",
     "FLOWER_DB": "Flower's options are set on its command line",

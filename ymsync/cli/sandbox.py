@@ -19,6 +19,10 @@ _QUOTA_NAMES = {
     "get-stocks": "getStocks",
     "report-generate": "generateStocksOnWarehousesReport",
     "report-info": "getReportInfo",
+    "update-stocks-v3": "updateStocksOnPartnerWarehouses",
+    "get-stocks-v3": "getStocksOnPartnerWarehouses",
+    "warehouses-v3": "getPartnerWarehouses",
+    "stocks-report-v3": "generateStocksReport",
 }
 
 
@@ -38,8 +42,12 @@ def _parse_quota_option(raw: str) -> tuple[str, Any]:
 @click.option("--token", "tokens", multiple=True, help="Accepted API token (repeatable). Default: sandbox-token.")
 @click.option("--campaign", "campaigns", multiple=True, metavar="ID[:MODEL[:BUSINESS]]",
               help="Known campaign (repeatable), e.g. 1001 or 1002:FBY:7. Default: any id is an FBS campaign.")
+@click.option("--business", "businesses", multiple=True, metavar="ID[:groups]:WID[=PROGRAM[/AVAILABILITY]][,...]",
+              help="Known business and its warehouses (repeatable), e.g. 7:11,12=EXPRESS or 8:groups:21. "
+                   "Default: any business exists, without warehouse groups, with any warehouse.")
 @click.option("--quota", "quotas", multiple=True, metavar="NAME=AMOUNT/SECONDS",
-              help="Override a quota (update-stocks, get-stocks, report-generate, report-info); 0 = off.")
+              help="Override a quota (update-stocks, get-stocks, report-generate, report-info, update-stocks-v3, "
+                   "get-stocks-v3, warehouses-v3, stocks-report-v3); 0 = off.")
 @click.option("--max-parallel", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--report-delay", default=3.0, show_default=True, type=float, help="Seconds a report takes.")
 @click.option("--link-ttl", default=3600.0, show_default=True, type=float, help="Seconds a file link lives.")
@@ -50,7 +58,8 @@ def _parse_quota_option(raw: str) -> tuple[str, Any]:
 @click.option("--state-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Keep stock and archived offers in this file across restarts (loaded at start, "
                    "saved after each change). Default: in memory only.")
-def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str, ...], quotas: tuple[str, ...],
+def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str, ...], businesses: tuple[str, ...],
+            quotas: tuple[str, ...],
             max_parallel: int, report_delay: float, link_ttl: float, error_rate: float,
             lost_reply_rate: float, latency_ms: float, state_file: Path | None) -> None:
     """Run the local Market sandbox (a real HTTP server) until Ctrl-C or SIGTERM."""
@@ -60,7 +69,14 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str,
         parsed = tuple(CampaignConfig.parse(c) for c in campaigns)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--campaign") from None
+    from ..sandbox.business_state import BusinessConfig
+
+    try:
+        cabinets = tuple(BusinessConfig.parse(b) for b in businesses)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--business") from None
     config = SandboxConfig(
+        businesses=cabinets,
         tokens=tokens or ("sandbox-token",),
         campaigns=parsed,
         quotas={**DEFAULT_QUOTAS, **dict(_parse_quota_option(q) for q in quotas)},

@@ -80,6 +80,28 @@ class BusinessConfig:
         return {"id": self.id, "groups": self.groups, "warehouses": [w.to_json() for w in self.warehouses]}
 
     @classmethod
+    def parse(cls, text: str) -> "BusinessConfig":
+        """``ID[:groups]:WAREHOUSE[,WAREHOUSE…]`` with ``WAREHOUSE`` = ``WID[=PROGRAM[/AVAILABILITY]]``,
+        e.g. ``7:11,12=EXPRESS,13=DBS/MANUALLY_DISABLED`` or ``8:groups:21``."""
+        parts = text.split(":")
+        try:
+            groups = len(parts) == 3 and parts[1] == "groups"
+            if len(parts) != (3 if groups else 2):
+                raise ValueError
+            warehouses = []
+            for spec in parts[-1].split(","):
+                wid, _, model = spec.partition("=")
+                program, _, availability = model.partition("/")
+                warehouses.append(WarehouseConfig(int(wid), "", ((program.upper() or "FBS",
+                                                                  availability.upper() or "AVAILABLE"),)))
+            if int(parts[0]) < 1 or len({w.id for w in warehouses}) != len(warehouses):
+                raise ValueError("ids must be >= 1 and warehouses must not repeat")
+            return cls(int(parts[0]), tuple(warehouses), groups)
+        except ValueError as exc:
+            raise ValueError(f"business must look like ID[:groups]:WID[=PROGRAM[/AVAILABILITY]][,...], got {text!r}"
+                             f"{': ' + str(exc) if str(exc) else ''}") from None
+
+    @classmethod
     def from_json(cls, data: dict[str, Any]) -> "BusinessConfig":
         warehouses = tuple(WarehouseConfig.from_json(w) for w in data.get("warehouses") or ())
         if len({w.id for w in warehouses}) != len(warehouses):
@@ -227,9 +249,12 @@ class BusinessStore:
             return out
 
     def reset(self) -> None:
-        """Forget stock, poison and counters; keep the configuration (as campaigns are kept)."""
+        """Forget stock, poison and counters; keep the configuration (as campaigns are kept), but
+        not the warehouses an unconfigured sandbox made up on first use."""
         with self.lock:
             self.data.clear()
+            if not self.strict:
+                self.configs.clear()
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
