@@ -102,6 +102,8 @@ class WarehouseDirectory:
         except MarketError as exc:  # quota spent with nothing cached, 403 for this token, ...
             return [f"business {business_id}: cannot check warehouses {', '.join(map(str, wanted))} now: "
                     f"{exc.message}"]
+        except LookupError as exc:  # no cabinet configured for the business (CabinetNotFound)
+            return [str(exc)]
         known = listing.by_id()
         errors = []
         for wid in wanted:

@@ -140,3 +140,13 @@ def test_concurrent_refreshes_fetch_once(clean_redis):
         t.join(10)
     assert len(results) == 4 and all(r.warehouses == results[0].warehouses for r in results)
     assert len(market.calls) == 1
+
+
+def test_check_of_an_unconfigured_business_is_an_error_not_a_crash(clean_redis):
+    from ymsync.cabinets import CabinetNotFound
+
+    def no_cabinet(business_id: int):
+        raise CabinetNotFound(f"no cabinet configured for business {business_id} (configured: 7)")
+
+    directory = WarehouseDirectory(clean_redis, no_cabinet, no_cabinet)
+    assert directory.check(9, [11]) == ["no cabinet configured for business 9 (configured: 7)"]
