@@ -188,28 +188,19 @@ def _choice(raw: Any, name: str, choices: tuple[str, ...], default: str) -> str:
     return value
 
 
-def from_environment(env: Mapping[str, str], credentials: Credentials) -> Cabinets:
-    """The simple case: today's single-cabinet variables make one cabinet named ``default``."""
-    mode = _choice(env.get("YM_API_MODE"), "YM_API_MODE", MODES, "v2")
-    tier = _choice(env.get("YM_SUBSCRIPTION"), "YM_SUBSCRIPTION", SUBSCRIPTIONS, "basic")
+def from_environment(credentials: Credentials, *, mode: str = "", subscription: str = "",
+                     fby_campaigns: tuple[int, ...] = ()) -> Cabinets:
+    """The simple case: today's single-cabinet variables (read by settings.py) make one cabinet
+    named ``default``: YM_API_MODE, YM_SUBSCRIPTION and YM_FBY_CAMPAIGNS arrive as arguments."""
+    mode = _choice(mode, "YM_API_MODE", MODES, "v2")
+    tier = _choice(subscription, "YM_SUBSCRIPTION", SUBSCRIPTIONS, "basic")
     if mode == "v3" and credentials.business_id is None:
         raise SettingsError("YM_API_MODE=v3 needs YM_BUSINESS_ID (the v3 methods address a business)")
     if not credentials:
         return Cabinets((), "environment")
     source = "YM_API_KEY" if credentials.api_key is not None else "YM_OAUTH_TOKEN"
-    fby = _id_list(env.get("YM_FBY_CAMPAIGNS", ""), "YM_FBY_CAMPAIGNS")
-    return Cabinets((Cabinet("default", credentials.business_id, credentials, mode, tier, (), fby, source),),
-                    "environment")
-
-
-def _id_list(raw: str, name: str) -> tuple[int, ...]:
-    ids: list[int] = []
-    for part in raw.replace(" ", ",").split(","):
-        if part.strip():
-            if not part.strip().isdigit() or int(part) < 1:
-                raise SettingsError(f"{name}: expected campaign ids like 1001,1002; got {part.strip()!r}")
-            ids.append(int(part))
-    return tuple(dict.fromkeys(ids))
+    return Cabinets((Cabinet("default", credentials.business_id, credentials, mode, tier, (),
+                             tuple(fby_campaigns), source),), "environment")
 
 
 def load_file(path: Path, env: Mapping[str, str]) -> Cabinets:

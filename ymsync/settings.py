@@ -352,7 +352,9 @@ def _cabinets(env: Mapping[str, str], credentials: Credentials) -> "Cabinets":
 
     path = env.get("YM_CABINETS_FILE", "").strip()
     if not path:
-        return cabinets.from_environment(env, credentials)
+        return cabinets.from_environment(credentials, mode=env.get("YM_API_MODE", "").strip(),
+                                         subscription=env.get("YM_SUBSCRIPTION", "").strip(),
+                                         fby_campaigns=_campaigns(env, "YM_FBY_CAMPAIGNS"))
     clash = [name for name in ("YM_BUSINESS_ID", "YM_API_MODE", "YM_SUBSCRIPTION") if env.get(name, "").strip()]
     if clash:
         # Two sources for one fact: refuse rather than guess which one the operator meant.
