@@ -16,7 +16,7 @@ import requests
 from celery import Celery
 
 from tests.support.processes import ROOT, CeleryWorker, wait_for
-from ymsync.sandbox import MarketSandbox, SandboxConfig
+from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
 
 NORTH, SOUTH = "tok-north-7-secret", "tok-south-8-secret"
 CABINETS = """
@@ -28,13 +28,17 @@ token_env = "YM_TOKEN_NORTH"
 [cabinets.south]
 business_id = 8
 mode = "v3"          # wrong on purpose: business 8 keeps warehouse groups
+campaigns = [8001]
 token_file = "{south}"
 """
 
 
 @pytest.fixture(scope="module")
 def market():
-    config = SandboxConfig(tokens=("sandbox-token",), report_delay_s=0.3)
+    # The report quotas are off here (each test asks afresh); test_report_poller_v3 covers them.
+    config = SandboxConfig(tokens=("sandbox-token",), report_delay_s=0.3,
+                           campaigns=(CampaignConfig(8001, 8, "FBS"),),
+                           quotas={"generateStocksReport": None, "generateStocksOnWarehousesReport": None})
     with MarketSandbox(config=config) as sandbox:
         admin = f"{sandbox.url}/_admin"
         requests.post(f"{admin}/businesses", timeout=5, json=[
@@ -48,6 +52,7 @@ def market():
         requests.post(f"{admin}/tokens", json={"token": SOUTH, "businesses": [8]}, timeout=5).raise_for_status()
         requests.post(f"{admin}/business/7/stocks", json={"11": {f"N-{i}": i for i in range(130)}},
                       timeout=5).raise_for_status()
+        requests.post(f"{admin}/stocks/8001", json={"S-1": 4, "S-2": 5}, timeout=5).raise_for_status()
         yield sandbox
 
 
@@ -57,7 +62,8 @@ def env(market, redis_server, tmp_path_factory):
     (folder / "south.token").write_text(SOUTH + "\n")
     (folder / "cabinets.toml").write_text(CABINETS.format(south=folder / "south.token"))
     return {"REDIS_URL": redis_server.url, "YM_API_URL": market.url, "YM_CABINETS_FILE": str(folder / "cabinets.toml"),
-            "YM_TOKEN_NORTH": NORTH, "YM_REPORTS_DIR": str(folder / "reports")}
+            "YM_TOKEN_NORTH": NORTH, "YM_REPORTS_DIR": str(folder / "reports"),
+            "YM_QUOTA_STOCKS_REPORT_V3": "0", "YM_QUOTA_REPORT_GENERATE": "0"}
 
 
 def cli(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -159,24 +165,19 @@ def test_warehouse_read_task_and_groups_refusal_as_a_result(env, worker):
     assert SOUTH not in json.dumps(refused)
 
 
-def test_v2_pushes_of_two_cabinets_each_carry_their_own_token(bench_for, tmp_path):
-    from tests.support.stock_harness import sandbox_config
-    from ymsync.sandbox import CampaignConfig
-
-    bench = bench_for(sandbox_config(campaigns=(CampaignConfig(2001, 8, "FBS"), CampaignConfig(3001, 9, "FBS"))))
-    bench.admin("businesses", [{"id": 8, "groups": True}, {"id": 9, "groups": True}])  # v2 stays theirs
-    bench.admin("tokens", {"token": "tok-eight", "businesses": [8]})
-    bench.admin("tokens", {"token": "tok-nine", "businesses": [9]})
-    path = tmp_path / "cabinets.toml"
-    path.write_text('[cabinets.eight]\nbusiness_id = 8\ncampaigns = [2001]\ntoken_env = "YM_TOKEN_EIGHT"\n'
-                    '[cabinets.nine]\nbusiness_id = 9\ncampaigns = [3001]\ntoken_env = "YM_TOKEN_NINE"\n')
-    bench.start_worker("two-cabinets", YM_CABINETS_FILE=str(path), YM_TOKEN_EIGHT="tok-eight",
-                       YM_TOKEN_NINE="tok-nine", YM_API_KEY="")
-    bench.push(2001, [(f"E-{i}", i) for i in range(50)])
-    bench.push(3001, [(f"N-{i}", i + 1) for i in range(50)])
-    bench.wait_latest(2001, 60)
-    bench.wait_latest(3001, 60)
-    statuses = bench.requests_by_status()
-    assert set(statuses) == {200}, statuses  # a wrong token would have been a 403
-    log = (tmp_path / "two-cabinets.log").read_text()
-    assert "tok-eight" not in log and "tok-nine" not in log
+def test_snapshot_chord_mixes_v2_and_v3_reports_of_two_cabinets(env, worker):
+    app, log = worker
+    parts = [{"request": {"businessId": 8, "campaignIds": [8001]}, "format": "CSV"},
+             {"request": {"businessId": 7, "partnerWarehouseIds": [11]}, "format": "CSV", "api": "v3"}]
+    info = app.send_task("ymsync.reports.snapshot", args=(parts, "snaps/mixed"), queue="reports").get(timeout=30)
+    summary = app.AsyncResult(info["merge_task_id"]).get(timeout=90)
+    assert summary["status"] == "complete", summary
+    assert [p["status"] for p in summary["parts"]] == ["DONE", "DONE"]
+    assert info["parts"] == ["business=8 CSV campaignIds=1", "business=7 CSV v3 partnerWarehouseIds=1"]
+    with open(summary["csv"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_part: dict[str, set[str]] = {}
+    for row in rows:
+        by_part.setdefault(row["PART"], set()).add(row["SHOP_SKU"])
+    assert by_part == {"business=8 CSV campaignIds=1": {"S-1", "S-2"},
+                       "business=7 CSV v3 partnerWarehouseIds=1": {f"N-{i}" for i in range(130)}}
