@@ -108,7 +108,8 @@ class Cabinet:
         return {"businessId": self.business_id, "campaignIds": [int(campaign_id)]}
 
     def describe(self) -> str:
-        campaigns = ",".join(map(str, self.campaigns)) or "any"
+        # The simple case's cabinet serves every campaign; a file's cabinet only those it lists.
+        campaigns = ",".join(map(str, self.campaigns)) or ("any" if self.name == "default" else "none")
         return (f"{self.name}: business {self.business_id or '-'}, mode {self.mode}, {self.subscription}, "
                 f"campaigns {campaigns}, token from {self.token_source}")
 

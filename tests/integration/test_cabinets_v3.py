@@ -181,3 +181,14 @@ def test_snapshot_chord_mixes_v2_and_v3_reports_of_two_cabinets(env, worker):
         by_part.setdefault(row["PART"], set()).add(row["SHOP_SKU"])
     assert by_part == {"business=8 CSV campaignIds=1": {"S-1", "S-2"},
                        "business=7 CSV v3 partnerWarehouseIds=1": {f"N-{i}" for i in range(130)}}
+
+
+def test_cabinets_command_shows_configuration_without_tokens(env):
+    done = cli(env, "cabinets")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "north: business 7, mode v3, basic, campaigns none, token from YM_TOKEN_NORTH"
+    assert lines[1].startswith("south: business 8, mode v3, basic, campaigns 8001, token from file ")
+    assert lines[2].startswith("2 cabinet(s) from ") and NORTH not in done.stdout and SOUTH not in done.stdout
+    as_json = [json.loads(line) for line in cli(env, "cabinets", "--json").stdout.splitlines()]
+    assert [(c["name"], c["business_id"], c["mode"]) for c in as_json] == [("north", 7, "v3"), ("south", 8, "v3")]

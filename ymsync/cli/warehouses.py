@@ -1,4 +1,4 @@
-"""``ymsync warehouses``: each cabinet's own warehouses (getPartnerWarehouses), from the shared cache."""
+"""``ymsync warehouses`` (each cabinet's own warehouses, from the shared cache) and ``ymsync cabinets``."""
 
 from __future__ import annotations
 
@@ -49,3 +49,20 @@ def render(listing: WarehouseList) -> str:
     note = " (stale: could not refresh now)" if listing.stale else ""
     title = f"business {listing.business_id}: {len(rows)} warehouse(s), fetched {when}{note}"
     return "\n".join([title, line.format(*header)] + [line.format(*r) for r in rows])
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per cabinet.")
+def cabinets(as_json: bool) -> None:
+    """The configured cabinets: business, API mode, subscription, campaigns, where the token comes from."""
+    configured = ctx.settings().cabinets
+    for cabinet in configured:
+        if as_json:
+            click.echo(json.dumps({"name": cabinet.name, "business_id": cabinet.business_id, "mode": cabinet.mode,
+                                   "subscription": cabinet.subscription, "campaigns": list(cabinet.campaigns),
+                                   "fby_campaigns": list(cabinet.fby_campaigns),
+                                   "token_from": cabinet.token_source}))
+        else:
+            click.echo(cabinet.describe())
+    if not as_json:
+        click.echo(f"{len(configured)} cabinet(s) from {configured.source}")
