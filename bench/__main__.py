@@ -1,5 +1,9 @@
 """Run every benchmark and write docs/BENCHMARKS.md: ``.venv/bin/python -m bench``.
 
+Rows are also kept in ``docs/benchmarks.json`` with the run that measured them: ``--only NAME
+--write`` re-measures those benchmarks and rewrites the document with their new rows beside the
+kept rows of the others (each row says when it was measured).
+
 Options: ``--only NAME[,NAME]`` (quota, throughput, producer, coalescing, latency, report,
 footprint, churn, quota6, scheduler, idle, trickle, profile) runs a subset and prints the table without rewriting the document unless
 ``--write`` is given; ``--out PATH`` writes elsewhere.
@@ -82,17 +86,30 @@ def fmt(value: Any, unit: str) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| benchmark | metric | ymsync | baseline | ymsync vs baseline | goal | met |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| benchmark | metric | ymsync | baseline | ymsync vs baseline | goal | met | measured |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
         lines.append(f"| {r['bench']} | {r['metric']} | {fmt(r['ymsync'], r['unit'])} | "
-                     f"{fmt(r['baseline'], r['unit'])} | {ratio(r)} | {r['goal']} | {met} |")
+                     f"{fmt(r['baseline'], r['unit'])} | {ratio(r)} | {r['goal']} | {met} | {r.get('measured', '')} |")
     return "\n".join(lines)
 
 
 def notes(rows: list[dict[str, Any]]) -> str:
     return "\n".join(f"- **{r['bench']}, {r['metric']}**: {r['note']}" for r in rows if r["note"])
+
+
+def merge_kept(path: Path, chosen: list[str], rows: list[dict[str, Any]], facts: dict[str, str]) -> list[dict[str, Any]]:
+    """This run's rows, plus the kept rows of benchmarks not re-run now (from ``path``), in the
+    runner's order; ``path`` is rewritten with the result. Each row carries when it was measured."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    for r in rows:
+        r.setdefault("measured", now)
+    kept = json.loads(path.read_text()) if path.exists() else []
+    merged = [r for r in kept if r.get("case") not in chosen] + rows
+    merged.sort(key=lambda r: ORDER.index(r["case"]) if r.get("case") in ORDER else len(ORDER))
+    path.write_text(json.dumps(merged, indent=1, ensure_ascii=False) + "\n")
+    return merged
 
 
 def write_doc(path: Path, facts: dict[str, str], rows: list[dict[str, Any]], profiles: str, took: float) -> None:
@@ -163,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 failed.append(name)
                 continue
+            for r in got:
+                r["case"] = name
             rows += got
             print(table(got), "\n" + notes(got), f"\n({time.time() - t:.0f} s)", flush=True)
     finally:
@@ -174,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         print("FAILED:", ", ".join(failed), file=sys.stderr)
         return 1
     if not args.only or args.write:
+        rows = merge_kept(Path(args.out).with_name("benchmarks.json"), chosen, rows, facts)
         write_doc(Path(args.out), facts, rows, profiles, took)
         print(f"wrote {args.out}")
     return 0

@@ -31,6 +31,17 @@ CASES: list[tuple[str, str, str]] = [
     ("a_worker_fed_garbage_messages_keeps_running", "6. Fuzzing and garbage messages", "hypothesis_examples"),
     ("the_token_never_leaks_and_flower_needs_credentials", "7a. Secret hygiene and Flower auth", "token_hits"),
     ("downloads_and_archives_stay_contained", "7b. Downloads and archives", "files_written_outside"),
+    ("late_applied_requests_never_overwrite_newer_values", "8. Requests that land after the client gave up",
+     "stale_writes"),
+    ("messages_run_shuffled_and_twice_the_newest_by_enqueue_time_wins",
+     "9. Update messages run shuffled and twice (stamps at enqueue)", "stale_writes"),
+    ("a_worker_clock_10s_ahead_of_the_market_loses_nothing", "10. Every worker's clock 10 s ahead of the Market's",
+     "stale_writes"),
+    ("a_token_refused_for_two_minutes_halts_and_then_delivers_everything",
+     "11. A token refused for two minutes, then working again", "delivered_s_after_restore"),
+    ("report_job_survives_a_killed_reports_worker", "12. A reports worker SIGKILLed mid-poll", "finished_s_after_heir_up"),
+    ("v3_waves_over_two_warehouses_with_late_applies", "13. v3 (business) targets: waves over two warehouses, late "
+     "applies", "stale_writes"),
 ]
 
 LIMITS = """\
@@ -38,14 +49,19 @@ LIMITS = """\
 
 - **Worker crashes (SIGKILL, OOM, power loss of a worker machine) lose nothing.** A batch in flight
   stays leased in Redis; when the lease runs out its SKUs return to the buffer unless a newer value
-  arrived meanwhile. Recovery is bounded by that lease: `YM_HTTP_CONNECT_TIMEOUT + YM_HTTP_READ_TIMEOUT
-  + 10 s` (13 s in these runs, **75 s with the defaults**). A restarted worker kicks every campaign with
-  pending work at once; a worker killed and *not* restarted can leave a campaign waiting up to the
-  flush marker's 30 s TTL before another worker's sweep reschedules it.
-- **A batch may be sent twice, never an older value over a newer one.** A reply lost after the
-  Market applied an update, or a worker killed after sending, makes ymsync send that batch again
-  (the `skus_sent_per_distinct_sku` / `requests_per_ideal` figures show the cost); `stale_writes`,
-  counted by the sandbox whenever an update older than the stored one arrives, stayed 0 in every case.
+  arrived meanwhile. The lease is `YM_UNKNOWN_OUTCOME_S + 10 s` (the request may still land until
+  then: 12 s in these runs, **135 s with the defaults**), and the scheduler looks at the campaign the
+  moment it runs out. A killed flush task's slot frees after one request's deadline + 10 s.
+- **A batch may be sent twice, never an older value over a newer one.** A request whose outcome is
+  unknown (timeout, dropped reply, 5xx, 423) keeps its SKUs in flight until it can no longer land
+  (`YM_UNKNOWN_OUTCOME_S` after it was sent), then the newest value is sent: values are sent again
+  (the `skus_sent_per_distinct_sku` / `requests_per_ideal` figures show the cost), never overtaken.
+  `stale_writes`, counted by the sandbox whenever an update older than the stored one arrives,
+  stayed 0 in every case; case 8 shows the counter works (6,000 stale writes with the hold
+  switched off, 0 with it).
+- **The bound is a promise about the Market.** If the Market applies a request later than
+  `YM_UNKNOWN_OUTCOME_S` after it was sent, an older value can still land over a newer one; raise
+  the setting if your Market (or proxy) keeps requests longer.
 - **Redis with AOF (`appendfsync everysec`, as docker-compose runs it) loses nothing acknowledged
   when the Redis *process* dies**: what `push_stocks` acknowledged is in the AOF file already. An
   operating-system crash or power loss of the Redis machine can lose up to the last second of writes,
@@ -55,9 +71,8 @@ LIMITS = """\
   not yet delivered, the flush schedule, dead letters and the "last delivered" memory (so the next
   push of an unchanged value is sent again). The figures of case 2b measure it for one load; the
   loss is bounded by what was pending at the moment of the restart. Run Redis with AOF.
-- **Flush tasks in flight when Redis restarts are restored only after the broker's visibility
-  timeout (6 h)**; ymsync does not need them: the flush scheduler kicks every pending campaign as
-  soon as Redis answers again (case 2a: deliveries resumed within seconds).
+- **Nothing scheduled lives in the broker**: due times are in Redis (AOF keeps them), so a Redis
+  restart or a killed worker leaves no work waiting for the broker's 6 h visibility timeout.
 """
 
 
