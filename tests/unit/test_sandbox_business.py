@@ -234,3 +234,26 @@ def test_business_option_parses_and_refuses_with_the_reason():
     for bad, reason in [("7", "got '7'$"), ("7:1,1", "must not repeat"), ("7:1=XX", r"model \(XX, AVAILABLE\)")]:
         with pytest.raises(ValueError, match=reason):
             BusinessConfig.parse(bad)
+
+
+def test_state_file_keeps_business_stock(tmp_path: Path):
+    from ymsync.sandbox.persist import StateFile
+
+    path = tmp_path / "state.json"
+    config = SandboxConfig(businesses=(BUSINESS,))
+    with MarketSandbox(config=config) as first:
+        saver = StateFile(first.state, path, interval_s=0.05)
+        assert saver.start() == 0
+        with client_for(first) as client:
+            stamp = datetime.now(timezone.utc) - timedelta(minutes=2)
+            client.update_stocks_v3(7, [W("a", 11, 3, stamp), W("a", 12, 4)])
+        admin(first, "business/7/archive", ["old"])
+        saver.close()
+        before = admin(first, "business/7/stocks")
+    with MarketSandbox(config=config) as second:
+        saver = StateFile(second.state, path)
+        assert saver.start() == 2
+        saver.close()
+        assert admin(second, "business/7/stocks") == before
+        assert second.state.business.stock(7).archived == {"old"}
+        assert datetime.fromisoformat(before["11"]["a"]["updatedAt"]) == stamp

@@ -18,6 +18,7 @@ from marshmallow import ValidationError
 from ..market import schemas as s
 from ..market import schemas_v3 as v3
 from .business_state import BusinessConfig, WarehouseConfig
+from .failures import ApiFailure, bad_request, decode_token, encode_token
 
 if TYPE_CHECKING:
     from .server import Handler
@@ -37,17 +38,13 @@ _V2_INSTEAD = {
 MAX_ITEM_ERRORS = 50  # a request of 2000 bad items answers with the first 50, as a long list helps nobody
 
 
-def groups_refusal(operation: str, business_id: int) -> "ApiFailure":
-    from .server import ApiFailure
-
+def groups_refusal(operation: str, business_id: int) -> ApiFailure:
     return ApiFailure(400, "BAD_REQUEST", f"The method is not available for business {business_id}: the cabinet has "
                       f"warehouse groups. Use {_V2_INSTEAD[operation]}")
 
 
-def no_groups_refusal(campaign_id: int, business_id: int) -> "ApiFailure":
+def no_groups_refusal(campaign_id: int, business_id: int) -> ApiFailure:
     """A campaign-level stock update for an FBS/DBS/Express campaign of a cabinet without groups."""
-    from .server import ApiFailure
-
     return ApiFailure(400, "BAD_REQUEST", f"The method is available only for a cabinet with warehouse groups; "
                       f"campaign {campaign_id} (business {business_id}) has none. Use "
                       f"POST v3/businesses/{{businessId}}/offers/stocks/update")
@@ -60,8 +57,6 @@ def business_of(handler: "Handler", key: str) -> BusinessConfig:
 
 
 def update_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
-    from .server import ApiFailure, bad_request
-
     state = handler.server.state
     store = state.business
     state.note_update_request(len(body), 0)  # before any check: a refused request still shows a broken cap
@@ -111,8 +106,6 @@ def update_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw
 def _page_query(handler: "Handler", cap: int | None) -> dict[str, Any]:
     """``pageToken`` (or its alias ``page_token``) and ``limit`` from the query string; a limit
     over ``cap`` is cut silently, as the Market cuts getStocks' (PageLimit100Truncate)."""
-    from .server import ApiFailure
-
     query: dict[str, Any] = {}
     token = handler.query.get("pageToken") or handler.query.get("page_token")
     if token is not None:
@@ -126,8 +119,6 @@ def _page_query(handler: "Handler", cap: int | None) -> dict[str, Any]:
 
 
 def get_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
-    from .server import ApiFailure, _decode_token, _encode_token, bad_request
-
     state = handler.server.state
     store = state.business
     payload = handler._json(body, required=True)
@@ -151,10 +142,10 @@ def get_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw_id
             records = [(sku, shelf[sku]) for sku in data["offerIds"] if sku in shelf]
     else:
         size = min(data.get("limit", 50), state.config.page_cap)
-        records, last = store.page_after(business.id, wid, _decode_token(data.get("pageToken")), size)
+        records, last = store.page_after(business.id, wid, decode_token(data.get("pageToken")), size)
         with state.lock:
             records = [(sku, r) for sku, r in records if (sku in stock.archived) == bool(data.get("archived"))]
-        next_token = _encode_token(last) if last is not None else None
+        next_token = encode_token(last) if last is not None else None
     offers = [{"offerId": sku, "updatedAt": record.updated_at.isoformat(),
                "stocks": [{"type": "FIT", "count": record.count}, {"type": "AVAILABLE", "count": record.count}]}
               for sku, record in records]
@@ -167,8 +158,6 @@ def get_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw_id
 
 
 def get_warehouses(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
-    from .server import ApiFailure, _decode_token, _encode_token, bad_request
-
     payload = handler._json(body, required=False)
     if not isinstance(payload, dict):
         raise ApiFailure(400, "BAD_REQUEST", "Request body must be a JSON object")
@@ -180,7 +169,7 @@ def get_warehouses(handler: "Handler", operation: str, key: str, body: bytes, ra
     except ValidationError as exc:
         raise bad_request(exc.messages) from None
     business = business_of(handler, key)
-    after = _decode_token(data.get("pageToken"))
+    after = decode_token(data.get("pageToken"))
     if after is not None and not after.isdigit():
         raise ApiFailure(400, "BAD_REQUEST", "pageToken is not valid")
     wanted = set(data.get("warehouseIds") or ())
@@ -192,7 +181,7 @@ def get_warehouses(handler: "Handler", operation: str, key: str, body: bytes, ra
     handler._faults()
     result: dict[str, Any] = {"warehouses": [_warehouse_json(w, components) for w in page]}
     if start + size < len(listed) and page:
-        result["paging"] = {"nextPageToken": _encode_token(str(page[-1].id))}
+        result["paging"] = {"nextPageToken": encode_token(str(page[-1].id))}
     return 200, {"status": "OK", "result": result}, 1, handler._lost()
 
 
@@ -205,8 +194,6 @@ def _warehouse_json(warehouse: WarehouseConfig, components: list[str] | None) ->
 
 
 def generate_report(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
-    from .server import ApiFailure, bad_request
-
     state, desk = handler.server.state, handler.server.desk
     payload = handler._json(body, required=False)
     try:

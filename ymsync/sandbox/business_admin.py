@@ -52,11 +52,10 @@ def handle_business_admin(server: "SandboxServer", method: str, route: str, data
     if what == "stocks":
         levels = {int(wid): {str(sku): int(count) for sku, count in skus.items()} for wid, skus in data.items()}
         return 200, {"planted": store.plant(business_id, levels)}
-    stock = store.stock(business_id)
     if what == "archive":
-        with state.lock:
-            stock.archived.update(map(str, data))
+        store.archive(business_id, [str(sku) for sku in data])
         return 200, {"archived": len(data)}
+    stock = store.stock(business_id)
     warehouse = int(data["warehouse"]) if data.get("warehouse") is not None else None
     with state.lock:
         stock.poisoned.update({(warehouse, str(sku)): bool(data.get("named", True)) for sku in data["skus"]})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -137,9 +136,10 @@ class BusinessStore:
     """Every business's configuration and stock; one lock (the sandbox's) guards it all."""
 
     def __init__(self, businesses: tuple[BusinessConfig, ...], lock: threading.RLock,
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float], changed: Callable[[], None] = lambda: None) -> None:
         self.lock = lock
         self.now = now  # the Market's clock (unix seconds)
+        self.changed = changed  # called (under the lock) after stock changes: the state file saves
         self.configs: dict[int, BusinessConfig] = {b.id: b for b in businesses}
         self.strict = bool(businesses)
         self.data: dict[int, BusinessStock] = {}
@@ -200,6 +200,7 @@ class BusinessStore:
                 store[item["sku"]] = StockRecord(item["count"], stamp)
             stock.item_units += len(items)
             stock.stale_writes += stale
+            self.changed()
         return stale
 
     def plant(self, business_id: int, levels: dict[int, dict[str, int]]) -> int:
@@ -211,6 +212,7 @@ class BusinessStore:
                 stock.sorted_skus.pop(warehouse_id, None)
                 for sku, count in skus.items():
                     store[sku] = StockRecord(int(count), now)
+            self.changed()
             return sum(len(skus) for skus in levels.values())
 
     def read(self, business_id: int) -> dict[str, dict[str, dict[str, Any]]]:
@@ -247,6 +249,33 @@ class BusinessStore:
                 if named is not None:
                     out.append((sku, wid, named))
             return out
+
+    def archive(self, business_id: int, skus: list[str]) -> None:
+        with self.lock:
+            self.stock(business_id).archived.update(skus)
+            self.changed()
+
+    def dump(self) -> dict[str, Any]:
+        """What outlives a restart (stock and archived offers; not poison or counters), as JSON data."""
+        with self.lock:
+            return {str(bid): {"stocks": {str(wid): {sku: [r.count, r.updated_at.isoformat()] for sku, r in store.items()}
+                                          for wid, store in stock.stocks.items()},
+                               "archived": sorted(stock.archived)}
+                    for bid, stock in self.data.items() if stock.stocks or stock.archived}
+
+    def restore(self, data: dict[str, Any]) -> int:
+        """Replace every business's stock with ``dump()``'s output; return the items loaded.
+        Raises ValueError/TypeError/AttributeError on a malformed one (the caller names the file)."""
+        loaded = {int(bid): BusinessStock(
+            stocks={int(wid): {str(sku): StockRecord(int(count), datetime.fromisoformat(stamp))
+                               for sku, (count, stamp) in store.items()}
+                    for wid, store in entry.get("stocks", {}).items()},
+            archived=set(map(str, entry.get("archived", ()))))
+            for bid, entry in data.items()}
+        with self.lock:
+            self.data.clear()
+            self.data.update(loaded)
+        return sum(len(store) for stock in loaded.values() for store in stock.stocks.values())
 
     def reset(self) -> None:
         """Forget stock, poison and counters; keep the configuration (as campaigns are kept), but

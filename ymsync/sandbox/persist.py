@@ -3,8 +3,9 @@
 The real Market remembers what it was given; a sandbox that forgot its stock on every restart
 would disagree with Redis (which remembers what ymsync delivered) after a plain ``docker compose
 down``/``up``: a re-push would send nothing and reconciliation would list every SKU as missing.
-So the compose sandbox keeps its stock and archived offers in a file on a volume: loaded at start,
-saved a moment after each change (by a background thread) and once more when it stops.
+So the compose sandbox keeps its stock and archived offers (per campaign, and per business
+warehouse for the v3 methods) in a file on a volume: loaded at start, saved a moment after each
+change (by a background thread) and once more when it stops.
 
 Only the Market's data is kept. Quota windows, counters, faults and report jobs are a run's
 own and start afresh. Writes are atomic (a temporary file, then ``os.replace``), so a sandbox
@@ -40,6 +41,7 @@ def dump(state: SandboxState) -> dict[str, Any]:
             "stocks": {str(cid): {sku: [r.count, r.updated_at.isoformat()] for sku, r in store.items()}
                        for cid, store in state.stocks.items()},
             "archived": {str(cid): sorted(skus) for cid, skus in state.archived.items() if skus},
+            "businesses": state.business.dump(),  # v3 stock per (warehouse, SKU); absent in older files
         }
 
 
@@ -63,7 +65,8 @@ def save(state: SandboxState, path: Path) -> int:
 
 
 def load(state: SandboxState, path: Path) -> int:
-    """Fill ``state`` from ``path``; return the number of SKUs loaded (0 when there is no file yet)."""
+    """Fill ``state`` from ``path``; return the number of SKUs (campaign SKUs and business
+    (warehouse, SKU) items) loaded (0 when there is no file yet)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -77,6 +80,7 @@ def load(state: SandboxState, path: Path) -> int:
                              for sku, (count, stamp) in store.items()}
                   for cid, store in data.get("stocks", {}).items()}
         archived = {int(cid): set(map(str, skus)) for cid, skus in data.get("archived", {}).items()}
+        items = state.business.restore(data.get("businesses", {}))
     except (TypeError, ValueError, AttributeError) as exc:
         raise StateFileError(f"{path}: malformed sandbox state ({exc})") from None
     with state.lock:
@@ -86,7 +90,7 @@ def load(state: SandboxState, path: Path) -> int:
         state.archived.update(archived)
         state._sorted.clear()
         state.revision += 1
-    return sum(len(store) for store in stocks.values())
+    return sum(len(store) for store in stocks.values()) + items
 
 
 class StateFile:

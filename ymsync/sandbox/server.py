@@ -6,9 +6,8 @@ Request checks run in the order the Market applies them: auth (401/403), the par
 
 from __future__ import annotations
 
-import base64
-import functools
 import email.utils
+import functools
 import hashlib
 import json
 import re
@@ -27,6 +26,7 @@ from ..market import schemas as s
 from ..settings import SpecCheckSettings, load_spec_check
 from . import business
 from .business_state import scope_allows
+from .failures import ApiFailure, bad_request, decode_token, encode_token, poison_failure
 from .fastpath import fast_update_body
 from .reports import ReportDesk
 from .state import SandboxConfig, SandboxState, epoch_in, http_date
@@ -35,37 +35,6 @@ if TYPE_CHECKING:
     from .spec_check import SpecCheck
 
 MAX_READ_BYTES = 8 * 1024 * 1024
-_STOCK_RULE = re.compile(r"^(Duplicate shop-sku|Stock for) ")
-
-
-class ApiFailure(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-        self.errors = [{"code": code, "message": message}]
-        self.until: float | None = None  # unix time of the X-RateLimit-Resource-Until a 420 carries
-
-
-def bad_request(messages: Any) -> ApiFailure:
-    failure = ApiFailure(400, "BAD_REQUEST", "")
-    lines = s.flatten_errors(messages)
-    # Stock rule messages name the SKU themselves, as the Market's do; others keep their field path.
-    failure.errors = [{"code": "BAD_REQUEST", "message": line.split(": ", 1)[1] if _STOCK_RULE.match(
-        line.split(": ", 1)[-1]) else line} for line in lines]
-    failure.message = "; ".join(e["message"] for e in failure.errors)
-    return failure
-
-
-def poison_failure(poisoned: list[tuple[str, bool]]) -> ApiFailure:
-    """The whole request refused for its poisoned SKUs, one error each, as the Market words them;
-    SKUs poisoned "unnamed" share one error that names none (the client must bisect to find them)."""
-    failure = ApiFailure(400, "BAD_REQUEST", "")
-    messages = [f"Stock for '{sku}' cannot be updated: the offer is blocked" for sku, named in poisoned if named]
-    if not all(named for _, named in poisoned):
-        messages.append("Stocks cannot be updated: an offer in the request is blocked")
-    failure.errors = [{"code": "BAD_REQUEST", "message": m} for m in messages]
-    failure.message = "; ".join(messages)
-    return failure
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -323,11 +292,11 @@ class Handler(BaseHTTPRequestHandler):
         if data.get("offerIds"):
             skus = [sku for sku in data["offerIds"] if sku in store]
         else:
-            after = _decode_token(data.get("page_token"))
+            after = decode_token(data.get("page_token"))
             size = min(data.get("limit", 100), state.config.page_cap)
             skus, last = state.page_after(campaign_id, after, size)
             skus = [sku for sku in skus if (sku in archived) == bool(data.get("archived"))]
-            next_token = _encode_token(last) if last is not None else None
+            next_token = encode_token(last) if last is not None else None
         wid = data.get("stocksWarehouseId")
         if wid is not None and campaign is not None and wid != campaign.warehouse_id:
             skus = []
@@ -420,19 +389,6 @@ _V3_HANDLERS = {"updateStocksOnPartnerWarehouses": business.update_stocks,
                 "getStocksOnPartnerWarehouses": business.get_stocks,
                 "getPartnerWarehouses": business.get_warehouses,
                 "generateStocksReport": business.generate_report}
-
-
-def _encode_token(after: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
-
-
-def _decode_token(token: str | None) -> str | None:
-    if token is None:
-        return None
-    try:
-        return json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
-    except (ValueError, KeyError, TypeError):
-        raise ApiFailure(400, "BAD_REQUEST", f"page_token is not valid: {token[:40]!r}") from None
 
 
 class MarketSandbox:

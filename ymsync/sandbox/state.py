@@ -192,7 +192,7 @@ class SandboxState:
         from .business_state import BusinessStore  # it builds on this module's StockRecord
 
         self.token_scopes = dict(config.token_scopes)
-        self.business = BusinessStore(config.businesses, self.lock, self.now)
+        self.business = BusinessStore(config.businesses, self.lock, self.now, self._changed)
         # Bumped by every change to stocks or archived offers: the state file saver's cue.
         self.revision = 0
 
@@ -202,6 +202,9 @@ class SandboxState:
         if not self.config.campaigns:
             return self.campaigns.setdefault(campaign_id, CampaignConfig(campaign_id))
         return self.campaigns.get(campaign_id)
+
+    def _changed(self) -> None:
+        self.revision += 1  # the state file (persist.py) saves what changed since its last save
 
     def now(self) -> float:
         """The Market's clock (unix seconds)."""
