@@ -61,6 +61,13 @@ result_expires = 7 * 24 * 3600
 result_extended = False  # args stay out of the result backend
 
 
+def _campaign_report(settings, campaign: int) -> dict:
+    try:
+        return settings.cabinets.by_campaign(campaign).stocks_report_body(campaign)
+    except LookupError:  # no cabinet lists it: as before, by campaignId
+        return {"campaignId": campaign}
+
+
 def build_beat_schedule(settings) -> dict:
     """``celery -A tasks beat`` entries from the settings; empty unless campaigns are named.
 
@@ -78,17 +85,25 @@ def build_beat_schedule(settings) -> dict:
             "options": {"queue": "reports", "expires": every, "argsrepr": f"(campaign={campaign})",
                         "kwargsrepr": f"{{fix={settings.reconcile_fix}}}"},
         }
-    if settings.snapshot_campaigns:
+    if settings.snapshot_campaigns or settings.snapshot_businesses:
         every = settings.snapshot_every_s
-        requests = [{"request": {"campaignId": c}, "format": settings.snapshot_format}
+        # v2 parts: DBS/FBS/Express campaigns as businessId + campaignIds (the spec marks campaignId
+        # as soon unavailable for them), FBY ones by campaignId; v3 parts: business stocks reports.
+        requests = [{"request": _campaign_report(settings, c), "format": settings.snapshot_format}
                     for c in settings.snapshot_campaigns]
+        requests += [{"request": {"businessId": b}, "format": settings.snapshot_format, "api": "v3"}
+                     for b in settings.snapshot_businesses]
+        what = []
+        if settings.snapshot_campaigns:
+            what.append(f"campaigns {','.join(map(str, settings.snapshot_campaigns))}")
+        if settings.snapshot_businesses:
+            what.append(f"businesses {','.join(map(str, settings.snapshot_businesses))} (v3)")
         schedule["snapshot"] = {
             "task": "ymsync.reports.snapshot",
             "schedule": every,
             "args": (requests,),
             "options": {"queue": "reports", "expires": every,
-                        "argsrepr": f"({len(requests)} reports: campaigns "
-                                    f"{','.join(map(str, settings.snapshot_campaigns))}, {settings.snapshot_format})"},
+                        "argsrepr": f"({len(requests)} reports: {'; '.join(what)}, {settings.snapshot_format})"},
         }
     return schedule
 

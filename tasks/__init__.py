@@ -38,7 +38,7 @@ if "flower" in sys.modules:  # loaded by `celery -A tasks flower`: its /metrics 
 @signals.worker_init.connect
 def _check_credentials(**_: object) -> None:
     try:
-        get_settings().require_credentials()
+        get_settings().require_cabinets()
     except SettingsError as exc:
         sys.stderr.write(f"ymsync: configuration error: {exc}\n")
         sys.stderr.flush()

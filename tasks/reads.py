@@ -18,7 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from ymsync.files import write_json_atomic
-from ymsync.market import InvalidRequest
+from ymsync.cabinets import CabinetModeError, CabinetNotFound
+from ymsync.market import InvalidRequest, MarketWrongApiMode
+from ymsync.reads_v3 import WarehouseStockReader
 from ymsync.reads import FORMATS, ReadOptions, format_for
 from ymsync.settings import get_settings
 
@@ -41,7 +43,7 @@ def stocks(self: Any, campaign_id: int, out: str | None = None, fmt: str | None 
     except (InvalidRequest, ValueError) as exc:
         # Bad arguments are a result to show, not a traceback to dig out of a worker log.
         return {"campaign": int(campaign_id), "error": str(exc)}
-    result = runtime.reader().export(int(campaign_id), options, out=path, fmt=fmt)
+    result = runtime.reader(int(campaign_id)).export(int(campaign_id), options, out=path, fmt=fmt)
     return {"campaign": int(campaign_id), **result.as_dict()}
 
 
@@ -51,10 +53,26 @@ def reconcile(self: Any, campaign_id: int, fix: bool = False, out: str | None = 
         path = output_path(out or default_name("reconcile", int(campaign_id), self.request.id, "json"))
     except ValueError as exc:
         return {"campaign": int(campaign_id), "error": str(exc)}
-    result = runtime.reconciler().run(int(campaign_id), fix=bool(fix))
+    result = runtime.reconciler(int(campaign_id)).run(int(campaign_id), fix=bool(fix))
     write_json_atomic(path, result.as_dict(), indent=1)
     return {"campaign": result.campaign_id, "path": str(path), "checked": result.checked, "drift": result.drift,
             "requeued": result.requeued, "in_motion": result.in_motion}
+
+
+@app.task(name="ymsync.reads.warehouse_stocks", bind=True)
+def warehouse_stocks(self: Any, business_id: int, warehouse_id: int, out: str | None = None) -> dict[str, Any]:
+    """Every offer on one warehouse of a business (v3 getStocksOnPartnerWarehouses), as JSON Lines
+    under YM_REPORTS_DIR. A cabinet with warehouse groups (or in mode v2) is a result that says
+    which mode to set, not a traceback."""
+    where = {"business": int(business_id), "warehouse": int(warehouse_id)}
+    try:
+        path = output_path(out or default_name("stocks", int(business_id), self.request.id, "jsonl"))
+        runtime.cabinet_for_business(business_id).require_mode("v3", "a warehouse stock read")
+        reader = WarehouseStockReader(runtime.limiter_for_business(business_id), runtime.client_for_business(business_id))
+        result = reader.export(int(business_id), int(warehouse_id), out=path)
+    except (CabinetNotFound, CabinetModeError, MarketWrongApiMode, InvalidRequest, ValueError) as exc:
+        return {**where, "error": str(exc)}
+    return {**where, **result.as_dict()}
 
 
 def output_path(name: str) -> Path:
@@ -88,4 +106,4 @@ def send_reconcile(campaign_id: int, *, fix: bool = False, out: str | None = Non
                                  argsrepr=f"(campaign={int(campaign_id)})", kwargsrepr=f"{{fix={bool(fix)}}}")
 
 
-__all__ = ["stocks", "reconcile", "send_stock_read", "send_reconcile", "output_path"]
+__all__ = ["stocks", "reconcile", "warehouse_stocks", "send_stock_read", "send_reconcile", "output_path"]

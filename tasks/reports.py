@@ -32,7 +32,7 @@ import redis
 from celery import Task, chord
 from celery.exceptions import Ignore, Retry
 
-from ymsync.market import MarketClient
+from ymsync.cabinets import CabinetNotFound
 from ymsync.market.schemas import InvalidRequest
 from ymsync.reports.jobs import ReportJobs
 from ymsync.reports.poller import PollState, ReportOutcome, ReportPoller
@@ -62,11 +62,23 @@ RESEND_AFTER_S = 60.0
 INFRA_RETRY_S = 5.0
 
 
-@lru_cache(maxsize=1)
-def poller() -> ReportPoller:
+def poller(request: dict[str, Any]) -> ReportPoller:
+    """The poller of the cabinet the request is about: its token, its subscription's quotas.
+    Raises CabinetNotFound if no configured cabinet serves it."""
+    body = (request or {}).get("request") or {}
+    cabinet = get_settings().cabinets.serving(business_id=body.get("businessId"), campaign_id=body.get("campaignId"))
+    return _poller(cabinet.name)
+
+
+@lru_cache(maxsize=None)
+def _poller(cabinet_name: str) -> ReportPoller:
     s = get_settings()
-    return ReportPoller(MarketClient.from_settings(s), runtime.limiter(), runtime.redis_client(), s.reports_dir,
-                        max_wait_s=MAX_COUNTDOWN_S, give_up_after_s=GIVE_UP_AFTER_S)
+    # The v2 report methods name no business or campaign in their path: the Market counts them per
+    # token, so per cabinet (one cabinet keeps the historical key "all"); v3 reports use b<id>.
+    key = "all" if len(s.cabinets) == 1 else f"cabinet:{cabinet_name}"
+    return ReportPoller(runtime.client_for_cabinet(cabinet_name), runtime.limiter_for_cabinet(cabinet_name),
+                        runtime.redis_client(), s.reports_dir, quota_key=key, max_wait_s=MAX_COUNTDOWN_S,
+                        give_up_after_s=GIVE_UP_AFTER_S)
 
 
 @lru_cache(maxsize=1)
@@ -87,9 +99,9 @@ def inside_reports_dir(out_dir: str | None) -> str | None:
     return str(target)
 
 
-def _label(request: Any, fmt: Any) -> str:
+def _label(request: Any, fmt: Any, api: str = "v2") -> str:
     try:
-        return ReportRequest.build(request, fmt).describe()
+        return ReportRequest.build(request, fmt, api).describe()
     except (InvalidRequest, TypeError, AttributeError):
         return "invalid request"
 
@@ -119,13 +131,26 @@ def _resend_signature(task: Task, label: str) -> dict[str, Any]:
 @app.task(bind=True, base=ReportJobTask, name="ymsync.reports.stocks_on_warehouses", max_retries=None)
 def stocks_on_warehouses(self, request: dict[str, Any], format: str = "FILE", out_dir: str | None = None,
                          state: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _run_job(self, request, format, "v2", out_dir, state)
+
+
+@app.task(bind=True, base=ReportJobTask, name="ymsync.reports.business_stocks", max_retries=None)
+def business_stocks(self, request: dict[str, Any], format: str = "CSV", out_dir: str | None = None) -> dict[str, Any]:
+    """The v3 business stocks report (generateStocksReport): ``request`` is ``{"businessId": 7,
+    "partnerWarehouseIds": [...], "categoryIds": [...], "hasStocks": true}`` (all but businessId
+    optional). Same job pattern and outcome as ``stocks_on_warehouses``."""
+    return _run_job(self, request, format, "v3", out_dir, None)
+
+
+def _run_job(self: Task, request: dict[str, Any], format: str, api: str, out_dir: str | None,
+             state: dict[str, Any] | None) -> dict[str, Any]:
     job_id = self.request.id or uuid.uuid4().hex
-    label = _label(request, format)
+    label = _label(request, format, api)
     try:
         if state is not None:  # a message from before jobs lived in Redis: adopt its progress
             initial = PollState.from_dict(state).to_dict()
         else:
-            initial = PollState.new(ReportRequest.build(request, format), inside_reports_dir(out_dir),
+            initial = PollState.new(ReportRequest.build(request, format, api), inside_reports_dir(out_dir),
                                     job_id=job_id).to_dict()
     except InvalidRequest as exc:  # the same verdict however often it runs: nothing to keep
         return ReportOutcome("ERROR", job_id, "invalid request", reason=str(exc)).to_dict()
@@ -146,7 +171,7 @@ def stocks_on_warehouses(self, request: dict[str, Any], format: str = "FILE", ou
     current = PollState.from_dict(claim.payload)
     try:
         with store.holding(job_id, claim.token):
-            step = poller().step(current)
+            step = poller(current.request).step(current)
     except (Retry, Ignore):
         raise
     except (redis.RedisError, OSError) as exc:
@@ -154,6 +179,8 @@ def stocks_on_warehouses(self, request: dict[str, Any], format: str = "FILE", ou
         # written, the lapsing lease brings the job back once Redis answers.
         log.warning("report job %s: %s; retrying in %gs", job_id, exc, INFRA_RETRY_S)
         raise _park(store, job_id, claim.token, current, INFRA_RETRY_S, f"{type(exc).__name__}") from None
+    except CabinetNotFound as exc:  # configuration, not a bug: the same verdict however often it runs
+        return _report(store, job_id, claim.token, ReportOutcome("ERROR", job_id, label, reason=str(exc)).to_dict())
     except Exception as exc:  # a bug must end this part with a reason, not a silent chord failure
         log.exception("report job %s failed", job_id)
         outcome = ReportOutcome("ERROR", job_id, label, reason=f"{type(exc).__name__}: {exc}").to_dict()
@@ -219,9 +246,12 @@ def snapshot(self, requests: list[dict[str, Any]], out_dir: str | None = None) -
         return {"snapshot_id": snapshot_id, "status": "failed", "error": str(exc)}
     parts_dir = folder / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    labels = [_label((r or {}).get("request"), (r or {}).get("format", "CSV")) for r in requests]
+    labels = [_label((r or {}).get("request"), (r or {}).get("format", "CSV"), (r or {}).get("api", "v2"))
+              for r in requests]
+    # A part is a v2 stocks-on-warehouses report or a v3 business stocks report ("api": "v3").
     header = [
-        stocks_on_warehouses.s((r or {}).get("request"), (r or {}).get("format", "CSV"), str(parts_dir))
+        (business_stocks if (r or {}).get("api") == "v3" else stocks_on_warehouses)
+        .s((r or {}).get("request"), (r or {}).get("format", "CSV"), str(parts_dir))
         .set(argsrepr=f"({label}, snapshot {snapshot_id[:8]})", kwargsrepr="{}")
         for r, label in zip(requests, labels)
     ]
@@ -233,8 +263,9 @@ def snapshot(self, requests: list[dict[str, Any]], out_dir: str | None = None) -
 
 def send_report(request: ReportRequest, out_dir: str | None = None, task_id: str | None = None) -> str:
     """Enqueue one report job (already validated) with a readable argsrepr; returns its task id."""
-    result = stocks_on_warehouses.apply_async((request.body, request.format, out_dir), task_id=task_id,
-                                              argsrepr=f"({request.describe()})")
+    task = business_stocks if request.api == "v3" else stocks_on_warehouses
+    result = task.apply_async((dict(request.body), request.format, out_dir), task_id=task_id,
+                              argsrepr=f"({request.describe()})")
     return result.id
 
 
@@ -244,4 +275,4 @@ def send_snapshot(requests: list[ReportRequest], out_dir: str | None = None) -> 
     return result.id
 
 
-__all__ = ["jobs", "merge", "poller", "send_report", "send_snapshot", "snapshot", "snapshot_failed", "stocks_on_warehouses"]
+__all__ = ["business_stocks", "jobs", "merge", "poller", "send_report", "send_snapshot", "snapshot", "snapshot_failed", "stocks_on_warehouses"]

@@ -146,3 +146,18 @@ def report_dedup(digest: str) -> str:
 
 
 REPORT_EVENTS_PATTERN = PREFIX + "report:{*}:events"  # SCAN pattern for every job's events
+
+
+# === Cabinets (issue 13; owned by the cabinets side) =============================================
+#   warehouses:{b<id>}        string (TTL)  JSON: a business's warehouses from getPartnerWarehouses
+#   warehouses:{b<id>}:lock   string (PX)   one process refreshes them; the others wait for its copy
+# Their own hash tag group: never touched by a script together with a stock target's keys.
+
+
+def warehouses(business_id: int) -> str:
+    return f"{PREFIX}warehouses:{{b{int(business_id)}}}"
+
+
+def warehouses_lock(business_id: int) -> str:
+    return f"{warehouses(business_id)}:lock"
+

@@ -13,8 +13,11 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from .cabinets import Cabinets
 
 DEFAULT_API_URL = "https://api.partner.market.yandex.ru"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -130,8 +133,13 @@ class Settings:
     reconcile_every_s: float = 3600.0
     reconcile_fix: bool = False
     snapshot_campaigns: tuple[int, ...] = ()
+    # Businesses whose v3 business stocks report joins the snapshot chord (YM_SNAPSHOT_BUSINESSES).
+    snapshot_businesses: tuple[int, ...] = ()
     snapshot_every_s: float = 24 * 3600.0
     snapshot_format: str = "CSV"
+    # Every cabinet (business) this deployment serves: YM_CABINETS_FILE, or the simple case's one
+    # cabinet from YM_API_KEY/YM_OAUTH_TOKEN, YM_BUSINESS_ID, YM_API_MODE (see ymsync/cabinets.py).
+    cabinets: "Cabinets" = field(default_factory=lambda: _no_cabinets())
 
     @property
     def request_deadline_s(self) -> float:
@@ -152,12 +160,26 @@ class Settings:
         return self.unknown_outcome_s + 10
 
     def require_credentials(self) -> Credentials:
-        """Workers call this at start: they cannot do anything useful without a token."""
+        """The one token of a single-cabinet deployment (callers that address no cabinet)."""
         if not self.credentials:
+            if len(self.cabinets) == 1:
+                return next(iter(self.cabinets)).credentials
+            if len(self.cabinets) > 1:
+                raise SettingsError(f"{len(self.cabinets)} cabinets are configured ({self.cabinets.source}): "
+                                    "this call must name a business or campaign to pick one")
             raise SettingsError(
                 "YM_API_KEY or YM_OAUTH_TOKEN must be set (the Market rejects anonymous calls)"
             )
         return self.credentials
+
+    def require_cabinets(self) -> "Cabinets":
+        """Workers call this at start: they cannot do anything useful without a cabinet and its token."""
+        if not self.cabinets:
+            raise SettingsError(
+                "YM_API_KEY or YM_OAUTH_TOKEN must be set, or YM_CABINETS_FILE name a cabinets file "
+                "(the Market rejects anonymous calls)"
+            )
+        return self.cabinets
 
 
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
@@ -245,10 +267,11 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}: expected true or false, got {raw!r}")
 
 
-def _schedule(env: Mapping[str, str], kind: str, default_every: float) -> tuple[tuple[int, ...], float]:
+def _schedule(env: Mapping[str, str], kind: str, default_every: float,
+              others: tuple[int, ...] = ()) -> tuple[tuple[int, ...], float]:
     campaigns = _campaigns(env, f"YM_{kind}_CAMPAIGNS")
     every = _duration(env, f"YM_{kind}_EVERY", default_every)
-    if env.get(f"YM_{kind}_EVERY", "").strip() and not campaigns:
+    if env.get(f"YM_{kind}_EVERY", "").strip() and not campaigns and not others:
         # A schedule that silently never runs is worse than a refusal at start.
         raise SettingsError(f"YM_{kind}_EVERY is set but YM_{kind}_CAMPAIGNS names no campaign")
     return campaigns, every
@@ -280,13 +303,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     }
     hosts = tuple(h.strip().lower() for h in env.get("YM_DOWNLOAD_HOSTS", "").split(",") if h.strip())
     reconcile = _schedule(env, "RECONCILE", Settings.reconcile_every_s)
-    snapshot = _schedule(env, "SNAPSHOT", Settings.snapshot_every_s)
+    snapshot_businesses = tuple(int(b) for b in _campaigns(env, "YM_SNAPSHOT_BUSINESSES"))
+    snapshot = _schedule(env, "SNAPSHOT", Settings.snapshot_every_s, snapshot_businesses)
     snapshot_format = env.get("YM_SNAPSHOT_FORMAT", "").strip().upper() or Settings.snapshot_format
     if snapshot_format not in ("CSV", "JSON", "FILE"):
         raise SettingsError(f"YM_SNAPSHOT_FORMAT: expected CSV, JSON or FILE, got {snapshot_format!r}")
+    credentials = Credentials(api_key=api_key, oauth_token=oauth, business_id=business_id)
+    cabinets = _cabinets(env, credentials)
+    for business in snapshot_businesses:  # a schedule that would fail at every run fails now instead
+        try:
+            cabinets.by_business(business).require_mode("v3", "YM_SNAPSHOT_BUSINESSES (the business stocks report)")
+        except (LookupError, ValueError) as exc:
+            raise SettingsError(f"YM_SNAPSHOT_BUSINESSES: {exc}") from None
+    if env.get("YM_CABINETS_FILE", "").strip():
+        credentials = Credentials()  # the file names each cabinet's token; none is "the" token
     return Settings(
         api_url=_url(env, "YM_API_URL", DEFAULT_API_URL, ("https", "http")),
-        credentials=Credentials(api_key=api_key, oauth_token=oauth, business_id=business_id),
+        credentials=credentials,
+        cabinets=cabinets,
         redis_url=redis_url,
         broker_url=_url(env, "CELERY_BROKER_URL", redis_url, ("redis", "rediss", "amqp", "amqps", "unix")),
         result_backend=_url(env, "CELERY_RESULT_BACKEND", redis_url, ("redis", "rediss", "unix")),
@@ -307,9 +341,32 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_every_s=reconcile[1],
         reconcile_fix=_flag(env, "YM_RECONCILE_FIX", False),
         snapshot_campaigns=snapshot[0],
+        snapshot_businesses=snapshot_businesses,
         snapshot_every_s=snapshot[1],
         snapshot_format=snapshot_format,
     )
+
+
+def _cabinets(env: Mapping[str, str], credentials: Credentials) -> "Cabinets":
+    from . import cabinets  # cabinets.py builds on this module's types
+
+    path = env.get("YM_CABINETS_FILE", "").strip()
+    if not path:
+        return cabinets.from_environment(credentials, mode=env.get("YM_API_MODE", "").strip(),
+                                         subscription=env.get("YM_SUBSCRIPTION", "").strip(),
+                                         fby_campaigns=_campaigns(env, "YM_FBY_CAMPAIGNS"))
+    clash = [name for name in ("YM_BUSINESS_ID", "YM_API_MODE", "YM_SUBSCRIPTION") if env.get(name, "").strip()]
+    if clash:
+        # Two sources for one fact: refuse rather than guess which one the operator meant.
+        raise SettingsError(f"{', '.join(clash)} cannot be combined with YM_CABINETS_FILE "
+                            "(set business_id, mode and subscription per cabinet in the file)")
+    return cabinets.load_file(Path(path), env)
+
+
+def _no_cabinets() -> "Cabinets":
+    from .cabinets import Cabinets
+
+    return Cabinets()
 
 
 @lru_cache(maxsize=1)

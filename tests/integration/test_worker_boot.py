@@ -34,3 +34,21 @@ def test_malformed_setting_fails_worker_start_with_one_line(redis_server) -> Non
     lines = [line for line in result.stderr.splitlines() if "YM_QUOTA_UPDATE_STOCKS" in line]
     assert lines == ["ymsync: configuration error: YM_QUOTA_UPDATE_STOCKS: expected AMOUNT/SECONDS like "
                      "100000/60, or 0 for off; got 'lots'"]
+
+
+def test_malformed_cabinets_file_stops_worker_and_cli_with_one_line(redis_server, tmp_path) -> None:
+    bad = tmp_path / "cabinets.toml"
+    bad.write_text('[cabinets.north]\nbusiness_id = 7\nmode = "v9"\ntoken_env = "YM_TOKEN_NORTH"\n')
+    env = {**__import__("os").environ, "REDIS_URL": redis_server.url, "YM_CABINETS_FILE": str(bad),
+           "YM_TOKEN_NORTH": "t0k3n-north-secret"}
+    expected = f"YM_CABINETS_FILE {bad}: cabinet 'north': mode: expected v2 or v3, got 'v9'"
+    worker = subprocess.run([sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", "stocks"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert worker.returncode != 0
+    assert [line for line in worker.stderr.splitlines() if "YM_CABINETS_FILE" in line] == \
+        [f"ymsync: configuration error: {expected}"]
+    cli = subprocess.run([sys.executable, "-m", "ymsync.cli", "warehouses", "--business", "7"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert cli.returncode != 0
+    assert cli.stderr.strip().splitlines() == [f"Error: configuration error: {expected}"]
+    assert "t0k3n-north-secret" not in worker.stderr + cli.stderr

@@ -63,3 +63,26 @@ def test_schedule_accepted_by_celery_beat():
     for name, entry in celeryconfig.build_beat_schedule(settings).items():
         parsed = ScheduleEntry(name=name, app=app, **entry)
         assert parsed.schedule.run_every.total_seconds() == entry["schedule"]
+
+
+def test_snapshot_mixes_v2_campaign_and_v3_business_reports():
+    settings = load_settings({"YM_API_KEY": "tok-en", "YM_BUSINESS_ID": "7", "YM_API_MODE": "v3",
+                              "YM_FBY_CAMPAIGNS": "3001", "YM_SNAPSHOT_CAMPAIGNS": "1001,3001",
+                              "YM_SNAPSHOT_BUSINESSES": "7", "YM_SNAPSHOT_EVERY": "6h"})
+    entry = celeryconfig.build_beat_schedule(settings)["snapshot"]
+    assert entry["task"] in registered_tasks() and entry["schedule"] == 6 * 3600
+    (requests,) = entry["args"]
+    assert requests == [
+        {"request": {"businessId": 7, "campaignIds": [1001]}, "format": "CSV"},  # DBS/FBS/Express: no campaignId
+        {"request": {"campaignId": 3001}, "format": "CSV"},  # FBY keeps campaignId
+        {"request": {"businessId": 7}, "format": "CSV", "api": "v3"},
+    ]
+    built = [ReportRequest.from_dict(r) for r in json.loads(json.dumps(requests))]  # valid after the JSON trip
+    assert [r.api for r in built] == ["v2", "v2", "v3"]
+    assert "tok-en" not in json.dumps(entry)
+    assert entry["options"]["argsrepr"] == "(3 reports: campaigns 1001,3001; businesses 7 (v3), CSV)"
+    # Only YM_SNAPSHOT_BUSINESSES with YM_SNAPSHOT_EVERY is a schedule too.
+    only = load_settings({"YM_API_KEY": "tok-en", "YM_BUSINESS_ID": "7", "YM_API_MODE": "v3",
+                          "YM_SNAPSHOT_BUSINESSES": "7", "YM_SNAPSHOT_EVERY": "1d"})
+    assert celeryconfig.build_beat_schedule(only)["snapshot"]["args"] == \
+        ([{"request": {"businessId": 7}, "format": "CSV", "api": "v3"}],)

@@ -19,6 +19,7 @@ def main() -> None:
 from . import push, sandbox  # noqa: E402,F401  (each registers its commands)
 from . import reads  # noqa: E402,F401
 from . import reports  # noqa: E402,F401
+from . import warehouses  # noqa: E402,F401
 from . import demo, metrics, migrate  # noqa: E402,F401
 
 __all__ = ["main"]

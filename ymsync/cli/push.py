@@ -222,5 +222,8 @@ def purge(campaign_id: int, yes: bool) -> None:
 
 
 def _warehouse_check():
-    """The cabinets' warehouse directory (refuses unknown or unavailable warehouses), if any."""
-    return None
+    """The cabinets' warehouse directory: refuses unknown or unavailable warehouses at enqueue."""
+    from . import cabinet as ctx
+    from ..warehouses import WarehouseDirectory
+
+    return WarehouseDirectory(ctx.redis_client(), ctx.client, ctx.limiter).refusals

@@ -9,42 +9,39 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 import click
 import redis
 
+from .. import connect
 from ..buffer import StockBuffer
-from ..market import InvalidRequest, MarketClient, MarketError
-from ..quota import QuotaLimiter
+from ..cabinets import CabinetNotFound
+from ..market import InvalidRequest, MarketError
 from ..reads import ReadOptions, StockReader, format_for
+from ..reads_v3 import WarehouseStockReader
 from ..reconcile import Reconciler, render_table
-from ..settings import Settings, SettingsError, get_settings
+from ..settings import Settings
+from . import cabinet as ctx
 from . import main
 
 
-@lru_cache(maxsize=1)
 def _settings() -> Settings:
-    try:
-        settings = get_settings()
-        settings.require_credentials()
-        return settings
-    except SettingsError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from None
+    return ctx.settings()
 
 
-@lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(_settings().redis_url, socket_timeout=30)
+    return ctx.redis_client()
 
 
-def _reader() -> StockReader:
+def _reader(campaign_id: int) -> StockReader:
+    """A reader with the token of the cabinet that lists the campaign (the one cabinet, simply)."""
     s = _settings()
-    # The lease must outlive a slow request, as the workers' do (tasks/runtime.py).
-    limiter = QuotaLimiter(_redis(), s.quotas, max_parallel=s.max_parallel,
-                           lease_ttl_s=s.lease_s)
-    return StockReader(limiter, MarketClient.from_settings(s))
+    try:
+        cabinet = s.cabinets.by_campaign(campaign_id)
+    except CabinetNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    return StockReader(connect.quota_limiter(_redis(), s), connect.market_client(s, cabinet))
 
 
 def _split_ids(values: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -64,18 +61,26 @@ def _split_ids(values: tuple[str, ...]) -> tuple[str, ...] | None:
 
 
 @main.command()
-@click.option("--campaign", "campaign_id", required=True, type=click.IntRange(min=1), help="Market campaign id.")
+@click.option("--campaign", "campaign_id", type=click.IntRange(min=1), help="Market campaign id (v2 cabinets).")
+@click.option("--business", "business_id", type=click.IntRange(min=1),
+              help="Business id (v3 cabinets): read one warehouse of the business; needs --warehouse.")
 @click.option("--offer-ids", "offer_ids", multiple=True, metavar="SKU[,SKU…]|@FILE",
               help="Only these SKUs (comma-separated, repeatable, or @file with one a line); asked 500 at a time.")
 @click.option("--archived", is_flag=True, default=None, help="Archived offers instead of active ones.")
 @click.option("--warehouse", "warehouse_id", type=click.IntRange(min=1), help="Only stock on this warehouse.")
 @click.option("--with-turnover", is_flag=True, default=None, help="Add turnover (FBY and LaaS campaigns).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to FILE (.csv or .jsonl); default: JSON Lines on stdout.")
-def stocks(campaign_id: int, offer_ids: tuple[str, ...], archived: bool | None, warehouse_id: int | None,
-           with_turnover: bool | None, out: Path | None) -> None:
+              help="Write to FILE (.csv or .jsonl; .jsonl with --business); default: JSON Lines on stdout.")
+def stocks(campaign_id: int | None, business_id: int | None, offer_ids: tuple[str, ...], archived: bool | None,
+           warehouse_id: int | None, with_turnover: bool | None, out: Path | None) -> None:
     """Read every offer's stock on the Market, page by page, within the shared read quota."""
+    if (campaign_id is None) == (business_id is None):
+        raise click.UsageError("pass exactly one of --campaign (v2) and --business (v3)")
     ids = _split_ids(offer_ids)
+    if business_id is not None:
+        _business_stocks(business_id, warehouse_id, ids, archived, with_turnover, out)
+        return
+    assert campaign_id is not None
     if ids is not None and archived:
         raise click.UsageError("--offer-ids cannot be combined with --archived (the Market's rule)")
     if out is not None:
@@ -87,13 +92,41 @@ def stocks(campaign_id: int, offer_ids: tuple[str, ...], archived: bool | None, 
     options = ReadOptions(offer_ids=ids, archived=archived or None, warehouse_id=warehouse_id,
                           with_turnover=with_turnover or None)
     try:
-        result = _reader().export(campaign_id, options, out=out, stream=None if out else sys.stdout)
+        result = _reader(campaign_id).export(campaign_id, options, out=out, stream=None if out else sys.stdout)
     except (InvalidRequest, MarketError) as exc:
         raise click.ClickException(str(exc)) from None
     stats = result.stats
     where = f" to {out}" if out else ""
     click.echo(f"campaign {campaign_id}: {stats.offers} offers in {stats.pages} pages ({stats.requests} requests, "
                f"{stats.waited_s:.1f}s waiting for quota){where}", err=True)
+
+
+def _business_stocks(business_id: int, warehouse_id: int | None, ids: tuple[str, ...] | None,
+                     archived: bool | None, with_turnover: bool | None, out: Path | None) -> None:
+    if warehouse_id is None:
+        raise click.UsageError("--business needs --warehouse (the Market answers for one warehouse a request; "
+                               f"list them with: ymsync warehouses --business {business_id})")
+    if archived or with_turnover:
+        raise click.UsageError("--archived and --with-turnover are for --campaign reads")
+    if out is not None and format_for_business(out) != "jsonl":
+        raise click.BadParameter("business reads are written as JSON Lines: use a .jsonl file name", param_hint="--out")
+    ctx.cabinet(business_id, mode="v3", what="a warehouse stock read (getStocksOnPartnerWarehouses)")
+    reader = WarehouseStockReader(ctx.limiter(business_id), ctx.client(business_id))
+    try:
+        result = reader.export(business_id, warehouse_id, out=out, stream=None if out else sys.stdout, offer_ids=ids)
+    except (InvalidRequest, MarketError) as exc:
+        raise click.ClickException(str(exc)) from None
+    stats = result.stats
+    where = f" to {out}" if out else ""
+    click.echo(f"business {business_id} warehouse {warehouse_id}: {stats.offers} offers in {stats.pages} pages "
+               f"({stats.requests} requests, {stats.waited_s:.1f}s waiting for quota){where}", err=True)
+
+
+def format_for_business(out: Path) -> str:
+    try:
+        return format_for(out)
+    except ValueError:
+        return "?"
 
 
 @main.command()
@@ -106,7 +139,7 @@ def reconcile(campaign_id: int, fix: bool, as_json: bool) -> None:
     Status per row: drift (ours differs; --fix re-queues it), missing (the Market does not list
     the SKU, e.g. it lost what it was given; --fix re-sends it), pending (a newer value is
     already queued, in flight or dead-lettered, so ours is not re-sent)."""
-    reconciler = Reconciler(StockBuffer.from_settings(_redis(), get_settings()), _reader())
+    reconciler = Reconciler(StockBuffer.from_settings(_redis(), _settings()), _reader(campaign_id))
     try:
         result = reconciler.run(campaign_id, fix=fix)
     except (InvalidRequest, MarketError) as exc:

@@ -43,6 +43,7 @@ from .unpack import ArchiveLimits, UnsafeArchive
 log = logging.getLogger("ymsync.reports")
 
 GENERATE, INFO = "report_generate", "report_info"  # settings.DEFAULT_QUOTAS method names
+GENERATE_V3 = "stocks_report_v3"  # the v3 business stocks report: its own quota, counted per business
 SUB_STATUS_TEXT = {
     "NO_DATA": "the Market has no data for this selection (no stock matched the request's filters)",
     "TOO_LARGE": "the report is too large for the Market to build; narrow the request "
@@ -212,7 +213,8 @@ class ReportPoller:
         if record.get("pending"):
             self._event(state, "waiting", "an identical request is being sent; waiting to reuse its report")
             return Step(state, 0.5)
-        grant = self.limiter.acquire(GENERATE, self.quota_key, 1)
+        method, quota_key = self._generate_quota(request)
+        grant = self.limiter.acquire(method, quota_key, 1)
         if not grant.granted:
             # Look again well before the quota frees: an identical request may generate meanwhile
             # (or win the freed unit), and its report is ours to reuse. A look costs Redis only.
@@ -223,7 +225,7 @@ class ReportPoller:
             self.limiter.settle(grant, 0)  # lost the race to an identical request: reuse its report
             return Step(state, 0.2)
         try:
-            ticket = self.client.generate_stocks_on_warehouses_report(request.body, format=request.format)
+            ticket = self._send_generate(request)
         except MarketActiveReportsLimit as exc:
             # Too many reports generating at once is not a rate: the Market did not count this call.
             self.limiter.settle(grant, 0)
@@ -235,7 +237,7 @@ class ReportPoller:
             self.limiter.settle(grant)
             self._forget(keys=[key], args=[state.job_id])
             wait = self._until(exc, default=self.dedup_window_s)
-            self.limiter.pause(GENERATE, self.quota_key, wait)
+            self.limiter.pause(method, quota_key, wait)
             self._event(state, "waiting-quota", f"the Market says the generate quota is spent; retrying in {wait:.0f}s")
             return Step(state, wait)
         except MarketError as exc:
@@ -256,6 +258,20 @@ class ReportPoller:
         self._event(state, "generating", f"report {ticket.report_id} requested "
                                          f"(about {ticket.estimated_generation_ms / 1000:g}s)")
         return Step(state, self._pace(ticket.estimated_generation_ms, 0))
+
+    def _generate_quota(self, request: ReportRequest) -> tuple[str, str]:
+        """(quota, key): the v3 report is counted per business (``b<id>``), as the Market counts it."""
+        if request.api == "v3":
+            return GENERATE_V3, f"b{request.business_id}"
+        return GENERATE, self.quota_key
+
+    def _send_generate(self, request: ReportRequest) -> Any:
+        if request.api == "v3":
+            body = request.body
+            return self.client.generate_stocks_report_v3(
+                int(body["businessId"]), format=request.format, warehouse_ids=body.get("partnerWarehouseIds", ()),
+                category_ids=body.get("categoryIds", ()), has_stocks=body.get("hasStocks"))
+        return self.client.generate_stocks_on_warehouses_report(request.body, format=request.format)
 
     def _poll(self, state: PollState, request: ReportRequest) -> Step:
         assert state.report_id is not None

@@ -16,11 +16,13 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from ..market import schemas as s
+from ..market import schemas_v3 as v3
 
 # Filters the Market documents for FBY/LaaS campaign reports only: with a businessId it would
 # ignore them silently and hand back a report the caller did not ask for.
 _CAMPAIGN_ONLY = ("warehouseIds", "reportDate")
-_LIST_FIELDS = ("warehouseIds", "categoryIds", "campaignIds")
+_LIST_FIELDS = ("warehouseIds", "categoryIds", "campaignIds", "partnerWarehouseIds")
+APIS = ("v2", "v3")  # v2: stocks-on-warehouses (campaign/business); v3: the business stocks report
 # Moscow is UTC+3: a reportDate "tomorrow" in UTC may already be today for the Market.
 _MARKET_TZ = timezone(timedelta(hours=3))
 
@@ -31,10 +33,24 @@ class ReportRequest:
 
     body: Mapping[str, Any] = field(hash=False)
     format: str = "FILE"
+    # "v3": POST v3/businesses/{businessId}/reports/stocks/generate; ``body`` then holds businessId
+    # (the path's) and the generate body: partnerWarehouseIds, categoryIds, hasStocks.
+    api: str = "v2"
 
     @classmethod
-    def build(cls, body: Mapping[str, Any], format: str = "FILE") -> "ReportRequest":
+    def business_stocks(cls, business_id: int, format: str = "CSV", *, warehouse_ids: Any = (),
+                        category_ids: Any = (), has_stocks: bool | None = None) -> "ReportRequest":
+        """The v3 business stocks report (generateStocksReport) of one business."""
+        return cls.build({"businessId": business_id, "partnerWarehouseIds": list(warehouse_ids) or None,
+                          "categoryIds": list(category_ids) or None, "hasStocks": has_stocks}, format, api="v3")
+
+    @classmethod
+    def build(cls, body: Mapping[str, Any], format: str = "FILE", api: str = "v2") -> "ReportRequest":
         """Check ``body`` and ``format``; raise :class:`InvalidRequest` listing every problem."""
+        if api == "v3":
+            return cls._build_v3(body, format)
+        if api != "v2":
+            raise s.InvalidRequest("report request", [f"api must be v2 or v3, got {s.show(api)}"])
         problems: list[str] = []
         fmt = str(format).upper() if isinstance(format, str) else format
         try:
@@ -57,14 +73,47 @@ class ReportRequest:
         return cls(_canonical(checked), str(fmt))
 
     @classmethod
+    def _build_v3(cls, body: Mapping[str, Any], format: str) -> "ReportRequest":
+        problems: list[str] = []
+        fmt = str(format).upper() if isinstance(format, str) else format
+        try:
+            s.check_report_format(fmt)
+        except s.ValidationError as exc:
+            problems.extend(s.flatten_errors(exc.messages))
+        if not isinstance(body, Mapping):
+            raise s.InvalidRequest("report request", [f"request must be an object, got {s.show(body)}"] + problems)
+        raw = {k: v for k, v in body.items() if v is not None}
+        business = raw.pop("businessId", None)
+        if not isinstance(business, int) or isinstance(business, bool) or business < 1:
+            problems.append(f"businessId: a positive integer is required, got {s.show(business)}")
+        checked: dict[str, Any] = {}
+        try:
+            checked = v3.GenerateBusinessStocksReportSchema().load(raw)
+        except s.ValidationError as exc:
+            problems.extend(s.flatten_errors(exc.messages))
+        if problems:
+            raise s.InvalidRequest("report request", problems)
+        return cls(_canonical({**checked, "businessId": business}), str(fmt), "v3")
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ReportRequest":
         """The inverse of :meth:`to_dict` (task arguments travel as JSON); re-validates."""
         if not isinstance(data, Mapping):
             raise s.InvalidRequest("report request", [f"expected an object, got {s.show(data)}"])
-        return cls.build(data.get("request") or {}, data.get("format", "FILE"))
+        return cls.build(data.get("request") or {}, data.get("format", "FILE"), data.get("api", "v2"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"request": dict(self.body), "format": self.format}
+        # "api" only for v3, so a v2 request's fingerprint (its dedup key) is what it always was.
+        out = {"request": dict(self.body), "format": self.format}
+        return {**out, "api": self.api} if self.api != "v2" else out
+
+    @property
+    def business_id(self) -> int | None:
+        return self.body.get("businessId")
+
+    @property
+    def campaign_id(self) -> int | None:
+        return self.body.get("campaignId")
 
     @property
     def fingerprint(self) -> str:
@@ -81,8 +130,8 @@ class ReportRequest:
 
     def describe(self) -> str:
         """A short, payload-free label for logs and Flower's argsrepr."""
-        extras = []
-        for key in ("warehouseIds", "campaignIds", "categoryIds"):
+        extras = ["v3"] if self.api == "v3" else []
+        for key in ("warehouseIds", "partnerWarehouseIds", "campaignIds", "categoryIds"):
             if key in self.body:
                 extras.append(f"{key}={len(self.body[key])}")
         for key in ("reportDate", "hasStocks"):
