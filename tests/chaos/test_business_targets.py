@@ -28,7 +28,7 @@ def test_v3_waves_over_two_warehouses_with_late_applies(bench_for, case):
                            faults=Faults(late_apply_rate=0.3, late_apply_s=3.0), seed=21)
     bench = bench_for(config)
     env = {"YM_HTTP_CONNECT_TIMEOUT": "1", "YM_HTTP_READ_TIMEOUT": "1", "YM_UNKNOWN_OUTCOME_S": "4.5",
-           "YM_QUOTA_UPDATE_STOCKS_V3": "20/6"}
+           "YM_QUOTA_UPDATE_STOCKS_V3": "20/6", "YM_BUSINESS_ID": str(BUSINESS), "YM_API_MODE": "v3"}
     for n in range(3):
         bench.start_worker(f"v3chaos{n}", concurrency=1, **env)
     skus = [f"W-{i:04d}" for i in range(1500)]

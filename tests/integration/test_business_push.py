@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 BUSINESS, WAREHOUSES = 7, (501, 502)
 V3 = "updateStocksOnPartnerWarehouses"
+CABINET = {"YM_BUSINESS_ID": str(BUSINESS), "YM_API_MODE": "v3"}  # the simple case: one v3 cabinet
 
 
 def v3_config(quota: Quota | None = Quota(50, 60), **kwargs: Any) -> SandboxConfig:
@@ -62,7 +63,7 @@ def test_a_shuffled_stream_over_two_warehouses_goes_out_in_full_requests_within_
     rng.shuffle(items)
     for start in range(0, len(items), 5000):
         push_business_stocks(BUSINESS, items[start:start + 5000], buffer=bench.buffer)
-    env = {"YM_QUOTA_UPDATE_STOCKS_V3": "5/6"}
+    env = {"YM_QUOTA_UPDATE_STOCKS_V3": "5/6", **CABINET}
     for name in ("v3a", "v3b", "v3c"):
         bench.start_worker(name, concurrency=1, **env)
     wait_for(lambda: bench.buffer.pending(business_target(BUSINESS)) == 0
@@ -84,7 +85,7 @@ def test_a_shuffled_stream_over_two_warehouses_goes_out_in_full_requests_within_
 
 def test_an_idle_update_reaches_the_market_within_a_second_and_a_half(bench_for):
     bench = bench_for(v3_config())
-    bench.start_worker("idle", concurrency=2)
+    bench.start_worker("idle", concurrency=2, **CABINET)
     time.sleep(2)  # the worker is up
     latencies = []
     for i in range(7):
@@ -104,7 +105,7 @@ def test_a_poison_item_is_isolated_per_warehouse_and_the_rest_delivered(bench_fo
     bench.admin(f"business/{BUSINESS}/poison", {"skus": ["BAD"], "warehouse": 502})
     items = [{"sku": sku, "warehouse": w, "count": 3} for w in WAREHOUSES for sku in ("A", "B", "BAD", "C")]
     push_business_stocks(BUSINESS, items, buffer=bench.buffer)
-    bench.start_worker("poison", concurrency=1)
+    bench.start_worker("poison", concurrency=1, **CABINET)
     target = business_target(BUSINESS)
     wait_for(lambda: bench.buffer.pending(target) == 0 and bench.buffer.in_flight(target) == 0
              and bench.buffer.dead_letters(target), 30, "isolation to finish")
@@ -116,10 +117,10 @@ def test_a_poison_item_is_isolated_per_warehouse_and_the_rest_delivered(bench_fo
 
 def test_ymsync_push_business_with_a_warehouse_column_and_wait(bench_for, tmp_path):
     bench = bench_for(v3_config())
-    bench.start_worker("cli", concurrency=2)
+    bench.start_worker("cli", concurrency=2, **CABINET)
     path = tmp_path / "stock.csv"
     path.write_text("sku,count,updatedAt,warehouse\nP-1,4,,501\nP-2,0,,\nP-1,9,,502\n")
-    env = {**os.environ, **bench.env()}
+    env = {**os.environ, **bench.env(**CABINET)}
     done = subprocess.run([sys.executable, "-m", "ymsync.cli", "push", "--business", str(BUSINESS), "--warehouse", "502",
                            str(path), "--wait", "--timeout", "60"], env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -132,3 +133,24 @@ def test_ymsync_push_business_with_a_warehouse_column_and_wait(bench_for, tmp_pa
                              env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1
     assert "line 2: warehouse: warehouse must be a positive integer (the partnerWarehouseId), got 'x'" in refused.stderr
+
+
+def test_an_unknown_warehouse_is_refused_at_enqueue_or_dead_lettered_with_the_markets_message(bench_for, tmp_path):
+    bench = bench_for(v3_config())
+    bench.start_worker("wh", concurrency=1, **CABINET)
+    env = {**os.environ, **bench.env(**CABINET)}
+    path = tmp_path / "unknown.csv"
+    path.write_text("sku,count,warehouse\nU-1,1,999\nU-2,2,501\n")
+    refused = subprocess.run([sys.executable, "-m", "ymsync.cli", "push", "--business", str(BUSINESS), str(path)],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "line 2: warehouse: warehouse 999: not a warehouse of business 7" in refused.stderr
+    # A producer that skipped the check (or a warehouse removed since): the Market refuses the
+    # item, which is dead-lettered with its message; the rest of the request is delivered.
+    push_business_stocks(BUSINESS, [{"sku": "U-1", "warehouse": 999, "count": 1},
+                                    {"sku": "U-2", "warehouse": 501, "count": 2}], buffer=bench.buffer)
+    target = business_target(BUSINESS)
+    letters = wait_for(lambda: bench.buffer.dead_letters(target), 30, "the refused item's dead letter")
+    assert [d["sku"] for d in letters] == [item_key(999, "U-1")]
+    assert "warehouse 999" in letters[0]["reason"]
+    wait_for(lambda: market_stock(bench) == {(501, "U-2"): 2}, 30, "the rest delivered")
