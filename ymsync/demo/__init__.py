@@ -32,7 +32,7 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 class DemoOptions:
     duration: float = 60.0
     flower: bool = True
-    catalog: int = 8000  # SKUs per campaign
+    catalog: int = 8000  # SKUs per campaign and per v3 warehouse
     workdir: Path | None = None  # default: a fresh folder under the system temp dir (kept: reports, logs)
 
 
