@@ -69,7 +69,7 @@ def _campaign_report(settings, campaign: int) -> dict:
 
 
 def build_beat_schedule(settings) -> dict:
-    """``celery -A tasks beat`` entries from the settings; empty unless campaigns are named.
+    """``celery -A tasks beat`` entries from the settings; empty unless campaigns or businesses are named.
 
     Each message expires after one interval, so a beat that outlived a stopped reports worker
     does not leave a pile of stale reconciliations behind. ``argsrepr`` keeps Flower readable.
@@ -84,6 +84,15 @@ def build_beat_schedule(settings) -> dict:
             "kwargs": {"fix": settings.reconcile_fix},
             "options": {"queue": "reports", "expires": every, "argsrepr": f"(campaign={campaign})",
                         "kwargsrepr": f"{{fix={settings.reconcile_fix}}}"},
+        }
+    for business in settings.reconcile_businesses:  # v3: every warehouse ymsync delivered to
+        schedule[f"reconcile-business-{business}"] = {
+            "task": "ymsync.reads.reconcile_business",
+            "schedule": every,
+            "args": (business,),
+            "kwargs": {"fix": settings.reconcile_fix},
+            "options": {"queue": "reports", "expires": every, "argsrepr": f"(business={business})",
+                        "kwargsrepr": f"{{warehouse=all, fix={settings.reconcile_fix}}}"},
         }
     if settings.snapshot_campaigns or settings.snapshot_businesses:
         every = settings.snapshot_every_s

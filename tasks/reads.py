@@ -3,7 +3,8 @@
 ``ymsync.reads.stocks`` writes every offer of a campaign to a file under ``YM_REPORTS_DIR`` and
 returns its path and counts: the data travels as a file, never through the result backend.
 ``ymsync.reads.reconcile`` compares the Market with what ymsync delivered, writes the drift rows
-as JSON next to it and, with ``fix``, re-queues ours through the normal push path.
+as JSON next to it and, with ``fix``, re-queues ours through the normal push path;
+``ymsync.reads.reconcile_business`` does the same for a v3 business, warehouse by warehouse.
 
 Both are safe to run twice (acks_late redelivers a task whose worker died): a read rewrites
 its file atomically, and a second fix finds nothing left to re-queue or re-queues the same value.
@@ -59,6 +60,23 @@ def reconcile(self: Any, campaign_id: int, fix: bool = False, out: str | None = 
             "requeued": result.requeued, "in_motion": result.in_motion}
 
 
+@app.task(name="ymsync.reads.reconcile_business", bind=True)
+def reconcile_business(self: Any, business_id: int, warehouse_id: int | None = None, fix: bool = False,
+                       out: str | None = None) -> dict[str, Any]:
+    """Reconcile a v3 business (every warehouse ymsync delivered to, or ``warehouse_id``). A
+    cabinet with warehouse groups (or in mode v2) is a result that says which mode to set."""
+    where = {"business": int(business_id), "warehouse": warehouse_id}
+    try:
+        path = output_path(out or default_name("reconcile", int(business_id), self.request.id, "json"))
+        result = runtime.business_reconciler(int(business_id)).run(
+            int(business_id), int(warehouse_id) if warehouse_id is not None else None, fix=bool(fix))
+    except (CabinetNotFound, CabinetModeError, MarketWrongApiMode, InvalidRequest, ValueError) as exc:
+        return {**where, "error": str(exc)}
+    write_json_atomic(path, result.as_dict(), indent=1)
+    return {**where, "path": str(path), "checked": result.checked, "drift": result.drift,
+            "requeued": result.requeued, "in_motion": result.in_motion}
+
+
 @app.task(name="ymsync.reads.warehouse_stocks", bind=True)
 def warehouse_stocks(self: Any, business_id: int, warehouse_id: int, out: str | None = None) -> dict[str, Any]:
     """Every offer on one warehouse of a business (v3 getStocksOnPartnerWarehouses), as JSON Lines
@@ -106,4 +124,13 @@ def send_reconcile(campaign_id: int, *, fix: bool = False, out: str | None = Non
                                  argsrepr=f"(campaign={int(campaign_id)})", kwargsrepr=f"{{fix={bool(fix)}}}")
 
 
-__all__ = ["stocks", "reconcile", "warehouse_stocks", "send_stock_read", "send_reconcile", "output_path"]
+def send_business_reconcile(business_id: int, *, warehouse_id: int | None = None, fix: bool = False,
+                            out: str | None = None) -> Any:
+    return reconcile_business.apply_async(
+        (int(business_id),), {"warehouse_id": warehouse_id, "fix": bool(fix), "out": out},
+        argsrepr=f"(business={int(business_id)})",
+        kwargsrepr=f"{{warehouse={warehouse_id if warehouse_id is not None else 'all'}, fix={bool(fix)}}}")
+
+
+__all__ = ["stocks", "reconcile", "reconcile_business", "warehouse_stocks", "send_stock_read", "send_reconcile",
+           "send_business_reconcile", "output_path"]

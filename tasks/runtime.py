@@ -135,6 +135,23 @@ def _reconciler(cabinet_name: str) -> Reconciler:
     return Reconciler(buffer(), _reader(cabinet_name))
 
 
+from ymsync.reads_v3 import WarehouseStockReader  # noqa: E402
+from ymsync.reconcile_v3 import BusinessReconciler  # noqa: E402
+
+
+def business_reconciler(business_id: int) -> BusinessReconciler:
+    """Raises CabinetNotFound, or CabinetModeError unless the business's cabinet is in mode v3."""
+    cabinet = cabinet_for_business(business_id)
+    cabinet.require_mode("v3", "a business reconciliation (getStocksOnPartnerWarehouses)")
+    return _business_reconciler(cabinet.name)
+
+
+@lru_cache(maxsize=None)
+def _business_reconciler(cabinet_name: str) -> BusinessReconciler:
+    reader = WarehouseStockReader(limiter_for_cabinet(cabinet_name), client_for_cabinet(cabinet_name))
+    return BusinessReconciler(buffer(), reader, grace_s=get_settings().reconcile_grace_s)
+
+
 # --- business warehouses (v3): the producer's enqueue check and the CLI share one cache ---------
 
 from ymsync.warehouses import WarehouseDirectory  # noqa: E402

@@ -13,6 +13,14 @@ stock engine stores them. Two rules keep it from crying wolf:
 
 The Market's count is FIT ("годный": what a stock update sets), AVAILABLE where FIT is absent;
 reserved units (FREEZE) are why AVAILABLE may be lower without any drift.
+
+:class:`BusinessReconciler` wires this to the stock engine: the delivered records are the
+buffer's for the business target (``b<id>``, keys ``"<warehouse>\\x1f<sku>"``), every warehouse
+ymsync delivered to is reconciled unless one is named, and ``fix`` re-queues drifted and missing
+values through :func:`~ymsync.producer.push_business_stocks` with ``force``, under the same two
+rules as the campaign fix (:mod:`ymsync.reconcile`): only a value that is still the newest the
+buffer accepted for its (warehouse, SKU) is re-queued (else the row is ``pending``), stamped just
+after both its delivered stamp and the Market's ``updatedAt`` (never later than now).
 """
 
 from __future__ import annotations
@@ -21,9 +29,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Mapping
 
+from .buffer import StockBuffer
 from .market.models import WarehouseOfferStock
+from .producer import push_business_stocks
 from .reads import ReadStats
 from .reads_v3 import WarehouseStockReader
+from .reconcile import PENDING, _stamp, fix_stamp_ms
+from .targets import business_target, item_key, split_key
 
 DRIFT, MISSING = "drift", "missing"
 DEFAULT_GRACE_S = 300.0
@@ -40,7 +52,8 @@ class WarehouseDriftRow:
     stamp_ms: int
     delivered_at_ms: int
     market_updated_ms: int | None
-    status: str
+    status: str  # drift | missing (both fixable) | pending (a newer value is on its way)
+    fixed: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -54,6 +67,7 @@ class WarehouseReconcileResult:
     in_motion: int = 0  # delivered within the grace period: the Market may not show it yet
     other_warehouse: int = 0  # reported on another warehouse (FBS returns): not ours to compare
     rows: list[WarehouseDriftRow] = field(default_factory=list)
+    requeued: int = 0
     read: ReadStats = field(default_factory=ReadStats)
 
     @property
@@ -63,7 +77,7 @@ class WarehouseReconcileResult:
     def as_dict(self) -> dict[str, object]:
         return {"business": self.business_id, "warehouse": self.warehouse_id, "checked": self.checked,
                 "in_motion": self.in_motion, "other_warehouse": self.other_warehouse, "drift": self.drift,
-                "read": self.read.as_dict(), "rows": [r.as_dict() for r in self.rows]}
+                "requeued": self.requeued, "read": self.read.as_dict(), "rows": [r.as_dict() for r in self.rows]}
 
 
 def market_count(offer: WarehouseOfferStock, stock_type: str = "FIT") -> int:
@@ -122,16 +136,118 @@ class WarehouseReconciler:
                        grace_s=self.grace_s, result=result)
 
 
+def buffer_delivered(buffer: StockBuffer) -> Callable[[int, int], Delivered]:
+    """``delivered_for`` from the stock engine: the business target's delivered records of one
+    warehouse, keyed ``(warehouse_id, sku)``."""
+    def delivered_for(business_id: int, warehouse_id: int) -> Delivered:
+        out: dict[tuple[int, str], tuple[int, int, int]] = {}
+        for key, record in buffer.delivered(business_target(business_id)).items():
+            wid, sku = split_key(key)
+            if wid == warehouse_id:
+                out[(wid, sku)] = record
+        return out
+    return delivered_for
+
+
+def delivered_warehouses(buffer: StockBuffer, business_id: int) -> list[int]:
+    """The warehouses ymsync has delivered stock to (those it can reconcile)."""
+    return sorted({split_key(key)[0] for key in buffer.delivered(business_target(business_id))})
+
+
+@dataclass
+class BusinessReconcileResult:
+    business_id: int
+    warehouses: list[WarehouseReconcileResult] = field(default_factory=list)
+
+    checked = property(lambda self: sum(w.checked for w in self.warehouses))
+    drift = property(lambda self: sum(w.drift for w in self.warehouses))
+    requeued = property(lambda self: sum(w.requeued for w in self.warehouses))
+    in_motion = property(lambda self: sum(w.in_motion for w in self.warehouses))
+
+    def as_dict(self) -> dict[str, object]:
+        return {"business": self.business_id, "checked": self.checked, "drift": self.drift,
+                "requeued": self.requeued, "in_motion": self.in_motion,
+                "warehouses": [w.as_dict() for w in self.warehouses]}
+
+
+class BusinessReconciler:
+    """Reconciles a business's warehouses against the buffer's delivered records; ``fix``
+    re-queues drifted and missing values (see the module's docstring for the rules)."""
+
+    def __init__(self, buffer: StockBuffer, reader: WarehouseStockReader, *, grace_s: float = DEFAULT_GRACE_S,
+                 push: Callable[..., object] = push_business_stocks, clock: Callable[[], float] = time.time) -> None:
+        self.buffer, self.push, self.clock = buffer, push, clock
+        self.warehouse = WarehouseReconciler(reader, buffer_delivered(buffer), grace_s=grace_s, clock=clock)
+
+    def run(self, business_id: int, warehouse_id: int | None = None, *, fix: bool = False) -> BusinessReconcileResult:
+        b = int(business_id)
+        result = BusinessReconcileResult(b)
+        warehouses = [warehouse_id] if warehouse_id is not None else delivered_warehouses(self.buffer, b)
+        for wid in warehouses:
+            one = self.warehouse.run(b, int(wid))
+            self._mark_pending(b, one.rows)
+            if fix:
+                self._requeue(b, one)
+            result.warehouses.append(one)
+        return result
+
+    def _newest(self, business_id: int, rows: list[WarehouseDriftRow]) -> dict[tuple[int, str], tuple[int, int] | None]:
+        """(warehouse, sku) -> (stamp_ms, count) of the newest value the buffer ever accepted."""
+        if not rows:
+            return {}
+        keys = [(r.warehouse_id, r.sku) for r in rows]
+        latest = self.buffer.latest_of(business_target(business_id), [item_key(w, s) for w, s in keys])
+        return dict(zip(keys, latest))
+
+    def _mark_pending(self, business_id: int, rows: list[WarehouseDriftRow]) -> None:
+        newest = self._newest(business_id, rows)
+        for row in rows:
+            if newest.get((row.warehouse_id, row.sku)) != (row.stamp_ms, row.ours):
+                row.status = PENDING
+
+    def _requeue(self, business_id: int, result: WarehouseReconcileResult) -> None:
+        rows = [r for r in result.rows if r.status in (DRIFT, MISSING)]
+        if not rows:
+            return
+        # Re-check right before queuing: keeps the window for a racing update as short as it can be.
+        newest = self._newest(business_id, rows)
+        now_ms = int(self.clock() * 1000)
+        items, stamps = [], {}
+        for row in rows:
+            key = (row.warehouse_id, row.sku)
+            if newest.get(key) != (row.stamp_ms, row.ours):
+                row.status = PENDING
+                continue
+            stamps[key] = fix_stamp_ms(row.stamp_ms, row.market_updated_ms, now_ms)
+            items.append({"sku": row.sku, "warehouse": row.warehouse_id, "count": row.ours,
+                          "updatedAt": _stamp(stamps[key])})
+        for start in range(0, len(items), 1000):
+            self.push(business_id, items[start:start + 1000], force=True, buffer=self.buffer)
+        # The buffer decides: where a newer update won the race, the fix was (rightly) dropped.
+        after = self._newest(business_id, [r for r in rows if (r.warehouse_id, r.sku) in stamps])
+        for row in rows:
+            key = (row.warehouse_id, row.sku)
+            if key in stamps and after.get(key) == (stamps[key], row.ours):
+                row.fixed = True
+                result.requeued += 1
+            elif key in stamps:
+                row.status = PENDING
+
+
 def render_table(result: WarehouseReconcileResult) -> str:
     header = ("SKU", "OURS", "MARKET", "STATUS")
-    lines = [(r.sku, str(r.ours), "-" if r.market is None else str(r.market), r.status) for r in result.rows]
+    lines = [(r.sku, str(r.ours), "-" if r.market is None else str(r.market),
+              r.status + (", re-queued" if r.fixed else "")) for r in result.rows]
     widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     summary = (f"business {result.business_id} warehouse {result.warehouse_id}: {result.checked} SKUs checked, "
-               f"{result.drift} drifted, {result.in_motion} in motion (delivered within the grace period)"
+               f"{result.drift} drifted, "
+               + (f"{result.requeued} re-queued, " if result.requeued else "")
+               + f"{result.in_motion} in motion (delivered within the grace period)"
                + (f", {result.other_warehouse} on another warehouse (FBS returns) ignored"
                   if result.other_warehouse else ""))
     return "\n".join([fmt.format(*header)] + [fmt.format(*line) for line in lines] + [summary]) if lines else summary
 
 
-__all__ = ["WarehouseReconciler", "WarehouseReconcileResult", "compare", "render_table", "DEFAULT_GRACE_S"]
+__all__ = ["BusinessReconcileResult", "BusinessReconciler", "WarehouseReconciler", "WarehouseReconcileResult",
+           "buffer_delivered", "compare", "delivered_warehouses", "render_table", "DEFAULT_GRACE_S"]

@@ -132,6 +132,10 @@ class Settings:
     reconcile_campaigns: tuple[int, ...] = ()
     reconcile_every_s: float = 3600.0
     reconcile_fix: bool = False
+    # v3 businesses reconciled on the same schedule (YM_RECONCILE_BUSINESSES), each warehouse
+    # ymsync delivered to; values delivered within the grace (YM_RECONCILE_GRACE) are not judged.
+    reconcile_businesses: tuple[int, ...] = ()
+    reconcile_grace_s: float = 300.0
     snapshot_campaigns: tuple[int, ...] = ()
     # Businesses whose v3 business stocks report joins the snapshot chord (YM_SNAPSHOT_BUSINESSES).
     snapshot_businesses: tuple[int, ...] = ()
@@ -273,7 +277,8 @@ def _schedule(env: Mapping[str, str], kind: str, default_every: float,
     every = _duration(env, f"YM_{kind}_EVERY", default_every)
     if env.get(f"YM_{kind}_EVERY", "").strip() and not campaigns and not others:
         # A schedule that silently never runs is worse than a refusal at start.
-        raise SettingsError(f"YM_{kind}_EVERY is set but YM_{kind}_CAMPAIGNS names no campaign")
+        raise SettingsError(f"YM_{kind}_EVERY is set but YM_{kind}_CAMPAIGNS names no campaign "
+                            f"(nor YM_{kind}_BUSINESSES a business)")
     return campaigns, every
 
 
@@ -302,7 +307,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         for method, default in DEFAULT_QUOTAS.items()
     }
     hosts = tuple(h.strip().lower() for h in env.get("YM_DOWNLOAD_HOSTS", "").split(",") if h.strip())
-    reconcile = _schedule(env, "RECONCILE", Settings.reconcile_every_s)
+    reconcile_businesses = _campaigns(env, "YM_RECONCILE_BUSINESSES")
+    reconcile = _schedule(env, "RECONCILE", Settings.reconcile_every_s, reconcile_businesses)
     snapshot_businesses = tuple(int(b) for b in _campaigns(env, "YM_SNAPSHOT_BUSINESSES"))
     snapshot = _schedule(env, "SNAPSHOT", Settings.snapshot_every_s, snapshot_businesses)
     snapshot_format = env.get("YM_SNAPSHOT_FORMAT", "").strip().upper() or Settings.snapshot_format
@@ -310,11 +316,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"YM_SNAPSHOT_FORMAT: expected CSV, JSON or FILE, got {snapshot_format!r}")
     credentials = Credentials(api_key=api_key, oauth_token=oauth, business_id=business_id)
     cabinets = _cabinets(env, credentials)
-    for business in snapshot_businesses:  # a schedule that would fail at every run fails now instead
-        try:
-            cabinets.by_business(business).require_mode("v3", "YM_SNAPSHOT_BUSINESSES (the business stocks report)")
-        except (LookupError, ValueError) as exc:
-            raise SettingsError(f"YM_SNAPSHOT_BUSINESSES: {exc}") from None
+    for name, businesses, what in (("YM_SNAPSHOT_BUSINESSES", snapshot_businesses, "the business stocks report"),
+                                   ("YM_RECONCILE_BUSINESSES", reconcile_businesses, "a business reconciliation")):
+        for business in businesses:  # a schedule that would fail at every run fails now instead
+            try:
+                cabinets.by_business(business).require_mode("v3", f"{name} ({what})")
+            except (LookupError, ValueError) as exc:
+                raise SettingsError(f"{name}: {exc}") from None
     if env.get("YM_CABINETS_FILE", "").strip():
         credentials = Credentials()  # the file names each cabinet's token; none is "the" token
     return Settings(
@@ -340,6 +348,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_campaigns=reconcile[0],
         reconcile_every_s=reconcile[1],
         reconcile_fix=_flag(env, "YM_RECONCILE_FIX", False),
+        reconcile_businesses=reconcile_businesses,
+        reconcile_grace_s=(parse_duration("YM_RECONCILE_GRACE", env["YM_RECONCILE_GRACE"], minimum=0)
+                           if env.get("YM_RECONCILE_GRACE", "").strip() else Settings.reconcile_grace_s),
         snapshot_campaigns=snapshot[0],
         snapshot_businesses=snapshot_businesses,
         snapshot_every_s=snapshot[1],

@@ -6,6 +6,7 @@ folder, so anything still there after the demo has exited was left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -105,7 +106,28 @@ def test_demo_plays_a_day_and_ends_with_a_summary_and_no_orphans(workdir):
             assert dead == 0 and left == 0, (campaign, rows)
         assert re.search(r"8,000/8,000 SKUs", out), out  # the Market ends holding the shop's stock
         assert "reconciliation 1001" in out and "25 drifted" in out
-        assert "report snapshot complete" in out
+        # The v3 cabinet beside them: business 200, pushed by warehouse, its own row.
+        business = re.search(r"b200 v3\s*│\s*([\d,]+)\s*│\s*([\d,]+)\s*│\s*([\d,]+)\s*│\s*([\d,]+)", out)
+        assert business, out
+        pushed, delivered, dead, left = (int(x.replace(",", "")) for x in business.groups())
+        assert pushed >= 32_000 and delivered > 24_000 and dead == 0 and left == 0, business.groups()
+        assert "16,000/16,000 items" in out
+        for warehouse in (201, 202):
+            assert f"business 200 warehouse {warehouse}: the Market holds 8,000/8,000 SKUs as pushed" in out
+        assert re.search(r"reconciliation business 200 \(v3\): [\d,]+ checked over 2 warehouses, \d+ drifted", out)
+        # The snapshot chord mixes the campaigns' v2 reports with the business's v3 report.
+        assert "report snapshot complete: 32,000 rows" in out, out
+        # What the shop pushed to the v3 business against the sandbox admin API's read-back
+        # (GET /_admin/business/200/stocks, taken by the demo before it stopped the sandbox).
+        final = json.loads((workdir / "business-final.json").read_text(encoding="utf-8"))
+        assert set(final["shop"]) == {"201", "202"}
+        assert all(len(skus) == 8000 for skus in final["shop"].values())
+        assert final["market"] == final["shop"]
+        # The cabinets file the workers ran with names token sources, never the token.
+        cabinets = (workdir / "cabinets" / "cabinets.toml").read_text()
+        assert 'mode = "v3"' in cabinets and "token_file" in cabinets and "token_env" in cabinets
+        assert "demo-token" not in cabinets
+        assert (workdir / "cabinets" / "shop-v3.token").stat().st_mode & 0o077 == 0
         assert processes_of(workdir) == [], "the demo left processes behind"
     except BaseException:
         demo.cleanup()

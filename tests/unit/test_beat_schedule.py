@@ -86,3 +86,25 @@ def test_snapshot_mixes_v2_campaign_and_v3_business_reports():
                           "YM_SNAPSHOT_BUSINESSES": "7", "YM_SNAPSHOT_EVERY": "1d"})
     assert celeryconfig.build_beat_schedule(only)["snapshot"]["args"] == \
         ([{"request": {"businessId": 7}, "format": "CSV", "api": "v3"}],)
+
+
+def test_reconcile_per_v3_business_on_the_reports_queue():
+    settings = load_settings({"YM_API_KEY": "tok-en", "YM_BUSINESS_ID": "7", "YM_API_MODE": "v3",
+                              "YM_RECONCILE_BUSINESSES": "7", "YM_RECONCILE_EVERY": "30m", "YM_RECONCILE_FIX": "1",
+                              "YM_RECONCILE_GRACE": "2m"})
+    assert settings.reconcile_grace_s == 120
+    schedule = celeryconfig.build_beat_schedule(settings)
+    assert set(schedule) == {"reconcile-business-7"}
+    entry = schedule["reconcile-business-7"]
+    assert entry["task"] == "ymsync.reads.reconcile_business" and entry["task"] in registered_tasks()
+    assert (entry["schedule"], entry["args"], entry["kwargs"]) == (1800, (7,), {"fix": True})
+    assert entry["options"]["queue"] == "reports" and entry["options"]["argsrepr"] == "(business=7)"
+
+
+def test_reconcile_of_a_business_not_in_v3_refused_at_start():
+    import pytest
+
+    from ymsync.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="YM_RECONCILE_BUSINESSES: business 7: .* set YM_API_MODE = v3"):
+        load_settings({"YM_API_KEY": "tok-en", "YM_BUSINESS_ID": "7", "YM_RECONCILE_BUSINESSES": "7"})

@@ -202,8 +202,10 @@ def test_schedule_durations(raw, seconds):
      "YM_RECONCILE_EVERY: expected a duration like 3600, 90s, 30m, 6h or 1d; got '-1h'"),
     ({"YM_RECONCILE_CAMPAIGNS": "1", "YM_RECONCILE_EVERY": "10s"},
      "YM_RECONCILE_EVERY: must be at least 60 seconds, got '10s'"),
-    ({"YM_RECONCILE_EVERY": "1h"}, "YM_RECONCILE_EVERY is set but YM_RECONCILE_CAMPAIGNS names no campaign"),
-    ({"YM_SNAPSHOT_EVERY": "1d"}, "YM_SNAPSHOT_EVERY is set but YM_SNAPSHOT_CAMPAIGNS names no campaign"),
+    ({"YM_RECONCILE_EVERY": "1h"}, "YM_RECONCILE_EVERY is set but YM_RECONCILE_CAMPAIGNS names no campaign "
+     "(nor YM_RECONCILE_BUSINESSES a business)"),
+    ({"YM_SNAPSHOT_EVERY": "1d"}, "YM_SNAPSHOT_EVERY is set but YM_SNAPSHOT_CAMPAIGNS names no campaign "
+     "(nor YM_SNAPSHOT_BUSINESSES a business)"),
     ({"YM_RECONCILE_FIX": "maybe"}, "YM_RECONCILE_FIX: expected true or false, got 'maybe'"),
     ({"YM_SNAPSHOT_FORMAT": "xlsx"}, "YM_SNAPSHOT_FORMAT: expected CSV, JSON or FILE, got 'XLSX'"),
 ])

@@ -44,7 +44,7 @@ class CeleryGateway:
               help="Seconds the shop's day lasts (start-up and the final settling come on top).")
 @click.option("--no-flower", "no_flower", is_flag=True, help="Do not start Flower.")
 @click.option("--catalog", default=8000, show_default=True, type=click.IntRange(min=100, max=100_000),
-              help="SKUs per campaign in the stock imports.")
+              help="SKUs per campaign and per v3 warehouse in the stock imports.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for logs and reports (default: a new one under the temp dir).")
 def demo(duration: float, no_flower: bool, catalog: int, workdir: Path | None) -> None:

@@ -21,6 +21,8 @@ from ..market import InvalidRequest, MarketError
 from ..reads import ReadOptions, StockReader, format_for
 from ..reads_v3 import WarehouseStockReader
 from ..reconcile import Reconciler, render_table
+from ..reconcile_v3 import BusinessReconciler
+from ..reconcile_v3 import render_table as render_business_table
 from ..settings import Settings
 from . import cabinet as ctx
 from . import main
@@ -130,15 +132,30 @@ def format_for_business(out: Path) -> str:
 
 
 @main.command()
-@click.option("--campaign", "campaign_id", required=True, type=click.IntRange(min=1), help="Market campaign id.")
+@click.option("--campaign", "campaign_id", type=click.IntRange(min=1), help="Market campaign id (v2 cabinets).")
+@click.option("--business", "business_id", type=click.IntRange(min=1),
+              help="Business id (v3 cabinets): every warehouse ymsync delivered to, or --warehouse.")
+@click.option("--warehouse", "warehouse_id", type=click.IntRange(min=1), help="With --business: only this warehouse.")
+@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="With --business: values delivered less than this ago are in motion, not drift "
+                   "(default YM_RECONCILE_GRACE, 300 s: the Market takes minutes to apply updates).")
 @click.option("--fix", is_flag=True, help="Re-queue our value for each drifted SKU through the push path.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
-def reconcile(campaign_id: int, fix: bool, as_json: bool) -> None:
+def reconcile(campaign_id: int | None, business_id: int | None, warehouse_id: int | None, grace_s: float | None,
+              fix: bool, as_json: bool) -> None:
     """Compare the Market's stock with the last values ymsync delivered, and list the drift.
 
     Status per row: drift (ours differs; --fix re-queues it), missing (the Market does not list
     the SKU, e.g. it lost what it was given; --fix re-sends it), pending (a newer value is
     already queued, in flight or dead-lettered, so ours is not re-sent)."""
+    if (campaign_id is None) == (business_id is None):
+        raise click.UsageError("pass exactly one of --campaign (v2) and --business (v3)")
+    if campaign_id is None and business_id is not None:
+        _business_reconcile(business_id, warehouse_id, grace_s, fix, as_json)
+        return
+    if warehouse_id is not None or grace_s is not None:
+        raise click.UsageError("--warehouse and --grace are for --business reconciliations")
+    assert campaign_id is not None
     reconciler = Reconciler(StockBuffer.from_settings(_redis(), _settings()), _reader(campaign_id))
     try:
         result = reconciler.run(campaign_id, fix=fix)
@@ -149,4 +166,30 @@ def reconcile(campaign_id: int, fix: bool, as_json: bool) -> None:
     else:
         click.echo(render_table(result))
         if fix and result.requeued:
-            click.echo("re-queued values are delivered by a stocks worker (workers/stocks.sh, or celery -A ymsync_celery.tasks worker -Q stocks)")
+            click.echo(_DELIVERED_BY)
+
+
+_DELIVERED_BY = ("re-queued values are delivered by a stocks worker (workers/stocks.sh, or celery -A "
+                 "ymsync_celery.tasks worker -Q stocks)")
+
+
+def _business_reconcile(business_id: int, warehouse_id: int | None, grace_s: float | None, fix: bool,
+                        as_json: bool) -> None:
+    ctx.cabinet(business_id, mode="v3", what="a business reconciliation (getStocksOnPartnerWarehouses)")
+    s = _settings()
+    reader = WarehouseStockReader(ctx.limiter(business_id), ctx.client(business_id))
+    reconciler = BusinessReconciler(StockBuffer.from_settings(_redis(), s), reader,
+                                    grace_s=s.reconcile_grace_s if grace_s is None else grace_s)
+    try:
+        result = reconciler.run(business_id, warehouse_id, fix=fix)
+    except (InvalidRequest, MarketError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=1))
+        return
+    if not result.warehouses:
+        click.echo(f"business {business_id}: ymsync has delivered nothing to compare yet")
+    for one in result.warehouses:
+        click.echo(render_business_table(one))
+    if fix and result.requeued:
+        click.echo(_DELIVERED_BY)

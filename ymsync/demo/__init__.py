@@ -21,7 +21,9 @@ from rich.live import Live
 
 from . import view
 from .day import Day, DayResult, SnapshotGateway
+from ..files import write_json_atomic
 from .stack import DemoStack
+from .world import BUSINESS, CAMPAIGNS, V2_BUSINESS, WAREHOUSES
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -30,7 +32,7 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 class DemoOptions:
     duration: float = 60.0
     flower: bool = True
-    catalog: int = 8000  # SKUs per campaign
+    catalog: int = 8000  # SKUs per campaign and per v3 warehouse
     workdir: Path | None = None  # default: a fresh folder under the system temp dir (kept: reports, logs)
 
 
@@ -58,6 +60,8 @@ def run_demo(options: DemoOptions, gateway_factory: Callable[[str], SnapshotGate
         assert stack.market is not None
         day = Day(stack.settings(), stack.market, gateway, options.duration, catalog=options.catalog)
         result = _play(console, day, stop)
+        # The v3 business at the end, from the sandbox's admin API, beside what the shop pushed.
+        write_json_atomic(workdir / "business-final.json", result.business_final, indent=1)
         console.print(view.summary(result))
         if not result.completed:
             return EXIT_INTERRUPTED
@@ -91,6 +95,9 @@ def _announce(console: Console, stack: DemoStack) -> None:
     assert stack.redis is not None and stack.market is not None
     console.print(f"  redis      {stack.redis.url}")
     console.print(f"  Market     {stack.market.url} (sandbox; admin API at {stack.market.url}/_admin/state)")
+    console.print(f"  cabinets   {stack.cabinets_file}: business {V2_BUSINESS} (v2, warehouse groups: campaigns "
+                  f"{', '.join(map(str, CAMPAIGNS))}), business {BUSINESS} (v3: warehouses "
+                  f"{', '.join(map(str, WAREHOUSES))})")
     console.print("  workers    stocks queue (2 processes), reports queue (1 process)")
     if stack.flower is not None:
         f = stack.flower

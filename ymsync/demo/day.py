@@ -1,10 +1,12 @@
 """A shop's day, compressed into ``duration`` seconds, played against the demo stack.
 
 08:00 to 22:00 on the shop's clock: a steady trickle of orders (one SKU at a time, the way a
-shop backend calls ``push_stocks`` from its order hook), a full stock import in the morning and
-a warehouse recount at midday (tens of thousands of updates over two campaigns), a foreign
-integration that makes the Market answer 420 for a while, a cabinet edit that makes the Market
-drift from the shop, a reconciliation that finds and fixes it, and a chord report snapshot.
+shop backend calls ``push_stocks`` or ``push_business_stocks`` from its order hook), a full stock
+import in the morning and a warehouse recount at midday (tens of thousands of updates over two
+campaigns of the v2 cabinet and two warehouses of the v3 one), a foreign integration that makes
+the Market answer 420 for a while, cabinet edits that make the Market drift from the shop, a
+reconciliation of both cabinets that finds and fixes it, and a chord report snapshot mixing the
+campaigns' v2 reports with the business's v3 report.
 
 Everything is pushed from one thread, so "the latest value we pushed" is well defined and the
 end of the day can check that the Market holds exactly the shop's stock.
@@ -19,20 +21,35 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import redis
+import requests
 
+from .. import connect
 from ..buffer import StockBuffer
-from ..market import MarketClient
-from ..producer import push_stocks
+from ..producer import push_business_stocks, push_stocks
 from ..quota import QuotaLimiter
 from ..reads import StockReader
+from ..reads_v3 import WarehouseStockReader
 from ..reconcile import ReconcileResult, Reconciler
+from ..reconcile_v3 import BusinessReconciler, BusinessReconcileResult
 from ..reports.request import ReportRequest
 from ..sandbox import MarketSandbox
 from ..settings import Settings
 from ..status import campaign_status
+from ..targets import business_target, item_key, split_key
+from .world import BUSINESS, CAMPAIGNS, WAREHOUSE_NAMES, WAREHOUSES
 
-CAMPAIGNS = (1001, 1002)
 DAY_START_H, DAY_HOURS = 8.0, 14.0
+# Where stock goes: each v2 campaign, and the v3 business by warehouse. Targets are the engine's
+# names (``c1001``, ``b200``); a business's values are keyed "<warehouse>\x1f<sku>".
+TARGETS = tuple(f"c{c}" for c in CAMPAIGNS) + (business_target(BUSINESS),)
+PLACES: tuple[tuple[str, int | None], ...] = tuple((f"c{c}", None) for c in CAMPAIGNS) + tuple(
+    (business_target(BUSINESS), w) for w in WAREHOUSES)
+V3_GRACE_S = 2.0  # the sandbox applies at once; the real Market needs minutes (YM_RECONCILE_GRACE)
+
+
+def label(target: str) -> str:
+    """A row's name: the campaign id, or the business with its API mode."""
+    return target[1:] if target.startswith("c") else f"b{target[1:]} v3"
 
 
 class SnapshotGateway(Protocol):
@@ -47,7 +64,9 @@ class SnapshotGateway(Protocol):
 
 @dataclass
 class CampaignView:
-    campaign: int
+    """One target's row: a campaign (v2) or the business (v3, quota counted in requests)."""
+
+    campaign: str  # the row's label (see label())
     pushed: int = 0
     pending: int = 0
     in_flight: int = 0
@@ -58,6 +77,7 @@ class CampaignView:
     rate_limited: int = 0
     retries: int = 0
     paused: str | None = None
+    unit: str = "SKUs"  # what the quota counts
 
 
 @dataclass
@@ -77,10 +97,14 @@ class DayResult:
     completed: bool  # played to the end (not interrupted)
     settled: bool  # nothing left pending or in flight when it ended
     views: list[CampaignView]
-    in_sync: dict[int, tuple[int, int]]  # campaign -> (SKUs matching the shop, SKUs in the catalog)
-    quota_peaks: dict[int, tuple[int, int]]  # campaign -> (peak in any window, quota)
+    in_sync: dict[str, tuple[int, int]]  # row label -> (values matching the shop, values pushed)
+    quota_peaks: dict[str, tuple[int, int]]  # row label -> (peak in any window, quota)
     market_420s: int
     reconcile: list[ReconcileResult]
+    business_reconcile: BusinessReconcileResult | None
+    # The v3 business as the sandbox's admin API shows it at the end, beside what the shop pushed:
+    # {"shop"|"market": {warehouse: {sku: count}}} (the demo writes it to its working folder).
+    business_final: dict[str, dict[str, dict[str, int]]]
     snapshot: dict[str, Any] | None
     events: list[str]
     elapsed_s: float
@@ -89,6 +113,7 @@ class DayResult:
 @dataclass
 class _Reports:
     reconcile: list[ReconcileResult] = field(default_factory=list)
+    business_reconcile: BusinessReconcileResult | None = None
     reconcile_error: str | None = None
     reconcile_done: bool = False
     snapshot_task: str | None = None
@@ -107,8 +132,8 @@ class Day:
         self.buffer = StockBuffer.from_settings(self.redis, settings)
         self.limiter = QuotaLimiter(self.redis, settings.quotas, max_parallel=settings.max_parallel,
                                     lease_ttl_s=settings.lease_s)
-        self.latest: dict[int, dict[str, int]] = {c: {} for c in CAMPAIGNS}
-        self.pushed = {c: 0 for c in CAMPAIGNS}
+        self.latest: dict[str, dict[str, int]] = {t: {} for t in TARGETS}  # target -> value key -> count
+        self.pushed = {t: 0 for t in TARGETS}
         self.events: list[str] = []
         self.phase = "opening"
         self.reports = _Reports()
@@ -133,28 +158,38 @@ class Day:
 
     # --- producing ------------------------------------------------------------------------
 
-    def _push(self, campaign: int, levels: dict[str, int]) -> None:
-        items = [{"sku": sku, "count": count} for sku, count in levels.items()]
-        for start in range(0, len(items), 1000):
-            push_stocks(campaign, items[start:start + 1000], buffer=self.buffer)
-        self.latest[campaign].update(levels)
-        self.pushed[campaign] += len(items)
+    def _push(self, target: str, levels: dict[str, int]) -> None:
+        """Queue ``levels`` (value key -> count) for ``target``, the way a shop's code would."""
+        if target.startswith("c"):
+            items = [{"sku": sku, "count": count} for sku, count in levels.items()]
+            for start in range(0, len(items), 1000):
+                push_stocks(int(target[1:]), items[start:start + 1000], buffer=self.buffer)
+        else:
+            items = [{"sku": sku, "warehouse": wid, "count": count}
+                     for (wid, sku), count in ((split_key(k), n) for k, n in levels.items())]
+            for start in range(0, len(items), 2000):
+                push_business_stocks(int(target[1:]), items[start:start + 2000], buffer=self.buffer)
+        self.latest[target].update(levels)
+        self.pushed[target] += len(items)
 
     def _orders(self) -> None:
         """A few orders (and the odd restock) since the last tick: one SKU per push."""
         for _ in range(self.rng.randint(1, 4)):
-            campaign = self.rng.choice(CAMPAIGNS)
-            known = self.latest[campaign]
+            target, warehouse = self.rng.choice(PLACES)
+            known = self.latest[target]
             sku = f"SKU-{self.rng.randrange(self.catalog):05d}"
-            have = known.get(sku, self.rng.randint(5, 40))
+            key = sku if warehouse is None else item_key(warehouse, sku)
+            have = known.get(key, self.rng.randint(5, 40))
             count = have + self.rng.randint(10, 40) if self.rng.random() < 0.1 else max(0, have - self.rng.randint(1, 3))
-            self._push(campaign, {sku: count})
+            self._push(target, {key: count})
 
-    def _import(self, label: str) -> None:
-        for campaign in CAMPAIGNS:
-            self._push(campaign, {f"SKU-{i:05d}": self.rng.randint(0, 120) for i in range(self.catalog)})
-        self.note(f"{label}: {self.catalog * len(CAMPAIGNS):,} updates over {self.catalog:,} SKUs "
-                  f"in {len(CAMPAIGNS)} campaigns")
+    def _import(self, what: str) -> None:
+        for target, warehouse in PLACES:
+            skus = (f"SKU-{i:05d}" for i in range(self.catalog))
+            keys = skus if warehouse is None else (item_key(warehouse, sku) for sku in skus)
+            self._push(target, {key: self.rng.randint(0, 120) for key in keys})
+        self.note(f"{what}: {self.catalog * len(PLACES):,} updates over {self.catalog:,} SKUs in "
+                  f"{len(CAMPAIGNS)} campaigns (v2) and {len(WAREHOUSES)} warehouses of business {BUSINESS} (v3)")
 
     def _morning_import(self) -> None:
         self.phase = "morning stock import"
@@ -175,10 +210,15 @@ class Day:
 
     def _cabinet_edit(self) -> None:
         self.phase = "cabinet edit"
-        campaign = CAMPAIGNS[0]
-        skus = self.rng.sample(sorted(self.latest[campaign]), k=min(25, len(self.latest[campaign])))
-        self.market.state.plant(campaign, {sku: self.latest[campaign][sku] + 7 for sku in skus})
+        campaign, latest = CAMPAIGNS[0], self.latest[f"c{CAMPAIGNS[0]}"]
+        skus = self.rng.sample(sorted(latest), k=min(25, len(latest)))
+        self.market.state.plant(campaign, {sku: latest[sku] + 7 for sku in skus})
         self.note(f"someone edits {len(skus)} stock levels by hand in campaign {campaign}'s cabinet (drift)")
+        # And in the v3 cabinet, on one warehouse.
+        warehouse, ours = WAREHOUSES[0], self.latest[business_target(BUSINESS)]
+        keys = self.rng.sample(sorted(k for k in ours if split_key(k)[0] == warehouse), k=10)
+        self.market.state.business.plant(BUSINESS, {warehouse: {split_key(k)[1]: ours[k] + 5 for k in keys}})
+        self.note(f"and {len(keys)} on warehouse {warehouse} ({WAREHOUSE_NAMES[warehouse]}) of business {BUSINESS}")
 
     def _start_reconcile(self) -> None:
         self.phase = "reconciliation"
@@ -187,13 +227,19 @@ class Day:
 
     def _reconcile(self) -> None:
         try:
-            reader = StockReader(self.limiter, MarketClient.from_settings(self.settings))
-            reconciler = Reconciler(self.buffer, reader)
+            cabinets = self.settings.cabinets
             for campaign in CAMPAIGNS:
-                result = reconciler.run(campaign, fix=True)
+                client = connect.market_client(self.settings, cabinets.by_campaign(campaign))
+                result = Reconciler(self.buffer, StockReader(self.limiter, client)).run(campaign, fix=True)
                 self.reports.reconcile.append(result)
                 self.note(f"reconciled campaign {campaign}: {result.checked:,} checked, {result.drift} drifted, "
                           f"{result.requeued} re-queued")
+            client = connect.market_client(self.settings, cabinets.by_business(BUSINESS))
+            business = BusinessReconciler(self.buffer, WarehouseStockReader(self.limiter, client),
+                                          grace_s=V3_GRACE_S).run(BUSINESS, fix=True)
+            self.reports.business_reconcile = business
+            self.note(f"reconciled business {BUSINESS} (v3, {len(business.warehouses)} warehouses): "
+                      f"{business.checked:,} checked, {business.drift} drifted, {business.requeued} re-queued")
         except Exception as exc:  # the demo goes on; the summary says what failed
             self.reports.reconcile_error = f"{type(exc).__name__}: {exc}"
             self.note(f"reconciliation failed: {self.reports.reconcile_error}")
@@ -205,8 +251,10 @@ class Day:
             return
         self.phase = "report snapshot"
         requests = [ReportRequest.build({"campaignId": c}, "CSV") for c in CAMPAIGNS]
+        requests.append(ReportRequest.build({"businessId": BUSINESS}, "CSV", api="v3"))
         self.reports.snapshot_task = self.gateway.send_snapshot(requests)
-        self.note(f"report snapshot (a chord of {len(requests)} stocks-on-warehouses reports) queued")
+        self.note(f"report snapshot (a chord of {len(CAMPAIGNS)} stocks-on-warehouses reports and business "
+                  f"{BUSINESS}'s v3 stocks report) queued")
 
     def _poll_snapshot(self) -> None:
         r = self.reports
@@ -228,15 +276,17 @@ class Day:
 
     def views(self) -> list[CampaignView]:
         out = []
-        for c in CAMPAIGNS:
-            s = campaign_status(self.buffer, self.limiter, c)
-            stats = self.buffer.stats(c)
-            out.append(CampaignView(c, self.pushed[c], s.pending, s.in_flight, s.delivered, s.dead_letters,
+        for t in TARGETS:
+            s = campaign_status(self.buffer, self.limiter, t)
+            stats = self.buffer.stats(t)
+            out.append(CampaignView(label(t), self.pushed[t], s.pending, s.in_flight, s.delivered, s.dead_letters,
                                     s.quota_used, s.quota_amount, int(stats.get("rate_limited", 0)),
-                                    int(stats.get("retries", 0)), s.pause_reason))
+                                    int(stats.get("retries", 0)), s.pause_reason,
+                                    "SKUs" if t.startswith("c") else "requests"))
         return out
 
     def market_counts(self) -> tuple[int, int]:
+        """(answers 420 of any method, stock update calls of both APIs)."""
         requests = self.market.state.snapshot()["requests"]
         return (sum(n for k, n in requests.items() if k.endswith(" 420")),
                 sum(n for k, n in requests.items() if k.startswith("updateStocks")))
@@ -281,23 +331,44 @@ class Day:
                 stop.wait(tick)
         return self.result(completed=not stop.is_set())
 
+    def business_final(self) -> dict[str, dict[str, dict[str, int]]]:
+        """The v3 business as the sandbox's admin API reports it, beside what the shop pushed."""
+        raw = requests.get(f"{self.market.url}/_admin/business/{BUSINESS}/stocks", timeout=30)
+        raw.raise_for_status()
+        market = {wid: {sku: v["count"] for sku, v in skus.items()} for wid, skus in raw.json().items()}
+        shop: dict[str, dict[str, int]] = {}
+        for key, count in self.latest[business_target(BUSINESS)].items():
+            wid, sku = split_key(key)
+            shop.setdefault(str(wid), {})[sku] = count
+        return {"shop": shop, "market": market}
+
     def result(self, completed: bool) -> DayResult:
         m420, _ = self.market_counts()
         market = self.market.state
-        in_sync: dict[int, tuple[int, int]] = {}
+        in_sync: dict[str, tuple[int, int]] = {}
         with market.lock:
             for c in CAMPAIGNS:
-                store = market.stocks.get(c, {})
-                same = sum(1 for sku, count in self.latest[c].items() if sku in store and store[sku].count == count)
-                in_sync[c] = (same, len(self.latest[c]))
+                store, latest = market.stocks.get(c, {}), self.latest[f"c{c}"]
+                same = sum(1 for sku, count in latest.items() if sku in store and store[sku].count == count)
+                in_sync[label(f"c{c}")] = (same, len(latest))
+        final = self.business_final()
+        per_warehouse = {f"{BUSINESS}@{wid}": (sum(1 for sku, n in skus.items() if final["market"].get(wid, {}).get(sku) == n),
+                                                len(skus)) for wid, skus in final["shop"].items()}
+        # The business row counts (warehouse, SKU) pairs; each warehouse also has its own line.
+        in_sync[label(business_target(BUSINESS))] = (sum(v[0] for v in per_warehouse.values()),
+                                                     sum(v[1] for v in per_warehouse.values()))
+        in_sync.update(per_warehouse)
         quotas = market.snapshot()["quotas"]
-        peaks = {c: (quotas.get(f"updateStocks:{c}", {}).get("peak", 0), quotas.get(f"updateStocks:{c}", {}).get("amount", 0))
-                 for c in CAMPAIGNS}
-        return DayResult(completed, self.settled(), self.views(), in_sync, peaks, m420, list(self.reports.reconcile),
-                         self.reports.snapshot, list(self.events), time.monotonic() - self.started)
+        windows = {label(f"c{c}"): f"updateStocks:{c}" for c in CAMPAIGNS}
+        windows[label(business_target(BUSINESS))] = f"updateStocksOnPartnerWarehouses:{BUSINESS}"
+        peaks = {name: (quotas.get(w, {}).get("peak", 0), quotas.get(w, {}).get("amount", 0))
+                 for name, w in windows.items()}
+        r = self.reports
+        return DayResult(completed, self.settled(), self.views(), in_sync, peaks, m420, list(r.reconcile),
+                         r.business_reconcile, final, r.snapshot, list(self.events), time.monotonic() - self.started)
 
     def close(self) -> None:
         self.redis.close()
 
 
-__all__ = ["CAMPAIGNS", "CampaignView", "Day", "DayResult", "Snapshot", "SnapshotGateway"]
+__all__ = ["CAMPAIGNS", "CampaignView", "Day", "DayResult", "Snapshot", "SnapshotGateway", "TARGETS", "label"]

@@ -1,5 +1,8 @@
 """The demo's world: a private Redis, the Market sandbox, two Celery workers and Flower.
 
+The sandbox plays two cabinets (:mod:`.world`): a v2 one with warehouse groups and a v3 one with
+two warehouses; the workers get them from a cabinets file written into the work folder.
+
 Every child runs in its own process group (``start_new_session``), so the demo decides the
 order things stop in (workers before the Redis they talk to) and kills each whole group,
 prefork pool children included: a Ctrl-C leaves no orphan behind. On Linux each child also
@@ -28,6 +31,7 @@ import requests
 from ..embedded import EmbeddedRedis, free_port
 from ..sandbox import DEFAULT_QUOTAS, MarketSandbox, SandboxConfig
 from ..settings import Quota, Settings, child_environ, load_settings
+from . import world
 
 TOKEN = "demo-token"
 # Scaled down from the Market's real limits so a one-minute day shows quota at work. The
@@ -37,6 +41,10 @@ DEMO_QUOTAS = {
     "get_stocks": ("getStocks", Quota(20_000, 10)),
     "report_generate": ("generateStocksOnWarehousesReport", Quota(10, 10)),
     "report_info": ("getReportInfo", Quota(100, 10)),
+    # v3 (counted in requests, per business): 20 updates of up to 2,000 items per 10 s.
+    "update_stocks_v3": ("updateStocksOnPartnerWarehouses", Quota(20, 10)),
+    "get_stocks_v3": ("getStocksOnPartnerWarehouses", Quota(500, 10)),
+    "stocks_report_v3": ("generateStocksReport", Quota(10, 10)),
 }
 
 
@@ -119,12 +127,16 @@ class DemoStack:
     children: list[Child] = field(default_factory=list)
     flower: FlowerAccess | None = None
     env: dict[str, str] = field(default_factory=dict)
+    cabinets_file: Path | None = None
 
     # --- settings shared by the demo process and its children -----------------------------
 
     def ymsync_env(self) -> dict[str, str]:
         assert self.redis is not None and self.market is not None
-        env = {"REDIS_URL": self.redis.url, "YM_API_URL": self.market.url, "YM_API_KEY": TOKEN,
+        assert self.cabinets_file is not None
+        # The cabinets file names each cabinet's token source; the v2 one reads this variable.
+        env = {"REDIS_URL": self.redis.url, "YM_API_URL": self.market.url,
+               "YM_CABINETS_FILE": str(self.cabinets_file), world.TOKEN_ENV: TOKEN,
                "YM_REPORTS_DIR": str(self.workdir / "reports"), "YM_FLUSH_DELAY_MS": "100",
                "YM_HTTP_READ_TIMEOUT": "20"}
         env.update({f"YM_QUOTA_{name.upper()}": str(quota) for name, (_, quota) in DEMO_QUOTAS.items()})
@@ -142,8 +154,10 @@ class DemoStack:
         self.redis = EmbeddedRedis(directory=self.workdir / "redis").start()
         progress("starting the Market sandbox")
         quotas = {**DEFAULT_QUOTAS, **{op: quota for op, quota in DEMO_QUOTAS.values()}}
-        self.market = MarketSandbox(config=SandboxConfig(tokens=(TOKEN,), quotas=quotas, report_delay_s=2.0,
-                                                         seed=7)).start()
+        self.market = MarketSandbox(config=SandboxConfig(
+            tokens=(TOKEN,), quotas=quotas, report_delay_s=2.0, seed=7, campaigns=world.sandbox_campaigns(),
+            businesses=world.sandbox_businesses())).start()
+        self.cabinets_file = world.write_cabinets(self.workdir / "cabinets", TOKEN)
         self.env = child_environ(self.ymsync_env())
         progress("starting the stocks and reports workers")
         self._celery("worker-stocks", ["worker", "-Q", "stocks", "-c", "2", "-n", "demo-stocks@%h"])

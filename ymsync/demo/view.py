@@ -13,20 +13,22 @@ from .day import CampaignView, DayResult, Snapshot
 
 
 def _quota(v: CampaignView) -> str:
-    return f"{v.quota_used:,}/{v.quota_amount:,}" if v.quota_amount else "off"
+    # v2 quotas count SKUs, v3 ones requests (of up to 2,000 items): the unit is shown.
+    return f"{v.quota_used:,}/{v.quota_amount:,} {'req' if v.unit == 'requests' else 'SKUs'}" if v.quota_amount else "off"
 
 
 def live(s: Snapshot) -> RenderableType:
     table = Table(title=f"ymsync demo · {s.clock} · {s.phase}", title_justify="left", expand=False)
-    for name in ("campaign", "pushed", "pending", "in flight", "delivered", "dead", "quota (10 s window)",
+    for name in ("campaign / business", "pushed", "pending", "in flight", "delivered", "dead", "quota (10 s window)",
                  "420s", "retries", "state"):
-        table.add_column(name, justify="left" if name in ("campaign", "state") else "right")
+        table.add_column(name, justify="left" if name in ("campaign / business", "state") else "right")
     for v in s.campaigns:
         table.add_row(str(v.campaign), f"{v.pushed:,}", f"{v.pending:,}", f"{v.in_flight:,}", f"{v.delivered:,}",
                       f"{v.dead:,}", _quota(v), str(v.rate_limited), str(v.retries),
                       Text(v.paused or "sending" if v.pending or v.in_flight else v.paused or "idle",
                            style="yellow" if v.paused else "green"))
-    footer = Text(f"Market: {s.market_requests:,} updateStocks calls, {s.market_420s} answered 420", style="dim")
+    footer = Text(f"Market: {s.market_requests:,} stock update calls (v2 and v3), {s.market_420s} answered 420",
+                  style="dim")
     return Group(table, footer, Panel("\n".join(s.events) or "…", title="the day so far", expand=False))
 
 
@@ -39,20 +41,29 @@ def plain(s: Snapshot) -> str:
 def summary(r: DayResult) -> RenderableType:
     title = "ymsync demo: summary" + ("" if r.completed else " (stopped early)")
     table = Table(title=title, title_justify="left")
-    for name in ("campaign", "updates pushed", "SKUs delivered", "dead letters", "left pending", "420s",
+    for name in ("campaign / business", "updates pushed", "values delivered", "dead letters", "left pending", "420s",
                  "retries", "quota peak", "Market matches the shop"):
-        table.add_column(name, justify="left" if name == "campaign" else "right")
+        table.add_column(name, justify="left" if name == "campaign / business" else "right")
     for v in r.views:
         same, total = r.in_sync.get(v.campaign, (0, 0))
         peak, amount = r.quota_peaks.get(v.campaign, (0, 0))
         table.add_row(str(v.campaign), f"{v.pushed:,}", f"{v.delivered:,}", f"{v.dead:,}",
                       f"{v.pending + v.in_flight:,}", str(v.rate_limited), str(v.retries),
                       f"{peak:,}/{amount:,}" if amount else "-",
-                      Text(f"{same:,}/{total:,} SKUs", style="green" if same == total else "yellow"))
+                      Text(f"{same:,}/{total:,} {'SKUs' if v.unit == 'SKUs' else 'items'}",
+                           style="green" if same == total else "yellow"))
     lines = [f"played {r.elapsed_s:.0f}s; the Market answered 420 {r.market_420s} times"]
+    for key, (same, total) in sorted(r.in_sync.items()):
+        if "@" in key:
+            business, warehouse = key.split("@")
+            lines.append(f"business {business} warehouse {warehouse}: the Market holds {same:,}/{total:,} SKUs as pushed")
     for rec in r.reconcile:
         lines.append(f"reconciliation {rec.campaign_id}: {rec.checked:,} SKUs checked, {rec.drift} drifted, "
                      f"{rec.requeued} re-queued")
+    if r.business_reconcile is not None:
+        b = r.business_reconcile
+        lines.append(f"reconciliation business {b.business_id} (v3): {b.checked:,} checked over "
+                     f"{len(b.warehouses)} warehouses, {b.drift} drifted, {b.requeued} re-queued")
     lines.append(_snapshot_line(r.snapshot))
     return Group(table, Text("\n".join(lines)))
 
