@@ -107,7 +107,7 @@ def flusher() -> Flusher:
 
     return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=lease_seconds(),
                    schedule=schedule(), unknown_outcome_s=s.unknown_outcome_s, halt_s=s.halt_probe_s,
-                   client_for=client_for)
+                   max_backoff_s=s.max_backoff_s, client_for=client_for)
 
 
 # --- the read side (stock reads, reconciliation) -------------------------------------------

@@ -83,14 +83,14 @@ class Flusher:
     def __init__(self, buffer: StockBuffer, limiter: QuotaLimiter, client: MarketClient, *,
                  budget_s: float = 5.0, retry_max_age_s: float = 24 * 3600, halt_s: float = 900.0,
                  lease_s: float = 120.0, min_batch: int = 200, schedule: Schedule | None = None,
-                 unknown_outcome_s: float = 110.0, batch_wait_s: float = 1.0,
+                 unknown_outcome_s: float = 110.0, batch_wait_s: float = 1.0, max_backoff_s: float = 60.0,
                  client_for: Callable[[Target], MarketClient] | None = None) -> None:
         """``client_for``: the Market client of a target's cabinet (default: ``client`` for all).
         ``batch_wait_s``: how long a target whose quota counts requests lets a part-filled request
         wait for more values (a full request goes at once)."""
         self.buffer, self.limiter, self.client = buffer, limiter, client
         self.client_for = client_for or (lambda _target: client)
-        self.batch_wait_s = batch_wait_s
+        self.batch_wait_s, self.max_backoff_s = batch_wait_s, max_backoff_s
         self.unknown_outcome_s = min(unknown_outcome_s, lease_s)
         self.schedule = schedule if schedule is not None else buffer.schedule
         self.budget_s, self.retry_max_age_s, self.halt_s = budget_s, retry_max_age_s, halt_s
@@ -245,7 +245,7 @@ class Flusher:
             self.buffer.settle(batch, "returned", skus)
         streak = int(self.redis.hincrby(k["stats"], "failstreak", 1))
         self.redis.hincrby(k["stats"], "retries", 1)
-        delay = min(60.0, 0.25 * 2 ** min(streak, 8)) * random.uniform(0.5, 1.5)
+        delay = min(self.max_backoff_s, 0.25 * 2 ** min(streak, 8)) * random.uniform(0.5, 1.5)
         self.redis.set(k["backoff"], "1", px=int(delay * 1000))
         log.warning("%s: %s; retrying in %.1fs%s", c, exc.message, delay,
                     " (its SKUs are held while the request may still land)" if exc.outcome_unknown else "")

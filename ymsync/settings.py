@@ -128,6 +128,8 @@ class Settings:
     unknown_outcome_setting_s: float | None = None
     # 401/403: the target stops sending, keeps its backlog and probes again after this long.
     halt_probe_s: float = 120.0
+    # Retryable failures back off exponentially (with jitter) up to this long between tries.
+    max_backoff_s: float = 60.0
     # Celery beat (celeryconfig.beat_schedule): nothing is scheduled unless campaigns are named.
     reconcile_campaigns: tuple[int, ...] = ()
     reconcile_every_s: float = 3600.0
@@ -345,6 +347,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         unknown_outcome_setting_s=(_number(env, "YM_UNKNOWN_OUTCOME_S", 0, minimum=0.1, integer=False)
                                    if env.get("YM_UNKNOWN_OUTCOME_S", "").strip() else None),
         halt_probe_s=_number(env, "YM_HALT_PROBE_S", 120.0, minimum=1, integer=False),
+        max_backoff_s=_number(env, "YM_MAX_BACKOFF_S", 60.0, minimum=0.1, integer=False),
         reconcile_campaigns=reconcile[0],
         reconcile_every_s=reconcile[1],
         reconcile_fix=_flag(env, "YM_RECONCILE_FIX", False),

@@ -21,7 +21,7 @@ from ymsync.settings import Quota
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-ENV = {"YM_HTTP_CONNECT_TIMEOUT": "1", "YM_HTTP_READ_TIMEOUT": "3"}
+ENV = {"YM_HTTP_CONNECT_TIMEOUT": "1", "YM_HTTP_READ_TIMEOUT": "3", "YM_MAX_BACKOFF_S": "4"}
 
 
 def ideal_requests(waves: list[dict[int, int]]) -> int:

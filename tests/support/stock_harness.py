@@ -67,7 +67,7 @@ class Bench:
         # sets a bound for), so a request of unknown outcome can land no later than 2 s after it
         # was sent: SKUs are held that long, not the production default of minutes.
         return {"REDIS_URL": self.redis_url, "YM_API_URL": self.market.url, "YM_API_KEY": "sandbox-token",
-                "YM_FLUSH_DELAY_MS": "50", "YM_UNKNOWN_OUTCOME_S": "2", **extra}
+                "YM_FLUSH_DELAY_MS": "50", "YM_UNKNOWN_OUTCOME_S": "2", "YM_MAX_BACKOFF_S": "5", **extra}
 
     def start_worker(self, name: str, concurrency: int = 2, **env: str) -> CeleryWorker:
         worker = CeleryWorker(self.env(**env), concurrency=concurrency, name=name,
