@@ -107,7 +107,9 @@ if granted > keep then redis.call('DECRBY', KEYS[2], granted - keep) end
 return 1
 """
 
-_LEASE = """
+# Leases: a zset of holder -> expiry ms, at most ARGV[1] live. The schedule's task slots use
+# the same two scripts. KEYS: leases; ARGV: max, ttl_ms, id. 1 if taken.
+LEASE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -120,7 +122,8 @@ return 0
 """
 
 # Renew a slot only if it is still held: an expired one may already be someone else's.
-_RENEW = """
+# KEYS: leases; ARGV: id, ttl_ms. 1 if renewed.
+RENEW_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -166,8 +169,8 @@ class QuotaLimiter:
         self.lease_ttl_ms = max(1, int(lease_ttl_s * 1000))
         self._acquire = client.register_script(_ACQUIRE)
         self._settle = client.register_script(_SETTLE)
-        self._lease = client.register_script(_LEASE)
-        self._renew = client.register_script(_RENEW)
+        self._lease = client.register_script(LEASE_SCRIPT)
+        self._renew = client.register_script(RENEW_SCRIPT)
         self._pause = client.register_script(_PAUSE)
 
     @staticmethod

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import redis
 
 from . import keys
+from .quota import LEASE_SCRIPT, RENEW_SCRIPT
 
 # KEYS: targets due nudge; ARGV: target, delay_ms. Registers the target (last write: now) and
 # makes it due in delay_ms unless it is due already; a new entry nudges the scheduler.
@@ -71,28 +72,6 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZRE
 return 0
 """
 
-# KEYS: tasks; ARGV: max, ttl_ms, token. Claim a flush-task slot: 1 if claimed, 0 if all are taken.
-_CLAIM = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-return 1
-"""
-
-# KEYS: tasks; ARGV: token, ttl_ms. Keep a slot alive; 0 if it expired (the task must stop).
-_HOLD = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not expiry or tonumber(expiry) <= now then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) * 2 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2) end
-return 1
-"""
-
 # KEYS: lock; ARGV: owner, ttl_ms. Take or keep the scheduler lock: 1 if ours now.
 _LOCK = """
 local holder = redis.call('GET', KEYS[1])
@@ -132,8 +111,10 @@ class Schedule:
         self._defer = client.register_script(_DEFER)
         self._due = client.register_script(_DUE)
         self._remove_if = client.register_script(_REMOVE_IF)
-        self._claim = client.register_script(_CLAIM)
-        self._hold = client.register_script(_HOLD)
+        # A task slot is a lease in the target's ``tasks`` set, taken and renewed like the parallel
+        # leases of the QuotaLimiter (the same scripts).
+        self._claim = client.register_script(LEASE_SCRIPT)
+        self._hold = client.register_script(RENEW_SCRIPT)
         self._lock = client.register_script(_LOCK)
         self._unlock = client.register_script(_UNLOCK)
 
