@@ -171,7 +171,7 @@ for s = 6, #ARGV, 1000 do
   end
   if #slice > 0 then
     local vals = redis.call('HMGET', KEYS[1], unpack(slice))
-    local found = {}
+    local found, delivered = {}, {}
     for i, sku in ipairs(slice) do
       local v = vals[i]
       if v then
@@ -179,8 +179,8 @@ for s = 6, #ARGV, 1000 do
         found[#found + 1] = sku
         local count, stamp, first = string.match(v, '^(%d+)|(%d+)|(%d+)$')
         if action == 'delivered' then
-          local _, at = newest(DEL, sku)
-          keep(DEL, sku, count .. '|' .. stamp .. '|' .. now, at)
+          delivered[#delivered + 1] = sku
+          delivered[#delivered + 1] = count .. '|' .. stamp .. '|' .. now
         elseif action == 'returned' then
           if redis.call('HEXISTS', KEYS[4], sku) == 0 then  -- a newer pending value wins over ours
             redis.call('HSET', KEYS[4], sku, v)
@@ -191,6 +191,12 @@ for s = 6, #ARGV, 1000 do
             first_ms = tonumber(first), reason = ARGV[5], at_ms = tonumber(now)}))
         end
       end
+    end
+    if #delivered > 0 then
+      -- In bulk: the record goes to the current generation, and any copy in the two before it goes.
+      redis.call('HSET', DEL[1], unpack(delivered))
+      redis.call('HDEL', DEL[2], unpack(found))
+      redis.call('HDEL', DEL[3], unpack(found))
     end
     if #found > 0 then
       redis.call('HDEL', KEYS[1], unpack(found))
