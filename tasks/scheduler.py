@@ -7,8 +7,8 @@ task slot, and looks at targets whose ``check`` time has come for what a dead wo
 expired batch leases (their SKUs go back to the buffer) and expired task slots.
 
 Its work follows the due entries, not the number of targets: it reads only what is due, and
-sleeps on a Redis list (``nudge``) until the next due time or a producer's nudge, so a wake-up
-lands within milliseconds of its due time. Nothing it schedules lives in the broker with a
+sleeps on a Redis list (``nudge``) until shortly before the next due time or a producer's nudge,
+then sleeps the last stretch locally, so a wake-up lands within milliseconds of its due time. Nothing it schedules lives in the broker with a
 countdown, so a SIGKILLed worker takes no scheduled work with it.
 """
 
@@ -32,6 +32,7 @@ from . import runtime
 log = logging.getLogger("ymsync.scheduler")
 LOCK_TTL_S = 5.0
 MAX_SLEEP_S = 1.0  # the lock is renewed at least this often
+FINAL_APPROACH_S = 0.25  # the last stretch before a due time is slept locally, not in BLPOP
 BATCH = 200  # due entries handled per turn
 
 
@@ -68,7 +69,12 @@ class FlushScheduler(threading.Thread):
                 if busy:
                     continue  # more may be due right now
                 wait = schedule.next_due_in()
-                schedule.wait_for_nudge(MAX_SLEEP_S if wait is None else min(wait, MAX_SLEEP_S))
+                if wait is not None and wait <= FINAL_APPROACH_S:
+                    # Redis checks blocking timeouts only on its ~100 ms cron: the last stretch is
+                    # slept here, so a wake-up lands within milliseconds of its due time.
+                    self.stopping.wait(wait)
+                    continue
+                schedule.wait_for_nudge(MAX_SLEEP_S if wait is None else min(wait - FINAL_APPROACH_S, MAX_SLEEP_S))
             except Exception:  # the thread must outlive a Redis restart or a broker hiccup
                 log.warning("flush scheduler: Redis or broker unavailable; retrying in 1s", exc_info=True)
                 self.stopping.wait(1)
