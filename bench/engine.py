@@ -212,8 +212,16 @@ def bench_idle(rig: Rig) -> list[Row]:
     rig.redis.config_set("maxmemory-policy", "noeviction")
     empty = rig.redis.info("memory")["used_memory"]
     app = ym_app(rig, YM_STATE_HORIZON=str(horizon))
+    from ymsync import push_stocks
+    from ymsync.buffer import StockBuffer
+    from ymsync.settings import get_settings
+
+    buf = StockBuffer.from_settings(rig.redis, get_settings())  # the producer's horizon is shortened too
     t0 = time.time()
-    push(rig, skus(n, "I"), chunk=20_000)
+    names = skus(n, "I")
+    for start in range(0, n, 20_000):
+        push_stocks(CAMPAIGN, [{"sku": s, "count": i % 100} for i, s in enumerate(names[start:start + 20_000])],
+                    buffer=buf)
     with ymsync_workers(rig, 1, 4, YM_STATE_HORIZON=str(horizon)).start():
         wait_ready(app, 1)
         wait_for(lambda: rig.sandbox.units(CAMPAIGN) >= n, 300, f"{n} SKUs applied", interval=1.0)
