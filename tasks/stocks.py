@@ -76,26 +76,26 @@ def _ingest(task_id: str, target: int | str, items: list[Any], checked: Checked)
 
 
 @app.task(name="ymsync.stocks.flush", ignore_result=True)
-def flush(target: str, token: str = "", due_ms: int = 0) -> None:
+def flush(target: str, slot: str = "", due_ms: int = 0) -> None:
     """Internal: one bounded round of pushing for a stock target, sent by the scheduler into one
     of the target's task slots. Stores no result: nobody reads it, and an idle shop runs
     thousands a day. What to do next is written back to the schedule, never re-enqueued here."""
     schedule, buffer = runtime.schedule(), runtime.buffer()
-    if not token or not isinstance(target, str):
+    if not slot or not isinstance(target, str):
         return  # a 0.1 message (campaign id, no slot) left in the broker: `ymsync migrate` scheduled its work
-    if not schedule.hold(target, token):
+    if not schedule.hold(target, slot):
         return  # the slot expired (this message waited too long, or was redelivered): not ours
     if due_ms:
         _record_lateness(schedule, due_ms)
     try:
-        result = runtime.flusher().flush(target, keep_going=lambda: schedule.hold(target, token))
+        result = runtime.flusher().flush(target, keep_going=lambda: schedule.hold(target, slot))
     except Exception:
-        schedule.release(target, token)
+        schedule.release(target, slot)
         schedule.defer(target, 1.0)  # the round failed (Redis, a bug): try again, not never
         raise
     # Release first, then decide: a producer that wrote meanwhile either saw a free slot (its
     # due entry gets a task) or wrote before the check below (which then sees its work).
-    schedule.release(target, token)
+    schedule.release(target, slot)
     if result.next_in is None:
         if buffer.takeable(target):
             schedule.activate(target, 0)
@@ -112,10 +112,9 @@ def _record_lateness(schedule, due_ms: int) -> None:
     schedule.record(flush_tasks=1, late_ms_sum=late_ms, **{bucket: 1})
 
 
-def send_flush(target: str, token: str, due_ms: int) -> None:
-    """The scheduler's send: argsrepr keeps Flower readable; no token of any secret kind here
-    (``token`` names a task slot)."""
-    flush.apply_async((target, token, due_ms), argsrepr=f"({describe_target(target)})")
+def send_flush(target: str, slot: str, due_ms: int) -> None:
+    """The scheduler's send (``slot``: the task slot it claimed); argsrepr keeps Flower readable."""
+    flush.apply_async((target, slot, due_ms), argsrepr=f"({describe_target(target)})")
 
 
 def send_business_updates(business_id: int, items: list[dict[str, Any]], warehouse: int | None = None) -> None:

@@ -20,7 +20,6 @@ from ymsync.quota import QuotaLimiter
 from ymsync.settings import Credentials, Quota, Secret
 from ymsync.market.schemas import MAX_SKUS_PER_UPDATE
 from ymsync.sandbox import Faults
-from ymsync.status import campaign_status
 
 pytestmark = pytest.mark.integration
 
@@ -81,40 +80,7 @@ def test_sigkill_mid_flush_loses_nothing_and_writes_nothing_stale(bench_for):
     assert not bench.buffer.dead_letters(campaign)
 
 
-def test_a_revoked_token_halts_the_campaign_keeps_the_backlog_and_resumes(bench_for):
-    # Slow enough that the backlog takes seconds at 4 requests in flight: the revoke lands mid-stream.
-    bench = bench_for(sandbox_config(faults=Faults(latency_min_ms=300, latency_max_ms=500)))
-    campaign = 1101
-    total = 60_000
-    bench.push(campaign, [(f"R-{i:05d}", i) for i in range(total)])
-    env = {"YM_HALT_PROBE_S": "4"}
-    bench.start_worker("revoke-a", concurrency=2, **env)
-    bench.start_worker("revoke-b", concurrency=2, **env)
-    wait_for(lambda: bench.units(campaign) >= 2000, 30, "delivery to be under way")
-
-    bench.admin("revoke", {"token": "sandbox-token"})
-    wait_for(lambda: bench.halted(campaign), 10, "the campaign to halt")
-    halt_ttl = bench.redis.pttl(keys.campaign_keys(campaign)["halt"])
-    assert 2000 < halt_ttl <= 4000  # the probe interval, not a retry loop's backoff
-    wait_for(lambda: bench.buffer.in_flight(campaign) == 0, 10, "in-flight batches to settle")
-    bench.quiet_period(9)  # two probe intervals
-
-    log = bench.log()
-    first = next(e for e in log if e["status"] == 401)
-    later = [(round(e["t"] - first["t"], 3), e["status"]) for e in log if e["t"] > first["t"]]
-    # Requests already on their way when the first 401 came back (at most the 3 other parallel
-    # slots, once more each for a flush that checked the halt a moment before it was set), then
-    # one probe every 4 s. No retry loop.
-    assert len(later) <= 2 * 4 - 1 + 3, later
-    assert bench.buffer.dead_letters(campaign) == []  # a refused token discards nothing
-    status = campaign_status(bench.buffer, QuotaLimiter(bench.redis, {}), campaign)
-    assert status.pause_reason and "HTTP 401" in status.pause_reason and "revoked" in status.pause_reason
-    assert bench.units(campaign) + bench.buffer.pending(campaign) == total
-
-    bench.admin("restore", {"token": "sandbox-token"})  # a probe resumes delivery by itself
-    bench.wait_latest(campaign, 60)
-    assert bench.buffer.dead_letters(campaign) == []
-    assert bench.state()["stale_writes"] == 0
+# A refused token (401/403): chaos case 11 (tests/chaos/test_unknown_outcomes.py) and the CLI's 403 test.
 
 
 def test_latest_wins_across_retries_with_500s_and_lost_replies(bench_for):
