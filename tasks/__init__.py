@@ -15,7 +15,7 @@ import sys
 
 from celery import Celery, signals
 
-from ymsync.settings import SettingsError, get_settings
+from ymsync.config.settings import SettingsError, get_settings
 
 # Summaries, never payloads, as the default argsrepr/kwargsrepr Flower shows (see tasks/flower.py).
 # "" from a checkout (tasks, celeryconfig), "ymsync_celery" when installed.

@@ -19,11 +19,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from ymsync.files import write_json_atomic
-from ymsync.cabinets import CabinetModeError, CabinetNotFound
+from ymsync.config.cabinets import CabinetModeError, CabinetNotFound
 from ymsync.market import InvalidRequest, MarketWrongApiMode
-from ymsync.reads_v3 import WarehouseStockReader
-from ymsync.reads import FORMATS, ReadOptions, format_for
-from ymsync.settings import get_settings
+from ymsync.reads.business import WarehouseStockReader
+from ymsync.reads.campaign import FORMATS, ReadOptions, format_for
+from ymsync.config.settings import get_settings
 
 from . import app, runtime
 

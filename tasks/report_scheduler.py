@@ -20,9 +20,9 @@ import uuid
 
 import redis
 
-from ymsync import keys
+from ymsync.store import keys
 from ymsync.reports.jobs import ReportJobs
-from ymsync.settings import get_settings
+from ymsync.config.settings import get_settings
 
 from . import app
 

@@ -32,13 +32,13 @@ import redis
 from celery import Task, chord
 from celery.exceptions import Ignore, Retry
 
-from ymsync.cabinets import CabinetNotFound
+from ymsync.config.cabinets import CabinetNotFound
 from ymsync.market.schemas import InvalidRequest
 from ymsync.reports.jobs import ReportJobs
 from ymsync.reports.poller import PollState, ReportOutcome, ReportPoller
 from ymsync.reports.request import ReportRequest
 from ymsync.reports.snapshot import failed_snapshot, merge_snapshot
-from ymsync.settings import get_settings
+from ymsync.config.settings import get_settings
 
 from . import app, runtime
 

@@ -7,15 +7,15 @@ from functools import lru_cache
 import redis
 
 from ymsync import connect
-from ymsync.buffer import StockBuffer
-from ymsync.cabinets import Cabinet
+from ymsync.engine.buffer import StockBuffer
+from ymsync.config.cabinets import Cabinet
 from ymsync.market import MarketClient
-from ymsync.pipeline import Flusher
-from ymsync.quota import QuotaLimiter
-from ymsync.schedule import Schedule
-from ymsync.settings import get_settings
+from ymsync.engine.flusher import Flusher
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.engine.schedule import Schedule
+from ymsync.config.settings import get_settings
 from ymsync.market.errors import MarketForbidden
-from ymsync.targets import Target
+from ymsync.engine.targets import Target
 
 
 @lru_cache(maxsize=1)
@@ -112,8 +112,8 @@ def flusher() -> Flusher:
 
 # --- the read side (stock reads, reconciliation) -------------------------------------------
 
-from ymsync.reads import StockReader  # noqa: E402  (appended section: kept next to its factories)
-from ymsync.reconcile import Reconciler  # noqa: E402
+from ymsync.reads.campaign import StockReader  # noqa: E402  (appended section: kept next to its factories)
+from ymsync.reads.reconcile import Reconciler  # noqa: E402
 
 
 def reader(campaign_id: int) -> StockReader:
@@ -135,8 +135,8 @@ def _reconciler(cabinet_name: str) -> Reconciler:
     return Reconciler(buffer(), _reader(cabinet_name))
 
 
-from ymsync.reads_v3 import WarehouseStockReader  # noqa: E402
-from ymsync.reconcile_v3 import BusinessReconciler  # noqa: E402
+from ymsync.reads.business import WarehouseStockReader  # noqa: E402
+from ymsync.reads.reconcile_business import BusinessReconciler  # noqa: E402
 
 
 def business_reconciler(business_id: int) -> BusinessReconciler:
@@ -154,7 +154,7 @@ def _business_reconciler(cabinet_name: str) -> BusinessReconciler:
 
 # --- business warehouses (v3): the producer's enqueue check and the CLI share one cache ---------
 
-from ymsync.warehouses import WarehouseDirectory  # noqa: E402
+from ymsync.reads.warehouses import WarehouseDirectory  # noqa: E402
 
 
 @lru_cache(maxsize=1)

@@ -23,9 +23,9 @@ from typing import Callable
 
 import redis
 
-from ymsync.buffer import StockBuffer
-from ymsync.schedule import Due, Schedule
-from ymsync.settings import get_settings
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.schedule import Due, Schedule
+from ymsync.config.settings import get_settings
 
 from . import runtime
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from celery import Task
 
-from ymsync.producer import (Checked, InvalidInput, check_business_updates, check_campaign, check_updates,
+from ymsync.engine.producer import (Checked, InvalidInput, check_business_updates, check_campaign, check_updates,
                              stamp_items)
-from ymsync.targets import business_target
-from ymsync.keys import describe_target
-from ymsync.schedule import server_ms
+from ymsync.engine.targets import business_target
+from ymsync.store.keys import describe_target
+from ymsync.engine.schedule import server_ms
 
 from . import app, runtime
 

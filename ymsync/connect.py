@@ -12,11 +12,11 @@ from typing import Iterable
 
 import redis
 
-from .cabinets import Cabinet, CabinetNotFound
-from .market import MarketClient, MarketForbidden, StockLevel, UpdateResult
-from .market.clock import MarketClock
-from .quota import QuotaLimiter
-from .settings import Settings
+from ymsync.config.cabinets import Cabinet, CabinetNotFound
+from ymsync.market import MarketClient, MarketForbidden, StockLevel, UpdateResult
+from ymsync.market.clock import MarketClock
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.config.settings import Settings
 
 
 def lease_seconds(settings: Settings) -> float:

@@ -10,11 +10,11 @@ import pytest
 
 from tests.support.processes import wait_for
 from ymsync import push_business_stocks
-from ymsync.producer import stamp_items
+from ymsync.engine.producer import stamp_items
 from ymsync.sandbox import Faults, SandboxConfig
 from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
-from ymsync.settings import Quota
-from ymsync.targets import business_target
+from ymsync.config.settings import Quota
+from ymsync.engine.targets import business_target
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from ymsync.buffer import StockBuffer
-from ymsync.settings import get_settings
+from ymsync.engine.buffer import StockBuffer
+from ymsync.config.settings import get_settings
 
 pytest.importorskip("flask")
 pytestmark = pytest.mark.integration

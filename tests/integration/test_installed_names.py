@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.processes import ROOT, wait_for
 from ymsync.sandbox import MarketSandbox, SandboxConfig
-from ymsync.settings import child_environ
+from ymsync.config.settings import child_environ
 
 pytestmark = pytest.mark.integration
 

@@ -10,13 +10,13 @@ import pytest
 import redis
 import requests
 
-from ymsync.cabinets import Cabinet
+from ymsync.config.cabinets import Cabinet
 from ymsync.market import MarketClient
-from ymsync.quota import QuotaLimiter
+from ymsync.engine.quota import QuotaLimiter
 from ymsync.reports.poller import GENERATE, GENERATE_V3, PollState, ReportPoller
 from ymsync.reports.request import ReportRequest
 from ymsync.sandbox import MarketSandbox, SandboxConfig
-from ymsync.settings import Credentials, Quota, Secret
+from ymsync.config.settings import Credentials, Quota, Secret
 
 
 @pytest.fixture()

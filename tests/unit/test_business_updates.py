@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ymsync import InvalidInput, push_business_stocks
-from ymsync.buffer import StockBuffer
-from ymsync.producer import check_business_updates
-from ymsync.targets import business_target, item_key, split_key, target
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.producer import check_business_updates
+from ymsync.engine.targets import business_target, item_key, split_key, target
 
 
 def test_keys_split_back_whatever_the_sku_holds() -> None:

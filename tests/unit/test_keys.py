@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ymsync import keys
-from ymsync.targets import business_target
+from ymsync.store import keys
+from ymsync.engine.targets import business_target
 
 TAG = re.compile(r"\{([^}]*)\}")
 

@@ -10,10 +10,10 @@ import pytest
 
 from ymsync.market import MarketServerError, MarketWrongApiMode
 from ymsync.market.models import WarehouseOfferStock, WarehouseStocksPage
-from ymsync.quota import QuotaLimiter
-from ymsync.reads_v3 import METHOD, WarehouseStockReader
-from ymsync.reconcile_v3 import DRIFT, MISSING, WarehouseReconciler, compare
-from ymsync.settings import Quota
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.reads.business import METHOD, WarehouseStockReader
+from ymsync.reads.reconcile_business import DRIFT, MISSING, WarehouseReconciler, compare
+from ymsync.config.settings import Quota
 
 NOW_MS = 1_800_000_000_000
 

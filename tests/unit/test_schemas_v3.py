@@ -16,7 +16,7 @@ from ymsync.market.schemas_v3 import (
     GetStocksOnWarehouseQuerySchema,
     UpdateStocksOnWarehousesRequestSchema,
 )
-from ymsync.settings import Credentials, Secret
+from ymsync.config.settings import Credentials, Secret
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
 

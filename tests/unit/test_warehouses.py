@@ -6,12 +6,12 @@ import threading
 
 import pytest
 
-from ymsync import keys
+from ymsync.store import keys
 from ymsync.market import MarketForbidden, MarketServerError
 from ymsync.market.models import PartnerWarehouse, WarehouseModel, WarehousesPage
-from ymsync.quota import QuotaLimiter
-from ymsync.settings import Quota
-from ymsync.warehouses import METHOD, WarehouseDirectory, WarehousesUnavailable
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.config.settings import Quota
+from ymsync.reads.warehouses import METHOD, WarehouseDirectory, WarehousesUnavailable
 
 OK = (WarehouseModel("FBS", "AVAILABLE"),)
 OFF = (WarehouseModel("FBS", "DISABLED_BY_INACTIVITY"), WarehouseModel("DBS", "DISABLED_BY_PARTNER"))
@@ -143,7 +143,7 @@ def test_concurrent_refreshes_fetch_once(clean_redis):
 
 
 def test_check_of_an_unconfigured_business_is_an_error_not_a_crash(clean_redis):
-    from ymsync.cabinets import CabinetNotFound
+    from ymsync.config.cabinets import CabinetNotFound
 
     def no_cabinet(business_id: int):
         raise CabinetNotFound(f"no cabinet configured for business {business_id} (configured: 7)")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from . import main
+from ymsync.cli import main
 
 
 class CeleryGateway:
@@ -49,7 +49,7 @@ class CeleryGateway:
               help="Folder for logs and reports (default: a new one under the temp dir).")
 def demo(duration: float, no_flower: bool, catalog: int, workdir: Path | None) -> None:
     """Run ymsync end to end on a private Redis and the Market sandbox, playing a shop's day."""
-    from ..demo import DemoOptions, run_demo
+    from ymsync.demo import DemoOptions, run_demo
 
     from rich.console import Console
 

@@ -11,16 +11,16 @@ from functools import lru_cache
 import click
 import redis
 
-from ..buffer import StockBuffer
-from ..delivery import DeliveryTracker, Progress, server_time_ms
-from ..inputs import UnreadableInput, open_input, read_items
-from .. import keys
-from ..producer import check_business_updates, check_updates
-from ..targets import business_target
-from ..quota import QuotaLimiter
-from ..settings import Settings, SettingsError, get_settings
-from ..status import all_statuses, campaign_status
-from . import main
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.delivery import DeliveryTracker, Progress, server_time_ms
+from ymsync.engine.inputs import UnreadableInput, open_input, read_items
+from ymsync.store import keys
+from ymsync.engine.producer import check_business_updates, check_updates
+from ymsync.engine.targets import business_target
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.config.settings import Settings, SettingsError, get_settings
+from ymsync.engine.status import all_statuses, campaign_status
+from ymsync.cli import main
 
 EXIT_INVALID = 1  # invalid input: nothing queued
 EXIT_UNDELIVERED = 3  # --wait: some SKUs were dead-lettered, or the wait timed out
@@ -223,7 +223,7 @@ def purge(campaign_id: int, yes: bool) -> None:
 
 def _warehouse_check():
     """The cabinets' warehouse directory: refuses unknown or unavailable warehouses at enqueue."""
-    from . import cabinet as ctx
-    from ..warehouses import WarehouseDirectory
+    from ymsync.cli import cabinet as ctx
+    from ymsync.reads.warehouses import WarehouseDirectory
 
     return WarehouseDirectory(ctx.redis_client(), ctx.client, ctx.limiter).refusals

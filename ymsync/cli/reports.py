@@ -16,11 +16,11 @@ from typing import Any
 import click
 import redis
 
-from ..market.schemas import InvalidRequest
-from ..reports.poller import read_events
-from ..reports.request import ReportRequest
-from ..settings import SettingsError, get_settings
-from . import main
+from ymsync.market.schemas import InvalidRequest
+from ymsync.reports.poller import read_events
+from ymsync.reports.request import ReportRequest
+from ymsync.config.settings import SettingsError, get_settings
+from ymsync.cli import main
 
 _FINAL = {"DONE": 0, "FAILED": 1, "ERROR": 1}
 
@@ -113,7 +113,7 @@ def business_stocks(business: int, warehouses: tuple[str, ...], categories: tupl
 
     For cabinets without warehouse groups (mode v3); 1 per 2 minutes a business (1 a minute with
     the Medium subscription)."""
-    from .cabinet import cabinet, settings as cabinet_settings
+    from ymsync.cli.cabinet import cabinet, settings as cabinet_settings
 
     try:
         request = ReportRequest.business_stocks(business, fmt.upper(),

@@ -19,11 +19,11 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.live import Live
 
-from . import view
-from .day import Day, DayResult, SnapshotGateway
-from ..files import write_json_atomic
-from .stack import DemoStack
-from .world import BUSINESS, CAMPAIGNS, V2_BUSINESS, WAREHOUSES
+from ymsync.demo import view
+from ymsync.demo.day import Day, DayResult, SnapshotGateway
+from ymsync.files import write_json_atomic
+from ymsync.demo.stack import DemoStack
+from ymsync.demo.world import BUSINESS, CAMPAIGNS, V2_BUSINESS, WAREHOUSES
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 

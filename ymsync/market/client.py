@@ -24,12 +24,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import requests
 from requests.adapters import HTTPAdapter
 
-from .. import __version__
-from ..settings import Credentials, Settings
-from . import schemas as s
-from .business import V3_OPERATIONS, BusinessStockMethods
-from .clock import MarketClock
-from .errors import (
+from ymsync import __version__
+from ymsync.config.settings import Credentials, Settings
+from ymsync.market import schemas as s
+from ymsync.market.business import V3_OPERATIONS, BusinessStockMethods
+from ymsync.market.clock import MarketClock
+from ymsync.market.errors import (
     ApiError,
     DownloadRefused,
     MarketError,
@@ -41,7 +41,7 @@ from .errors import (
     ReportTooLarge,
     error_for_status,
 )
-from .models import (
+from ymsync.market.models import (
     DownloadedFile,
     OfferStock,
     ReportInfo,

@@ -379,7 +379,7 @@ class InvalidRequest(ValueError):
 
 def load_response(schema: Schema, data: Any, operation: str) -> dict:
     """A Market reply read leniently; one that lacks what ymsync needs is the Market's fault (5xx-like)."""
-    from .errors import MarketServerError
+    from ymsync.market.errors import MarketServerError
 
     try:
         return schema.load(data)

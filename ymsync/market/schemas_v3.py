@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from .schemas import (
+from ymsync.market.schemas import (
     MAX_BODY_BYTES,
     MAX_COUNT,
     MAX_GET_STOCKS_LIMIT,

@@ -30,15 +30,15 @@ from typing import Any, Callable
 
 import redis
 
-from .. import keys
-from ..market import MarketClient
-from ..market.errors import (DownloadRefused, MarketActiveReportsLimit, MarketError, MarketNotFound,
+from ymsync.store import keys
+from ymsync.market import MarketClient
+from ymsync.market.errors import (DownloadRefused, MarketActiveReportsLimit, MarketError, MarketNotFound,
                              MarketRateLimited, ReportLinkExpired, ReportTooLarge)
-from ..market.models import ReportInfo
-from ..quota import QuotaLimiter
-from .parse import ReportParseError, open_report
-from .request import ReportRequest
-from .unpack import ArchiveLimits, UnsafeArchive
+from ymsync.market.models import ReportInfo
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.reports.parse import ReportParseError, open_report
+from ymsync.reports.request import ReportRequest
+from ymsync.reports.unpack import ArchiveLimits, UnsafeArchive
 
 log = logging.getLogger("ymsync.reports")
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping
 
-from ..market import schemas as s
-from ..market import schemas_v3 as v3
+from ymsync.market import schemas as s
+from ymsync.market import schemas_v3 as v3
 
 # Filters the Market documents for FBY/LaaS campaign reports only: with a businessId it would
 # ignore them silently and hand back a report the caller did not ask for.

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..files import write_json_atomic
+from ymsync.files import write_json_atomic
 
 # Leading columns every sheet can fill, so one CSV can be read without knowing the sheets:
 # the warehouse and the count available for order are spelled differently per sheet.

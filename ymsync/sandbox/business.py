@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
 
-from ..market import schemas as s
-from ..market import schemas_v3 as v3
-from .business_state import BusinessConfig, WarehouseConfig
-from .failures import ApiFailure, bad_request, decode_token, encode_token
+from ymsync.market import schemas as s
+from ymsync.market import schemas_v3 as v3
+from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
+from ymsync.sandbox.failures import ApiFailure, bad_request, decode_token, encode_token
 
 if TYPE_CHECKING:
-    from .server import Handler
+    from ymsync.sandbox.server import Handler
 
 OPERATIONS = {
     "updateStocksOnPartnerWarehouses": ("POST", r"/v3/businesses/([^/]+)/offers/stocks/update"),

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .state import SandboxState, StockRecord
+from ymsync.sandbox.state import SandboxState, StockRecord
 
 FORMAT = 1
 log = logging.getLogger(__name__)

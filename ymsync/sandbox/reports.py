@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..reports.columns import MASS_SHARED_STOCKS, STOCKS_BUSINESS, STOCKS_ON_WAREHOUSES, Sheet
-from .report_files import write_report
-from .state import CampaignConfig, SandboxState
+from ymsync.reports.columns import MASS_SHARED_STOCKS, STOCKS_BUSINESS, STOCKS_ON_WAREHOUSES, Sheet
+from ymsync.sandbox.report_files import write_report
+from ymsync.sandbox.state import CampaignConfig, SandboxState
 
 if TYPE_CHECKING:
-    from .business_state import BusinessConfig
+    from ymsync.sandbox.business_state import BusinessConfig
 
 _EXTENSIONS = {"FILE": "xlsx", "CSV": "zip", "JSON": "zip"}
 
@@ -97,7 +97,7 @@ class ReportDesk:
 
     def generate_business(self, business: "BusinessConfig", request: dict[str, Any], fmt: str) -> ReportJob:
         """A v3 business stocks report: the business stocks sheet over its own warehouses."""
-        from .business import business_rows
+        from ymsync.sandbox.business import business_rows
 
         return self._start(STOCKS_BUSINESS, business_rows(self.state, business, request), fmt)
 

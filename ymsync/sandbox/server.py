@@ -22,17 +22,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from marshmallow import ValidationError
 
-from ..market import schemas as s
-from ..settings import SpecCheckSettings, load_spec_check
-from . import business
-from .business_state import scope_allows
-from .failures import ApiFailure, bad_request, decode_token, encode_token, poison_failure
-from .fastpath import fast_update_body
-from .reports import ReportDesk
-from .state import SandboxConfig, SandboxState, epoch_in, http_date
+from ymsync.market import schemas as s
+from ymsync.config.settings import SpecCheckSettings, load_spec_check
+from ymsync.sandbox import business
+from ymsync.sandbox.business_state import scope_allows
+from ymsync.sandbox.failures import ApiFailure, bad_request, decode_token, encode_token, poison_failure
+from ymsync.sandbox.fastpath import fast_update_body
+from ymsync.sandbox.reports import ReportDesk
+from ymsync.sandbox.state import SandboxConfig, SandboxState, epoch_in, http_date
 
 if TYPE_CHECKING:
-    from .spec_check import SpecCheck
+    from ymsync.sandbox.spec_check import SpecCheck
 
 MAX_READ_BYTES = 8 * 1024 * 1024
 
@@ -361,7 +361,7 @@ class Handler(BaseHTTPRequestHandler):
     # --- admin ----------------------------------------------------------------------------
 
     def _admin(self, method: str, path: str, body: bytes) -> None:
-        from .admin import handle_admin  # the admin surface is separate so the API stays readable
+        from ymsync.sandbox.admin import handle_admin  # the admin surface is separate so the API stays readable
 
         try:
             status, payload = handle_admin(self.server, method, path, self.query, body)
@@ -410,7 +410,7 @@ class MarketSandbox:
             spec_check = found
         if isinstance(spec_check, SpecCheckSettings):
             try:
-                from .spec_check import SpecCheck  # openapi-core: a test dependency, loaded only in this mode
+                from ymsync.sandbox.spec_check import SpecCheck  # openapi-core: a test dependency, loaded only in this mode
             except ImportError as exc:
                 self.server.server_close()
                 raise RuntimeError(f"the sandbox's spec check needs the test extra (pip install "

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..settings import Quota
+from ymsync.config.settings import Quota
 
 if TYPE_CHECKING:
-    from .business_state import BusinessConfig, TokenScope
+    from ymsync.sandbox.business_state import BusinessConfig, TokenScope
 
 MODELS = ("FBS", "FBY", "DBS", "EXPRESS")
 # The Market's own limits: x-resource-limit-config of the official description.
@@ -189,7 +189,7 @@ class SandboxState:
         # SKUs the Market refuses (a blocked offer, say): any request holding one is refused whole.
         self.poisoned: dict[int, dict[str, bool]] = {}  # campaign -> sku -> named in the message
         self.log: deque[dict[str, Any]] = deque(maxlen=20_000)
-        from .business_state import BusinessStore  # it builds on this module's StockRecord
+        from ymsync.sandbox.business_state import BusinessStore  # it builds on this module's StockRecord
 
         self.token_scopes = dict(config.token_scopes)
         self.business = BusinessStore(config.businesses, self.lock, self.now, self._changed)

@@ -25,12 +25,12 @@ from typing import Callable, Iterable
 
 import redis
 
-from . import keys
-from .market import MarketClient, MarketError, MarketRateLimited
-from .market.models import PartnerWarehouse, WarehouseModel
-from .quota import QuotaLimiter
+from ymsync.store import keys
+from ymsync.market import MarketClient, MarketError, MarketRateLimited
+from ymsync.market.models import PartnerWarehouse, WarehouseModel
+from ymsync.engine.quota import QuotaLimiter
 
-log = logging.getLogger("ymsync.warehouses")
+log = logging.getLogger("ymsync.reads.warehouses")
 
 METHOD = "warehouses_v3"  # settings.DEFAULT_QUOTAS name (YM_QUOTA_WAREHOUSES_V3), 100 an hour
 PAGE_LIMIT = 30  # the Market's maximum page size for getPartnerWarehouses

@@ -6,10 +6,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from . import keys
-from .buffer import StockBuffer
-from .quota import QuotaLimiter
-from .targets import business_target, target
+from ymsync.store import keys
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.engine.targets import business_target, target
 
 UPDATE_STOCKS = "update_stocks"
 

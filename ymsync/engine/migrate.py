@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from . import keys
-from .buffer import StockBuffer
+from ymsync.store import keys
+from ymsync.engine.buffer import StockBuffer
 
 OLD = "ymsync:"
 

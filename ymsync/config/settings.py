@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Mapping
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from .cabinets import Cabinets
+    from ymsync.config.cabinets import Cabinets
 
 DEFAULT_API_URL = "https://api.partner.market.yandex.ru"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -144,7 +144,7 @@ class Settings:
     snapshot_every_s: float = 24 * 3600.0
     snapshot_format: str = "CSV"
     # Every cabinet (business) this deployment serves: YM_CABINETS_FILE, or the simple case's one
-    # cabinet from YM_API_KEY/YM_OAUTH_TOKEN, YM_BUSINESS_ID, YM_API_MODE (see ymsync/cabinets.py).
+    # cabinet from YM_API_KEY/YM_OAUTH_TOKEN, YM_BUSINESS_ID, YM_API_MODE (see ymsync/config/cabinets.py).
     cabinets: "Cabinets" = field(default_factory=lambda: _no_cabinets())
 
     @property
@@ -362,7 +362,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def _cabinets(env: Mapping[str, str], credentials: Credentials) -> "Cabinets":
-    from . import cabinets  # cabinets.py builds on this module's types
+    from ymsync.config import cabinets  # cabinets.py builds on this module's types
 
     path = env.get("YM_CABINETS_FILE", "").strip()
     if not path:
@@ -378,7 +378,7 @@ def _cabinets(env: Mapping[str, str], credentials: Credentials) -> "Cabinets":
 
 
 def _no_cabinets() -> "Cabinets":
-    from .cabinets import Cabinets
+    from ymsync.config.cabinets import Cabinets
 
     return Cabinets()
 

@@ -22,8 +22,8 @@ from typing import Mapping
 
 import redis
 
-from . import keys
-from .settings import Quota
+from ymsync.store import keys
+from ymsync.config.settings import Quota
 
 UNLIMITED = 1 << 30  # "remaining" of a quota that is switched off
 

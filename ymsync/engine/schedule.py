@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import redis
 
-from . import keys
-from .quota import LEASE_SCRIPT, RENEW_SCRIPT
+from ymsync.store import keys
+from ymsync.engine.quota import LEASE_SCRIPT, RENEW_SCRIPT
 
 # KEYS: targets due nudge; ARGV: target, delay_ms. Registers the target (last write: now) and
 # makes it due in delay_ms unless it is due already; a new entry nudges the scheduler.

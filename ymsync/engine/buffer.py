@@ -30,10 +30,10 @@ from typing import Iterable, Sequence
 
 import redis
 
-from . import buffer_lua as lua
-from . import keys
-from .schedule import Schedule
-from .settings import Settings
+from ymsync.store import buffer_lua as lua
+from ymsync.store import keys
+from ymsync.engine.schedule import Schedule
+from ymsync.config.settings import Settings
 
 MAX_INVALID = 10_000  # invalid-input dead letters kept per campaign (newest first)
 

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Iterable
 
-from . import keys
-from .buffer import StockBuffer
+from ymsync.store import keys
+from ymsync.engine.buffer import StockBuffer
 
 _CHUNK = 5000
 

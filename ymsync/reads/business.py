@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
-from .market import MarketClient, MarketError, MarketParallelLimitExceeded, MarketRateLimited
-from .market.models import WarehouseOfferStock, WarehouseStocksPage
-from .market.schemas import InvalidRequest
-from .quota import Grant, QuotaLimiter
-from .reads import ExportResult, ReadStats
+from ymsync.market import MarketClient, MarketError, MarketParallelLimitExceeded, MarketRateLimited
+from ymsync.market.models import WarehouseOfferStock, WarehouseStocksPage
+from ymsync.market.schemas import InvalidRequest
+from ymsync.engine.quota import Grant, QuotaLimiter
+from ymsync.reads.campaign import ExportResult, ReadStats
 
-log = logging.getLogger("ymsync.reads")
+log = logging.getLogger("ymsync.reads.campaign")
 
 METHOD = "get_stocks_v3"  # settings.DEFAULT_QUOTAS name (YM_QUOTA_GET_STOCKS_V3)
 PAGE_LIMIT = 100  # the Market's maximum (and more is cut silently)

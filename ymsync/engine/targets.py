@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
-from .market.models import StockLevel, UpdateResult
+from ymsync.market.models import StockLevel, UpdateResult
 
 SEP = "\x1f"
 
@@ -79,7 +79,7 @@ class Target:
     def send(self, client, entries: Sequence[tuple[str, int, datetime | None]]) -> UpdateResult:
         """One request with ``(key, count, stamp)`` entries, through ``client`` (a MarketClient)."""
         if self.kind == "business":
-            from .market.models import WarehouseStockLevel
+            from ymsync.market.models import WarehouseStockLevel
 
             items = []
             for key, count, stamp in entries:

@@ -34,11 +34,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Mapping
 
-from .buffer import StockBuffer
-from .market import OfferStock
-from .market.schemas import parse_stamp
-from .producer import push_stocks
-from .reads import ReadOptions, ReadStats, StockReader
+from ymsync.engine.buffer import StockBuffer
+from ymsync.market import OfferStock
+from ymsync.market.schemas import parse_stamp
+from ymsync.engine.producer import push_stocks
+from ymsync.reads.campaign import ReadOptions, ReadStats, StockReader
 
 DRIFT, PENDING, MISSING = "drift", "pending", "missing"
 

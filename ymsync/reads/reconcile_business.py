@@ -17,8 +17,8 @@ reserved units (FREEZE) are why AVAILABLE may be lower without any drift.
 :class:`BusinessReconciler` wires this to the stock engine: the delivered records are the
 buffer's for the business target (``b<id>``, keys ``"<warehouse>\\x1f<sku>"``), every warehouse
 ymsync delivered to is reconciled unless one is named, and ``fix`` re-queues drifted and missing
-values through :func:`~ymsync.producer.push_business_stocks` with ``force``, under the same two
-rules as the campaign fix (:mod:`ymsync.reconcile`): only a value that is still the newest the
+values through :func:`~ymsync.engine.producer.push_business_stocks` with ``force``, under the same two
+rules as the campaign fix (:mod:`ymsync.reads.reconcile`): only a value that is still the newest the
 buffer accepted for its (warehouse, SKU) is re-queued (else the row is ``pending``), stamped just
 after both its delivered stamp and the Market's ``updatedAt`` (never later than now).
 """
@@ -29,13 +29,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Mapping
 
-from .buffer import StockBuffer
-from .market.models import WarehouseOfferStock
-from .producer import push_business_stocks
-from .reads import ReadStats
-from .reads_v3 import WarehouseStockReader
-from .reconcile import PENDING, _stamp, fix_stamp_ms
-from .targets import business_target, item_key, split_key
+from ymsync.engine.buffer import StockBuffer
+from ymsync.market.models import WarehouseOfferStock
+from ymsync.engine.producer import push_business_stocks
+from ymsync.reads.campaign import ReadStats
+from ymsync.reads.business import WarehouseStockReader
+from ymsync.reads.reconcile import PENDING, _stamp, fix_stamp_ms
+from ymsync.engine.targets import business_target, item_key, split_key
 
 DRIFT, MISSING = "drift", "missing"
 DEFAULT_GRACE_S = 300.0

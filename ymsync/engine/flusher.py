@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import Callable
 from datetime import datetime, timezone
 
-from . import keys
-from .buffer import Batch, Entry, StockBuffer
-from .market import (
+from ymsync.store import keys
+from ymsync.engine.buffer import Batch, Entry, StockBuffer
+from ymsync.market import (
     MarketBadRequest,
     MarketClient,
     MarketError,
@@ -46,12 +46,12 @@ from .market import (
     MarketRateLimited,
     MarketUnauthorized,
 )
-from .market.schemas import MAX_BODY_BYTES, MAX_SKUS_PER_UPDATE
-from .quota import Grant, QuotaLimiter
-from .schedule import Schedule
-from .targets import Target, split_key, target
+from ymsync.market.schemas import MAX_BODY_BYTES, MAX_SKUS_PER_UPDATE
+from ymsync.engine.quota import Grant, QuotaLimiter
+from ymsync.engine.schedule import Schedule
+from ymsync.engine.targets import Target, split_key, target
 
-log = logging.getLogger("ymsync.pipeline")
+log = logging.getLogger("ymsync.engine.flusher")
 
 # The Market refuses stamps older than a day; a margin covers clock skew and time in flight.
 STALE_STAMP_MS = 23 * 3600 * 1000

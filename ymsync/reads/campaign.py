@@ -30,11 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Sequence
 
-from .market import MarketClient, MarketError, MarketParallelLimitExceeded, MarketRateLimited, OfferStock, StocksPage
-from .market.schemas import MAX_GET_STOCKS_LIMIT, MAX_OFFER_IDS, InvalidRequest
-from .quota import Grant, QuotaLimiter
+from ymsync.market import MarketClient, MarketError, MarketParallelLimitExceeded, MarketRateLimited, OfferStock, StocksPage
+from ymsync.market.schemas import MAX_GET_STOCKS_LIMIT, MAX_OFFER_IDS, InvalidRequest
+from ymsync.engine.quota import Grant, QuotaLimiter
 
-log = logging.getLogger("ymsync.reads")
+log = logging.getLogger("ymsync.reads.campaign")
 
 METHOD = "get_stocks"  # the read quota's name in settings (YM_QUOTA_GET_STOCKS) and the limiter
 STOCK_TYPES = ("AVAILABLE", "FIT", "FREEZE", "QUARANTINE", "UTILIZATION", "DEFECT", "EXPIRED")
@@ -44,7 +44,7 @@ _MAX_RATE_LIMITED_S = 600.0  # 420s on one request for this long means something
 
 
 def parallel_gate(campaign_id: int) -> str:
-    """The limiter's parallel-slot key for a campaign; the stock push (pipeline.py) uses the same."""
+    """The limiter's parallel-slot key for a campaign; the stock push (engine/flusher.py) uses the same."""
     return f"campaign:{int(campaign_id)}"
 
 

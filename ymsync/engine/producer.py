@@ -19,11 +19,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import redis
 from marshmallow import ValidationError
 
-from .buffer import IngestResult, StockBuffer
-from .market.schemas import (MAX_COUNT, PRODUCER_CLOCK_SKEW, StockUpdateSchema, flatten_errors, parse_stamp, show,
+from ymsync.engine.buffer import IngestResult, StockBuffer
+from ymsync.market.schemas import (MAX_COUNT, PRODUCER_CLOCK_SKEW, StockUpdateSchema, flatten_errors, parse_stamp, show,
                              sku_problem, utcnow)
-from .settings import get_settings
-from .targets import business_target, item_key
+from ymsync.config.settings import get_settings
+from ymsync.engine.targets import business_target, item_key
 
 _SCHEMA = StockUpdateSchema()
 # Printable ASCII, 1 to 255 characters, no space at either end: a SKU sku_problem always accepts.

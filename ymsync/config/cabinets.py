@@ -1,6 +1,6 @@
 """Cabinets: the businesses one deployment serves, each with its own token, API mode and tier.
 
-Two ways to configure them, both parsed once at start by :func:`ymsync.settings.load_settings`:
+Two ways to configure them, both parsed once at start by :func:`ymsync.config.settings.load_settings`:
 
 * The simple case, today's variables: ``YM_API_KEY`` (or ``YM_OAUTH_TOKEN``), optional
   ``YM_BUSINESS_ID``, ``YM_API_MODE`` (``v2`` default, or ``v3``) and ``YM_SUBSCRIPTION``
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .settings import Credentials, Quota, Secret, SettingsError
+from ymsync.config.settings import Credentials, Quota, Secret, SettingsError
 
 MODES = ("v2", "v3")
 SUBSCRIPTIONS = ("basic", "medium")
