@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ymsync.config.settings import Credentials, Quota, Secret, SettingsError
+from ymsync.config.values import Credentials, Quota, Secret, SettingsError
 
 MODES = ("v2", "v3")
 SUBSCRIPTIONS = ("basic", "medium")

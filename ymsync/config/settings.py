@@ -13,11 +13,13 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:
-    from ymsync.config.cabinets import Cabinets
+from ymsync.config.cabinets import Cabinets, from_environment as cabinets_from_environment
+from ymsync.config.cabinets import load_file as load_cabinets_file
+# Re-exported: callers import the shared value types from here, as they always did.
+from ymsync.config.values import Credentials, Quota, Secret, SettingsError
 
 DEFAULT_API_URL = "https://api.partner.market.yandex.ru"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -35,71 +37,6 @@ DEFAULT_QUOTAS = {
     "warehouses_v3": "100/3600",
     "stocks_report_v3": "1/120",
 }
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message is one line naming the variable."""
-
-
-class Secret:
-    """A credential that never shows itself in a repr, a log line or a traceback."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-@dataclass(frozen=True)
-class Quota:
-    """At most ``amount`` units in any window of ``seconds``."""
-
-    amount: int
-    seconds: float
-
-    def __str__(self) -> str:
-        return f"{self.amount}/{self.seconds:g}"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """How the client authenticates: an Api-Key token or an OAuth token (+ optional business)."""
-
-    api_key: Secret | None = None
-    oauth_token: Secret | None = None
-    business_id: int | None = None
-
-    def headers(self) -> dict[str, str]:
-        if self.api_key is not None:
-            return {"Api-Key": self.api_key.reveal()}
-        if self.oauth_token is not None:
-            headers = {"Authorization": f"Bearer {self.oauth_token.reveal()}"}
-            if self.business_id is not None:
-                # The subscription tier's limits are applied only when the cabinet is named.
-                headers["X-Business-Id"] = str(self.business_id)
-            return headers
-        return {}
-
-    def __bool__(self) -> bool:
-        return self.api_key is not None or self.oauth_token is not None
-
-    def secrets(self) -> list[str]:
-        """Raw secret strings, for scrubbers that must never let them through."""
-        return [s.reveal() for s in (self.api_key, self.oauth_token) if s is not None]
 
 
 @dataclass(frozen=True)
@@ -145,7 +82,7 @@ class Settings:
     snapshot_format: str = "CSV"
     # Every cabinet (business) this deployment serves: YM_CABINETS_FILE, or the simple case's one
     # cabinet from YM_API_KEY/YM_OAUTH_TOKEN, YM_BUSINESS_ID, YM_API_MODE (see ymsync/config/cabinets.py).
-    cabinets: "Cabinets" = field(default_factory=lambda: _no_cabinets())
+    cabinets: Cabinets = field(default_factory=Cabinets)
 
     @property
     def request_deadline_s(self) -> float:
@@ -178,7 +115,7 @@ class Settings:
             )
         return self.credentials
 
-    def require_cabinets(self) -> "Cabinets":
+    def require_cabinets(self) -> Cabinets:
         """Workers call this at start: they cannot do anything useful without a cabinet and its token."""
         if not self.cabinets:
             raise SettingsError(
@@ -361,12 +298,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def _cabinets(env: Mapping[str, str], credentials: Credentials) -> "Cabinets":
-    from ymsync.config import cabinets  # cabinets.py builds on this module's types
-
+def _cabinets(env: Mapping[str, str], credentials: Credentials) -> Cabinets:
     path = env.get("YM_CABINETS_FILE", "").strip()
     if not path:
-        return cabinets.from_environment(credentials, mode=env.get("YM_API_MODE", "").strip(),
+        return cabinets_from_environment(credentials, mode=env.get("YM_API_MODE", "").strip(),
                                          subscription=env.get("YM_SUBSCRIPTION", "").strip(),
                                          fby_campaigns=_campaigns(env, "YM_FBY_CAMPAIGNS"))
     clash = [name for name in ("YM_BUSINESS_ID", "YM_API_MODE", "YM_SUBSCRIPTION") if env.get(name, "").strip()]
@@ -374,13 +309,7 @@ def _cabinets(env: Mapping[str, str], credentials: Credentials) -> "Cabinets":
         # Two sources for one fact: refuse rather than guess which one the operator meant.
         raise SettingsError(f"{', '.join(clash)} cannot be combined with YM_CABINETS_FILE "
                             "(set business_id, mode and subscription per cabinet in the file)")
-    return cabinets.load_file(Path(path), env)
-
-
-def _no_cabinets() -> "Cabinets":
-    from ymsync.config.cabinets import Cabinets
-
-    return Cabinets()
+    return load_cabinets_file(Path(path), env)
 
 
 @lru_cache(maxsize=1)
