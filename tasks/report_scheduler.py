@@ -24,7 +24,7 @@ from ymsync.store import keys
 from ymsync.reports.jobs import ReportJobs
 from ymsync.config.settings import get_settings
 
-from . import app
+from .app import app
 
 log = logging.getLogger("ymsync.report_scheduler")
 LOCK_TTL_MS = 3000

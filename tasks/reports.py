@@ -40,7 +40,8 @@ from ymsync.reports.request import ReportRequest
 from ymsync.reports.snapshot import failed_snapshot, merge_snapshot
 from ymsync.config.settings import get_settings
 
-from . import app, runtime
+from . import runtime
+from .app import app
 
 log = logging.getLogger("ymsync.reports")
 

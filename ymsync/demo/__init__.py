@@ -2,7 +2,7 @@
 
 :func:`run_demo` starts the stack (:mod:`.stack`), plays the day (:mod:`.day`) with a live view
 (:mod:`.view`), prints the summary and stops everything, also on Ctrl-C, SIGTERM or SIGHUP (its terminal closed). The report
-snapshot needs Celery's chord, so the caller (the CLI, which may import ``ymsync_celery.tasks``) passes a
+snapshot needs Celery's chord, so the caller (the CLI, through its task-queue port ``ymsync.cli.port``) passes a
 factory for a :class:`~.day.SnapshotGateway`; the library itself never imports Celery.
 """
 
