@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import redis
 
 from ymsync.store import keys
+from ymsync.store.lock import RedisLock
 from ymsync.engine.quota import LEASE_SCRIPT, RENEW_SCRIPT
 
 # KEYS: targets due nudge; ARGV: target, delay_ms. Registers the target (last write: now) and
@@ -72,22 +73,6 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZRE
 return 0
 """
 
-# KEYS: lock; ARGV: owner, ttl_ms. Take or keep the scheduler lock: 1 if ours now.
-_LOCK = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] or not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 @dataclass(frozen=True)
 class Due:
     target: str
@@ -115,8 +100,7 @@ class Schedule:
         # leases of the QuotaLimiter (the same scripts).
         self._claim = client.register_script(LEASE_SCRIPT)
         self._hold = client.register_script(RENEW_SCRIPT)
-        self._lock = client.register_script(_LOCK)
-        self._unlock = client.register_script(_UNLOCK)
+        self._lock = RedisLock(client, keys.SCHEDULER_LOCK)
 
     # --- due times -----------------------------------------------------------------------------
 
@@ -211,10 +195,10 @@ class Schedule:
     # --- the scheduler lock -------------------------------------------------------------------
 
     def lock(self, owner: str, ttl_s: float) -> bool:
-        return bool(self._lock(keys=[keys.SCHEDULER_LOCK], args=[owner, max(1, int(ttl_s * 1000))]))
+        return self._lock.hold(owner, ttl_s)
 
     def unlock(self, owner: str) -> None:
-        self._unlock(keys=[keys.SCHEDULER_LOCK], args=[owner])
+        self._lock.release(owner)
 
     # --- registry ------------------------------------------------------------------------------
 
