@@ -17,6 +17,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ymsync import connect
 from ymsync.store import keys
 from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.quota import QuotaLimiter
@@ -145,8 +146,7 @@ class YmsyncCollector(Collector):
 def registry_for(settings: Settings, client: redis.Redis | None = None) -> CollectorRegistry:
     """A registry holding only ymsync's collector (no process metrics: those belong to the host)."""
     client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-    limiter = QuotaLimiter(client, settings.quotas, max_parallel=settings.max_parallel,
-                           lease_ttl_s=settings.lease_s)
+    limiter = connect.quota_limiter(client, settings)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(YmsyncCollector(client, limiter))
     return registry

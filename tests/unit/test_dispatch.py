@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-import redis
 
 from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.dispatch import drain_due, run_flush_scheduler

@@ -26,7 +26,6 @@ import requests
 from ymsync import connect
 from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.producer import push_business_stocks, push_stocks
-from ymsync.engine.quota import QuotaLimiter
 from ymsync.reads.campaign import StockReader
 from ymsync.reads.business import WarehouseStockReader
 from ymsync.reads.reconcile import ReconcileResult, Reconciler
@@ -130,8 +129,7 @@ class Day:
         self.rng = random.Random(seed)
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.buffer = StockBuffer.from_settings(self.redis, settings)
-        self.limiter = QuotaLimiter(self.redis, settings.quotas, max_parallel=settings.max_parallel,
-                                    lease_ttl_s=settings.lease_s)
+        self.limiter = connect.quota_limiter(self.redis, settings)
         self.latest: dict[str, dict[str, int]] = {t: {} for t in TARGETS}  # target -> value key -> count
         self.pushed = {t: 0 for t in TARGETS}
         self.events: list[str] = []
