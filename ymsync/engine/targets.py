@@ -2,8 +2,11 @@
 
 | target | name | value key | request | quota (unit) | parallel gate |
 | --- | --- | --- | --- | --- | --- |
-| campaign (v2) | ``c1001`` | SKU | ``PUT v2/campaigns/{c}/offers/stocks`` | ``update_stocks`` (SKUs) | ``campaign:1001`` |
-| business (v3) | ``b7`` | (warehouse, SKU) | ``POST v3/businesses/{b}/offers/stocks/update`` | ``update_stocks_v3`` (requests) | ``business:7`` |
+| campaign (v2) | ``c1001`` | SKU | ``PUT v2/campaigns/{c}/offers/stocks`` | ``update_stocks`` (SKUs) | ``c1001`` |
+| business (v3) | ``b7`` | (warehouse, SKU) | ``POST v3/businesses/{b}/offers/stocks/update`` | ``update_stocks_v3`` (requests) | ``b7`` |
+
+The parallel gate is the campaign's or the business's identity (``keys.lease``): reads, the
+warehouse directory and reports of the same campaign or business lease the same gate.
 
 The engine (buffer, schedule, failure policy) works on targets; a target kind supplies the key of
 a value, the request and the quota's unit. A business target's values are keyed
@@ -18,12 +21,13 @@ from datetime import datetime
 from typing import Sequence
 
 from ymsync.market.models import StockLevel, UpdateResult
+from ymsync.store import keys
 
 SEP = "\x1f"
 
 
 def business_target(business_id: int) -> str:
-    return f"b{int(business_id)}"
+    return keys.business_target(business_id)
 
 
 def item_key(warehouse_id: int, sku: str) -> str:
@@ -64,7 +68,8 @@ class Target:
 
     @property
     def gate(self) -> str:
-        return f"{self.kind}:{self.id}"
+        """The parallel cap this target's requests count against (shared with reads and reports)."""
+        return self.name
 
     def label(self, key: str) -> str:
         """A value's key as people read it: ``SKU`` or ``SKU@warehouse``."""
@@ -91,4 +96,4 @@ class Target:
 
 
 def target(name_or_campaign: str | int) -> Target:
-    return Target(name_or_campaign if isinstance(name_or_campaign, str) else f"c{int(name_or_campaign)}")
+    return Target(name_or_campaign if isinstance(name_or_campaign, str) else keys.campaign_target(name_or_campaign))

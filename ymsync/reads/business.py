@@ -27,6 +27,7 @@ from ymsync.market.models import WarehouseOfferStock, WarehouseStocksPage
 from ymsync.market.schemas import InvalidRequest
 from ymsync.engine.quota import Grant, QuotaLimiter
 from ymsync.reads.campaign import ExportResult, ReadStats
+from ymsync.store import keys
 
 log = logging.getLogger("ymsync.reads.campaign")
 
@@ -39,7 +40,7 @@ _MAX_RATE_LIMITED_S = 600.0
 
 def business_key(business_id: int) -> str:
     """The limiter key of business paths: quotas, pauses and parallel slots counted per business."""
-    return f"b{int(business_id)}"
+    return keys.business_target(business_id)
 
 
 class WarehouseStockReader:

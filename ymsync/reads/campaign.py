@@ -33,6 +33,7 @@ from typing import IO, Callable, Iterable, Iterator, Sequence
 from ymsync.market import MarketClient, MarketError, MarketParallelLimitExceeded, MarketRateLimited, OfferStock, StocksPage
 from ymsync.market.schemas import MAX_GET_STOCKS_LIMIT, MAX_OFFER_IDS, InvalidRequest
 from ymsync.engine.quota import Grant, QuotaLimiter
+from ymsync.store import keys
 
 log = logging.getLogger("ymsync.reads.campaign")
 
@@ -45,7 +46,7 @@ _MAX_RATE_LIMITED_S = 600.0  # 420s on one request for this long means something
 
 def parallel_gate(campaign_id: int) -> str:
     """The limiter's parallel-slot key for a campaign; the stock push (engine/flusher.py) uses the same."""
-    return f"campaign:{int(campaign_id)}"
+    return keys.campaign_target(campaign_id)
 
 
 @dataclass

@@ -186,7 +186,7 @@ class WarehouseDirectory:
 
     def _fetch(self, business_id: int) -> WarehouseList:
         client, limiter = self.client_for(business_id), self.limiter_for(business_id)
-        key = f"b{int(business_id)}"
+        key = keys.business_target(business_id)
         found: dict[int, PartnerWarehouse] = {}
         token: str | None = None
         for _ in range(_MAX_PAGES):

@@ -224,6 +224,14 @@ class ReportPoller:
         if not self.redis.set(key, json.dumps({"pending": state.job_id}), nx=True, ex=int(self.claim_ttl_s)):
             self.limiter.settle(grant, 0)  # lost the race to an identical request: reuse its report
             return Step(state, 0.2)
+        # The v3 report is a business path: it shares the business's cap of requests in flight
+        # with the v3 pushes, reads and the warehouse directory.
+        gate = keys.business_target(int(request.business_id)) if request.api == "v3" else None
+        lease = self.limiter.lease(gate) if gate else None
+        if gate and lease is None:
+            self.limiter.settle(grant, 0)
+            self._forget(keys=[key], args=[state.job_id])
+            return Step(state, 0.05)
         try:
             ticket = self._send_generate(request)
         except MarketActiveReportsLimit as exc:
@@ -247,6 +255,9 @@ class ReportPoller:
             if exc.status == 200:  # a reply we cannot read: asking again would not read better
                 return self._end(state, request, "ERROR", f"the Market's reply was not understood: {exc.message}")
             raise
+        finally:
+            if gate and lease:
+                self.limiter.release(gate, lease)
         self.limiter.settle(grant)
         if safe_report_id(ticket.report_id) is None:
             self._forget(keys=[key], args=[state.job_id])
@@ -262,7 +273,7 @@ class ReportPoller:
     def _generate_quota(self, request: ReportRequest) -> tuple[str, str]:
         """(quota, key): the v3 report is counted per business (``b<id>``), as the Market counts it."""
         if request.api == "v3":
-            return GENERATE_V3, f"b{request.business_id}"
+            return GENERATE_V3, keys.business_target(int(request.business_id))
         return GENERATE, self.quota_key
 
     def _send_generate(self, request: ReportRequest) -> Any:
