@@ -82,7 +82,8 @@ class Flusher:
         self.lease_s, self.min_batch = lease_s, min_batch
         self.redis = buffer.redis
         self.policy = CallPolicy(limiter)
-        self._keep_going: Callable[[], bool] = lambda: True
+        # No per-flush state lives here: one Flusher serves every thread of a worker (-P threads),
+        # so what one flush needs (its keep_going, its slot) travels down its own calls.
 
     def flush(self, target_name: str | int, keep_going: Callable[[], bool] = lambda: True) -> FlushResult:
         """One bounded round for a target (a name like ``c1001``/``b7``, or a campaign id).
@@ -90,7 +91,6 @@ class Flusher:
         slot is still held)."""
         t = target(target_name)
         c = t.name
-        self._keep_going = keep_going  # isolation asks it too, before each of its requests
         self.buffer.reclaim_expired(c)
         held = self._held_off(t)
         if held > 0:
@@ -143,7 +143,7 @@ class Flusher:
                     # The quota has room for another request now: a sibling sends it in parallel.
                     self.schedule.activate(c, 0)
                     fanned_out = True
-                outcome = self._send(batch, slot)
+                outcome = self._send(batch, slot, keep_going)
             finally:
                 self.policy.release(slot)
             delivered, dead, requests = delivered + outcome[0], dead + outcome[1], requests + outcome[2]
@@ -165,14 +165,16 @@ class Flusher:
     def _call(self, t: Target, want: int, minimum: int) -> Call:
         return Call(t.method, t.quota_key, t.gate, self.client_for(t).clock, want=want, minimum=minimum)
 
-    def _send(self, batch: Batch, slot: Ticket) -> tuple[int, int, int, float | None]:
+    def _send(self, batch: Batch, slot: Ticket,
+              keep_going: Callable[[], bool]) -> tuple[int, int, int, float | None]:
         """(delivered, dead, requests, stop-and-retry-after or None)."""
         t, k = target(batch.target), keys.target_keys(batch.target)
         sent = time.monotonic()
         reply = self.policy.send(slot, lambda _units: t.send(self.client_for(t), self._levels(t, batch.entries)),
                                  units=1 if t.per_request else len(batch))
         if isinstance(reply.error, MarketBadRequest):
-            delivered, dead, requests, wait = self._isolate(batch, list(batch.entries), reply.error, slot)
+            delivered, dead, requests, wait = self._isolate(batch, list(batch.entries), reply.error, slot,
+                                                            keep_going)
             return delivered, dead, requests + 1, wait
         if not reply.ok:
             dead, wait = self._fail(batch, [e.sku for e in batch.entries], reply, slot, sent)
@@ -225,7 +227,8 @@ class Flusher:
         return dead, delay
 
     def _isolate(self, batch: Batch, entries: list[Entry], exc: MarketBadRequest,
-                 slot: Ticket, clock_retry: bool = False) -> tuple[int, int, int, float | None]:
+                 slot: Ticket, keep_going: Callable[[], bool],
+                 clock_retry: bool = False) -> tuple[int, int, int, float | None]:
         """Deliver what the Market accepts out of ``entries``; dead-letter what it refuses.
 
         (delivered, dead, requests, stop-and-retry-after or None). Any other failure on the way
@@ -258,7 +261,7 @@ class Flusher:
             groups = [entries[:half], entries[half:]]
         delivered = requests = 0
         for i, group in enumerate(groups):
-            grant = self._wait_for_quota(batch, 1 if t.per_request else len(group), slot)
+            grant = self._wait_for_quota(batch, 1 if t.per_request else len(group), slot, keep_going)
             if grant is None:
                 # Our lease ran out while waiting and the batch was reclaimed: its SKUs are someone
                 # else's now (maybe with newer values); sending ours could overwrite those.
@@ -267,7 +270,7 @@ class Flusher:
             reply = self.policy.send(Ticket(slot.call, grant, slot.lease_id),
                                      lambda _units: t.send(self.client_for(t), self._levels(t, group, strict=clock_retry)))
             if isinstance(reply.error, MarketBadRequest):
-                d, x, r, wait = self._isolate(batch, group, reply.error, slot, clock_retry)
+                d, x, r, wait = self._isolate(batch, group, reply.error, slot, keep_going, clock_retry)
                 delivered, dead, requests = delivered + d, dead + x, requests + r + 1
                 if wait is None:
                     continue
@@ -285,7 +288,8 @@ class Flusher:
             return delivered, dead, requests, wait
         return delivered, dead, requests, None
 
-    def _wait_for_quota(self, batch: Batch, cost: int, slot: Ticket) -> Grant | None:
+    def _wait_for_quota(self, batch: Batch, cost: int, slot: Ticket,
+                        keep_going: Callable[[], bool]) -> Grant | None:
         """Quota for one isolation request, or None if the batch's lease was lost meanwhile."""
         # Isolation is rare and holds a batch already taken, so it waits here rather than give
         # the batch back (a restart would pay for the refused requests again). Before each sleep
@@ -301,7 +305,7 @@ class Flusher:
                             "leaving it to whoever holds it now", batch.target, batch.batch_id)
                 return None
             if grant.granted:
-                if not self._keep_going():  # our task slot ran out: another task may own the target now
+                if not keep_going():  # our task slot ran out: another task may own the target now
                     self.limiter.settle(grant, 0)
                     return None
                 if self._hold_slot(slot, self.lease_s):
