@@ -17,10 +17,10 @@ def test_keys_split_back_whatever_the_sku_holds() -> None:
         assert split_key(item_key(501, sku)) == (501, sku)
     t = target("b7")
     assert (t.kind, t.id, t.per_request, t.method, t.quota_key, t.gate) == \
-        ("business", 7, True, "update_stocks_v3", "b7", "business:7")
+        ("business", 7, True, "update_stocks_v3", "b7", "b7")
     c = target(1001)
     assert (c.name, c.per_request, c.method, c.quota_key, c.gate) == \
-        ("c1001", False, "update_stocks", "1001", "campaign:1001")
+        ("c1001", False, "update_stocks", "1001", "c1001")
     assert t.label(item_key(501, "SKU-1")) == "SKU-1@501"
 
 

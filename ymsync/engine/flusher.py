@@ -16,7 +16,9 @@ Failure policy:
   slot is kept as long (the Market may still count the request as in flight). The campaign backs
   off exponentially with jitter; values failing longer than ``retry_max_age_s`` are dead-lettered.
 - 420: every worker pauses that quota key until the Market's ``X-RateLimit-Resource-Until``,
-  measured against the Market's clock (``MarketClock``) and capped.
+  measured against the Market's clock (``MarketClock``) and capped: the Market call policy
+  (call_policy.py) takes the quota and the parallel lease, classifies the reply and settles the
+  quota by the Market's cost rule; this module decides what each kind of reply means for a batch.
 - 400: the Market refused the whole request; the batch is split to isolate the offenders, the
   rest is delivered, the offenders are dead-lettered with the Market's message. Stamps "in the
   future" or "older than a day" are the batch's clock problem, not poison: the stamps are
@@ -37,16 +39,9 @@ from datetime import datetime, timezone
 
 from ymsync.store import keys
 from ymsync.engine.buffer import Batch, Entry, StockBuffer
-from ymsync.market import (
-    MarketBadRequest,
-    MarketClient,
-    MarketError,
-    MarketForbidden,
-    MarketParallelLimitExceeded,
-    MarketRateLimited,
-    MarketUnauthorized,
-)
+from ymsync.market import MarketBadRequest, MarketClient, MarketError
 from ymsync.market.schemas import MAX_BODY_BYTES, MAX_SKUS_PER_UPDATE
+from ymsync.engine.call_policy import Call, CallPolicy, Kind, Reply, Ticket
 from ymsync.engine.quota import Grant, QuotaLimiter
 from ymsync.engine.schedule import Schedule
 from ymsync.engine.targets import Target, split_key, target
@@ -58,16 +53,6 @@ STALE_STAMP_MS = 23 * 3600 * 1000
 _QUOTED = re.compile(r"'([^']*)'")
 # The Market's 400 texts for stamps it will not take: the clock's fault, not the SKU's.
 _CLOCK = re.compile(r"should not be in the future|should not be older than", re.I)
-MAX_PAUSE_S = 120.0  # a 420 asking for longer than any quota period of this method is suspicious
-
-
-@dataclass
-class Slot:
-    """One of the target's parallel slots; isolation may have to retake it after a long wait."""
-
-    gate: str
-    lease_id: str
-    keep_s: float = 0.0  # > 0: a request of unknown outcome holds the slot this much longer
 
 
 @dataclass(frozen=True)
@@ -96,7 +81,9 @@ class Flusher:
         self.budget_s, self.retry_max_age_s, self.halt_s = budget_s, retry_max_age_s, halt_s
         self.lease_s, self.min_batch = lease_s, min_batch
         self.redis = buffer.redis
-        self._keep_going: Callable[[], bool] = lambda: True
+        self.policy = CallPolicy(limiter)
+        # No per-flush state lives here: one Flusher serves every thread of a worker (-P threads),
+        # so what one flush needs (its keep_going, its slot) travels down its own calls.
 
     def flush(self, target_name: str | int, keep_going: Callable[[], bool] = lambda: True) -> FlushResult:
         """One bounded round for a target (a name like ``c1001``/``b7``, or a campaign id).
@@ -104,7 +91,6 @@ class Flusher:
         slot is still held)."""
         t = target(target_name)
         c = t.name
-        self._keep_going = keep_going  # isolation asks it too, before each of its requests
         self.buffer.reclaim_expired(c)
         held = self._held_off(t)
         if held > 0:
@@ -129,19 +115,13 @@ class Flusher:
                 waited = self.buffer.oldest_pending_age_s(c)
                 if waited < self.batch_wait_s:
                     return result(self.batch_wait_s - waited)
-            if t.per_request:
-                grant = self.limiter.acquire(t.method, t.quota_key, 1, 1)
-            else:
-                want = min(MAX_SKUS_PER_UPDATE, pending)
-                grant = self.limiter.acquire(t.method, t.quota_key, want, min(want, self.min_batch))
-            if not grant.granted:
-                return result(grant.wait_s)
-            gate = t.gate
-            lease = self.limiter.lease(gate)
-            slot = Slot(gate, lease or "")
-            if lease is None:  # a reader (or a foreign client) holds the parallel slots
-                self.limiter.settle(grant, 0)
-                return result(0.05)
+            want = 1 if t.per_request else min(MAX_SKUS_PER_UPDATE, pending)
+            # Quota, then one of the target's parallel slots (shared with reads of the same
+            # campaign or business); a wait is written back as the due time, never slept.
+            slot = self.policy.admit(self._call(t, want, 1 if t.per_request else min(want, self.min_batch)))
+            if not isinstance(slot, Ticket):
+                return result(slot)
+            grant = slot.grant
             try:
                 # A 420 may have paused everyone since the grant (or a 401 halted the campaign, a
                 # 5xx started a backoff): a slot is only freed after its holder has set that, so
@@ -163,12 +143,9 @@ class Flusher:
                     # The quota has room for another request now: a sibling sends it in parallel.
                     self.schedule.activate(c, 0)
                     fanned_out = True
-                outcome = self._send(batch, grant, slot)
+                outcome = self._send(batch, slot, keep_going)
             finally:
-                if slot.keep_s > 0:
-                    self.limiter.renew(gate, slot.lease_id, slot.keep_s)
-                else:
-                    self.limiter.release(gate, slot.lease_id)
+                self.policy.release(slot)
             delivered, dead, requests = delivered + outcome[0], dead + outcome[1], requests + outcome[2]
             if outcome[3] is not None:
                 return result(outcome[3])
@@ -185,46 +162,44 @@ class Flusher:
 
     # --- one request and its consequences -------------------------------------------------
 
-    def _send(self, batch: Batch, grant: Grant, slot: "Slot") -> tuple[int, int, int, float | None]:
+    def _call(self, t: Target, want: int, minimum: int) -> Call:
+        return Call(t.method, t.quota_key, t.gate, self.client_for(t).clock, want=want, minimum=minimum)
+
+    def _send(self, batch: Batch, slot: Ticket,
+              keep_going: Callable[[], bool]) -> tuple[int, int, int, float | None]:
         """(delivered, dead, requests, stop-and-retry-after or None)."""
         t, k = target(batch.target), keys.target_keys(batch.target)
-        cost = 1 if t.per_request else len(batch)
         sent = time.monotonic()
-        try:
-            t.send(self.client_for(t), self._levels(t, batch.entries))
-        except MarketBadRequest as exc:
-            self.limiter.settle(grant, cost)
-            delivered, dead, requests, wait = self._isolate(batch, list(batch.entries), exc, slot)
+        reply = self.policy.send(slot, lambda _units: t.send(self.client_for(t), self._levels(t, batch.entries)),
+                                 units=1 if t.per_request else len(batch))
+        if isinstance(reply.error, MarketBadRequest):
+            delivered, dead, requests, wait = self._isolate(batch, list(batch.entries), reply.error, slot,
+                                                            keep_going)
             return delivered, dead, requests + 1, wait
-        except MarketError as exc:
-            self.limiter.settle(grant, _cost_kept(exc, cost))
-            dead, wait = self._fail(batch, [e.sku for e in batch.entries], exc, slot, sent)
+        if not reply.ok:
+            dead, wait = self._fail(batch, [e.sku for e in batch.entries], reply, slot, sent)
             return 0, dead, 1, wait
-        self.limiter.settle(grant, cost)
         n = self.buffer.settle(batch, "delivered")
         self.redis.hdel(k["stats"], "failstreak")
         return n, 0, 1, None
 
-    def _fail(self, batch: Batch, skus: list[str], exc: MarketError, slot: Slot,
+    def _fail(self, batch: Batch, skus: list[str], reply: Reply, slot: Ticket,
               sent: float) -> tuple[int, float | None]:
         """Settle ``skus`` of a batch whose request failed (not with a 400); (dead, retry after or None)."""
         t, k = target(batch.target), keys.target_keys(batch.target)
-        c = t.name
-        if isinstance(exc, (MarketUnauthorized, MarketForbidden)):
+        c, exc = t.name, reply.error
+        assert exc is not None
+        if reply.kind is Kind.HALT:
             # The token is refused: nothing can be delivered, but nothing is wrong with the stock.
             # Keep the backlog; probe with one request after halt_s (status and metrics say why).
             self.redis.set(k["halt"], f"HTTP {exc.status}: {exc.message}"[:500], px=int(self.halt_s * 1000))
             self.buffer.settle(batch, "returned", skus)
             log.error("%s halted, backlog kept, probing again in %gs: %s", c, self.halt_s, exc.message)
             return 0, self.halt_s
-        if isinstance(exc, MarketRateLimited):
+        if reply.kind.rate_limited:  # the policy has paused every worker for reply.wait_s
             self.buffer.settle(batch, "returned", skus)
-            wait = self._pause_for(t, exc)
-            if isinstance(exc, MarketParallelLimitExceeded):
-                wait = min(wait, 1.0)  # a foreign client holds slots; they free up in moments
-            self.limiter.pause(t.method, t.quota_key, wait)
             self.redis.hincrby(k["stats"], "rate_limited", 1)
-            return 0, wait
+            return 0, reply.wait_s
         if not exc.retryable:
             return self.buffer.settle(batch, "dead", skus, reason=exc.message), None
         now_ms = time.time() * 1000
@@ -251,19 +226,9 @@ class Flusher:
                     " (its SKUs are held while the request may still land)" if exc.outcome_unknown else "")
         return dead, delay
 
-    def _pause_for(self, t: Target, exc: MarketRateLimited) -> float:
-        """How long a 420 asks everyone to wait: its Until on the Market's clock, capped."""
-        if exc.until is None:
-            return 1.0
-        wait = self.client_for(t).clock.seconds_until(exc.until.timestamp())
-        if wait > MAX_PAUSE_S:
-            log.warning("%s: a 420 asked to wait %.0fs (Until %s); capped at %.0fs", t.name, wait,
-                        exc.until.isoformat(), MAX_PAUSE_S)
-            wait = MAX_PAUSE_S
-        return max(0.05, wait)
-
     def _isolate(self, batch: Batch, entries: list[Entry], exc: MarketBadRequest,
-                 slot: "Slot", clock_retry: bool = False) -> tuple[int, int, int, float | None]:
+                 slot: Ticket, keep_going: Callable[[], bool],
+                 clock_retry: bool = False) -> tuple[int, int, int, float | None]:
         """Deliver what the Market accepts out of ``entries``; dead-letter what it refuses.
 
         (delivered, dead, requests, stop-and-retry-after or None). Any other failure on the way
@@ -296,26 +261,23 @@ class Flusher:
             groups = [entries[:half], entries[half:]]
         delivered = requests = 0
         for i, group in enumerate(groups):
-            grant = self._wait_for_quota(batch, 1 if t.per_request else len(group), slot)
+            grant = self._wait_for_quota(batch, 1 if t.per_request else len(group), slot, keep_going)
             if grant is None:
                 # Our lease ran out while waiting and the batch was reclaimed: its SKUs are someone
                 # else's now (maybe with newer values); sending ours could overwrite those.
                 return delivered, dead, requests, None
             sent = time.monotonic()
-            try:
-                t.send(self.client_for(t), self._levels(t, group, strict=clock_retry))
-            except MarketBadRequest as inner:
-                self.limiter.settle(grant)
-                d, x, r, wait = self._isolate(batch, group, inner, slot, clock_retry)
+            reply = self.policy.send(Ticket(slot.call, grant, slot.lease_id),
+                                     lambda _units: t.send(self.client_for(t), self._levels(t, group, strict=clock_retry)))
+            if isinstance(reply.error, MarketBadRequest):
+                d, x, r, wait = self._isolate(batch, group, reply.error, slot, keep_going, clock_retry)
                 delivered, dead, requests = delivered + d, dead + x, requests + r + 1
                 if wait is None:
                     continue
-            except MarketError as other:
-                self.limiter.settle(grant, _cost_kept(other, 1 if t.per_request else len(group)))
-                x, wait = self._fail(batch, [e.sku for e in group], other, slot, sent)
+            elif not reply.ok:
+                x, wait = self._fail(batch, [e.sku for e in group], reply, slot, sent)
                 dead, requests = dead + x, requests + 1
             else:
-                self.limiter.settle(grant)
                 delivered += self.buffer.settle(batch, "delivered", [e.sku for e in group])
                 self.redis.hdel(keys.target_keys(batch.target)["stats"], "failstreak")  # the Market works
                 requests += 1
@@ -326,7 +288,8 @@ class Flusher:
             return delivered, dead, requests, wait
         return delivered, dead, requests, None
 
-    def _wait_for_quota(self, batch: Batch, cost: int, slot: "Slot") -> Grant | None:
+    def _wait_for_quota(self, batch: Batch, cost: int, slot: Ticket,
+                        keep_going: Callable[[], bool]) -> Grant | None:
         """Quota for one isolation request, or None if the batch's lease was lost meanwhile."""
         # Isolation is rare and holds a batch already taken, so it waits here rather than give
         # the batch back (a restart would pay for the refused requests again). Before each sleep
@@ -342,7 +305,7 @@ class Flusher:
                             "leaving it to whoever holds it now", batch.target, batch.batch_id)
                 return None
             if grant.granted:
-                if not self._keep_going():  # our task slot ran out: another task may own the target now
+                if not keep_going():  # our task slot ran out: another task may own the target now
                     self.limiter.settle(grant, 0)
                     return None
                 if self._hold_slot(slot, self.lease_s):
@@ -353,11 +316,13 @@ class Flusher:
                 nap = min(nap, 0.05)
             time.sleep(nap)
 
-    def _hold_slot(self, slot: "Slot", seconds: float) -> bool:
+    def _hold_slot(self, slot: Ticket, seconds: float) -> bool:
         """Keep (or, if it expired during a long wait, retake) our parallel slot; False if none is free."""
-        if self.limiter.renew(slot.gate, slot.lease_id, seconds):
+        gate = slot.call.gate
+        assert gate is not None and slot.lease_id is not None
+        if self.limiter.renew(gate, slot.lease_id, seconds):
             return True
-        lease = self.limiter.lease(slot.gate)
+        lease = self.limiter.lease(gate)
         if lease is None:
             return False
         slot.lease_id = lease
@@ -393,12 +358,6 @@ def _named(t: Target, entries: list[Entry], messages: list[str]) -> set[str]:
             if t.sku_of(e.sku) in skus and (not warehouses or split_key(e.sku)[0] in warehouses):
                 out.add(e.sku)
     return out
-
-
-def _cost_kept(exc: MarketError, cost: int) -> int:
-    """Quota units a failed request used up: the Market counts what may have reached it (5xx,
-    timeouts, dropped replies) but not what it refused at the door (420, 401/403, other 4xx)."""
-    return cost if exc.retryable and not isinstance(exc, MarketRateLimited) else 0
 
 
 def _server_ms(client) -> int:

@@ -22,24 +22,24 @@ import time
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
-from ymsync.market import MarketClient, MarketError, MarketParallelLimitExceeded, MarketRateLimited
+from ymsync.market import MarketClient, MarketError
 from ymsync.market.models import WarehouseOfferStock, WarehouseStocksPage
-from ymsync.market.schemas import InvalidRequest
-from ymsync.engine.quota import Grant, QuotaLimiter
+from ymsync.engine.call_policy import Call, CallGaveUp, CallPolicy
+from ymsync.engine.quota import QuotaLimiter
 from ymsync.reads.campaign import ExportResult, ReadStats
+from ymsync.store import keys
 
-log = logging.getLogger("ymsync.reads.campaign")
+log = logging.getLogger("ymsync.reads.business")
 
 METHOD = "get_stocks_v3"  # settings.DEFAULT_QUOTAS name (YM_QUOTA_GET_STOCKS_V3)
 PAGE_LIMIT = 100  # the Market's maximum (and more is cut silently)
 MAX_OFFER_IDS = 500
 _MAX_RETRIES = 5
-_MAX_RATE_LIMITED_S = 600.0
 
 
 def business_key(business_id: int) -> str:
     """The limiter key of business paths: quotas, pauses and parallel slots counted per business."""
-    return f"b{int(business_id)}"
+    return keys.business_target(business_id)
 
 
 class WarehouseStockReader:
@@ -48,6 +48,7 @@ class WarehouseStockReader:
         if not 1 <= limit <= PAGE_LIMIT:
             raise ValueError(f"limit must be 1..{PAGE_LIMIT}")
         self.limiter, self.client, self.limit = limiter, client, limit
+        self.policy = CallPolicy(limiter)
         self.sleep, self.max_wait_s = sleep, max_wait_s
 
     def read(self, business_id: int, warehouse_id: int, offer_ids: Iterable[str] | None = None,
@@ -93,63 +94,15 @@ class WarehouseStockReader:
 
     def _request(self, business_id: int, stats: ReadStats,
                  call: Callable[[], WarehouseStocksPage]) -> WarehouseStocksPage:
-        key = business_key(business_id)
-        failures, limited_since = 0, None
-        while True:
-            grant = self._grant(key, stats)
-            lease = self._lease(key, stats)
-            try:
-                stats.requests += 1
-                page = call()
-            except MarketRateLimited as exc:
-                self.limiter.settle(grant, 0)  # the Market does not count refused requests
-                stats.rate_limited += 1
-                limited_since = limited_since or time.monotonic()
-                if time.monotonic() - limited_since > _MAX_RATE_LIMITED_S:
-                    raise
-                wait = max(0.05, exc.until.timestamp() - time.time()) if exc.until else 1.0
-                if isinstance(exc, MarketParallelLimitExceeded):
-                    wait = min(wait, 1.0)
-                self.limiter.pause(METHOD, key, wait)
-                log.warning("getStocksOnPartnerWarehouses business %s: 420, pausing reads %.1fs", business_id, wait)
-                continue
-            except MarketError as exc:
-                self.limiter.settle(grant, 1 if exc.retryable else 0)
-                failures += 1
-                if not exc.retryable or failures > _MAX_RETRIES:
-                    raise  # MarketWrongApiMode, 403, 400...: the message says what to do
-                stats.retries += 1
-                self._wait(min(30.0, 0.5 * 2 ** (failures - 1)), stats)
-                continue
-            except InvalidRequest:
-                self.limiter.settle(grant, 0)
-                raise
-            except BaseException:
-                self.limiter.settle(grant)
-                raise
-            finally:
-                self.limiter.release(key, lease)
-            self.limiter.settle(grant)
-            return page
-
-    def _grant(self, key: str, stats: ReadStats) -> Grant:
-        while True:
-            grant = self.limiter.acquire(METHOD, key, 1)
-            if grant.granted:
-                return grant
-            self._wait(grant.wait_s, stats)
-
-    def _lease(self, key: str, stats: ReadStats) -> str:
-        while True:
-            lease = self.limiter.lease(key)
-            if lease is not None:
-                return lease
-            self._wait(0.05, stats)
-
-    def _wait(self, seconds: float, stats: ReadStats) -> None:
-        seconds = max(0.01, min(seconds, self.max_wait_s))
-        stats.waited_s += seconds
-        self.sleep(seconds)
+        """One request, one unit of the business's read quota, one of its parallel slots."""
+        identity = business_key(business_id)
+        spec = Call(METHOD, identity, identity, self.client.clock)
+        try:
+            return self.policy.call(spec, lambda _units: call(), sleep=self.sleep, stats=stats,
+                                    max_wait_s=float("inf"), slice_s=self.max_wait_s, retries=_MAX_RETRIES,
+                                    what=f"getStocksOnPartnerWarehouses business {business_id}")
+        except CallGaveUp as exc:
+            raise exc.cause or exc from None  # MarketWrongApiMode, 403, 400...: the message says what to do
 
     # --- exporting ------------------------------------------------------------------------
 

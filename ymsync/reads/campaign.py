@@ -26,13 +26,14 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Sequence
 
-from ymsync.market import MarketClient, MarketError, MarketParallelLimitExceeded, MarketRateLimited, OfferStock, StocksPage
+from ymsync.market import MarketClient, MarketError, OfferStock, StocksPage
 from ymsync.market.schemas import MAX_GET_STOCKS_LIMIT, MAX_OFFER_IDS, InvalidRequest
-from ymsync.engine.quota import Grant, QuotaLimiter
+from ymsync.engine.call_policy import Call, CallGaveUp, CallPolicy
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.store import keys
 
 log = logging.getLogger("ymsync.reads.campaign")
 
@@ -40,12 +41,11 @@ METHOD = "get_stocks"  # the read quota's name in settings (YM_QUOTA_GET_STOCKS)
 STOCK_TYPES = ("AVAILABLE", "FIT", "FREEZE", "QUARANTINE", "UTILIZATION", "DEFECT", "EXPIRED")
 FORMATS = ("jsonl", "csv")
 _MAX_RETRIES = 5  # 5xx / network failures in a row on one request before giving up
-_MAX_RATE_LIMITED_S = 600.0  # 420s on one request for this long means something else is wrong
 
 
 def parallel_gate(campaign_id: int) -> str:
     """The limiter's parallel-slot key for a campaign; the stock push (engine/flusher.py) uses the same."""
-    return f"campaign:{int(campaign_id)}"
+    return keys.campaign_target(campaign_id)
 
 
 @dataclass
@@ -108,6 +108,7 @@ class StockReader:
         if not 1 <= limit <= MAX_GET_STOCKS_LIMIT or not 1 <= chunk <= MAX_OFFER_IDS:
             raise ValueError(f"limit must be 1..{MAX_GET_STOCKS_LIMIT} and chunk 1..{MAX_OFFER_IDS}")
         self.limiter, self.client = limiter, client
+        self.policy = CallPolicy(limiter)
         self.limit, self.min_page, self.chunk = limit, max(1, min(min_page, limit)), chunk
         self.sleep = sleep
         self.max_wait_s = max_wait_s  # sleep in slices so a pause set by another worker is seen soon
@@ -165,80 +166,17 @@ class StockReader:
 
     def _request(self, campaign_id: int, stats: ReadStats, want: int, minimum: int,
                  call: Callable[[int], StocksPage]) -> StocksPage:
-        """One request under the quota and a parallel slot; retried on 420, 5xx and network errors."""
-        key, gate = str(int(campaign_id)), parallel_gate(campaign_id)
-        failures, limited_since = 0, None
-        while True:
-            grant = self._grant(key, want, minimum, stats)
-            lease = self._lease(gate, stats)
-            try:
-                stats.requests += 1
-                page = call(grant.granted)
-            except MarketRateLimited as exc:
-                self.limiter.settle(grant, 0)  # the Market does not count refused requests
-                stats.rate_limited += 1
-                limited_since = limited_since or time.monotonic()
-                if time.monotonic() - limited_since > _MAX_RATE_LIMITED_S:
-                    raise
-                wait = _seconds_until(exc.until) if exc.until else 1.0
-                if isinstance(exc, MarketParallelLimitExceeded):
-                    wait = min(wait, 1.0)  # a foreign client holds slots; they free up in moments
-                self.limiter.pause(METHOD, key, wait)  # every worker waits, not just this one
-                log.warning("getStocks campaign %s: 420, pausing reads %.1fs", campaign_id, wait)
-                continue
-            except MarketError as exc:
-                # A failed request may have been counted: keep its reservation unless it surely wasn't.
-                self.limiter.settle(grant, grant.granted if exc.retryable else 0)
-                failures += 1
-                if not exc.retryable or failures > _MAX_RETRIES:
-                    raise
-                stats.retries += 1
-                delay = min(30.0, 0.5 * 2 ** (failures - 1))
-                log.warning("getStocks campaign %s: %s; retry %d in %.1fs", campaign_id, exc.message, failures, delay)
-                self._wait(delay, stats)
-                continue
-            except InvalidRequest:
-                self.limiter.settle(grant, 0)  # refused before anything was sent
-                raise
-            except BaseException:
-                self.limiter.settle(grant, grant.granted)
-                raise
-            finally:
-                self.limiter.release(gate, lease)
-            self._settle(grant, page.offer_count, key, stats)
-            return page
-
-    def _grant(self, key: str, want: int, minimum: int, stats: ReadStats) -> Grant:
-        while True:
-            grant = self.limiter.acquire(METHOD, key, want, minimum)
-            if grant.granted:
-                return grant
-            self._wait(grant.wait_s, stats)
-
-    def _settle(self, grant: Grant, used: int, key: str, stats: ReadStats) -> None:
-        self.limiter.settle(grant, used)
-        extra = used - grant.granted
-        quota = self.limiter.quotas.get(METHOD)
-        if extra > 0 and quota is not None:
-            # More offers than reserved (one offer on several warehouses, or a Market that
-            # ignored the limit): book the excess so the shared window stays honest.
-            log.info("getStocks %s: page returned %d offers over its reservation", key, extra)
-            while extra > 0:
-                part = self._grant(key, min(extra, quota.amount), min(extra, quota.amount), stats)
-                self.limiter.settle(part)
-                extra -= part.granted
-
-    def _lease(self, gate: str, stats: ReadStats) -> str:
-        while True:
-            lease = self.limiter.lease(gate)
-            if lease is not None:
-                return lease
-            self._wait(0.05, stats)
-
-    def _wait(self, seconds: float, stats: ReadStats) -> None:
-        seconds = max(0.01, min(seconds, self.max_wait_s))
-        stats.waited_s += seconds
-        self.sleep(seconds)
+        """One request under the quota (reserving ``want`` offers, at least ``minimum``: a smaller
+        grant asks for a smaller page) and one of the campaign's parallel slots; settled to the
+        offers the page really returned."""
+        spec = Call(METHOD, str(int(campaign_id)), parallel_gate(campaign_id), self.client.clock,
+                    want=want, minimum=minimum, counts_response=True)
+        try:
+            return self.policy.call(spec, call, lambda page: page.offer_count, sleep=self.sleep, stats=stats,
+                                    max_wait_s=float("inf"), slice_s=self.max_wait_s, retries=_MAX_RETRIES,
+                                    what=f"getStocks campaign {campaign_id}")
+        except CallGaveUp as exc:
+            raise exc.cause or exc from None
 
     # --- exporting ------------------------------------------------------------------------
 
@@ -318,6 +256,3 @@ def read_all(reader: StockReader, campaign_id: int, offer_ids: Sequence[str] | N
     options = ReadOptions(offer_ids=tuple(offer_ids) if offer_ids is not None else None)
     return list(reader.read(campaign_id, options))
 
-
-def _seconds_until(until: datetime) -> float:
-    return max(0.5, (until - datetime.now(timezone.utc)).total_seconds())

@@ -26,8 +26,9 @@ from typing import Callable, Iterable
 import redis
 
 from ymsync.store import keys
-from ymsync.market import MarketClient, MarketError, MarketRateLimited
+from ymsync.market import MarketClient, MarketError
 from ymsync.market.models import PartnerWarehouse, WarehouseModel
+from ymsync.engine.call_policy import Call, CallGaveUp, CallPolicy
 from ymsync.engine.quota import QuotaLimiter
 
 log = logging.getLogger("ymsync.reads.warehouses")
@@ -186,7 +187,7 @@ class WarehouseDirectory:
 
     def _fetch(self, business_id: int) -> WarehouseList:
         client, limiter = self.client_for(business_id), self.limiter_for(business_id)
-        key = f"b{int(business_id)}"
+        key = keys.business_target(business_id)
         found: dict[int, PartnerWarehouse] = {}
         token: str | None = None
         for _ in range(_MAX_PAGES):
@@ -199,39 +200,17 @@ class WarehouseDirectory:
         raise WarehousesUnavailable(f"getPartnerWarehouses: business {business_id} returned over {_MAX_PAGES} pages")
 
     def _page(self, client: MarketClient, limiter: QuotaLimiter, key: str, business_id: int, token: str | None):
-        deadline = time.monotonic() + self.max_wait_s
-        while True:
-            grant = limiter.acquire(METHOD, key, 1)
-            if not grant.granted:
-                if time.monotonic() + grant.wait_s > deadline:
-                    raise WarehousesUnavailable(f"the getPartnerWarehouses quota ({METHOD}) is spent for "
-                                                f"{grant.wait_s:.0f}s more")
-                self.sleep(min(grant.wait_s, 5.0))
-                continue
-            lease = limiter.lease(key)
-            if lease is None:  # four business calls in flight already: a moment, then again
-                limiter.settle(grant, 0)
-                self.sleep(0.1)
-                continue
-            try:
-                page = client.get_partner_warehouses(business_id, page_token=token, limit=PAGE_LIMIT)
-            except MarketRateLimited as exc:
-                limiter.settle(grant)
-                wait = max(1.0, exc.until.timestamp() - time.time()) if exc.until else 60.0
-                limiter.pause(METHOD, key, wait)  # every process waits, not only this one
-                if time.monotonic() + wait > deadline:
-                    raise WarehousesUnavailable(f"the Market rate-limited getPartnerWarehouses for {wait:.0f}s") \
-                        from None
-                continue
-            except MarketError as exc:
-                limiter.settle(grant, 1 if exc.retryable else 0)
-                if exc.retryable:
-                    raise WarehousesUnavailable(exc.message) from None
-                raise
-            finally:
-                limiter.release(key, lease)
-            limiter.settle(grant)
-            return page
+        """One page under the hourly quota and the business's parallel cap. Waiting longer than
+        ``max_wait_s`` (quota spent, a 420) or a failure that may pass (5xx, timeout) makes the
+        list unavailable now (a cached copy is then served); a refusal (403...) is raised."""
+        spec = Call(METHOD, key, key, client.clock)
+        try:
+            return CallPolicy(limiter).call(
+                spec, lambda _units: client.get_partner_warehouses(business_id, page_token=token, limit=PAGE_LIMIT),
+                sleep=self.sleep, max_wait_s=self.max_wait_s, retries=0,
+                what=f"getPartnerWarehouses business {business_id}")
+        except CallGaveUp as exc:
+            raise WarehousesUnavailable(exc.message) from None
 
     def _now_ms(self) -> int:
         seconds, micros = self.redis.time()  # one clock for every process sharing the cache

@@ -32,9 +32,9 @@ import redis
 
 from ymsync.store import keys
 from ymsync.market import MarketClient
-from ymsync.market.errors import (DownloadRefused, MarketActiveReportsLimit, MarketError, MarketNotFound,
-                             MarketRateLimited, ReportLinkExpired, ReportTooLarge)
+from ymsync.market.errors import DownloadRefused, MarketError, MarketNotFound, ReportLinkExpired, ReportTooLarge
 from ymsync.market.models import ReportInfo
+from ymsync.engine.call_policy import Call, CallPolicy, Kind, Ticket
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.reports.parse import ReportParseError, open_report
 from ymsync.reports.request import ReportRequest
@@ -171,6 +171,7 @@ class ReportPoller:
         self.dedup_window_s = quota.seconds if quota else 120.0
         self.claim_ttl_s = sum(client.timeout) + 5  # outlives one generate call, even a slow one
         self._forget = redis_client.register_script(_FORGET)
+        self.policy = CallPolicy(limiter)
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -213,57 +214,55 @@ class ReportPoller:
         if record.get("pending"):
             self._event(state, "waiting", "an identical request is being sent; waiting to reuse its report")
             return Step(state, 0.5)
-        method, quota_key = self._generate_quota(request)
-        grant = self.limiter.acquire(method, quota_key, 1)
-        if not grant.granted:
+        ticket = self.policy.admit(self._generate_call(request))
+        if not isinstance(ticket, Ticket):
             # Look again well before the quota frees: an identical request may generate meanwhile
             # (or win the freed unit), and its report is ours to reuse. A look costs Redis only.
-            wait = min(self.max_wait_s, self.recheck_s, max(0.2, grant.wait_s))
-            self._event(state, "waiting-quota", f"waiting for the generate quota ({grant.wait_s:.0f}s)")
+            wait = min(self.max_wait_s, self.recheck_s, max(0.2, ticket))
+            self._event(state, "waiting-quota", f"waiting for the generate quota ({ticket:.0f}s)")
             return Step(state, wait)
         if not self.redis.set(key, json.dumps({"pending": state.job_id}), nx=True, ex=int(self.claim_ttl_s)):
-            self.limiter.settle(grant, 0)  # lost the race to an identical request: reuse its report
+            self.policy.cancel(ticket)  # lost the race to an identical request: reuse its report
             return Step(state, 0.2)
         try:
-            ticket = self._send_generate(request)
-        except MarketActiveReportsLimit as exc:
-            # Too many reports generating at once is not a rate: the Market did not count this call.
-            self.limiter.settle(grant, 0)
+            reply = self.policy.send(ticket, lambda _units: self._send_generate(request))
+        finally:
+            self.policy.release(ticket)
+        if not reply.ok:
             self._forget(keys=[key], args=[state.job_id])
-            wait = self._until(exc, default=30.0)
-            self._event(state, "waiting-active", f"Active reports limit exceeded; retrying in {wait:.0f}s")
-            return Step(state, wait)
-        except MarketRateLimited as exc:
-            self.limiter.settle(grant)
-            self._forget(keys=[key], args=[state.job_id])
-            wait = self._until(exc, default=self.dedup_window_s)
-            self.limiter.pause(method, quota_key, wait)
-            self._event(state, "waiting-quota", f"the Market says the generate quota is spent; retrying in {wait:.0f}s")
-            return Step(state, wait)
-        except MarketError as exc:
-            # A lost reply may still have been counted; a refusal (4xx) was not.
-            self.limiter.settle(grant, 1 if exc.retryable else 0)
-            self._forget(keys=[key], args=[state.job_id])
-            if exc.status == 200:  # a reply we cannot read: asking again would not read better
-                return self._end(state, request, "ERROR", f"the Market's reply was not understood: {exc.message}")
-            raise
-        self.limiter.settle(grant)
-        if safe_report_id(ticket.report_id) is None:
+            wait = min(self.max_wait_s, reply.wait_s)
+            if reply.kind is Kind.ACTIVE_REPORTS:
+                self._event(state, "waiting-active", f"Active reports limit exceeded; retrying in {wait:.0f}s")
+                return Step(state, wait)
+            if reply.kind.rate_limited:
+                self._event(state, "waiting-quota", f"the Market says the generate quota is spent; "
+                                                    f"retrying in {wait:.0f}s")
+                return Step(state, wait)
+            assert reply.error is not None
+            if reply.error.status == 200:  # a reply we cannot read: asking again would not read better
+                return self._end(state, request, "ERROR", f"the Market's reply was not understood: "
+                                                          f"{reply.error.message}")
+            raise reply.error
+        generated = reply.value
+        assert generated is not None
+        if safe_report_id(generated.report_id) is None:
             self._forget(keys=[key], args=[state.job_id])
             return self._end(state, request, "ERROR", "the Market returned a report id ymsync will not use as a "
-                                                      f"file name: {ticket.report_id[:80]!r}")
-        self.redis.set(key, json.dumps({"report_id": ticket.report_id, "at": time.time()}),
+                                                      f"file name: {generated.report_id[:80]!r}")
+        self.redis.set(key, json.dumps({"report_id": generated.report_id, "at": time.time()}),
                        ex=max(1, int(self.dedup_window_s)))
-        state.report_id, state.phase, state.errors = ticket.report_id, "poll", 0
-        self._event(state, "generating", f"report {ticket.report_id} requested "
-                                         f"(about {ticket.estimated_generation_ms / 1000:g}s)")
-        return Step(state, self._pace(ticket.estimated_generation_ms, 0))
+        state.report_id, state.phase, state.errors = generated.report_id, "poll", 0
+        self._event(state, "generating", f"report {generated.report_id} requested "
+                                         f"(about {generated.estimated_generation_ms / 1000:g}s)")
+        return Step(state, self._pace(generated.estimated_generation_ms, 0))
 
-    def _generate_quota(self, request: ReportRequest) -> tuple[str, str]:
-        """(quota, key): the v3 report is counted per business (``b<id>``), as the Market counts it."""
+    def _generate_call(self, request: ReportRequest) -> Call:
+        """The v3 report is a business path: counted per business (``b<id>``) and sharing the
+        business's cap of requests in flight with its pushes, reads and warehouse directory."""
         if request.api == "v3":
-            return GENERATE_V3, f"b{request.business_id}"
-        return GENERATE, self.quota_key
+            identity = keys.business_target(int(request.business_id))
+            return Call(GENERATE_V3, identity, identity, self.client.clock)
+        return Call(GENERATE, self.quota_key, None, self.client.clock)
 
     def _send_generate(self, request: ReportRequest) -> Any:
         if request.api == "v3":
@@ -275,31 +274,26 @@ class ReportPoller:
 
     def _poll(self, state: PollState, request: ReportRequest) -> Step:
         assert state.report_id is not None
-        grant = self.limiter.acquire(INFO, self.quota_key, 1)
-        if not grant.granted:
-            return Step(state, min(self.max_wait_s, max(0.2, grant.wait_s)))
-        try:
-            info = self.client.get_report_info(state.report_id)
-        except MarketNotFound as exc:
-            self.limiter.settle(grant)
-            if not state.reused:
-                return self._end(state, request, "ERROR", f"the Market no longer knows report {state.report_id}: "
-                                                          f"{exc.message}")
-            # A reused id from a stale record: forget it and generate our own.
-            self._forget(keys=[dedup_key(self.client.base_url, request.fingerprint)], args=[state.report_id])
-            state.report_id, state.reused, state.phase = None, False, "generate"
-            return Step(state, 0)
-        except MarketRateLimited as exc:
-            self.limiter.settle(grant)
-            wait = self._until(exc, default=10.0)
-            self.limiter.pause(INFO, self.quota_key, wait)
-            return Step(state, wait)
-        except MarketError as exc:
-            self.limiter.settle(grant, 1 if exc.retryable else 0)
+        reply = self.policy.attempt(Call(INFO, self.quota_key, None, self.client.clock),
+                                    lambda _units: self.client.get_report_info(state.report_id))
+        if reply.kind is Kind.WAIT or reply.kind.rate_limited:
+            return Step(state, min(self.max_wait_s, max(0.2, reply.wait_s)))
+        if not reply.ok:
+            exc = reply.error
+            assert exc is not None
+            if isinstance(exc, MarketNotFound):
+                if not state.reused:
+                    return self._end(state, request, "ERROR", f"the Market no longer knows report "
+                                                              f"{state.report_id}: {exc.message}")
+                # A reused id from a stale record: forget it and generate our own.
+                self._forget(keys=[dedup_key(self.client.base_url, request.fingerprint)], args=[state.report_id])
+                state.report_id, state.reused, state.phase = None, False, "generate"
+                return Step(state, 0)
             if exc.status == 200:  # an unknown status or a reply of the wrong shape: ends now
                 return self._end(state, request, "ERROR", f"the Market's reply was not understood: {exc.message}")
-            raise
-        self.limiter.settle(grant)
+            raise exc
+        info = reply.value
+        assert info is not None
         state.polls += 1
         state.errors = 0
         if info.failed:
@@ -370,11 +364,6 @@ class ReportPoller:
         else:
             wait = self.min_poll_s * 1.5 ** min(polls, 12)
         return max(self.min_poll_s, min(wait, self.max_poll_s, self.max_wait_s))
-
-    def _until(self, exc: MarketRateLimited, default: float) -> float:
-        if exc.until is not None:
-            return min(self.max_wait_s, max(1.0, exc.until.timestamp() - time.time()))
-        return min(self.max_wait_s, default)
 
     def _record(self, key: str) -> dict[str, Any]:
         raw = self.redis.get(key)

@@ -174,6 +174,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
             state.windows.clear()
             state.paused_until.clear()
             state.parallel_peak.clear()
+            state.parallel_refused.clear()
             state.requests.clear()
             state.sku_units.clear()
             state.revoked.clear()

@@ -179,6 +179,7 @@ class SandboxState:
         self.paused_until: dict[tuple[str, str], float] = {}  # foreign storms: 420 until then
         self.in_flight: Counter[str] = Counter()
         self.parallel_peak: Counter[str] = Counter()
+        self.parallel_refused: Counter[str] = Counter()  # 420 "parallel requests" answered, per gate
         self.requests: Counter[str] = Counter()  # "operation status" -> n
         self.sku_units = Counter[int]()  # SKUs received by updateStocks per campaign
         self.stale_writes = 0  # updates whose updatedAt was older than the stored one
@@ -299,8 +300,12 @@ class SandboxState:
                 "X-RateLimit-Resource-Until": http_date(epoch_in(reset, self.config.clock_offset_s))}
 
     def enter(self, key: str) -> bool:
+        """Count one more request in flight on a gate (``campaign:ID``, ``business:ID``: every
+        method of that campaign or business together, as the Market counts); False, and the
+        refusal counted in ``parallel_refused``, when the cap is reached."""
         with self.lock:
             if self.in_flight[key] >= self.config.max_parallel:
+                self.parallel_refused[key] += 1
                 return False
             self.in_flight[key] += 1
             self.parallel_peak[key] = max(self.parallel_peak[key], self.in_flight[key])
@@ -359,6 +364,7 @@ class SandboxState:
                               for cid, store in self.stocks.items()},
                 "quotas": {f"{op}:{key}": w.snapshot(now) for (op, key), w in self.windows.items()},
                 "parallel_peak": dict(self.parallel_peak),
+                "parallel_refused": dict(self.parallel_refused),
                 "in_flight": {k: v for k, v in self.in_flight.items() if v},
                 "requests": dict(self.requests),
                 "stale_writes": self.stale_writes,

@@ -28,7 +28,10 @@ goes without any sweep (see buffer.py).
 
 Per quota key ``{q:k}``: ymsync:{q:k}:quota:<method> (zset log) and :used (its sum),
 ymsync:{q:k}:pause:<method> (string, TTL: a 420 told everyone to wait).
-Per parallel gate ``{g:k}``: ymsync:{g:k}:lease (zset lease -> expiry ms).
+Per parallel gate ``{g:<identity>}``: ymsync:{g:<identity>}:lease (zset lease -> expiry ms). The Market caps
+requests in flight per campaign on campaign paths and per business on business paths, across every
+method, so the gate is named by that identity alone (``c1001``, ``b7``), never by the method: a v3
+push, a v3 read, the warehouse directory and a v3 report generate of business 7 all lease ``{g:b7}``.
 
 Scheduler ``{sched}``:
   ymsync:{sched}:due      zset  target -> due ms        targets whose flush should be sent then
@@ -56,6 +59,12 @@ TARGET_KEYS = ("buf", "queue", "busy", "batches", "dead", "invalid", "stats", "t
 def campaign_target(campaign_id: int) -> str:
     """The stock target of a campaign (v2 campaign-level pushes)."""
     return f"c{int(campaign_id)}"
+
+
+def business_target(business_id: int) -> str:
+    """The identity of a business (v3 business-level pushes, reads, warehouses, reports): ``b7``.
+    It names the business's stock target, its quota key and its parallel gate."""
+    return f"b{int(business_id)}"
 
 
 def describe_target(target: str) -> str:
@@ -111,8 +120,9 @@ def pause(method: str, key: str) -> str:
     return f"{PREFIX}{{q:{key}}}:pause:{method}"
 
 
-def lease(key: str) -> str:
-    return f"{PREFIX}{{g:{key}}}:lease"
+def lease(identity: str) -> str:
+    """The parallel gate of a campaign (``campaign_target``) or a business (``business_target``)."""
+    return f"{PREFIX}{{g:{identity}}}:lease"
 
 
 # === Report jobs (issue 11 item 6, issue 12 item 5; owned by the reports side) ====================
@@ -155,7 +165,7 @@ REPORT_EVENTS_PATTERN = PREFIX + "report:{*}:events"  # SCAN pattern for every j
 
 
 def warehouses(business_id: int) -> str:
-    return f"{PREFIX}warehouses:{{b{int(business_id)}}}"
+    return f"{PREFIX}warehouses:{{{business_target(business_id)}}}"
 
 
 def warehouses_lock(business_id: int) -> str:
