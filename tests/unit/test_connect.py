@@ -10,7 +10,7 @@ import redis
 
 from ymsync import connect
 from ymsync.config.settings import load_settings
-from ymsync.engine.targets import Target
+from ymsync.engine.targets import target
 from ymsync.market import MarketForbidden
 
 TOKEN = "y0_AgAAAAB-cabinet-one-secret-333"
@@ -34,10 +34,10 @@ def test_a_business_target_gets_its_cabinets_client_and_an_unknown_one_halts_lik
     campaigns = connect.CampaignClients(settings)
     asked = []
     client_for = connect.client_for_target(settings, campaigns, lambda cabinet: asked.append(cabinet.name) or "client")
-    assert client_for(Target("b7")) == "client" and asked == ["only"]
-    assert client_for(Target("c1001")) is campaigns
+    assert client_for(target("b7")) == "client" and asked == ["only"]
+    assert client_for(target("c1001")) is campaigns
     with pytest.raises(MarketForbidden) as info:
-        client_for(Target("b99"))
+        client_for(target("b99"))
     assert info.value.status == 403 and info.value.method == "updateStocksOnPartnerWarehouses"
     assert "no cabinet configured for business 99" in str(info.value) and TOKEN not in str(info.value)
 
@@ -59,9 +59,9 @@ def test_workers_push_a_campaign_only_with_the_token_of_the_cabinet_listing_it(s
         cached.cache_clear()
     try:
         flusher = runtime.flusher()
-        assert isinstance(flusher.client_for(Target("c1001")), connect.CampaignClients)
+        assert isinstance(flusher.client_for(target("c1001")), connect.CampaignClients)
         with pytest.raises(MarketForbidden, match="no cabinet lists campaign 4242"):
-            flusher.client_for(Target("c4242")).update_stocks(4242, [])
+            flusher.client_for(target("c4242")).update_stocks(4242, [])
     finally:
         for cached in (runtime.redis_client, runtime.schedule, runtime.buffer, runtime.limiter, runtime.flusher,
                        runtime.client_for_cabinet):
