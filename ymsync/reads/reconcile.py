@@ -195,7 +195,8 @@ def render_table(result: ReconcileResult) -> str:
     summary = (f"campaign {result.campaign_id}: {result.checked} SKUs checked, {result.drift} drifted"
                f"{f', {result.requeued} re-queued' if result.requeued else ''}"
                f"{f', {result.in_motion} skipped (delivered during the read)' if result.in_motion else ''}"
-               f"{f', {result.other_warehouse} on another warehouse (FBS returns) ignored' if result.other_warehouse else ''}")
+               + (f", {result.other_warehouse} on another warehouse (FBS returns) ignored"
+                  if result.other_warehouse else ""))
     return "\n".join(out + [summary]) if lines else summary
 
 

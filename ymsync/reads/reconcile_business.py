@@ -36,8 +36,8 @@ from ymsync.engine.targets import business_target, item_key, split_key
 from ymsync.market.models import WarehouseOfferStock
 from ymsync.reads.business import WarehouseStockReader
 from ymsync.reads.campaign import ReadStats
-from ymsync.reads.reconcile_core import (DRIFT, MISSING, PENDING, DriftFixer, MarketStock, drifted, market_count,
-                                         split_moved, stamp_ms_of)
+from ymsync.reads.reconcile_core import (DRIFT, MISSING, PENDING, DriftFixer, MarketStock, Record, drifted,
+                                         market_count, split_moved, stamp_ms_of)
 
 DEFAULT_GRACE_S = 300.0
 
@@ -128,7 +128,8 @@ class WarehouseReconciler:
         self.reader, self.delivered_for, self.recheck = reader, delivered_for, recheck
         self.grace_s, self.clock = grace_s, clock
 
-    def run(self, business_id: int, warehouse_id: int, *, delivered: Delivered | None = None) -> WarehouseReconcileResult:
+    def run(self, business_id: int, warehouse_id: int, *,
+            delivered: Delivered | None = None) -> WarehouseReconcileResult:
         """``delivered``: the warehouse's records when the caller already read them (one read
         of the business serves every warehouse)."""
         source = self.delivered_for(business_id, warehouse_id) if delivered is None else delivered
@@ -145,9 +146,9 @@ class WarehouseReconciler:
                        grace_s=self.grace_s, result=result)
 
 
-def delivered_by_warehouse(buffer: StockBuffer, business_id: int) -> dict[int, dict[WarehouseKey, tuple[int, int, int]]]:
+def delivered_by_warehouse(buffer: StockBuffer, business_id: int) -> dict[int, dict[WarehouseKey, Record]]:
     """Every delivered record of the business target in one read, grouped by warehouse."""
-    out: dict[int, dict[WarehouseKey, tuple[int, int, int]]] = {}
+    out: dict[int, dict[WarehouseKey, Record]] = {}
     for key, record in buffer.delivered(business_target(business_id)).items():
         wid, sku = split_key(key)
         out.setdefault(wid, {})[(wid, sku)] = record
