@@ -16,12 +16,11 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
+from ymsync.files import atomic_writer
 from ymsync.market import MarketClient, MarketError
 from ymsync.market.models import WarehouseOfferStock, WarehouseStocksPage
 from ymsync.engine.call_policy import Call, CallGaveUp, CallPolicy
@@ -114,16 +113,8 @@ class WarehouseStockReader:
         if out is None:
             write_jsonl(offers, stream if stream is not None else io.StringIO())
             return result
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=out.suffix, dir=out.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                write_jsonl(offers, fh)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(out, prefix=".part-", suffix=Path(out).suffix) as fh:
+            write_jsonl(offers, fh)
         return result
 
 

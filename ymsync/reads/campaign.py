@@ -22,13 +22,12 @@ import csv
 import io
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Sequence
 
+from ymsync.files import atomic_writer
 from ymsync.market import MarketClient, MarketError, OfferStock, StocksPage
 from ymsync.market.schemas import MAX_GET_STOCKS_LIMIT, MAX_OFFER_IDS, InvalidRequest
 from ymsync.engine.call_policy import Call, CallGaveUp, CallPolicy
@@ -191,16 +190,8 @@ class StockReader:
         if out is None:
             write_offers(offers, stream if stream is not None else io.StringIO(), fmt, bool(options.with_turnover))
             return result
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=out.suffix, dir=out.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                write_offers(offers, fh, fmt, bool(options.with_turnover))
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(out, newline="", prefix=".part-", suffix=Path(out).suffix) as fh:
+            write_offers(offers, fh, fmt, bool(options.with_turnover))
         return result
 
 

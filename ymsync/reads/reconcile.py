@@ -30,25 +30,18 @@ This module knows nothing about Celery.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Callable, Iterable, Mapping, Sequence
 
 from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.producer import push_stocks
 from ymsync.market import OfferStock
 from ymsync.market.schemas import parse_stamp
-from ymsync.engine.producer import push_stocks
 from ymsync.reads.campaign import ReadOptions, ReadStats, StockReader
-
-DRIFT, PENDING, MISSING = "drift", "pending", "missing"
-
-
-@dataclass(frozen=True)
-class MarketStock:
-    """The Market's view of one SKU, summed over the warehouses that list it."""
-
-    count: int
-    updated_ms: int | None = None  # the Market's updatedAt, newest over warehouses
+from ymsync.reads.reconcile_core import (DRIFT, MISSING, PENDING, DriftFixer, MarketStock, Record, drifted,
+                                         fix_stamp_ms, iso_ms, market_count, split_moved)
 
 
 @dataclass
@@ -63,13 +56,17 @@ class DriftRow:
     fixed: bool = False
 
     @property
+    def key(self) -> str:
+        return self.sku
+
+    @property
     def delivered_at(self) -> str:
-        return _iso(self.delivered_at_ms)
+        return iso_ms(self.delivered_at_ms)
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["delivered_at"] = self.delivered_at
-        d["market_updated_at"] = _iso(self.market_updated_ms) if self.market_updated_ms else None
+        d["market_updated_at"] = iso_ms(self.market_updated_ms) if self.market_updated_ms else None
         return d
 
 
@@ -81,6 +78,9 @@ class ReconcileResult:
     rows: list[DriftRow] = field(default_factory=list)
     requeued: int = 0
     read: ReadStats = field(default_factory=ReadStats)
+    # Offers listed on a warehouse other than the campaign's own (the FBS returns warehouse): not compared.
+    other_warehouse: int = 0
+    warehouse_id: int | None = None  # the warehouse compared (given, or the one ymsync's values are on)
 
     @property
     def drift(self) -> int:
@@ -89,16 +89,16 @@ class ReconcileResult:
     def as_dict(self) -> dict[str, object]:
         return {"campaign": self.campaign_id, "checked": self.checked, "in_motion": self.in_motion,
                 "drift": self.drift, "requeued": self.requeued, "read": self.read.as_dict(),
+                "warehouse": self.warehouse_id, "other_warehouse": self.other_warehouse,
                 "rows": [r.as_dict() for r in self.rows]}
 
 
 def market_view(offers: Iterable[OfferStock], stock_type: str = "FIT") -> dict[str, MarketStock]:
-    """sku -> MarketStock. ``stock_type`` FIT ("годный") is what a stock update sets; offers
-    without it fall back to AVAILABLE. Reserved units (FREEZE) are why AVAILABLE may be lower
-    than what ymsync sent without any drift."""
+    """sku -> MarketStock, summed over the warehouses listed. ``stock_type`` FIT ("годный") is
+    what a stock update sets; offers without it fall back to AVAILABLE."""
     view: dict[str, MarketStock] = {}
     for offer in offers:
-        count = offer.stocks.get(stock_type, offer.stocks.get("AVAILABLE", 0))
+        count = market_count(offer.stocks, stock_type)
         stamp = parse_stamp(offer.updated_at) if offer.updated_at else None
         ms = int(stamp.timestamp() * 1000) if stamp else None
         old = view.get(offer.offer_id)
@@ -109,11 +109,25 @@ def market_view(offers: Iterable[OfferStock], stock_type: str = "FIT") -> dict[s
     return view
 
 
-def fix_stamp_ms(delivered_stamp_ms: int, market_updated_ms: int | None, now_ms: int) -> int:
-    """The smallest stamp that beats both the delivered value and the drifted one (see above)."""
-    if market_updated_ms is None:
-        return max(now_ms, delivered_stamp_ms + 1)  # nothing to position after: now
-    return max(delivered_stamp_ms + 1, min(market_updated_ms + 1, now_ms))
+def own_warehouse(offers: Sequence[OfferStock], delivered: Mapping[str, Record],
+                  stock_type: str = "FIT") -> int | None:
+    """The warehouse ymsync's values land on, when the caller does not name it.
+
+    An FBS campaign's stock update sets its one partner warehouse, which lists every SKU set on
+    it; the Market's returns warehouse, which getStocks may list beside it, holds only the few
+    returns left uncollected. So: the warehouse listing the most delivered SKUs; on a tie, the one
+    showing ymsync's own count for more of them; then the smaller id (a stable choice)."""
+    listed: Counter[int] = Counter()
+    matching: Counter[int] = Counter()
+    for offer in offers:
+        record = delivered.get(offer.offer_id)
+        if record is None:
+            continue
+        listed[offer.warehouse_id] += 1
+        matching[offer.warehouse_id] += market_count(offer.stocks, stock_type) == record[0]
+    if not listed:
+        return None
+    return min(listed, key=lambda w: (-listed[w], -matching[w], w))
 
 
 class Reconciler:
@@ -124,15 +138,21 @@ class Reconciler:
         self.push = push
         self.clock = clock
 
-    def run(self, campaign_id: int, *, fix: bool = False) -> ReconcileResult:
-        """Read the Market for every delivered SKU, list the drift, and re-queue it if ``fix``."""
+    def run(self, campaign_id: int, *, fix: bool = False, warehouse_id: int | None = None) -> ReconcileResult:
+        """Read the Market for every delivered SKU, list the drift, and re-queue it if ``fix``.
+
+        Only the campaign's own warehouse is compared (``warehouse_id``, or :func:`own_warehouse`):
+        stock the Market lists on another one (its FBS returns warehouse) is not ymsync's to set."""
         c = int(campaign_id)
         result = ReconcileResult(c)
         before = self.buffer.delivered(c)
         if not before:
             return result
-        offers = self.reader.read(c, ReadOptions(offer_ids=tuple(sorted(before))), result.read)
-        return self.compare(c, market_view(offers, self.stock_type), before, fix=fix, result=result)
+        offers = list(self.reader.read(c, ReadOptions(offer_ids=tuple(sorted(before))), result.read))
+        own = warehouse_id if warehouse_id is not None else own_warehouse(offers, before, self.stock_type)
+        mine = [o for o in offers if o.warehouse_id == own]
+        result.warehouse_id, result.other_warehouse = own, len(offers) - len(mine)
+        return self.compare(c, market_view(mine, self.stock_type), before, fix=fix, result=result)
 
     def compare(self, campaign_id: int, market: Mapping[str, MarketStock],
                 before: Mapping[str, tuple[int, int, int]] | None = None, *, fix: bool = False,
@@ -144,70 +164,24 @@ class Reconciler:
         c = int(campaign_id)
         result = result or ReconcileResult(c)
         after = self.buffer.delivered(c)
-        before = after if before is None else before
-        for sku in sorted(before):
-            value = after.get(sku)
-            if value != before[sku] or value is None:
-                result.in_motion += 1
-                continue
-            result.checked += 1
-            count, stamp_ms, delivered_at_ms = value
-            seen = market.get(sku)
-            if seen is not None and seen.count == count:
-                continue
+        stable, moved = split_moved(after if before is None else before, after)
+        result.in_motion += moved
+        result.checked += len(stable)
+        for sku, (count, stamp_ms, delivered_at_ms), seen, status in drifted(stable, market):
             result.rows.append(DriftRow(sku, count, seen.count if seen else None, delivered_at_ms, stamp_ms,
-                                        seen.updated_ms if seen else None, DRIFT if seen else MISSING))
-        self._mark_pending(c, result.rows)
+                                        seen.updated_ms if seen else None, status))
+        fixer = self.fixer(c)
+        fixer.mark_pending(result.rows)
         if fix:
-            self._requeue(c, [r for r in result.rows if r.status in (DRIFT, MISSING)], result)
+            result.requeued += fixer.requeue(result.rows)
         return result
 
-    # --- re-queuing -----------------------------------------------------------------------
-
-    def _newest(self, campaign_id: int, skus: list[str]) -> dict[str, tuple[int, int] | None]:
-        """sku -> (stamp_ms, count) of the newest value the buffer ever accepted (its high-water mark)."""
-        if not skus:
-            return {}
-        # Absent (idle past the horizon): treat as "something else is going on".
-        return dict(zip(skus, self.buffer.latest_of(campaign_id, skus)))
-
-    def _mark_pending(self, campaign_id: int, rows: list[DriftRow]) -> None:
-        newest = self._newest(campaign_id, [r.sku for r in rows])
-        for row in rows:
-            if newest.get(row.sku) != (row.stamp_ms, row.ours):
-                row.status = PENDING
-
-    def _requeue(self, campaign_id: int, rows: list[DriftRow], result: ReconcileResult) -> None:
-        if not rows:
-            return
-        # Re-check right before queuing: keeps the window for a racing update as short as it can be.
-        newest = self._newest(campaign_id, [r.sku for r in rows])
-        now_ms = int(self.clock() * 1000)
-        items, stamps = [], {}
-        for row in rows:
-            if newest.get(row.sku) != (row.stamp_ms, row.ours):
-                row.status = PENDING
-                continue
-            stamps[row.sku] = fix_stamp_ms(row.stamp_ms, row.market_updated_ms, now_ms)
-            items.append({"sku": row.sku, "count": row.ours, "updatedAt": _stamp(stamps[row.sku])})
-        for start in range(0, len(items), 1000):
-            self.push(campaign_id, items[start:start + 1000], force=True, buffer=self.buffer)
-        # The buffer decides: where a newer update won the race, the fix was (rightly) dropped.
-        after = self._newest(campaign_id, list(stamps))
-        for row in rows:
-            if row.sku in stamps and after.get(row.sku) == (stamps[row.sku], row.ours):
-                row.fixed = True
-                result.requeued += 1
-            elif row.sku in stamps:
-                row.status = PENDING
-
-
-def _stamp(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms // 1000, timezone.utc).replace(microsecond=(ms % 1000) * 1000)
-
-
-def _iso(ms: int | None) -> str:
-    return _stamp(ms).isoformat(timespec="milliseconds") if ms is not None else ""
+    def fixer(self, campaign_id: int) -> DriftFixer[str]:
+        """The shared pending/re-queue rules, wired to this campaign's buffer and ``push_stocks``."""
+        def push(items: list[tuple[str, int, datetime]]) -> None:
+            self.push(campaign_id, [{"sku": sku, "count": count, "updatedAt": at} for sku, count, at in items],
+                      force=True, buffer=self.buffer)
+        return DriftFixer(lambda skus: self.buffer.latest_of(campaign_id, list(skus)), push, self.clock)
 
 
 def render_table(result: ReconcileResult) -> str:
@@ -220,5 +194,11 @@ def render_table(result: ReconcileResult) -> str:
     out = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
     summary = (f"campaign {result.campaign_id}: {result.checked} SKUs checked, {result.drift} drifted"
                f"{f', {result.requeued} re-queued' if result.requeued else ''}"
-               f"{f', {result.in_motion} skipped (delivered during the read)' if result.in_motion else ''}")
+               f"{f', {result.in_motion} skipped (delivered during the read)' if result.in_motion else ''}"
+               + (f", {result.other_warehouse} on another warehouse (FBS returns) ignored"
+                  if result.other_warehouse else ""))
     return "\n".join(out + [summary]) if lines else summary
+
+
+__all__ = ["DRIFT", "MISSING", "PENDING", "DriftRow", "MarketStock", "ReconcileResult", "Reconciler", "fix_stamp_ms",
+           "market_view", "own_warehouse", "render_table"]

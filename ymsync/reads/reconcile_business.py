@@ -18,7 +18,7 @@ reserved units (FREEZE) are why AVAILABLE may be lower without any drift.
 buffer's for the business target (``b<id>``, keys ``"<warehouse>\\x1f<sku>"``), every warehouse
 ymsync delivered to is reconciled unless one is named, and ``fix`` re-queues drifted and missing
 values through :func:`~ymsync.engine.producer.push_business_stocks` with ``force``, under the same two
-rules as the campaign fix (:mod:`ymsync.reads.reconcile`): only a value that is still the newest the
+rules as the campaign fix (both live in :mod:`ymsync.reads.reconcile_core`): only a value that is still the newest the
 buffer accepted for its (warehouse, SKU) is re-queued (else the row is ``pending``), stamped just
 after both its delivered stamp and the Market's ``updatedAt`` (never later than now).
 """
@@ -27,20 +27,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Callable, Iterable, Mapping, Sequence
 
 from ymsync.engine.buffer import StockBuffer
-from ymsync.market.models import WarehouseOfferStock
 from ymsync.engine.producer import push_business_stocks
-from ymsync.reads.campaign import ReadStats
-from ymsync.reads.business import WarehouseStockReader
-from ymsync.reads.reconcile import PENDING, _stamp, fix_stamp_ms
 from ymsync.engine.targets import business_target, item_key, split_key
+from ymsync.market.models import WarehouseOfferStock
+from ymsync.reads.business import WarehouseStockReader
+from ymsync.reads.campaign import ReadStats
+from ymsync.reads.reconcile_core import (DRIFT, MISSING, PENDING, DriftFixer, MarketStock, Record, drifted,
+                                         market_count, split_moved, stamp_ms_of)
 
-DRIFT, MISSING = "drift", "missing"
 DEFAULT_GRACE_S = 300.0
 
-Delivered = Mapping[tuple[int, str], tuple[int, int, int]]
+WarehouseKey = tuple[int, str]  # (warehouse_id, sku)
+Delivered = Mapping[WarehouseKey, tuple[int, int, int]]
+# Delivered records of the given keys read again (after the Market was read); absent: no record.
+Recheck = Callable[[int, Sequence[WarehouseKey]], Delivered]
 
 
 @dataclass
@@ -54,6 +58,10 @@ class WarehouseDriftRow:
     market_updated_ms: int | None
     status: str  # drift | missing (both fixable) | pending (a newer value is on its way)
     fixed: bool = False
+
+    @property
+    def key(self) -> WarehouseKey:
+        return (self.warehouse_id, self.sku)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -80,78 +88,92 @@ class WarehouseReconcileResult:
                 "requeued": self.requeued, "read": self.read.as_dict(), "rows": [r.as_dict() for r in self.rows]}
 
 
-def market_count(offer: WarehouseOfferStock, stock_type: str = "FIT") -> int:
-    return offer.stocks.get(stock_type, offer.stocks.get("AVAILABLE", 0))
-
-
 def compare(business_id: int, warehouse_id: int, delivered: Delivered, offers: Iterable[WarehouseOfferStock], *,
             now_ms: int, grace_s: float = DEFAULT_GRACE_S, stock_type: str = "FIT",
             result: WarehouseReconcileResult | None = None) -> WarehouseReconcileResult:
     """Compare the records of ``warehouse_id`` in ``delivered`` with the Market's ``offers``."""
     result = result or WarehouseReconcileResult(business_id, warehouse_id)
-    market: dict[str, WarehouseOfferStock] = {}
+    market: dict[WarehouseKey, MarketStock] = {}
     for offer in offers:
         if offer.warehouse_id != warehouse_id:
             result.other_warehouse += 1
             continue
-        market[offer.offer_id] = offer
+        market[(warehouse_id, offer.offer_id)] = MarketStock(market_count(offer.stocks, stock_type),
+                                                             stamp_ms_of(offer.updated_at))
     grace_ms = int(grace_s * 1000)
-    for (wid, sku), (count, stamp_ms, delivered_at_ms) in sorted(delivered.items()):
-        if wid != warehouse_id:
+    settled = {}
+    for key, record in delivered.items():
+        if key[0] != warehouse_id:
             continue
-        if now_ms - delivered_at_ms < grace_ms:
+        if now_ms - record[2] < grace_ms:
             result.in_motion += 1
-            continue
-        result.checked += 1
-        seen = market.get(sku)
-        seen_count = market_count(seen, stock_type) if seen is not None else None
-        if seen_count == count:
-            continue
-        updated = int(seen.updated_at.timestamp() * 1000) if seen is not None and seen.updated_at else None
-        result.rows.append(WarehouseDriftRow(wid, sku, count, seen_count, stamp_ms, delivered_at_ms, updated,
-                                             DRIFT if seen is not None else MISSING))
+        else:
+            settled[key] = record
+    result.checked += len(settled)
+    for (wid, sku), (count, stamp_ms, delivered_at_ms), seen, status in drifted(settled, market):
+        result.rows.append(WarehouseDriftRow(wid, sku, count, seen.count if seen else None, stamp_ms,
+                                             delivered_at_ms, seen.updated_ms if seen else None, status))
     return result
 
 
 class WarehouseReconciler:
     """Reads the Market for the SKUs ymsync delivered to one warehouse (by offerIds, 500 a
-    request) and compares. ``delivered_for(business_id, warehouse_id)`` gives the records."""
+    request) and compares. ``delivered_for(business_id, warehouse_id)`` gives the records;
+    ``recheck(business_id, keys)``, if given, reads just those records again after the Market
+    was read (else ``delivered_for`` is asked again)."""
 
     def __init__(self, reader: WarehouseStockReader, delivered_for: Callable[[int, int], Delivered], *,
-                 grace_s: float = DEFAULT_GRACE_S, clock: Callable[[], float] = time.time) -> None:
-        self.reader, self.delivered_for = reader, delivered_for
+                 grace_s: float = DEFAULT_GRACE_S, clock: Callable[[], float] = time.time,
+                 recheck: Recheck | None = None) -> None:
+        self.reader, self.delivered_for, self.recheck = reader, delivered_for, recheck
         self.grace_s, self.clock = grace_s, clock
 
-    def run(self, business_id: int, warehouse_id: int) -> WarehouseReconcileResult:
-        delivered = {k: v for k, v in self.delivered_for(business_id, warehouse_id).items() if k[0] == warehouse_id}
+    def run(self, business_id: int, warehouse_id: int, *,
+            delivered: Delivered | None = None) -> WarehouseReconcileResult:
+        """``delivered``: the warehouse's records when the caller already read them (one read
+        of the business serves every warehouse)."""
+        source = self.delivered_for(business_id, warehouse_id) if delivered is None else delivered
+        before = {k: v for k, v in source.items() if k[0] == warehouse_id}
         result = WarehouseReconcileResult(business_id, warehouse_id)
-        skus = sorted({sku for _, sku in delivered})
+        skus = sorted({sku for _, sku in before})
         offers = list(self.reader.read(business_id, warehouse_id, skus, result.read)) if skus else []
         # Delivered records read again after the Market: one re-delivered meanwhile is in motion.
-        after = {k: v for k, v in self.delivered_for(business_id, warehouse_id).items() if k in delivered}
-        moved = {k for k in delivered if after.get(k) != delivered[k]}
-        result.in_motion += len(moved)
-        stable = {k: v for k, v in delivered.items() if k not in moved}
+        after = (self.recheck(business_id, list(before)) if self.recheck is not None
+                 else self.delivered_for(business_id, warehouse_id))
+        stable, moved = split_moved(before, after)
+        result.in_motion += moved
         return compare(business_id, warehouse_id, stable, offers, now_ms=int(self.clock() * 1000),
                        grace_s=self.grace_s, result=result)
+
+
+def delivered_by_warehouse(buffer: StockBuffer, business_id: int) -> dict[int, dict[WarehouseKey, Record]]:
+    """Every delivered record of the business target in one read, grouped by warehouse."""
+    out: dict[int, dict[WarehouseKey, Record]] = {}
+    for key, record in buffer.delivered(business_target(business_id)).items():
+        wid, sku = split_key(key)
+        out.setdefault(wid, {})[(wid, sku)] = record
+    return out
 
 
 def buffer_delivered(buffer: StockBuffer) -> Callable[[int, int], Delivered]:
     """``delivered_for`` from the stock engine: the business target's delivered records of one
     warehouse, keyed ``(warehouse_id, sku)``."""
     def delivered_for(business_id: int, warehouse_id: int) -> Delivered:
-        out: dict[tuple[int, str], tuple[int, int, int]] = {}
-        for key, record in buffer.delivered(business_target(business_id)).items():
-            wid, sku = split_key(key)
-            if wid == warehouse_id:
-                out[(wid, sku)] = record
-        return out
+        return delivered_by_warehouse(buffer, business_id).get(warehouse_id, {})
     return delivered_for
+
+
+def buffer_recheck(buffer: StockBuffer) -> Recheck:
+    """``recheck`` from the stock engine: the given records only (cost follows the keys asked)."""
+    def recheck(business_id: int, keys: Sequence[WarehouseKey]) -> Delivered:
+        records = buffer.delivered_of(business_target(business_id), [item_key(w, s) for w, s in keys])
+        return {k: r for k, r in zip(keys, records) if r is not None}
+    return recheck
 
 
 def delivered_warehouses(buffer: StockBuffer, business_id: int) -> list[int]:
     """The warehouses ymsync has delivered stock to (those it can reconcile)."""
-    return sorted({split_key(key)[0] for key in buffer.delivered(business_target(business_id))})
+    return sorted(delivered_by_warehouse(buffer, business_id))
 
 
 @dataclass
@@ -172,66 +194,42 @@ class BusinessReconcileResult:
 
 class BusinessReconciler:
     """Reconciles a business's warehouses against the buffer's delivered records; ``fix``
-    re-queues drifted and missing values (see the module's docstring for the rules)."""
+    re-queues drifted and missing values (see the module's docstring for the rules).
+
+    The business's delivered records are read once for every warehouse, and each warehouse's
+    re-check reads only its own keys: the cost follows the SKUs, not warehouses x SKUs."""
 
     def __init__(self, buffer: StockBuffer, reader: WarehouseStockReader, *, grace_s: float = DEFAULT_GRACE_S,
                  push: Callable[..., object] = push_business_stocks, clock: Callable[[], float] = time.time) -> None:
         self.buffer, self.push, self.clock = buffer, push, clock
-        self.warehouse = WarehouseReconciler(reader, buffer_delivered(buffer), grace_s=grace_s, clock=clock)
+        self.warehouse = WarehouseReconciler(reader, buffer_delivered(buffer), grace_s=grace_s, clock=clock,
+                                             recheck=buffer_recheck(buffer))
 
     def run(self, business_id: int, warehouse_id: int | None = None, *, fix: bool = False) -> BusinessReconcileResult:
         b = int(business_id)
         result = BusinessReconcileResult(b)
-        warehouses = [warehouse_id] if warehouse_id is not None else delivered_warehouses(self.buffer, b)
+        records = delivered_by_warehouse(self.buffer, b)
+        warehouses = [int(warehouse_id)] if warehouse_id is not None else sorted(records)
+        fixer = self.fixer(b)
         for wid in warehouses:
-            one = self.warehouse.run(b, int(wid))
-            self._mark_pending(b, one.rows)
+            one = self.warehouse.run(b, wid, delivered=records.get(wid, {}))
+            fixer.mark_pending(one.rows)
             if fix:
-                self._requeue(b, one)
+                one.requeued += fixer.requeue(one.rows)
             result.warehouses.append(one)
         return result
 
-    def _newest(self, business_id: int, rows: list[WarehouseDriftRow]) -> dict[tuple[int, str], tuple[int, int] | None]:
-        """(warehouse, sku) -> (stamp_ms, count) of the newest value the buffer ever accepted."""
-        if not rows:
-            return {}
-        keys = [(r.warehouse_id, r.sku) for r in rows]
-        latest = self.buffer.latest_of(business_target(business_id), [item_key(w, s) for w, s in keys])
-        return dict(zip(keys, latest))
+    def fixer(self, business_id: int) -> DriftFixer[WarehouseKey]:
+        """The shared pending/re-queue rules, wired to the business target and ``push_business_stocks``."""
+        target = business_target(business_id)
 
-    def _mark_pending(self, business_id: int, rows: list[WarehouseDriftRow]) -> None:
-        newest = self._newest(business_id, rows)
-        for row in rows:
-            if newest.get((row.warehouse_id, row.sku)) != (row.stamp_ms, row.ours):
-                row.status = PENDING
+        def newest(keys: Sequence[WarehouseKey]) -> list[tuple[int, int] | None]:
+            return self.buffer.latest_of(target, [item_key(w, s) for w, s in keys])
 
-    def _requeue(self, business_id: int, result: WarehouseReconcileResult) -> None:
-        rows = [r for r in result.rows if r.status in (DRIFT, MISSING)]
-        if not rows:
-            return
-        # Re-check right before queuing: keeps the window for a racing update as short as it can be.
-        newest = self._newest(business_id, rows)
-        now_ms = int(self.clock() * 1000)
-        items, stamps = [], {}
-        for row in rows:
-            key = (row.warehouse_id, row.sku)
-            if newest.get(key) != (row.stamp_ms, row.ours):
-                row.status = PENDING
-                continue
-            stamps[key] = fix_stamp_ms(row.stamp_ms, row.market_updated_ms, now_ms)
-            items.append({"sku": row.sku, "warehouse": row.warehouse_id, "count": row.ours,
-                          "updatedAt": _stamp(stamps[key])})
-        for start in range(0, len(items), 1000):
-            self.push(business_id, items[start:start + 1000], force=True, buffer=self.buffer)
-        # The buffer decides: where a newer update won the race, the fix was (rightly) dropped.
-        after = self._newest(business_id, [r for r in rows if (r.warehouse_id, r.sku) in stamps])
-        for row in rows:
-            key = (row.warehouse_id, row.sku)
-            if key in stamps and after.get(key) == (stamps[key], row.ours):
-                row.fixed = True
-                result.requeued += 1
-            elif key in stamps:
-                row.status = PENDING
+        def push(items: list[tuple[WarehouseKey, int, datetime]]) -> None:
+            self.push(business_id, [{"sku": sku, "warehouse": wid, "count": count, "updatedAt": at}
+                                    for (wid, sku), count, at in items], force=True, buffer=self.buffer)
+        return DriftFixer(newest, push, self.clock)
 
 
 def render_table(result: WarehouseReconcileResult) -> str:
@@ -250,4 +248,5 @@ def render_table(result: WarehouseReconcileResult) -> str:
 
 
 __all__ = ["BusinessReconcileResult", "BusinessReconciler", "WarehouseReconciler", "WarehouseReconcileResult",
-           "buffer_delivered", "compare", "delivered_warehouses", "render_table", "DEFAULT_GRACE_S"]
+           "buffer_delivered", "buffer_recheck", "compare", "delivered_by_warehouse", "delivered_warehouses",
+           "render_table", "DEFAULT_GRACE_S", "DRIFT", "MISSING", "PENDING"]

@@ -15,12 +15,11 @@ from bisect import bisect_right
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ymsync.config.settings import Quota
-
-if TYPE_CHECKING:
-    from ymsync.sandbox.business_state import BusinessConfig, TokenScope
+from ymsync.sandbox.business_state import BusinessConfig, BusinessStore, TokenScope
+from ymsync.sandbox.stock_record import StockRecord
 
 MODELS = ("FBS", "FBY", "DBS", "EXPRESS")
 # The Market's own limits: x-resource-limit-config of the official description.
@@ -61,12 +60,6 @@ class CampaignConfig:
         if cid < 1 or business < 1 or model not in MODELS:
             raise ValueError(f"campaign {text!r}: ids must be >= 1 and MODEL one of {', '.join(MODELS)}")
         return cls(cid, business, model)
-
-
-@dataclass
-class StockRecord:
-    count: int
-    updated_at: datetime
 
 
 # The stock updates the late-apply fault delays: campaign-level and business-level alike.
@@ -190,7 +183,6 @@ class SandboxState:
         # SKUs the Market refuses (a blocked offer, say): any request holding one is refused whole.
         self.poisoned: dict[int, dict[str, bool]] = {}  # campaign -> sku -> named in the message
         self.log: deque[dict[str, Any]] = deque(maxlen=20_000)
-        from ymsync.sandbox.business_state import BusinessStore  # it builds on this module's StockRecord
 
         self.token_scopes = dict(config.token_scopes)
         self.business = BusinessStore(config.businesses, self.lock, self.now, self._changed)
