@@ -303,3 +303,11 @@ local v = redis.call('HGET', KEYS[1], sku)
 if not v then return 2147483647 end  -- a queue entry whose value went: take at once, it tidies up
 return tonumber(now) - tonumber(string.match(v, '|(%d+)$'))
 """
+
+# KEYS: dead invalid. Counts and forgets a target's dead letters in one step, so a value
+# dead-lettered while a purge runs is either counted and forgotten, or kept: never lost uncounted.
+PURGE = """
+local n = redis.call('HLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+return n
+"""
