@@ -15,7 +15,7 @@ from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.delivery import DeliveryTracker, Progress, server_time_ms
 from ymsync.engine.inputs import UnreadableInput, open_input, read_items
 from ymsync.store import keys
-from ymsync.engine.producer import check_business_updates, check_updates
+from ymsync.engine.producer import ItemError, check_business_updates, check_updates
 from ymsync.engine.targets import business_target
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.config.settings import Settings, SettingsError, get_settings
@@ -124,7 +124,8 @@ def push(campaign_id: int | None, business_id: int | None, warehouse: int | None
 
 
 def _line_number(error: str) -> int:
-    label = error.split(":", 1)[0]  # "line 7"
+    # A checked item's error carries its label ("line 7"); the reader's problems are plain lines.
+    label = error.label if isinstance(error, ItemError) else error.split(":", 1)[0]
     return int(label[5:]) if label.startswith("line ") and label[5:].isdigit() else 0
 
 
