@@ -92,8 +92,9 @@ def limiter_for_business(business_id: int) -> QuotaLimiter:
 @lru_cache(maxsize=1)
 def flusher() -> Flusher:
     s = get_settings()
-    # Several cabinets: each campaign's push carries its own cabinet's token.
-    client = connect.CampaignClients(s) if len(s.cabinets) > 1 else MarketClient.from_settings(s)
+    # Each campaign's push carries the token of the cabinet that lists it, one cabinet or many: a
+    # campaign no cabinet lists is never sent with some other cabinet's token (it halts instead).
+    client = connect.CampaignClients(s)
 
     def client_for(target: Target) -> MarketClient:
         # Business targets (v3) go with their cabinet's token; campaigns as above.

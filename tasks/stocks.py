@@ -18,7 +18,7 @@ from typing import Any
 from celery import Task
 
 from ymsync.engine.producer import (Checked, InvalidInput, ItemError, call_error, check_business_updates,
-                                    check_campaign, check_updates, stamp_items)
+                                    check_campaign, check_listed, check_updates, stamp_items)
 from ymsync.engine.targets import business_target
 from ymsync.store.keys import describe_target
 from ymsync.engine.schedule import server_ms
@@ -28,8 +28,8 @@ from . import app, runtime
 
 @app.task(name="ymsync.stocks.update", bind=True, ignore_result=True)
 def update(self: Task, campaign_id: int, items: list[dict[str, Any]], stamped_at: str | None = None) -> None:
-    # A bad campaign has nowhere to be dead-lettered: fail the task loudly (logs, Flower).
-    campaign = check_campaign(campaign_id)
+    # A bad or unlisted campaign has nowhere to be dead-lettered: fail the task loudly (logs, Flower).
+    campaign = check_listed(check_campaign(campaign_id))
     items = _with_stamps(items, stamped_at)
     _ingest(self.request.id, campaign, items, check_updates(items, require_stamp=True))
 

@@ -15,7 +15,7 @@ from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.delivery import DeliveryTracker, Progress, server_time_ms
 from ymsync.engine.inputs import UnreadableInput, open_input, read_items
 from ymsync.store import keys
-from ymsync.engine.producer import ItemError, check_business_updates, check_updates
+from ymsync.engine.producer import InvalidInput, ItemError, check_business_updates, check_listed, check_updates
 from ymsync.engine.targets import business_target
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.config.settings import Settings, SettingsError, get_settings
@@ -83,6 +83,11 @@ def push(campaign_id: int | None, business_id: int | None, warehouse: int | None
                                          warehouses=_warehouse_check())
         where, target_id = f"business {business_id}", business_target(business_id)
     else:
+        try:
+            check_listed(campaign_id, _settings().cabinets)
+        except InvalidInput as exc:
+            click.echo(f"{exc.errors[0].message}; nothing queued", err=True)
+            sys.exit(EXIT_INVALID)
         checked = check_updates(read.items, read.labels)
         where, target_id = f"campaign {campaign_id}", campaign_id
     errors = sorted(read.problems + checked.errors, key=_line_number)

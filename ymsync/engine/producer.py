@@ -22,6 +22,7 @@ from marshmallow import ValidationError
 from ymsync.engine.buffer import IngestResult, StockBuffer
 from ymsync.market.schemas import (MAX_COUNT, PRODUCER_CLOCK_SKEW, StockUpdateSchema, flatten_errors, parse_stamp, show,
                              sku_problem, utcnow)
+from ymsync.config.cabinets import CabinetNotFound, Cabinets
 from ymsync.config.settings import get_settings
 from ymsync.engine.targets import business_target, item_key
 
@@ -236,6 +237,19 @@ def check_campaign(campaign_id: object, name: str = "campaign_id") -> int:
     return campaign_id
 
 
+def check_listed(campaign_id: int, cabinets: Cabinets | None = None) -> int:
+    """Refuse a campaign that no configured cabinet lists: its values could only go out with a
+    token that does not serve it. A process with no cabinet configured (a shop's web app that only
+    sets REDIS_URL) cannot tell and lets it through; the workers never send it with a foreign token."""
+    cabinets = get_settings().cabinets if cabinets is None else cabinets
+    if cabinets:
+        try:
+            cabinets.by_campaign(campaign_id)
+        except CabinetNotFound as exc:
+            raise InvalidInput([call_error(f"campaign {campaign_id} is refused: {exc}", field="campaign_id")]) from None
+    return campaign_id
+
+
 @lru_cache(maxsize=4)
 def _buffer_for(redis_url: str) -> StockBuffer:
     return StockBuffer.from_settings(redis.Redis.from_url(redis_url), get_settings())
@@ -247,12 +261,13 @@ def default_buffer() -> StockBuffer:
 
 def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_invalid: bool = False,
                 force: bool = False, buffer: StockBuffer | None = None) -> IngestResult:
-    """Queue stock updates for a campaign. Raises :class:`InvalidInput` (nothing queued) on bad input.
+    """Queue stock updates for a campaign. Raises :class:`InvalidInput` (nothing queued) on bad input
+    or when no configured cabinet lists the campaign.
 
     A value equal to the one the Market was last given (with nothing newer queued) is not sent
     again unless ``force``; it is counted in ``IngestResult.unchanged``.
     """
-    campaign_id = check_campaign(campaign_id)
+    campaign_id = check_listed(check_campaign(campaign_id))
     checked = check_updates(check_items(items))
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
