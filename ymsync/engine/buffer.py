@@ -286,8 +286,9 @@ class StockBuffer:
             self.schedule.activate(self.target(target_id), 0)
         return n
 
-    def purge(self, target_id: int | str) -> int:
-        """Forget the target's dead letters; how many went. One script: counting and deleting
-        in two steps would lose a letter dead-lettered in between without counting it."""
+    def purge(self, target_id: int | str, warehouse: int | None = None) -> int:
+        """Forget the target's dead letters (only ``warehouse``'s, for a business target); how
+        many went. One script: counting and deleting in two steps would lose a letter
+        dead-lettered in between without counting it."""
         k = keys.target_keys(self.target(target_id))
-        return int(self._purge(keys=[k["dead"], k["invalid"]]))
+        return int(self._purge(keys=[k["dead"], k["invalid"]], args=["" if warehouse is None else int(warehouse)]))

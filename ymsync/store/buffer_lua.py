@@ -304,10 +304,35 @@ if not v then return 2147483647 end  -- a queue entry whose value went: take at 
 return tonumber(now) - tonumber(string.match(v, '|(%d+)$'))
 """
 
-# KEYS: dead invalid. Counts and forgets a target's dead letters in one step, so a value
-# dead-lettered while a purge runs is either counted and forgotten, or kept: never lost uncounted.
+# KEYS: dead invalid; ARGV: warehouse ('' = every letter). Counts and forgets a target's dead
+# letters (of one warehouse of a business target: SKU fields "<warehouse>\x1f<sku>", invalid
+# input recorded with its warehouse) in one step, so a value dead-lettered while a purge runs is
+# either counted and forgotten, or kept: never lost uncounted.
 PURGE = """
-local n = redis.call('HLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
-redis.call('DEL', KEYS[1], KEYS[2])
+if ARGV[1] == '' then
+  local n = redis.call('HLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return n
+end
+local prefix = ARGV[1] .. '\\31'
+local gone = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, #prefix) == prefix then gone[#gone + 1] = field end
+end
+for s = 1, #gone, 1000 do redis.call('HDEL', KEYS[1], unpack(gone, s, math.min(s + 999, #gone))) end
+local n, kept = #gone, {}
+local invalid = redis.call('LRANGE', KEYS[2], 0, -1)
+for _, raw in ipairs(invalid) do
+  local ok, d = pcall(cjson.decode, raw)
+  if ok and type(d) == 'table' and d.warehouse ~= nil and tostring(d.warehouse) == ARGV[1] then
+    n = n + 1
+  else
+    kept[#kept + 1] = raw
+  end
+end
+if #kept < #invalid then
+  redis.call('DEL', KEYS[2])
+  for s = 1, #kept, 1000 do redis.call('RPUSH', KEYS[2], unpack(kept, s, math.min(s + 999, #kept))) end
+end
 return n
 """
