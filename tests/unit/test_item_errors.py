@@ -69,3 +69,9 @@ def test_the_update_task_dead_letters_each_invalid_item_by_its_index(clean_redis
 def test_campaign_updates_number_their_errors_from_zero() -> None:
     checked = check_updates([{"sku": "p: q", "count": 1}, {"sku": "r", "count": 1, "updatedAt": "yesterday"}])
     assert [(e.index, e.sku, e.field) for e in checked.errors] == [(1, "r", "updatedAt")]
+
+
+def test_invalid_input_rebuilt_from_its_message_keeps_it_whole() -> None:
+    """Celery's JSON result rebuilds an exception from its message alone."""
+    again = InvalidInput("items must be a list")
+    assert [str(e) for e in again.errors] == ["items must be a list"] and again.errors[0].index is None

@@ -31,9 +31,10 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import redis
+from redis.commands.core import Script
 
 from ymsync.store import buffer_lua as lua
 from ymsync.store import keys
@@ -130,11 +131,12 @@ class StockBuffer:
         return (clock[0] + int((now - clock[1]) * 1000)) // self.generation_ms
 
     @staticmethod
-    def _generation_keys(target: str, g: int, *names) -> list[str]:
+    def _generation_keys(target: str, g: int, *names: Callable[[str, int], str]) -> list[str]:
         """Generation hashes for the scripts' KEYS, newest first, per record kind (keys.hwm, ...)."""
         return [name(target, generation) for name in names for generation in (g, g - 1, g - 2)]
 
-    def _call_in_generation(self, script, target: str, fixed_keys: list[str], names: tuple, args: list[object]):
+    def _call_in_generation(self, script: Script, target: str, fixed_keys: list[str],
+                            names: tuple[Callable[[str, int], str], ...], args: list[object]) -> Any:
         """One call of a script that touches generation hashes; retried (nothing was written) with
         the generation it names when the estimate was off, at a generation's turn."""
         g = self._generation()

@@ -87,6 +87,8 @@ class InvalidInput(ValueError):
     problem (its item's index, SKU, warehouse, field and message), readable as text too."""
 
     def __init__(self, errors: Sequence[str]) -> None:
+        if isinstance(errors, str):  # rebuilt from its message alone (Celery's JSON of an exception)
+            errors = [errors]
         self.errors: list[ItemError] = [e if isinstance(e, ItemError) else call_error(str(e)) for e in errors]
         more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
         super().__init__(f"{len(errors)} invalid stock update(s), nothing queued: "
