@@ -146,8 +146,9 @@ class Cabinets:
         # The simple case: one cabinet that lists no campaigns serves them all (today's behaviour).
         if len(self.items) == 1 and not self.items[0].campaigns:
             return self.items[0]
-        raise CabinetNotFound(f"no cabinet lists campaign {campaign_id} (add it to a cabinet's campaigns "
-                              f"in {self.source})")
+        where = ("YM_CAMPAIGN_IDS" if self.source == "environment"
+                 else f"a cabinet's campaigns in {self.source}")
+        raise CabinetNotFound(f"no cabinet lists campaign {campaign_id} (add it to {where})")
 
     def serving(self, *, business_id: int | None = None, campaign_id: int | None = None) -> Cabinet:
         """The cabinet whose token a request about this campaign (else business) must carry. The
@@ -190,9 +191,11 @@ def _choice(raw: Any, name: str, choices: tuple[str, ...], default: str) -> str:
 
 
 def from_environment(credentials: Credentials, *, mode: str = "", subscription: str = "",
-                     fby_campaigns: tuple[int, ...] = ()) -> Cabinets:
+                     fby_campaigns: tuple[int, ...] = (), campaigns: tuple[int, ...] = ()) -> Cabinets:
     """The simple case: today's single-cabinet variables (read by settings.py) make one cabinet
-    named ``default``: YM_API_MODE, YM_SUBSCRIPTION and YM_FBY_CAMPAIGNS arrive as arguments."""
+    named ``default``: YM_API_MODE, YM_SUBSCRIPTION, YM_FBY_CAMPAIGNS and YM_CAMPAIGN_IDS arrive as
+    arguments. Without YM_CAMPAIGN_IDS the cabinet lists no campaign and serves every one (what
+    ymsync always did); with it, only those (and the FBY ones)."""
     mode = _choice(mode, "YM_API_MODE", MODES, "v2")
     tier = _choice(subscription, "YM_SUBSCRIPTION", SUBSCRIPTIONS, "basic")
     if mode == "v3" and credentials.business_id is None:
@@ -200,7 +203,8 @@ def from_environment(credentials: Credentials, *, mode: str = "", subscription: 
     if not credentials:
         return Cabinets((), "environment")
     source = "YM_API_KEY" if credentials.api_key is not None else "YM_OAUTH_TOKEN"
-    return Cabinets((Cabinet("default", credentials.business_id, credentials, mode, tier, (),
+    listed = tuple(dict.fromkeys(tuple(campaigns) + tuple(fby_campaigns))) if campaigns else ()
+    return Cabinets((Cabinet("default", credentials.business_id, credentials, mode, tier, listed,
                              tuple(fby_campaigns), source),), "environment")
 
 

@@ -303,7 +303,8 @@ def _cabinets(env: Mapping[str, str], credentials: Credentials) -> Cabinets:
     if not path:
         return cabinets_from_environment(credentials, mode=env.get("YM_API_MODE", "").strip(),
                                          subscription=env.get("YM_SUBSCRIPTION", "").strip(),
-                                         fby_campaigns=_campaigns(env, "YM_FBY_CAMPAIGNS"))
+                                         fby_campaigns=_campaigns(env, "YM_FBY_CAMPAIGNS"),
+                                         campaigns=_campaigns(env, "YM_CAMPAIGN_IDS"))
     clash = [name for name in ("YM_BUSINESS_ID", "YM_API_MODE", "YM_SUBSCRIPTION") if env.get(name, "").strip()]
     if clash:
         # Two sources for one fact: refuse rather than guess which one the operator meant.

@@ -17,6 +17,10 @@ began, so a SKU idle for two to three generations (the horizon, up to 1.5x it) c
 An update stamped before the horizon is dropped (``too_old``): the Market refuses stamps older
 than a day, and the records that could order it against a newer value may be gone.
 
+Every key a script touches comes in its KEYS (Redis Cluster requires it): generation hashes are
+named here for the generation the server's clock gives, estimated between looks at it; a script
+whose own clock disagrees writes nothing and names the right one, and the call goes again.
+
 Waking the scheduler is a second call (``Schedule.activate``), never part of a target's script:
 a target's keys share one hash tag, the scheduler's are global.
 """
@@ -24,11 +28,13 @@ a target's keys share one hash tag, the scheduler's are global.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import redis
+from redis.commands.core import Script
 
 from ymsync.store import buffer_lua as lua
 from ymsync.store import keys
@@ -36,6 +42,16 @@ from ymsync.engine.schedule import Schedule
 from ymsync.config.settings import Settings
 
 MAX_INVALID = 10_000  # invalid-input dead letters kept per campaign (newest first)
+_MISMATCH = "YMSYNC_GENERATION "  # a script's reply: the keys were named for another generation
+_ATTEMPTS = 5
+_CLOCK_REFRESH_S = 10.0
+
+
+def _generation_named(reply: object) -> int | None:
+    """The generation a script says is current, if ``reply`` is its refusal of the caller's keys."""
+    if isinstance(reply, redis.ResponseError) and str(reply).startswith(_MISMATCH):
+        return int(str(reply)[len(_MISMATCH):])
+    return None
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,10 @@ class StockBuffer:
         self._replay = client.register_script(lua.REPLAY)
         self._extend = client.register_script(lua.EXTEND)
         self._oldest_age = client.register_script(lua.OLDEST_AGE)
+        self._purge = client.register_script(lua.PURGE)
+        # (server ms, local monotonic s) of the last look at Redis's clock: generations are named
+        # from it, never ahead of the server (its reply is read after the server's TIME).
+        self._clock: tuple[int, float] | None = None
 
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings, schedule: Schedule | None = None) -> "StockBuffer":
@@ -100,8 +120,36 @@ class StockBuffer:
         """A stock target's name: ``c1001`` for campaign 1001 (an int), or the name itself."""
         return target if isinstance(target, str) else keys.campaign_target(target)
 
-    def _gen_args(self, target_id: int | str) -> list[object]:
-        return [keys.target_prefix(self.target(target_id)), self.generation_ms]
+    def _generation(self) -> int:
+        """The current generation by the Redis server's clock, estimated between looks at it.
+        Scripts check it against their own clock, so an estimate can only cost a retry."""
+        clock, now = self._clock, time.monotonic()
+        if clock is None or now - clock[1] > _CLOCK_REFRESH_S:
+            seconds, micros = self.redis.time()
+            clock = self._clock = (int(seconds) * 1000 + int(micros) // 1000, time.monotonic())
+            now = clock[1]
+        return (clock[0] + int((now - clock[1]) * 1000)) // self.generation_ms
+
+    @staticmethod
+    def _generation_keys(target: str, g: int, *names: Callable[[str, int], str]) -> list[str]:
+        """Generation hashes for the scripts' KEYS, newest first, per record kind (keys.hwm, ...)."""
+        return [name(target, generation) for name in names for generation in (g, g - 1, g - 2)]
+
+    def _call_in_generation(self, script: Script, target: str, fixed_keys: list[str],
+                            names: tuple[Callable[[str, int], str], ...], args: list[object]) -> Any:
+        """One call of a script that touches generation hashes; retried (nothing was written) with
+        the generation it names when the estimate was off, at a generation's turn."""
+        g = self._generation()
+        for _ in range(_ATTEMPTS):
+            try:
+                return script(keys=[*fixed_keys, *self._generation_keys(target, g, *names)],
+                              args=[g, self.generation_ms, *args])
+            except redis.ResponseError as exc:
+                named = _generation_named(exc)
+                if named is None:
+                    raise
+                g, self._clock = named, None
+        raise RuntimeError(f"{target}: the Redis clock kept changing generation ({g})")
 
     def ingest(self, target_id: int | str, updates: Iterable[tuple[str, int, int | None]], *,
                force: bool = False) -> IngestResult:
@@ -110,23 +158,21 @@ class StockBuffer:
         ``force`` queues a value even if the Market was last given that same count (reconciliation
         uses it when the Market has drifted from what ymsync delivered).
         """
-        k = keys.target_keys(self.target(target_id))
-        script_keys = [k["buf"], k["queue"], k["stats"], k["busy"]]
-        head: list[object] = [*self._gen_args(target_id), self.horizon_ms, 1 if force else 0]
-        pipe = self.redis.pipeline(transaction=False)
-        args = list(head)
+        target = self.target(target_id)
+        chunks: list[list[object]] = []
+        args: list[object] = []
         for sku, count, stamp_ms in updates:
             if stamp_ms is not None and stamp_ms < 0 or int(count) < 0:
                 # The scripts parse digits only: one such value would jam its SKU for good.
                 # Raised before the pipeline runs, so nothing of this call is written.
                 raise ValueError(f"{sku!r}: count and stamp must not be negative ({count}, {stamp_ms})")
             args += [sku, int(count), "" if stamp_ms is None else int(stamp_ms)]
-            if len(args) >= len(head) + 3 * self.chunk:
-                self._ingest(keys=script_keys, args=args, client=pipe)
-                args = list(head)
-        if len(args) > len(head):
-            self._ingest(keys=script_keys, args=args, client=pipe)
-        results = pipe.execute()
+            if len(args) >= 3 * self.chunk:
+                chunks.append(args)
+                args = []
+        if args:
+            chunks.append(args)
+        results = self._ingest_chunks(target, chunks, force)
         accepted = sum(r[0] for r in results)
         if accepted:
             self.schedule.activate(self.target(target_id), self.flush_delay_s)
@@ -134,6 +180,43 @@ class StockBuffer:
             self.schedule.activate_registry_only(self.target(target_id))
         return IngestResult(accepted, sum(r[1] for r in results), accepted > 0, sum(r[2] for r in results),
                             sum(r[3] for r in results))
+
+    def _ingest_chunks(self, target: str, chunks: list[list[object]], force: bool) -> list[list[int]]:
+        """Each chunk in one atomic script, pipelined. Chunks refused for naming the wrong
+        generation wrote nothing and go again, in order: the server's clock only moves on, so
+        every chunk after a refused one was refused too and none overtakes an earlier one."""
+        if not chunks:
+            return []
+        k = keys.target_keys(target)
+        done: dict[int, list[int]] = {}
+        waiting, g = list(range(len(chunks))), self._generation()
+        for _ in range(_ATTEMPTS):
+            script_keys = [k["buf"], k["queue"], k["stats"], k["busy"],
+                           *self._generation_keys(target, g, keys.hwm, keys.delivered)]
+            pipe = self.redis.pipeline(transaction=False)
+            for i in waiting:
+                self._ingest(keys=script_keys, args=[g, self.generation_ms, self.horizon_ms, 1 if force else 0,
+                                                     *chunks[i]], client=pipe)
+            again, unloaded = [], False
+            for i, reply in zip(waiting, pipe.execute(raise_on_error=False)):
+                named = _generation_named(reply)
+                if named is not None:
+                    again.append(i)
+                    g, self._clock = named, None
+                elif isinstance(reply, redis.exceptions.NoScriptError):
+                    # A cluster pipeline does not load scripts first (a plain one does): load, go again.
+                    again.append(i)
+                    unloaded = True
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    done[i] = reply
+            if not again:
+                return [done[i] for i in range(len(chunks))]
+            if unloaded:
+                self.redis.script_load(self._ingest.script)
+            waiting = again
+        raise RuntimeError(f"{target}: the Redis clock kept changing generation ({g})")
 
     def take(self, target_id: int | str, max_skus: int, max_bytes: int, lease_s: float) -> Batch | None:
         """Move up to ``max_skus`` pending SKUs (and ~``max_bytes`` of JSON) into a new batch."""
@@ -157,10 +240,10 @@ class StockBuffer:
         names = [e.sku for e in batch.entries] if skus is None else list(skus)
         if not names:
             return 0
-        return int(self._settle(
-            keys=[keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"], k["buf"],
-                  k["queue"], k["dead"], k["stats"]],
-            args=[*self._gen_args(batch.target), batch.batch_id, action, reason[:2000], *names]))
+        return int(self._call_in_generation(
+            self._settle, batch.target, [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"],
+                                         k["buf"], k["queue"], k["dead"], k["stats"]],
+            (keys.delivered,), [batch.batch_id, action, reason[:2000], *names]))
 
     def extend(self, batch: Batch, lease_s: float) -> bool:
         """Renew the batch's lease; False if it already ran out. The caller must then send nothing
@@ -171,9 +254,14 @@ class StockBuffer:
 
     def reclaim_expired(self, target_id: int | str) -> int:
         """Return batches whose lease ran out (their worker died) to the buffer, in one script."""
-        k = keys.target_keys(self.target(target_id))
-        _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"]],
-                                           args=[keys.target_prefix(self.target(target_id))])
+        target = self.target(target_id)
+        k = keys.target_keys(target)
+        # Earliest deadlines first; the script returns those whose lease has run out by its clock.
+        batches = [b.decode() for b in self.redis.zrange(k["batches"], 0, 999)]
+        if not batches:
+            return 0
+        _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"],
+                                                 *(keys.inflight(target, b) for b in batches)], args=batches)
         return int(returned)
 
     def takeable(self, target_id: int | str) -> bool:
@@ -279,14 +367,17 @@ class StockBuffer:
 
     def replay(self, target_id: int | str, skus: Sequence[str] = ()) -> int:
         """Put dead letters back in the buffer, unless a newer value has arrived since."""
-        k = keys.target_keys(self.target(target_id))
-        n = int(self._replay(keys=[k["dead"], k["buf"], k["queue"]], args=[*self._gen_args(target_id), *skus]))
+        target = self.target(target_id)
+        k = keys.target_keys(target)
+        n = int(self._call_in_generation(self._replay, target, [k["dead"], k["buf"], k["queue"]], (keys.hwm,),
+                                         list(skus)))
         if n:
             self.schedule.activate(self.target(target_id), 0)
         return n
 
-    def purge(self, target_id: int | str) -> int:
+    def purge(self, target_id: int | str, warehouse: int | None = None) -> int:
+        """Forget the target's dead letters (only ``warehouse``'s, for a business target); how
+        many went. One script: counting and deleting in two steps would lose a letter
+        dead-lettered in between without counting it."""
         k = keys.target_keys(self.target(target_id))
-        n = self.dead_letter_count(target_id)
-        self.redis.delete(k["dead"], k["invalid"])
-        return n
+        return int(self._purge(keys=[k["dead"], k["invalid"]], args=["" if warehouse is None else int(warehouse)]))

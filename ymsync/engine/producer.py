@@ -22,6 +22,7 @@ from marshmallow import ValidationError
 from ymsync.engine.buffer import IngestResult, StockBuffer
 from ymsync.market.schemas import (MAX_COUNT, PRODUCER_CLOCK_SKEW, StockUpdateSchema, flatten_errors, parse_stamp, show,
                              sku_problem, utcnow)
+from ymsync.config.cabinets import CabinetNotFound, Cabinets
 from ymsync.config.settings import get_settings
 from ymsync.engine.targets import business_target, item_key
 
@@ -31,19 +32,76 @@ _PLAIN_SKU = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
 OLDEST_STAMP = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
-class InvalidInput(ValueError):
-    """Some updates are invalid; ``errors`` locates each (item or line, field, value)."""
+class ItemError(str):
+    """One refused update, as data: ``index`` (its position in the items given; None when the
+    problem is the call itself), ``sku`` and ``warehouse`` where known, ``field`` (None: the item
+    as a whole) and ``message``. It is also its readable line, ``"<label>: <field>: <message>"``,
+    so printing and comparing errors works as it always did; code reads the attributes instead
+    of splitting the line (a label or SKU may itself contain ": ")."""
 
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
+    index: int | None
+    label: str
+    field: str | None
+    message: str
+    sku: str | None
+    warehouse: int | None
+
+    def __new__(cls, index: int | None, label: str, field: str | None, message: str, *,
+                sku: str | None = None, warehouse: int | None = None) -> "ItemError":
+        reason = f"{field}: {message}" if field else message
+        self = super().__new__(cls, f"{label}: {reason}" if label else reason)
+        self.index, self.label, self.field, self.message = index, label, field, message
+        self.sku, self.warehouse = sku, warehouse
+        return self
+
+    @property
+    def reason(self) -> str:
+        """The line without its label: ``"count: count must be ..."``."""
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+    def moved(self, index: int | None, *, warehouse: int | None = None) -> "ItemError":
+        """The same error for the item at ``index`` of the caller's list (and its warehouse)."""
+        return ItemError(index, self.label, self.field, self.message, sku=self.sku,
+                         warehouse=self.warehouse if warehouse is None else warehouse)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "label": self.label, "sku": self.sku, "warehouse": self.warehouse,
+                "field": self.field, "message": self.message}
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (and copies) as itself, attributes included
+        return (_item_error, (self.index, self.label, self.field, self.message, self.sku, self.warehouse))
+
+
+def _item_error(index: int | None, label: str, field: str | None, message: str, sku: str | None,
+                warehouse: int | None) -> ItemError:
+    return ItemError(index, label, field, message, sku=sku, warehouse=warehouse)
+
+
+def call_error(message: str, field: str | None = None) -> ItemError:
+    """A problem with the call as a whole (its items argument, its campaign), not with one item."""
+    return ItemError(None, "", field, message)
+
+
+class InvalidInput(ValueError):
+    """Some updates are invalid, nothing queued; ``errors`` holds one :class:`ItemError` per
+    problem (its item's index, SKU, warehouse, field and message), readable as text too."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        if isinstance(errors, str):  # rebuilt from its message alone (Celery's JSON of an exception)
+            errors = [errors]
+        self.errors: list[ItemError] = [e if isinstance(e, ItemError) else call_error(str(e)) for e in errors]
         more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
-        super().__init__(f"{len(errors)} invalid stock update(s), nothing queued: " + "; ".join(errors[:20]) + more)
+        super().__init__(f"{len(errors)} invalid stock update(s), nothing queued: "
+                         + "; ".join(self.errors[:20]) + more)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Celery and multiprocessing pickle exceptions
+        return (type(self), (self.errors,))
 
 
 @dataclass(frozen=True)
 class Checked:
     updates: list[tuple[str, int, int | None]]  # (sku, count, stamp_ms or None)
-    errors: list[str]
+    errors: list[ItemError]
 
 
 def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | None = None, *,
@@ -56,7 +114,7 @@ def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | No
     ``require_stamp``: an item without ``updatedAt`` is refused (the Celery task: it cannot know
     when a value without one was current)."""
     updates: list[tuple[str, int, int | None]] = []
-    errors: list[str] = []
+    errors: list[ItemError] = []
     label_iter = iter(labels) if labels is not None else None
     now = utcnow()
     latest = now + PRODUCER_CLOCK_SKEW
@@ -65,38 +123,54 @@ def check_updates(items: Iterable[Mapping[str, Any]], labels: Iterable[str] | No
     oldest_ms = int(oldest.timestamp() * 1000)
     for index, item in enumerate(items):
         label = next(label_iter) if label_iter is not None else f"item {index}"
+        sku = item.get("sku") if isinstance(item, Mapping) and isinstance(item.get("sku"), str) else None
+
+        def refuse(field: str | None, message: str) -> None:
+            errors.append(ItemError(index, label, field, message, sku=sku))
+
         fast = _plainly_valid(item, latest)
         if fast is not None and fast[2] is None and require_stamp:
-            errors.append(f"{label}: updatedAt: updatedAt is required here (when the value was current; "
-                          "send_updates sets it at enqueue), got none")
+            refuse("updatedAt", _STAMP_REQUIRED)
             continue
         if fast is not None and (fast[2] is None or fast[2] >= oldest_ms):
             updates.append(fast)
             continue
         if not isinstance(item, Mapping):
-            errors.append(f"{label}: expected an object with sku, count and updatedAt, got {show(item)}")
+            refuse(None, f"expected an object with sku, count and updatedAt, got {show(item)}")
             continue
         try:
             data = _SCHEMA.load(item)
         except ValidationError as exc:
-            errors.extend(f"{label}: {line}" for line in flatten_errors(exc.messages))
+            for field, message in _field_messages(exc.messages):
+                refuse(field, message)
             continue
         stamp = data.get("updatedAt")
         if stamp is None and require_stamp:
-            errors.append(f"{label}: updatedAt: updatedAt is required here (when the value was current; "
-                          "send_updates sets it at enqueue), got none")
+            refuse("updatedAt", _STAMP_REQUIRED)
             continue
         if stamp is not None and stamp < OLDEST_STAMP:
             # The buffer orders values by epoch milliseconds and cannot hold a negative one; no
             # real stock level dates from before this anyway (a zeroed or mangled clock does).
-            errors.append(f"{label}: updatedAt: updatedAt is before {OLDEST_STAMP.date()}: {show(item.get('updatedAt'))}")
+            refuse("updatedAt", f"updatedAt is before {OLDEST_STAMP.date()}: {show(item.get('updatedAt'))}")
             continue
         if stamp is not None and stamp < oldest:
-            errors.append(f"{label}: updatedAt: updatedAt is older than {_hours(horizon)} "
-                          f"(the Market refuses stamps older than a day): {show(item.get('updatedAt'))}")
+            refuse("updatedAt", f"updatedAt is older than {_hours(horizon)} "
+                   f"(the Market refuses stamps older than a day): {show(item.get('updatedAt'))}")
             continue
         updates.append((data["sku"], data["count"], int(stamp.timestamp() * 1000) if stamp else None))
     return Checked(updates, errors)
+
+
+_STAMP_REQUIRED = ("updatedAt is required here (when the value was current; send_updates sets it at enqueue), "
+                   "got none")
+
+
+def _field_messages(messages: Any) -> list[tuple[str | None, str]]:
+    """The schema's ``{field: [message, ...]}`` as (field, message) pairs; ``_schema``: no field."""
+    if not isinstance(messages, Mapping):
+        return [(None, line) for line in flatten_errors(messages)]
+    return [(None if key == "_schema" else str(key), line) for key, value in messages.items()
+            for line in flatten_errors(value)]
 
 
 def _hours(span: timedelta) -> str:
@@ -155,13 +229,26 @@ def check_items(items: object) -> Iterable[Mapping[str, Any]]:
     """``items`` itself must be a list (any iterable) of objects: a string, a mapping or a
     number is a caller's mistake to name, not something to iterate or crash on."""
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
-        raise InvalidInput([f"items must be a list of {{sku, count, updatedAt?}} objects, got {show(items)}"])
+        raise InvalidInput([call_error(f"items must be a list of {{sku, count, updatedAt?}} objects, got {show(items)}")])
     return items
 
 
 def check_campaign(campaign_id: object, name: str = "campaign_id") -> int:
     if isinstance(campaign_id, bool) or not isinstance(campaign_id, int) or campaign_id < 1:
-        raise InvalidInput([f"{name} must be an integer >= 1, got {show(campaign_id)}"])
+        raise InvalidInput([call_error(f"{name} must be an integer >= 1, got {show(campaign_id)}")])
+    return campaign_id
+
+
+def check_listed(campaign_id: int, cabinets: Cabinets | None = None) -> int:
+    """Refuse a campaign that no configured cabinet lists: its values could only go out with a
+    token that does not serve it. A process with no cabinet configured (a shop's web app that only
+    sets REDIS_URL) cannot tell and lets it through; the workers never send it with a foreign token."""
+    cabinets = get_settings().cabinets if cabinets is None else cabinets
+    if cabinets:
+        try:
+            cabinets.by_campaign(campaign_id)
+        except CabinetNotFound as exc:
+            raise InvalidInput([call_error(f"campaign {campaign_id} is refused: {exc}", field="campaign_id")]) from None
     return campaign_id
 
 
@@ -176,12 +263,13 @@ def default_buffer() -> StockBuffer:
 
 def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_invalid: bool = False,
                 force: bool = False, buffer: StockBuffer | None = None) -> IngestResult:
-    """Queue stock updates for a campaign. Raises :class:`InvalidInput` (nothing queued) on bad input.
+    """Queue stock updates for a campaign. Raises :class:`InvalidInput` (nothing queued) on bad input
+    or when no configured cabinet lists the campaign.
 
     A value equal to the one the Market was last given (with nothing newer queued) is not sent
     again unless ``force``; it is counted in ``IngestResult.unchanged``.
     """
-    campaign_id = check_campaign(campaign_id)
+    campaign_id = check_listed(check_campaign(campaign_id))
     checked = check_updates(check_items(items))
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
@@ -202,38 +290,42 @@ def check_business_updates(items: Iterable[Any], labels: Iterable[str] | None = 
     ``warehouses`` (the cabinet's warehouse directory) refuses unknown or unavailable ones."""
     items = list(items)
     labels = list(labels) if labels is not None else [f"item {i}" for i in range(len(items))]
-    errors: list[str] = []
-    kept: list[tuple[str, dict[str, Any], int]] = []
-    for label, item in zip(labels, items):
+    errors: list[ItemError] = []
+    kept: list[tuple[int, dict[str, Any], int]] = []  # (index in items, item without warehouse, warehouse)
+    for index, (label, item) in enumerate(zip(labels, items)):
         if not isinstance(item, Mapping):
-            errors.append(f"{label}: expected an object with sku, count, warehouse and updatedAt, got {show(item)}")
+            errors.append(ItemError(index, label, None, "expected an object with sku, count, warehouse and "
+                                    f"updatedAt, got {show(item)}"))
             continue
+        sku = item.get("sku") if isinstance(item.get("sku"), str) else None
         wh = item.get("warehouse", warehouse)
         if wh is None:
             wh = warehouse
         if isinstance(wh, bool) or not isinstance(wh, int) or wh < 1:
             got = "none (a warehouse field or column, or --warehouse)" if wh is None else show(wh)
-            errors.append(f"{label}: warehouse: warehouse must be a positive integer (the partnerWarehouseId), "
-                          f"got {got}")
+            errors.append(ItemError(index, label, "warehouse", "warehouse must be a positive integer (the "
+                                    f"partnerWarehouseId), got {got}", sku=sku))
             continue
-        kept.append((label, {k: v for k, v in item.items() if k != "warehouse"}, wh))
+        kept.append((index, {k: v for k, v in item.items() if k != "warehouse"}, wh))
     refused: Mapping[int, str] = {}
     if warehouses is not None and business_id is not None and kept:
         refused = warehouses(business_id, sorted({wh for _, _, wh in kept}))
-    checked = check_updates([it for _, it, _ in kept], [lb for lb, _, _ in kept], horizon_s=horizon_s,
+    checked = check_updates([it for _, it, _ in kept], [labels[i] for i, _, _ in kept], horizon_s=horizon_s,
                             require_stamp=require_stamp)
-    failed = {e.split(": ", 1)[0] for e in checked.errors}
+    # check_updates numbers the kept items; each error goes back to its item's index and warehouse.
+    item_errors = [e.moved(kept[e.index][0], warehouse=kept[e.index][2]) for e in checked.errors]
+    failed = {e.index for e in checked.errors}
     updates: list[tuple[str, int, int | None]] = []
     valid = iter(checked.updates)
-    for label, _, wh in kept:
-        if label in failed:
+    for position, (index, _, wh) in enumerate(kept):
+        if position in failed:
             continue
         sku, count, stamp = next(valid)
         if wh in refused:
-            errors.append(f"{label}: warehouse: {refused[wh]}")
+            errors.append(ItemError(index, labels[index], "warehouse", refused[wh], sku=sku, warehouse=wh))
             continue
         updates.append((item_key(wh, sku), count, stamp))
-    return Checked(updates, errors + checked.errors)
+    return Checked(updates, errors + item_errors)
 
 
 def push_business_stocks(business_id: int, items: Iterable[Mapping[str, Any]], *, warehouse: int | None = None,

@@ -2,10 +2,13 @@
 see half a write. Key and argument layouts are given above each script; ``buffer.py`` passes
 them in that order. Values are ``count|stamp_ms|first_ms`` strings (see ``keys.py``).
 
-Every script touches the keys of one stock target only (one hash tag, one Cluster slot). The
-generation hashes (``hwm:<g>``, ``delivered:<g>``) and in-flight batch hashes are named inside
-the script from the target's key prefix (ARGV[1]), because their names depend on the server's
-clock or on data; they share the target's hash tag, so they live in the same slot.
+Every script touches the keys of one stock target only (one hash tag, one Cluster slot), and
+every key it touches comes in KEYS (Redis Cluster, and any proxy that routes by declared keys,
+requires it). Names that depend on the server's clock or on data are built in Python (keys.py):
+the generation hashes (``hwm:<g>``, ``delivered:<g>``) for the generation the caller expects,
+which the script checks against its own clock (``YMSYNC_GENERATION <g>`` when it differs: the
+caller retries with the generation the script names, nothing written), and the in-flight hashes
+of the batches the caller found expired, which the script checks again.
 """
 
 NOW = """
@@ -17,11 +20,13 @@ local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 # width) and removed from the two before it; lookups go newest first. A generation's hash
 # expires when three generations have begun after it, so a record idle past the horizon (two
 # widths) is gone by three widths at the latest, without a sweep.
+# ARGV[1] is the generation the caller named the keys for, ARGV[2] the width; gens(i) are the
+# three generation hashes declared from KEYS[i], newest first.
 GENERATIONS = NOW + """
-local P, W = ARGV[1], tonumber(ARGV[2])
+local W = tonumber(ARGV[2])
 local g = math.floor(tonumber(now) / W)
-local HWM = {P .. 'hwm:' .. g, P .. 'hwm:' .. (g - 1), P .. 'hwm:' .. (g - 2)}
-local DEL = {P .. 'delivered:' .. g, P .. 'delivered:' .. (g - 1), P .. 'delivered:' .. (g - 2)}
+if g ~= tonumber(ARGV[1]) then return redis.error_reply('YMSYNC_GENERATION ' .. g) end
+local function gens(i) return {KEYS[i], KEYS[i + 1], KEYS[i + 2]} end
 local expire_at = (g + 3) * W
 local function newest(gens, sku)
   for i = 1, 3 do
@@ -39,9 +44,11 @@ local function stamp_expiry(gens)
 end
 """
 
-# KEYS: buf queue stats busy; ARGV: prefix, generation_ms, horizon_ms, force (1/0), (sku, count, stamp|'')...
+# KEYS: buf queue stats busy hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
+# ARGV: generation, generation_ms, horizon_ms, force (1/0), (sku, count, stamp|'')...
 # Returns {accepted, stale, unchanged, too_old}.
 INGEST = GENERATIONS + """
+local HWM, DEL = gens(5), gens(8)
 local accepted, stale, coalesced, unchanged, too_old = 0, 0, 0, 0, 0
 local force = ARGV[4] == '1'
 local oldest = tonumber(now) - tonumber(ARGV[3])
@@ -160,9 +167,10 @@ return out
 """
 
 
-# KEYS: inflight busy batches buf queue dead stats;
-# ARGV: prefix, generation_ms, batch_id, action, reason, skus...
-SETTLE = GENERATIONS + """local n, seen = 0, {}
+# KEYS: inflight busy batches buf queue dead stats delivered:g delivered:g-1 delivered:g-2;
+# ARGV: generation, generation_ms, batch_id, action, reason, skus...
+SETTLE = GENERATIONS + """local DEL = gens(8)
+local n, seen = 0, {}
 local action = ARGV[4]
 for s = 6, #ARGV, 1000 do
   local slice = {}
@@ -210,15 +218,20 @@ if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) en
 return n
 """
 
-# KEYS: batches busy buf queue stats; ARGV: prefix. Returns every batch whose lease ran out (its
-# worker died, or is too slow to be trusted) to the buffer in one step, so nothing can extend a
-# lease between "found expired" and "returned" (EXTEND refuses an expired lease too).
+# KEYS: batches busy buf queue stats inflight:<batch>...; ARGV: batch... (the same batches, in
+# order: those the caller found expired). Returns each whose lease has run out by the script's
+# clock (its worker died, or is too slow to be trusted) to the buffer in one step, so nothing can
+# extend a lease between "found expired" and "returned" (EXTEND refuses an expired lease too).
 # {batches reclaimed, SKUs returned to the buffer}.
 RECLAIM = NOW + """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+local expired = {}
+for i, batch in ipairs(ARGV) do
+  local deadline = redis.call('ZSCORE', KEYS[1], batch)
+  if deadline and tonumber(deadline) <= tonumber(now) then expired[#expired + 1] = i end
+end
 local returned = 0
-for _, batch in ipairs(expired) do
-  local inflight = ARGV[1] .. 'inflight:' .. batch
+for _, i in ipairs(expired) do
+  local batch, inflight = ARGV[i], KEYS[5 + i]
   local entries = redis.call('HGETALL', inflight)
   local skus = {}
   for i = 1, #entries, 2 do
@@ -264,8 +277,9 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return 1
 """
 
-# KEYS: dead buf queue; ARGV: prefix, generation_ms, skus... (none = all)
+# KEYS: dead buf queue hwm:g hwm:g-1 hwm:g-2; ARGV: generation, generation_ms, skus... (none = all)
 REPLAY = GENERATIONS + """
+local HWM = gens(4)
 local skus = {}
 if #ARGV > 2 then for i = 3, #ARGV do skus[#skus + 1] = ARGV[i] end
 else skus = redis.call('HKEYS', KEYS[1]) end
@@ -302,4 +316,37 @@ if not sku then return -1 end
 local v = redis.call('HGET', KEYS[1], sku)
 if not v then return 2147483647 end  -- a queue entry whose value went: take at once, it tidies up
 return tonumber(now) - tonumber(string.match(v, '|(%d+)$'))
+"""
+
+# KEYS: dead invalid; ARGV: warehouse ('' = every letter). Counts and forgets a target's dead
+# letters (of one warehouse of a business target: SKU fields "<warehouse>\x1f<sku>", invalid
+# input recorded with its warehouse) in one step, so a value dead-lettered while a purge runs is
+# either counted and forgotten, or kept: never lost uncounted.
+PURGE = """
+if ARGV[1] == '' then
+  local n = redis.call('HLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return n
+end
+local prefix = ARGV[1] .. '\\31'
+local gone = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, #prefix) == prefix then gone[#gone + 1] = field end
+end
+for s = 1, #gone, 1000 do redis.call('HDEL', KEYS[1], unpack(gone, s, math.min(s + 999, #gone))) end
+local n, kept = #gone, {}
+local invalid = redis.call('LRANGE', KEYS[2], 0, -1)
+for _, raw in ipairs(invalid) do
+  local ok, d = pcall(cjson.decode, raw)
+  if ok and type(d) == 'table' and d.warehouse ~= nil and tostring(d.warehouse) == ARGV[1] then
+    n = n + 1
+  else
+    kept[#kept + 1] = raw
+  end
+end
+if #kept < #invalid then
+  redis.call('DEL', KEYS[2])
+  for s = 1, #kept, 1000 do redis.call('RPUSH', KEYS[2], unpack(kept, s, math.min(s + 999, #kept))) end
+end
+return n
 """
