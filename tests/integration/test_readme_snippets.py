@@ -63,7 +63,8 @@ def _stocks(market: MarketSandbox, campaign: int) -> dict:
 
 
 def test_every_readme_snippet_has_a_case_below() -> None:
-    markers = ("MarketClient.from_settings", "ymsync.push_stocks(", "send_task(", "push_business_stocks(")
+    markers = ("MarketClient.from_settings", "ymsync.push_stocks(campaign_id, request", "ymsync.push_stocks(1001",
+               "send_task(", "push_business_stocks(", "push_on_commit(")
     unknown = [s for s in snippets() if not any(m in s for m in markers)]
     assert not unknown and len(snippets()) == len(markers), unknown  # a new snippet needs its own test
 
@@ -78,7 +79,7 @@ def test_the_client_snippet_updates_reads_and_downloads_a_report(market, world, 
 
 def test_the_push_stocks_snippet_reaches_the_market(market, world, tmp_path) -> None:
     requests.post(f"{market.url}/_admin/stocks/1001", json={"SKU-1": 1, "SKU-2": 1}, timeout=5)
-    [code] = [s for s in snippets() if "ymsync.push_stocks(" in s]
+    [code] = [s for s in snippets() if "ymsync.push_stocks(1001" in s]
     _run(code, world["cabinets"], tmp_path)
     wait_for(lambda: {k: v["count"] for k, v in _stocks(market, 1001).items() if k in ("SKU-1", "SKU-2")}
              == {"SKU-1": 5, "SKU-2": 0}, 30, "the pushed values at the Market")
@@ -102,3 +103,23 @@ def test_the_business_snippet_reaches_each_warehouse(market, world, tmp_path) ->
 
     wait_for(lambda: per_warehouse() == {"501": {"SKU-1": 5}, "502": {"SKU-1": 0}}, 30,
              "SKU-1 on warehouses 501 and 502")
+
+
+def test_the_flask_snippet_queues_what_the_market_then_holds(market, world, tmp_path) -> None:
+    [code] = [s for s in snippets() if "ymsync.push_stocks(campaign_id, request" in s]
+    drive = ("\nweb = app.test_client()\n"
+             "ok = web.post('/campaigns/1001/stocks', json=[{'sku': 'FLASK-1', 'count': 2}])\n"
+             "assert ok.status_code == 202 and ok.get_json() == {'accepted': 1}, ok.get_json()\n"
+             "bad = web.post('/campaigns/1001/stocks', json=[{'sku': 'FLASK-2', 'count': -1}])\n"
+             "assert bad.status_code == 400 and 'count' in bad.get_json()['errors'][0], bad.get_json()\n")
+    _run(code + drive, world["cabinets"], tmp_path)
+    wait_for(lambda: _stocks(market, 1001).get("FLASK-1", {}).get("count") == 2, 30, "FLASK-1 at the Market")
+    assert "FLASK-2" not in _stocks(market, 1001)
+
+
+def test_the_django_recipe_is_the_one_the_django_tests_run() -> None:
+    """tests/integration/test_django.py runs tests/django_shop/signals.py with real Django, SQLite and a
+    worker; the README's recipe is that file's code, word for word."""
+    [code] = [s for s in snippets() if "push_on_commit(" in s]
+    tested = (ROOT / "tests" / "django_shop" / "signals.py").read_text(encoding="utf-8")
+    assert tested.split('"""', 2)[2].strip() == code.strip()
