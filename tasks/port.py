@@ -35,5 +35,15 @@ class CeleryTaskQueue:
             return None
         return str(meta.get("status")), meta.get("result")
 
+    def consumers(self, timeout: float = 2.0) -> dict[str, list[str]]:
+        with self.app.connection_for_write() as conn:  # a dead broker fails here, in seconds
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+        found: dict[str, list[str]] = {q.name: [] for q in self.app.conf.task_queues}
+        replies = self.app.control.inspect(timeout=timeout).active_queues() or {}
+        for worker, queues in replies.items():
+            for queue in queues or ():
+                found.setdefault(queue["name"], []).append(worker)
+        return found
+
 
 __all__ = ["CeleryTaskQueue"]

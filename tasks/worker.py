@@ -1,18 +1,30 @@
-"""What a worker process does at start and stop (Celery signals): refuse to start without a cabinet,
-and run the scheduler threads of the queues it consumes."""
+"""What a worker process does at start and stop (Celery signals): refuse to start without a cabinet
+or with a Redis that may evict ymsync's keys, say once that it is ready, and run the scheduler
+threads of the queues it consumes."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
+import redis
 from celery import signals
 
 from ymsync.config.settings import SettingsError, get_settings
+from ymsync.store.eviction import eviction_problem
 
 from .app import app
 
+log = logging.getLogger("ymsync.worker")
+
 _scheduler = None
 _report_scheduler = None
+
+
+def _refuse(why: str) -> None:
+    sys.stderr.write(f"ymsync: configuration error: {why}\n")
+    sys.stderr.flush()
+    raise SystemExit(2) from None
 
 
 @signals.worker_init.connect
@@ -20,9 +32,33 @@ def _check_credentials(**_: object) -> None:
     try:
         get_settings().require_cabinets()
     except SettingsError as exc:
-        sys.stderr.write(f"ymsync: configuration error: {exc}\n")
-        sys.stderr.flush()
-        raise SystemExit(2) from None
+        _refuse(str(exc))
+
+
+@signals.worker_init.connect
+def _check_redis_keeps_keys(**_: object) -> None:
+    """An evicting Redis would drop pending values and leases without a trace: refuse to start.
+    A Redis that does not answer yet is not refused here (the worker waits for it like for the broker)."""
+    client = redis.Redis.from_url(get_settings().redis_url, socket_connect_timeout=3, socket_timeout=5)
+    try:
+        problem = eviction_problem(client)
+    except redis.RedisError:
+        return
+    finally:
+        client.close()
+    if problem:
+        _refuse(problem)
+
+
+@signals.worker_ready.connect
+def _say_ready(sender: object = None, **_: object) -> None:
+    """One line an operator (or a supervisor's log) can wait for: the queues and the pool size. At
+    WARNING, so the README's bare command (Celery's default log level is WARNING) shows it."""
+    consumed = getattr(getattr(getattr(sender, "app", app), "amqp", None), "queues", None)
+    queues = sorted(getattr(consumed, "consume_from", None) or {}) or ["every queue"]
+    pool = getattr(getattr(sender, "pool", None), "limit", None) or getattr(sender, "concurrency", "?")
+    log.warning("ymsync worker %s ready: queues %s, concurrency %s", getattr(sender, "hostname", "?"),
+                ",".join(queues), pool)
 
 
 def _consumes(sender: object, queue: str) -> bool:

@@ -1,7 +1,7 @@
-"""The CLI's port to the task queue: what ``ymsync report`` and ``ymsync demo`` need from the workers.
+"""The CLI's port to the task queue: what ``ymsync report``, ``ymsync check`` and ``ymsync demo`` need from the workers.
 
-The library never imports Celery. The CLI needs three things from the queue (send a report
-request, send a snapshot, read a task's result), so it names them here as :class:`TaskQueue`
+The library never imports Celery. The CLI needs four things from the queue (send a report
+request, send a snapshot, read a task's result, see who consumes the queues), so it names them here as :class:`TaskQueue`
 and finds the implementation through :func:`task_queue`, the one documented lookup: it loads
 ``ymsync_celery.tasks.port`` (``tasks/port.py`` in a checkout), installed with ymsync. That
 import is the only one from ``ymsync/`` into the Celery side (tests/unit/test_import_graph.py
@@ -28,6 +28,10 @@ class TaskQueue(Protocol):
 
     def result(self, task_id: str) -> TaskResult | None:
         """The task's result once it is finished, else None. Never blocks."""
+
+    def consumers(self, timeout: float = 2.0) -> dict[str, list[str]]:
+        """Every queue ymsync's workers read (``stocks``, ``reports``) and the workers consuming it
+        now (an empty list: none). Raises when the broker cannot be reached."""
 
 
 def task_queue(redis_url: str | None = None) -> TaskQueue:

@@ -174,16 +174,9 @@ def status(campaign_id: int | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from ymsync.cli.output import console, status_table
 
-    table = Table("target", "pending", "in flight", "delivered", "dead letters", "quota used", "paused until")
-    for r in rows:
-        quota = f"{r.quota_used}/{r.quota_amount}" if r.quota_amount else "off"
-        paused = f"{r.paused_until:%H:%M:%S} UTC ({r.pause_reason})" if r.paused_until else "-"
-        table.add_row(keys.describe_target(r.target) if r.target else str(r.campaign), str(r.pending), str(r.in_flight), str(r.delivered), str(r.dead_letters),
-                      quota, paused)
-    Console().print(table if rows else "no campaigns yet")
+    console().print(status_table(rows) if rows else "no campaigns yet")
 
 
 def _warehouse_check():

@@ -169,7 +169,7 @@ def reconcile(campaign_id: int | None, business_id: int | None, warehouse_id: in
             click.echo(_DELIVERED_BY)
 
 
-_DELIVERED_BY = ("re-queued values are delivered by a stocks worker (workers/stocks.sh, or celery -A "
+_DELIVERED_BY = ("re-queued values are delivered by a stocks worker (ymsync worker stocks, or celery -A "
                  "ymsync_celery.tasks worker -Q stocks)")
 
 

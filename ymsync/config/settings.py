@@ -313,10 +313,26 @@ def _cabinets(env: Mapping[str, str], credentials: Credentials) -> Cabinets:
     return load_cabinets_file(Path(path), env)
 
 
+# Values a framework's own configuration gives (Django's ``YMSYNC`` setting), over the environment.
+_configured: dict[str, str] = {}
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment on first use."""
-    return load_settings()
+    """The process-wide settings, read from the environment on first use (and :func:`configure`'s values)."""
+    return load_settings({**os.environ, **_configured} if _configured else None)
+
+
+def configure(values: Mapping[str, object] | None) -> Settings:
+    """Make ``values`` (the variables' names, e.g. ``{"REDIS_URL": ...}``) the process's settings over
+    the environment, checked now: a framework calls this as it starts (Django's AppConfig.ready), so a
+    bad value fails there with one line, not at the first push inside a request. ``None`` forgets them."""
+    global _configured
+    wanted = {str(k): str(v) for k, v in (values or {}).items() if v is not None}
+    checked = load_settings({**os.environ, **wanted})  # raises SettingsError before anything changes
+    _configured = wanted
+    get_settings.cache_clear()
+    return checked
 
 
 @dataclass(frozen=True)
