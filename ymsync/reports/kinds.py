@@ -29,7 +29,13 @@ GENERATE_V3 = "stocks_report_v3"  # the v3 business stocks report: its own quota
 class ReportKind:
     api: str = ""
 
-    def generate_call(self, request: "ReportRequest", client: "MarketClient", quota_key: str) -> Call:
+    def gate(self, request: "ReportRequest", token_gate: str | None) -> str | None:
+        """The parallel cap the report's calls (generate, info) share: ``token_gate`` is the cap of
+        the business whose token asks (the Market caps report methods per business of the token)."""
+        return token_gate
+
+    def generate_call(self, request: "ReportRequest", client: "MarketClient", quota_key: str,
+                      token_gate: str | None = None) -> Call:
         """The generate request's quota and cap (``quota_key``: the token's, for quotas per token)."""
         raise NotImplementedError
 
@@ -41,8 +47,9 @@ class ReportKind:
 class StocksOnWarehouses(ReportKind):
     api = "v2"
 
-    def generate_call(self, request: "ReportRequest", client: "MarketClient", quota_key: str) -> Call:
-        return Call(GENERATE, quota_key, None, client.clock)
+    def generate_call(self, request: "ReportRequest", client: "MarketClient", quota_key: str,
+                      token_gate: str | None = None) -> Call:
+        return Call(GENERATE, quota_key, self.gate(request, token_gate), client.clock)
 
     def generate(self, request: "ReportRequest", client: "MarketClient") -> Any:
         return client.generate_stocks_on_warehouses_report(request.body, format=request.format)
@@ -51,7 +58,11 @@ class StocksOnWarehouses(ReportKind):
 class BusinessStocks(ReportKind):
     api = "v3"
 
-    def generate_call(self, request: "ReportRequest", client: "MarketClient", quota_key: str) -> Call:
+    def gate(self, request: "ReportRequest", token_gate: str | None) -> str | None:
+        return keys.business_target(int(request.business_id or 0))
+
+    def generate_call(self, request: "ReportRequest", client: "MarketClient", quota_key: str,
+                      token_gate: str | None = None) -> Call:
         identity = keys.business_target(int(request.business_id or 0))
         return Call(GENERATE_V3, identity, identity, client.clock)
 

@@ -128,8 +128,11 @@ class ReportPoller:
     def __init__(self, client: MarketClient, limiter: QuotaLimiter, redis_client: redis.Redis, reports_dir: Path,
                  *, quota_key: str = "all", min_poll_s: float = 1.0, max_poll_s: float = 60.0,
                  max_wait_s: float = 300.0, give_up_after_s: float = 6 * 3600.0, recheck_s: float = 5.0,
-                 archive_limits: ArchiveLimits | None = None) -> None:
+                 archive_limits: ArchiveLimits | None = None, gate: str | None = None) -> None:
+        """``gate``: the parallel cap the token's v2 report calls share (its business's, ``b<id>``;
+        None: none kept); a v3 report uses its own business's."""
         self.client, self.limiter, self.redis = client, limiter, redis_client
+        self.gate = gate
         self.reports_dir = Path(reports_dir)
         self.quota_key = quota_key
         self.min_poll_s, self.max_poll_s = min_poll_s, max_poll_s
@@ -186,7 +189,7 @@ class ReportPoller:
         if record.get("pending"):
             self._event(state, "waiting", "an identical request is being sent; waiting to reuse its report")
             return Step(state, 0.5)
-        ticket = self.policy.admit(request.kind.generate_call(request, self.client, self.quota_key))
+        ticket = self.policy.admit(request.kind.generate_call(request, self.client, self.quota_key, self.gate))
         if not isinstance(ticket, Ticket):
             # Look again well before the quota frees: an identical request may generate meanwhile
             # (or win the freed unit), and its report is ours to reuse. A look costs Redis only.
@@ -229,8 +232,8 @@ class ReportPoller:
 
     def _poll(self, state: PollState, request: ReportRequest) -> Step:
         assert state.report_id is not None
-        reply = self.policy.attempt(Call(INFO, self.quota_key, None, self.client.clock),
-                                    lambda _units: self.client.get_report_info(state.report_id))
+        info_call = Call(INFO, self.quota_key, request.kind.gate(request, self.gate), self.client.clock)
+        reply = self.policy.attempt(info_call, lambda _units: self.client.get_report_info(state.report_id))
         if reply.kind is Kind.WAIT or reply.kind.rate_limited:
             return Step(state, min(self.max_wait_s, max(0.2, reply.wait_s)))
         if not reply.ok:
