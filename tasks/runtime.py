@@ -13,7 +13,7 @@ from ymsync import connect
 from ymsync.engine.buffer import StockBuffer
 from ymsync.config.cabinets import Cabinet
 from ymsync.market import MarketClient
-from ymsync.engine.flusher import Flusher
+from ymsync.engine.flusher import Flusher, FlushOptions
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.engine.schedule import Schedule
 from ymsync.config.settings import get_settings
@@ -90,9 +90,8 @@ def flusher() -> Flusher:
     # campaign no cabinet lists is never sent with some other cabinet's token (it halts instead).
     client = connect.CampaignClients(s)
     client_for = connect.client_for_target(s, client, lambda cabinet: client_for_cabinet(cabinet.name))
-    return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=connect.lease_seconds(s),
-                   schedule=schedule(), unknown_outcome_s=s.unknown_outcome_s, halt_s=s.halt_probe_s,
-                   max_backoff_s=s.max_backoff_s, client_for=client_for)
+    return Flusher(buffer(), limiter(), client, FlushOptions.from_settings(s, connect.lease_seconds(s)),
+                   schedule=schedule(), client_for=client_for)
 
 
 # --- the read side (stock reads, reconciliation) -------------------------------------------

@@ -13,19 +13,17 @@ that is raised at once, never retried, and its message says which mode to set.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
-from ymsync.files import atomic_writer
-from ymsync.market import MarketClient, MarketError
+from ymsync.market import MarketClient
 from ymsync.market.models import WarehouseOfferStock, WarehouseStocksPage
-from ymsync.engine.call_policy import Call, CallGaveUp, CallPolicy
+from ymsync.engine.call_policy import Call
 from ymsync.engine.quota import QuotaLimiter
-from ymsync.reads.campaign import ExportResult, ReadStats
+from ymsync.reads.paged import ExportResult, PagedReader, ReadStats, chunks, each_once, export_to, unique_ids, walk
 from ymsync.store import keys
 
 log = logging.getLogger("ymsync.reads.business")
@@ -33,7 +31,6 @@ log = logging.getLogger("ymsync.reads.business")
 METHOD = "get_stocks_v3"  # settings.DEFAULT_QUOTAS name (YM_QUOTA_GET_STOCKS_V3)
 PAGE_LIMIT = 100  # the Market's maximum (and more is cut silently)
 MAX_OFFER_IDS = 500
-_MAX_RETRIES = 5
 
 
 def business_key(business_id: int) -> str:
@@ -41,52 +38,33 @@ def business_key(business_id: int) -> str:
     return keys.business_target(business_id)
 
 
-class WarehouseStockReader:
+class WarehouseStockReader(PagedReader[WarehouseStocksPage]):
     def __init__(self, limiter: QuotaLimiter, client: MarketClient, *, limit: int = PAGE_LIMIT,
                  sleep: Callable[[float], None] = time.sleep, max_wait_s: float = 5.0) -> None:
         if not 1 <= limit <= PAGE_LIMIT:
             raise ValueError(f"limit must be 1..{PAGE_LIMIT}")
-        self.limiter, self.client, self.limit = limiter, client, limit
-        self.policy = CallPolicy(limiter)
-        self.sleep, self.max_wait_s = sleep, max_wait_s
+        super().__init__(limiter, client, sleep=sleep, max_wait_s=max_wait_s)
+        self.limit = limit
 
     def read(self, business_id: int, warehouse_id: int, offer_ids: Iterable[str] | None = None,
              stats: ReadStats | None = None) -> Iterator[WarehouseOfferStock]:
         """Every offer on the warehouse (or only ``offer_ids``), each once."""
         stats = stats if stats is not None else ReadStats()
-        seen: set[str] = set()
         pages = (self._chunks(business_id, warehouse_id, list(offer_ids), stats) if offer_ids is not None
                  else self._pages(business_id, warehouse_id, stats))
-        for offers in pages:
-            stats.pages += 1
-            for offer in offers:
-                if offer.offer_id in seen:
-                    stats.duplicates += 1
-                    continue
-                seen.add(offer.offer_id)
-                stats.offers += 1
-                yield offer
+        return each_once(pages, lambda offer: offer.offer_id, stats)
 
     def _pages(self, business_id: int, warehouse_id: int, stats: ReadStats) -> Iterator[list[WarehouseOfferStock]]:
-        token: str | None = None
-        tokens: set[str] = set()
-        while True:
-            page = self._request(business_id, stats, lambda: self.client.get_stocks_v3(
+        def fetch(token: str | None) -> WarehouseStocksPage:
+            return self._request(business_id, stats, lambda: self.client.get_stocks_v3(
                 business_id, warehouse_id, page_token=token, limit=self.limit))
+
+        for page in walk(fetch, f"getStocksOnPartnerWarehouses: business {business_id}"):
             yield page.offers
-            if not page.next_page_token:
-                return
-            if page.next_page_token in tokens:
-                raise MarketError(f"getStocksOnPartnerWarehouses: business {business_id} repeated a page token; "
-                                  "read aborted")
-            tokens.add(page.next_page_token)
-            token = page.next_page_token
 
     def _chunks(self, business_id: int, warehouse_id: int, ids: list[str],
                 stats: ReadStats) -> Iterator[list[WarehouseOfferStock]]:
-        unique = list(dict.fromkeys(i.strip() for i in ids if i.strip()))  # the Market refuses repeats
-        for start in range(0, len(unique), MAX_OFFER_IDS):
-            chunk = unique[start:start + MAX_OFFER_IDS]
+        for chunk in chunks(unique_ids(ids), MAX_OFFER_IDS):
             page = self._request(business_id, stats, lambda: self.client.get_stocks_v3(
                 business_id, warehouse_id, offer_ids=chunk))
             yield page.offers
@@ -95,13 +73,8 @@ class WarehouseStockReader:
                  call: Callable[[], WarehouseStocksPage]) -> WarehouseStocksPage:
         """One request, one unit of the business's read quota, one of its parallel slots."""
         identity = business_key(business_id)
-        spec = Call(METHOD, identity, identity, self.client.clock)
-        try:
-            return self.policy.call(spec, lambda _units: call(), sleep=self.sleep, stats=stats,
-                                    max_wait_s=float("inf"), slice_s=self.max_wait_s, retries=_MAX_RETRIES,
-                                    what=f"getStocksOnPartnerWarehouses business {business_id}")
-        except CallGaveUp as exc:
-            raise exc.cause or exc from None  # MarketWrongApiMode, 403, 400...: the message says what to do
+        return self.request(Call(METHOD, identity, identity, self.client.clock), lambda _units: call(), stats,
+                            f"getStocksOnPartnerWarehouses business {business_id}")
 
     # --- exporting ------------------------------------------------------------------------
 
@@ -110,11 +83,7 @@ class WarehouseStockReader:
         """JSON Lines of every offer on the warehouse, to ``out`` (atomically) or ``stream``."""
         result = ExportResult(out, "jsonl")
         offers = self.read(business_id, warehouse_id, offer_ids, result.stats)
-        if out is None:
-            write_jsonl(offers, stream if stream is not None else io.StringIO())
-            return result
-        with atomic_writer(out, prefix=".part-", suffix=Path(out).suffix) as fh:
-            write_jsonl(offers, fh)
+        export_to(out, stream, lambda fh: write_jsonl(offers, fh))
         return result
 
 

@@ -1,6 +1,6 @@
 """Stock reads: every offer a campaign holds on the Market, under the shared read quota.
 
-``StockReader.read`` walks ``POST v2/campaigns/{id}/offers/stocks`` page by page, or asks for
+``StockReader.read`` (on the paged-reader core, paged.py) walks ``POST v2/campaigns/{id}/offers/stocks`` page by page, or asks for
 given SKUs in chunks of 500 (the Market's cap on ``offerIds``; such answers are never paged).
 It never assumes a page size: the Market silently cuts ``limit`` to 100 and may answer short
 or empty pages mid-walk, so only ``nextPageToken`` says when the walk is over.
@@ -19,19 +19,18 @@ This module knows nothing about Celery; ``tasks/reads.py`` and ``ymsync stocks``
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Sequence
 
-from ymsync.files import atomic_writer
-from ymsync.market import MarketClient, MarketError, OfferStock, StocksPage
+from ymsync.market import MarketClient, OfferStock, StocksPage
 from ymsync.market.schemas import MAX_GET_STOCKS_LIMIT, MAX_OFFER_IDS, InvalidRequest
-from ymsync.engine.call_policy import Call, CallGaveUp, CallPolicy
+from ymsync.engine.call_policy import Call
 from ymsync.engine.quota import QuotaLimiter
+from ymsync.reads.paged import ExportResult, PagedReader, ReadStats, chunks, each_once, export_to, unique_ids, walk
 from ymsync.store import keys
 
 log = logging.getLogger("ymsync.reads.campaign")
@@ -39,30 +38,11 @@ log = logging.getLogger("ymsync.reads.campaign")
 METHOD = "get_stocks"  # the read quota's name in settings (YM_QUOTA_GET_STOCKS) and the limiter
 STOCK_TYPES = ("AVAILABLE", "FIT", "FREEZE", "QUARANTINE", "UTILIZATION", "DEFECT", "EXPIRED")
 FORMATS = ("jsonl", "csv")
-_MAX_RETRIES = 5  # 5xx / network failures in a row on one request before giving up
 
 
 def parallel_gate(campaign_id: int) -> str:
     """The limiter's parallel-slot key for a campaign; the stock push (engine/flusher.py) uses the same."""
     return keys.campaign_target(campaign_id)
-
-
-@dataclass
-class ReadStats:
-    """What a read cost: requests and offers (the quota unit), waits and refusals."""
-
-    offers: int = 0
-    pages: int = 0
-    requests: int = 0
-    duplicates: int = 0  # the same (offer, warehouse) on two pages: skipped, but worth knowing
-    rate_limited: int = 0  # 420s the Market answered (the limiter should keep this at 0)
-    retries: int = 0
-    waited_s: float = 0.0
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {"offers": self.offers, "pages": self.pages, "requests": self.requests,
-                "duplicates": self.duplicates, "rate_limited": self.rate_limited, "retries": self.retries,
-                "waited_s": round(self.waited_s, 3)}
 
 
 @dataclass(frozen=True)
@@ -90,27 +70,14 @@ class ReadOptions:
         return ", ".join(parts)
 
 
-@dataclass
-class ExportResult:
-    path: Path | None
-    format: str
-    stats: ReadStats = field(default_factory=ReadStats)
-
-    def as_dict(self) -> dict[str, object]:
-        return {"path": str(self.path) if self.path else None, "format": self.format, **self.stats.as_dict()}
-
-
-class StockReader:
+class StockReader(PagedReader[StocksPage]):
     def __init__(self, limiter: QuotaLimiter, client: MarketClient, *, limit: int = MAX_GET_STOCKS_LIMIT,
                  min_page: int = 20, chunk: int = MAX_OFFER_IDS, sleep: Callable[[float], None] = time.sleep,
                  max_wait_s: float = 5.0) -> None:
         if not 1 <= limit <= MAX_GET_STOCKS_LIMIT or not 1 <= chunk <= MAX_OFFER_IDS:
             raise ValueError(f"limit must be 1..{MAX_GET_STOCKS_LIMIT} and chunk 1..{MAX_OFFER_IDS}")
-        self.limiter, self.client = limiter, client
-        self.policy = CallPolicy(limiter)
+        super().__init__(limiter, client, sleep=sleep, max_wait_s=max_wait_s)
         self.limit, self.min_page, self.chunk = limit, max(1, min(min_page, limit)), chunk
-        self.sleep = sleep
-        self.max_wait_s = max_wait_s  # sleep in slices so a pause set by another worker is seen soon
 
     # --- reading --------------------------------------------------------------------------
 
@@ -118,45 +85,27 @@ class StockReader:
              stats: ReadStats | None = None) -> Iterator[OfferStock]:
         """Yield every offer (one per warehouse holding it), each (offer, warehouse) once."""
         stats = stats if stats is not None else ReadStats()
-        seen: set[tuple[str, int]] = set()
         pages = self._chunks(campaign_id, options, stats) if options.offer_ids is not None \
             else self._pages(campaign_id, options, stats)
-        for offers in pages:
-            stats.pages += 1
-            for offer in offers:
-                key = (offer.offer_id, offer.warehouse_id)
-                if key in seen:
-                    stats.duplicates += 1
-                    continue
-                seen.add(key)
-                stats.offers += 1
-                yield offer
+        return each_once(pages, lambda offer: (offer.offer_id, offer.warehouse_id), stats)
 
     def _pages(self, campaign_id: int, options: ReadOptions, stats: ReadStats) -> Iterator[list[OfferStock]]:
-        token: str | None = None
-        tokens: set[str] = set()
-        while True:
-            page = self._request(campaign_id, stats, self.limit, self.min_page,
+        def fetch(token: str | None) -> StocksPage:
+            return self._request(campaign_id, stats, self.limit, self.min_page,
                                  lambda size: self.client.get_stocks(
                                      campaign_id, page_token=token, limit=size, archived=options.archived,
                                      warehouse_id=options.warehouse_id, with_turnover=options.with_turnover))
+
+        for page in walk(fetch, f"getStocks: campaign {campaign_id}"):
             yield page.offers
-            if not page.next_page_token:
-                return
-            if page.next_page_token in tokens:
-                # A token we already followed would loop forever; fail loudly instead.
-                raise MarketError(f"getStocks: campaign {campaign_id} repeated a page token; read aborted")
-            tokens.add(page.next_page_token)
-            token = page.next_page_token
 
     def _chunks(self, campaign_id: int, options: ReadOptions, stats: ReadStats) -> Iterator[list[OfferStock]]:
-        ids = list(dict.fromkeys(s.strip() for s in options.offer_ids or ()))  # the Market refuses repeats
+        ids = unique_ids(options.offer_ids or (), drop_blank=False)
         # A chunk may return up to one offer per id and warehouse; a quota smaller than a chunk
         # could never grant it whole, so chunks shrink to fit the quota.
         quota = self.limiter.quotas.get(METHOD)
         size = min(self.chunk, quota.amount) if quota is not None else self.chunk
-        for start in range(0, len(ids), size):
-            chunk = ids[start:start + size]
+        for chunk in chunks(ids, size):
             page = self._request(campaign_id, stats, len(chunk), len(chunk),
                                  lambda _size: self.client.get_stocks(
                                      campaign_id, offer_ids=chunk, warehouse_id=options.warehouse_id,
@@ -170,12 +119,7 @@ class StockReader:
         offers the page really returned."""
         spec = Call(METHOD, str(int(campaign_id)), parallel_gate(campaign_id), self.client.clock,
                     want=want, minimum=minimum, counts_response=True)
-        try:
-            return self.policy.call(spec, call, lambda page: page.offer_count, sleep=self.sleep, stats=stats,
-                                    max_wait_s=float("inf"), slice_s=self.max_wait_s, retries=_MAX_RETRIES,
-                                    what=f"getStocks campaign {campaign_id}")
-        except CallGaveUp as exc:
-            raise exc.cause or exc from None
+        return self.request(spec, call, stats, f"getStocks campaign {campaign_id}", lambda page: page.offer_count)
 
     # --- exporting ------------------------------------------------------------------------
 
@@ -187,11 +131,7 @@ class StockReader:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         result = ExportResult(out, fmt)
         offers = self.read(campaign_id, options, result.stats)
-        if out is None:
-            write_offers(offers, stream if stream is not None else io.StringIO(), fmt, bool(options.with_turnover))
-            return result
-        with atomic_writer(out, newline="", prefix=".part-", suffix=Path(out).suffix) as fh:
-            write_offers(offers, fh, fmt, bool(options.with_turnover))
+        export_to(out, stream, lambda fh: write_offers(offers, fh, fmt, bool(options.with_turnover)))
         return result
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from ymsync.market import schemas as s
 from ymsync.market import schemas_v3 as v3
+from ymsync.reports.kinds import ReportKind, report_kind
 
 # Filters the Market documents for FBY/LaaS campaign reports only: with a businessId it would
 # ignore them silently and hand back a report the caller did not ask for.
@@ -110,6 +111,11 @@ class ReportRequest:
             if key in self.body:
                 extras.append(f"{key}={self.body[key]}")
         return " ".join([self.owner, self.format, *extras])
+
+    @property
+    def kind(self) -> ReportKind:
+        """How this report is generated and counted (reports/kinds.py)."""
+        return report_kind(self.api)
 
     @property
     def file_extension(self) -> str:

@@ -16,6 +16,7 @@ Per target ``{t}``:
   ymsync:{t}:busy        set   sku                                SKUs inside an in-flight batch
   ymsync:{t}:inflight:<batch> hash, like buf                      one batch being sent
   ymsync:{t}:batches     zset  batch -> lease deadline ms         in-flight batches (expired = worker died)
+  ymsync:{t}:isolating   hash  batch -> JSON                      isolation of a refused batch, parked for quota
   ymsync:{t}:dead        hash  sku -> JSON                        dead letters (bounded by the catalogue)
   ymsync:{t}:invalid     list  JSON                               invalid input from foreign producers, newest 10,000
   ymsync:{t}:stats       hash  counters
@@ -84,6 +85,11 @@ def target_keys(target: str) -> dict[str, str]:
 
 def campaign_keys(campaign_id: int) -> dict[str, str]:
     return target_keys(campaign_target(campaign_id))
+
+
+def isolating(target: str) -> str:
+    """Hash: batch id -> the isolation work a quota wait parked (engine/isolation.py)."""
+    return f"{target_prefix(target)}isolating"
 
 
 def hwm(target: str, generation: int) -> str:
