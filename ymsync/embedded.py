@@ -58,8 +58,8 @@ class EmbeddedRedis:
     terminal does not kill it before the workers that use it have stopped)."""
 
     def __init__(self, *, appendonly: bool = False, directory: str | Path | None = None,
-                 maxmemory_policy: str = "noeviction") -> None:
-        self.port = free_port()
+                 maxmemory_policy: str = "noeviction", port: int | None = None) -> None:
+        self.port = port or free_port()
         self._own_dir = directory is None
         self.dir = str(directory) if directory is not None else tempfile.mkdtemp(prefix="ymsync-redis-")
         self.appendonly = appendonly

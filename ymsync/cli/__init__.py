@@ -22,6 +22,6 @@ from ymsync.cli import reads  # noqa: E402,F401
 from ymsync.cli import reports  # noqa: E402,F401
 from ymsync.cli import warehouses  # noqa: E402,F401
 from ymsync.cli import demo, metrics, migrate  # noqa: E402,F401
-from ymsync.cli import check, worker  # noqa: E402,F401
+from ymsync.cli import check, dev, worker  # noqa: E402,F401
 
 __all__ = ["main"]

@@ -8,7 +8,6 @@ factory for a :class:`~.day.SnapshotGateway`; the library itself never imports C
 
 from __future__ import annotations
 
-import signal
 import tempfile
 import threading
 import time
@@ -22,7 +21,7 @@ from rich.live import Live
 from ymsync.demo import view
 from ymsync.demo.day import Day, DayResult, SnapshotGateway
 from ymsync.files import write_json_atomic
-from ymsync.demo.stack import DemoStack
+from ymsync.demo.stack import DEMO, LocalStack, stop_signals
 from ymsync.demo.world import BUSINESS, CAMPAIGNS, V2_BUSINESS, WAREHOUSES
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -40,12 +39,14 @@ def run_demo(options: DemoOptions, gateway_factory: Callable[[str], SnapshotGate
              console: Console | None = None) -> int:
     """Run the demo; return the process exit code (0 done, 1 failed, 130 stopped by a signal)."""
     console = console or Console()
-    stop = threading.Event()
-    # SIGHUP too: closing the terminal must stop the private redis-server and workers as well.
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    with stop_signals() as stop:
+        return _run(options, gateway_factory, console, stop)
+
+
+def _run(options: DemoOptions, gateway_factory: Callable[[str], SnapshotGateway] | None, console: Console,
+         stop: threading.Event) -> int:
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="ymsync-demo-"))
-    stack = DemoStack(workdir, with_flower=options.flower)
+    stack = LocalStack(workdir, DEMO, with_flower=options.flower)
     day: Day | None = None
     try:
         console.print(f"[bold]ymsync demo[/] · working folder {workdir}")
@@ -65,7 +66,7 @@ def run_demo(options: DemoOptions, gateway_factory: Callable[[str], SnapshotGate
         console.print(view.summary(result))
         if not result.completed:
             return EXIT_INTERRUPTED
-        dead = [c.name for c in stack.children if not c.alive]
+        dead = [c.name for c in stack.dead()]
         if dead:
             console.print(f"[red]these processes died during the demo:[/] {', '.join(dead)} (logs in {workdir / 'logs'})")
             return EXIT_FAILED
@@ -78,8 +79,6 @@ def run_demo(options: DemoOptions, gateway_factory: Callable[[str], SnapshotGate
         if day is not None:
             day.close()
         stack.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         _say(console, f"stopped. Logs and reports are in {workdir}")
 
 
@@ -91,7 +90,7 @@ def _say(console: Console, text: str) -> None:
         pass
 
 
-def _announce(console: Console, stack: DemoStack) -> None:
+def _announce(console: Console, stack: LocalStack) -> None:
     assert stack.redis is not None and stack.market is not None
     console.print(f"  redis      {stack.redis.url}")
     console.print(f"  Market     {stack.market.url} (sandbox; admin API at {stack.market.url}/_admin/state)")

@@ -1,7 +1,9 @@
-"""The demo's world: a private Redis, the Market sandbox, two Celery workers and Flower.
+"""A local stack: a private Redis, the Market sandbox, two Celery workers and Flower.
 
-The sandbox plays two cabinets (:mod:`.world`): a v2 one with warehouse groups and a v3 one with
-two warehouses; the workers get them from a cabinets file written into the work folder.
+``ymsync demo`` and ``ymsync dev`` both run it; a :class:`StackProfile` says what differs
+(the demo scales the quotas down so a one-minute day shows them at work; ``dev`` keeps the
+Market's own). The sandbox plays two cabinets (:mod:`.world`): a v2 one with warehouse groups and
+a v3 one with two warehouses; the workers get them from a cabinets file written into the work folder.
 
 Every child runs in its own process group (``start_new_session``), so the demo decides the
 order things stop in (workers before the Redis they talk to) and kills each whole group,
@@ -21,10 +23,12 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator, Mapping
 
 import requests
 
@@ -33,7 +37,7 @@ from ymsync.sandbox import DEFAULT_QUOTAS, MarketSandbox, SandboxConfig
 from ymsync.config.settings import Quota, Settings, child_environ, load_settings
 from ymsync.demo import world
 
-TOKEN = "demo-token"
+TOKEN = "demo-token"  # the demo's; a profile names its own
 # Scaled down from the Market's real limits so a one-minute day shows quota at work. The
 # sandbox enforces them (it is the referee) and the workers are told the same numbers.
 DEMO_QUOTAS = {
@@ -46,6 +50,53 @@ DEMO_QUOTAS = {
     "get_stocks_v3": ("getStocksOnPartnerWarehouses", Quota(500, 10)),
     "stocks_report_v3": ("generateStocksReport", Quota(10, 10)),
 }
+
+
+@dataclass(frozen=True)
+class StackProfile:
+    """What one use of the stack differs in: names, token, quotas and the workers' timing."""
+
+    name: str  # worker node names (``<name>-stocks@host``) and the Flower user
+    token: str  # the one token the sandbox accepts (both cabinets use it)
+    token_env: str  # the variable the v2 cabinet's token comes from (the v3 one's is a file)
+    # setting name (``YM_QUOTA_<NAME>``) -> (sandbox operation, quota): told to sandbox and workers alike
+    quotas: Mapping[str, tuple[str, Quota]] = field(default_factory=dict)
+    extra_env: Mapping[str, str] = field(default_factory=dict)  # more settings for every process
+    report_delay_s: float = 3.0
+    seed: int | None = None
+
+
+DEMO = StackProfile("demo", TOKEN, world.TOKEN_ENV, DEMO_QUOTAS,
+                    # A short day: flush soon after a push; a generous read timeout on a busy laptop.
+                    {"YM_FLUSH_DELAY_MS": "100", "YM_HTTP_READ_TIMEOUT": "20"}, report_delay_s=2.0, seed=7)
+DEV = StackProfile("dev", "dev-token", "YM_DEV_TOKEN")  # the Market's quotas and ymsync's defaults
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Fixed loopback ports (``--port-base``); ``None`` picks a free one."""
+
+    redis: int | None = None
+    market: int | None = None
+    flower: int | None = None
+
+    @classmethod
+    def from_base(cls, base: int) -> "Ports":
+        return cls(base, base + 1, base + 2)
+
+
+@contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C, SIGTERM or SIGHUP (its terminal closed: that must stop the private
+    redis-server and the workers too); the previous handlers come back on exit."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _die_with_parent() -> None:
@@ -119,9 +170,11 @@ class FlowerAccess:
 
 
 @dataclass
-class DemoStack:
+class LocalStack:
     workdir: Path
+    profile: StackProfile = DEMO
     with_flower: bool = True
+    ports: Ports = Ports()
     redis: EmbeddedRedis | None = None
     market: MarketSandbox | None = None
     children: list[Child] = field(default_factory=list)
@@ -129,39 +182,39 @@ class DemoStack:
     env: dict[str, str] = field(default_factory=dict)
     cabinets_file: Path | None = None
 
-    # --- settings shared by the demo process and its children -----------------------------
+    # --- settings shared by this process, its children and (``dev``) the shop's code ----------
 
     def ymsync_env(self) -> dict[str, str]:
         assert self.redis is not None and self.market is not None
         assert self.cabinets_file is not None
         # The cabinets file names each cabinet's token source; the v2 one reads this variable.
         env = {"REDIS_URL": self.redis.url, "YM_API_URL": self.market.url,
-               "YM_CABINETS_FILE": str(self.cabinets_file), world.TOKEN_ENV: TOKEN,
-               "YM_REPORTS_DIR": str(self.workdir / "reports"), "YM_FLUSH_DELAY_MS": "100",
-               "YM_HTTP_READ_TIMEOUT": "20"}
-        env.update({f"YM_QUOTA_{name.upper()}": str(quota) for name, (_, quota) in DEMO_QUOTAS.items()})
+               "YM_CABINETS_FILE": str(self.cabinets_file), self.profile.token_env: self.profile.token,
+               "YM_REPORTS_DIR": str(self.workdir / "reports"), **self.profile.extra_env}
+        env.update({f"YM_QUOTA_{name.upper()}": str(quota) for name, (_, quota) in self.profile.quotas.items()})
         return env
 
     def settings(self) -> Settings:
-        """The demo's settings, parsed by the same code as any process's (never from os.environ)."""
+        """The stack's settings, parsed by the same code as any process's (never from os.environ)."""
         return load_settings(self.ymsync_env())
 
     # --- starting ---------------------------------------------------------------------------
 
-    def start(self, progress: Callable[[str], None] = lambda _: None) -> "DemoStack":
+    def start(self, progress: Callable[[str], None] = lambda _: None) -> "LocalStack":
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        profile = self.profile
         progress("starting a private redis-server")
-        self.redis = EmbeddedRedis(directory=self.workdir / "redis").start()
+        self.redis = EmbeddedRedis(directory=self.workdir / "redis", port=self.ports.redis).start()
         progress("starting the Market sandbox")
-        quotas = {**DEFAULT_QUOTAS, **{op: quota for op, quota in DEMO_QUOTAS.values()}}
-        self.market = MarketSandbox(config=SandboxConfig(
-            tokens=(TOKEN,), quotas=quotas, report_delay_s=2.0, seed=7, campaigns=world.sandbox_campaigns(),
-            businesses=world.sandbox_businesses())).start()
-        self.cabinets_file = world.write_cabinets(self.workdir / "cabinets", TOKEN)
+        quotas = {**DEFAULT_QUOTAS, **{op: quota for op, quota in profile.quotas.values()}}
+        self.market = MarketSandbox(port=self.ports.market or 0, config=SandboxConfig(
+            tokens=(profile.token,), quotas=quotas, report_delay_s=profile.report_delay_s, seed=profile.seed,
+            campaigns=world.sandbox_campaigns(), businesses=world.sandbox_businesses())).start()
+        self.cabinets_file = world.write_cabinets(self.workdir / "cabinets", profile.token, profile.token_env)
         self.env = child_environ(self.ymsync_env())
         progress("starting the stocks and reports workers")
-        self._celery("worker-stocks", ["worker", "-Q", "stocks", "-c", "2", "-n", "demo-stocks@%h"])
-        self._celery("worker-reports", ["worker", "-Q", "reports", "-c", "1", "-n", "demo-reports@%h"])
+        self._celery("worker-stocks", ["worker", "-Q", "stocks", "-c", "2", "-n", f"{profile.name}-stocks@%h"])
+        self._celery("worker-reports", ["worker", "-Q", "reports", "-c", "1", "-n", f"{profile.name}-reports@%h"])
         if self.with_flower:
             progress("starting Flower")
             self._start_flower()
@@ -177,8 +230,8 @@ class DemoStack:
         return child
 
     def _start_flower(self) -> None:
-        port = free_port()
-        user, password = "demo", secrets.token_urlsafe(12)
+        port = self.ports.flower or free_port()
+        user, password = self.profile.name, secrets.token_urlsafe(12)
         # Credentials through Flower's own env variable, not argv: argv shows in `ps` to every user.
         child = self._celery("flower", ["flower", "--address=127.0.0.1", f"--port={port}"],
                              {"FLOWER_BASIC_AUTH": f"{user}:{password}"})
@@ -210,6 +263,10 @@ class DemoStack:
     def workers(self) -> list[Child]:
         return [c for c in self.children if c.name.startswith("worker-")]
 
+    def dead(self) -> list[Child]:
+        """Children that have exited (while the stack should be up: each one is a failure)."""
+        return [c for c in self.children if not c.alive]
+
     # --- stopping ---------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -228,4 +285,5 @@ class DemoStack:
             [self.redis.process.pid] if self.redis and self.redis.process else [])
 
 
-__all__ = ["DEMO_QUOTAS", "TOKEN", "Child", "DemoStack", "FlowerAccess"]
+__all__ = ["DEMO", "DEMO_QUOTAS", "DEV", "TOKEN", "Child", "FlowerAccess", "LocalStack", "Ports", "StackProfile",
+           "stop_signals"]

@@ -27,7 +27,7 @@ WAREHOUSE_NAMES = {201: "Москва", 202: "Казань"}
 TOKEN_ENV = "YM_DEMO_V2_TOKEN"
 
 CABINETS_TOML = """\
-# The demo's cabinets (ymsync demo writes this file; YM_CABINETS_FILE names it).
+# The sandbox's cabinets (ymsync demo / ymsync dev write this file; YM_CABINETS_FILE names it).
 [cabinets.shop-v2]
 business_id = {v2}
 mode = "v2"            # warehouse groups: campaign-level stock methods
@@ -51,7 +51,7 @@ def sandbox_businesses() -> tuple[BusinessConfig, ...]:
     return v2, v3
 
 
-def write_cabinets(folder: Path, token: str) -> Path:
+def write_cabinets(folder: Path, token: str, token_env: str = TOKEN_ENV) -> Path:
     """The cabinets file and the v3 cabinet's token file (mode 0600) in ``folder``; the file's path."""
     folder.mkdir(parents=True, exist_ok=True)
     token_file = folder / "shop-v3.token"
@@ -60,7 +60,7 @@ def write_cabinets(folder: Path, token: str) -> Path:
         fh.write(token + "\n")
     path = folder / "cabinets.toml"
     path.write_text(CABINETS_TOML.format(v2=V2_BUSINESS, campaigns=", ".join(map(str, CAMPAIGNS)),
-                                         token_env=TOKEN_ENV, v3=BUSINESS,
+                                         token_env=token_env, v3=BUSINESS,
                                          token_file=json.dumps(str(token_file))))
     return path
 
