@@ -9,7 +9,7 @@ paths (:attr:`Cabinet.quota_key`), the campaign for campaign paths.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import redis
 
@@ -69,6 +69,10 @@ class CampaignClients:
     def update_stocks(self, campaign_id: int, levels: Iterable[StockLevel], *, validate: bool = True) -> UpdateResult:
         return self.for_campaign(campaign_id).update_stocks(campaign_id, levels, validate=validate)
 
+    def send_stocks_body(self, campaign_id: int, body: dict[str, Any]) -> UpdateResult:
+        """The Flusher's path: a body built by ymsync.market.wire, sent with the campaign's cabinet's token."""
+        return self.for_campaign(campaign_id).send_stocks_body(campaign_id, body)
+
     def __repr__(self) -> str:
         return f"CampaignClients({len(self.settings.cabinets)} cabinets)"
 
@@ -80,7 +84,7 @@ def client_for_target(settings: Settings, campaigns: CampaignClients,
 
     def client_for(target: Target) -> MarketClient:
         if target.kind != "business":
-            return campaigns  # type: ignore[return-value]  (campaign-path callers use update_stocks only)
+            return campaigns  # type: ignore[return-value]  (campaign-path callers use update_stocks and send_stocks_body only)
         try:
             cabinet = settings.cabinets.by_business(target.id)
         except LookupError as exc:

@@ -13,10 +13,9 @@ from hypothesis import strategies as st
 
 from ymsync.store import keys
 from ymsync.engine.buffer import Batch, StockBuffer
-from ymsync.market.client import _stock_entry
 from ymsync.market.clock import MarketClock
 from ymsync.market.schemas import MAX_BODY_BYTES, MAX_COUNT, MAX_SKU_LENGTH, encode_body, sku_problem
-from ymsync.market.models import StockLevel
+from ymsync.market.wire import campaign_stock_body
 from ymsync.engine.flusher import Flusher
 from ymsync.engine.targets import target
 
@@ -41,8 +40,8 @@ def values(batch: Batch | None) -> dict[str, tuple[int, int]]:
 def body_bytes(batch: Batch) -> int:
     """The exact request body the Flusher would send for this batch (see Flusher._send)."""
     stand_in = SimpleNamespace(client_for=lambda _t: SimpleNamespace(clock=MarketClock()))
-    levels = [StockLevel(*entry) for entry in Flusher._levels(stand_in, target(C), batch.entries)]  # type: ignore[arg-type]
-    return len(encode_body({"skus": [_stock_entry(level) for level in levels]}))
+    levels = Flusher._levels(stand_in, target(C), batch.entries)  # type: ignore[arg-type]
+    return len(encode_body(campaign_stock_body(levels)))
 
 
 # --- latest wins, under any interleaving --------------------------------------------------

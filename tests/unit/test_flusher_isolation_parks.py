@@ -15,7 +15,7 @@ from ymsync.engine.quota import QuotaLimiter
 from ymsync.market import MarketBadRequest
 from ymsync.market.clock import MarketClock
 from ymsync.market.errors import ApiError
-from ymsync.market.models import UpdateResult
+from ymsync.market.models import StockLevel, UpdateResult
 from ymsync.store import keys
 
 WINDOW_S = 1.0
@@ -29,6 +29,9 @@ class Market:
     def __init__(self) -> None:
         self.sent: list[dict[str, int]] = []
         self.stock: dict[str, int] = {}
+
+    def send_stocks_body(self, campaign_id: int, body: dict) -> UpdateResult:  # the Flusher's bulk path
+        return self.update_stocks(campaign_id, [StockLevel(e["sku"], e["items"][0]["count"]) for e in body["skus"]])
 
     def update_stocks(self, campaign_id: int, levels, *, validate: bool = True) -> UpdateResult:
         request = {level.sku: level.count for level in levels}

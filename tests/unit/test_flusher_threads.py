@@ -12,7 +12,7 @@ from ymsync.engine.quota import QuotaLimiter
 from ymsync.market import MarketBadRequest
 from ymsync.market.clock import MarketClock
 from ymsync.market.errors import ApiError
-from ymsync.market.models import UpdateResult
+from ymsync.market.models import StockLevel, UpdateResult
 
 
 class Market:
@@ -24,6 +24,9 @@ class Market:
     def __init__(self, flusher_of: list[Flusher]) -> None:
         self.flusher_of = flusher_of
         self.sent: dict[int, list[list[str]]] = {1: [], 2: []}
+
+    def send_stocks_body(self, campaign_id: int, body: dict) -> UpdateResult:  # the Flusher's bulk path
+        return self.update_stocks(campaign_id, [StockLevel(e["sku"], e["items"][0]["count"]) for e in body["skus"]])
 
     def update_stocks(self, campaign_id: int, levels, *, validate: bool = True) -> UpdateResult:
         skus = [level.sku for level in levels]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from ymsync.engine.buffer import Batch, Entry, StockBuffer
@@ -169,6 +168,6 @@ class Flusher:
         return Tally(succeeded(p, batch), 0, 1, None)
 
     def _levels(self, t: Target, entries: tuple[Entry, ...] | list[Entry],
-                strict: bool = False) -> list[tuple[str, int, datetime | None]]:
-        """(key, count, stamp) per entry, stamps clamped to the target's Market clock (stamps.py)."""
+                strict: bool = False) -> list[tuple[str, int, int | None]]:
+        """(key, count, stamp in epoch ms) per entry, stamps clamped to the target's Market clock (stamps.py)."""
         return levels(self.client_for(t).clock, entries, strict)

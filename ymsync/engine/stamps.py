@@ -8,7 +8,6 @@ sends once more at the clock's lower bound (isolation.py) rather than dead-lette
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from typing import Iterable
 
 from ymsync.engine.buffer import Entry
@@ -25,16 +24,13 @@ def is_clock_refusal(message: str) -> bool:
 
 
 def levels(clock: MarketClock, entries: Iterable[Entry],
-           strict: bool = False) -> list[tuple[str, int, datetime | None]]:
-    """(key, count, stamp) per entry. Stamps are capped at the Market's clock as this process
-    knows it from replies' Date headers (MarketClock.stamp_cap_ms): a clock running ahead
-    would be "in the future". ``strict``: at its lower bound (after such a refusal)."""
+           strict: bool = False) -> list[tuple[str, int, int | None]]:
+    """(key, count, stamp in epoch ms) per entry; the stamp becomes text only in the body
+    (ymsync.market.wire, no datetime per SKU). Stamps are capped at the Market's clock as this
+    process knows it from replies' Date headers (MarketClock.stamp_cap_ms): a clock running ahead
+    would be "in the future". ``strict``: at its lower bound (after such a refusal). A stamp older
+    than a day is None: the Market refuses those, so it stamps the value "now"."""
     now_ms = clock.stamp_cap_ms(strict)
-    out = []
-    for e in entries:
-        if now_ms - e.stamp_ms > STALE_STAMP_MS:
-            stamp = None  # the Market refuses stamps older than a day; let it stamp "now"
-        else:
-            stamp = datetime.fromtimestamp(min(e.stamp_ms, now_ms) / 1000, timezone.utc)
-        out.append((e.sku, e.count, stamp))
-    return out
+    oldest_ms = now_ms - STALE_STAMP_MS
+    return [(e.sku, e.count, None if e.stamp_ms < oldest_ms else (e.stamp_ms if e.stamp_ms < now_ms else now_ms))
+            for e in entries]

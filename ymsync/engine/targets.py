@@ -17,10 +17,10 @@ refused), so the key splits back unambiguously.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import ClassVar, Sequence
 
-from ymsync.market.models import StockLevel, UpdateResult, WarehouseStockLevel
+from ymsync.market.models import UpdateResult
+from ymsync.market.wire import business_stock_body, campaign_stock_body
 from ymsync.store import keys
 
 SEP = "\x1f"
@@ -71,8 +71,10 @@ class Target:
     def sku_of(self, key: str) -> str:
         return key
 
-    def send(self, client, entries: Sequence[tuple[str, int, datetime | None]]) -> UpdateResult:
-        """One request with ``(key, count, stamp)`` entries, through ``client`` (a MarketClient)."""
+    def send(self, client, entries: Sequence[tuple[str, int, int | None]]) -> UpdateResult:
+        """One request with ``(key, count, stamp in epoch ms)`` entries, through ``client`` (a
+        MarketClient). The body is built straight from the tuples (ymsync.market.wire); the
+        producer validated every value, so the client does not validate it again."""
         raise NotImplementedError
 
 
@@ -89,9 +91,8 @@ class CampaignTarget(Target):
         # Campaign quotas keep their historical key (the campaign id), shared with stock reads.
         return str(self.id)
 
-    def send(self, client, entries: Sequence[tuple[str, int, datetime | None]]) -> UpdateResult:
-        return client.update_stocks(self.id, [StockLevel(key, count, stamp) for key, count, stamp in entries],
-                                    validate=False)
+    def send(self, client, entries: Sequence[tuple[str, int, int | None]]) -> UpdateResult:
+        return client.send_stocks_body(self.id, campaign_stock_body(entries))
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,12 @@ class BusinessTarget(Target):
     def sku_of(self, key: str) -> str:
         return split_key(key)[1]
 
-    def send(self, client, entries: Sequence[tuple[str, int, datetime | None]]) -> UpdateResult:
-        items = [WarehouseStockLevel(split_key(key)[1], split_key(key)[0], count, stamp)
-                 for key, count, stamp in entries]
-        return client.update_stocks_v3(self.id, items, validate=False)
+    def send(self, client, entries: Sequence[tuple[str, int, int | None]]) -> UpdateResult:
+        items = []
+        for key, count, stamp_ms in entries:
+            warehouse, _, sku = key.partition(SEP)
+            items.append((sku, int(warehouse), count, stamp_ms))
+        return client.send_stocks_body_v3(self.id, business_stock_body(items))
 
 
 # A new kind (warehouse groups next) is one module with its class and one line here.

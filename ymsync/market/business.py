@@ -44,6 +44,10 @@ class BusinessStockMethods:
         body = {"skuItems": [_warehouse_stock_entry(item) for item in items]}
         if validate:
             s.validate_or_raise(_UPDATE, body, "stock update")
+        return self.send_stocks_body_v3(business_id, body)
+
+    def send_stocks_body_v3(self, business_id: int, body: dict[str, Any]) -> UpdateResult:
+        """The same request from a body already built (ymsync.market.wire), not validated again."""
         _, rate = self._call("updateStocksOnPartnerWarehouses", "POST",
                              f"/v3/businesses/{int(business_id)}/offers/stocks/update", body=body)
         return UpdateResult(sku_count=len(body["skuItems"]), rate_limit=rate)

@@ -127,6 +127,11 @@ class MarketClient(BusinessStockMethods):
         body = {"skus": [_stock_entry(level) for level in levels]}
         if validate:
             s.validate_or_raise(self._update_schema, body, "stock update")
+        return self.send_stocks_body(campaign_id, body)
+
+    def send_stocks_body(self, campaign_id: int, body: dict[str, Any]) -> UpdateResult:
+        """The same request from a body already built (ymsync.market.wire: the worker's bulk path,
+        values the producer validated), not validated again."""
         _, rate = self._call("updateStocks", "PUT", f"/v2/campaigns/{int(campaign_id)}/offers/stocks", body=body)
         return UpdateResult(sku_count=len(body["skus"]), rate_limit=rate)
 

@@ -7,13 +7,14 @@ Every error names the field and shows the offending value.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from ymsync.market import wire
 
 SKU_RE = re.compile(r"(?=.*\S.*)[^\x00-\x08\x0A-\x1f\x7f]{1,255}")
 MAX_SKU_LENGTH = 255
@@ -40,9 +41,9 @@ def show(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def encode_body(payload: Any) -> bytes:
-    """The exact bytes ymsync sends: compact JSON, UTF-8 (the Market's 512 KB cap counts these)."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+# The exact bytes ymsync sends: compact JSON, UTF-8 (the Market's 512 KB cap counts these); one
+# encoder for every request, orjson when installed (ymsync.market.wire).
+encode_body = wire.encode_body
 
 
 def sku_problem(value: object) -> str | None:
