@@ -5,6 +5,7 @@ The library (this package) knows nothing about Celery; ``tasks/`` builds the wor
 
 __version__ = "0.1.0"
 
+from ymsync.errors import Unavailable, YmsyncError  # noqa: E402
 from ymsync.engine.producer import InvalidInput, push_business_stocks, push_stocks  # noqa: E402
 
-__all__ = ["InvalidInput", "push_business_stocks", "push_stocks", "__version__"]
+__all__ = ["InvalidInput", "Unavailable", "YmsyncError", "push_business_stocks", "push_stocks", "__version__"]

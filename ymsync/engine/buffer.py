@@ -174,11 +174,14 @@ class StockBuffer:
             chunks.append(args)
         results = self._ingest_chunks(target, chunks, force)
         accepted = sum(r[0] for r in results)
-        if accepted:
+        # Values already pending wake the target too: a producer whose earlier call lost its answer
+        # after the write (and before this wake-up) re-pushes them, and must not leave them unsent.
+        woke = bool(accepted or (results and results[-1][4]))
+        if woke:
             self.schedule.activate(self.target(target_id), self.flush_delay_s)
         elif results:  # registered even if nothing is to be sent, so status lists the campaign
             self.schedule.activate_registry_only(self.target(target_id))
-        return IngestResult(accepted, sum(r[1] for r in results), accepted > 0, sum(r[2] for r in results),
+        return IngestResult(accepted, sum(r[1] for r in results), woke, sum(r[2] for r in results),
                             sum(r[3] for r in results))
 
     def _ingest_chunks(self, target: str, chunks: list[list[object]], force: bool) -> list[list[int]]:

@@ -25,6 +25,8 @@ from ymsync.market.schemas import (MAX_COUNT, PRODUCER_CLOCK_SKEW, StockUpdateSc
 from ymsync.config.cabinets import CabinetNotFound, Cabinets
 from ymsync.config.settings import get_settings
 from ymsync.engine.targets import business_target, item_key
+from ymsync.errors import Unavailable, YmsyncError
+from ymsync.store.client import bounded_client, watch_sends
 
 _SCHEMA = StockUpdateSchema()
 # Printable ASCII, 1 to 255 characters, no space at either end: a SKU sku_problem always accepts.
@@ -82,7 +84,7 @@ def call_error(message: str, field: str | None = None) -> ItemError:
     return ItemError(None, "", field, message)
 
 
-class InvalidInput(ValueError):
+class InvalidInput(YmsyncError, ValueError):
     """Some updates are invalid, nothing queued; ``errors`` holds one :class:`ItemError` per
     problem (its item's index, SKU, warehouse, field and message), readable as text too."""
 
@@ -253,18 +255,40 @@ def check_listed(campaign_id: int, cabinets: Cabinets | None = None) -> int:
 
 
 @lru_cache(maxsize=4)
-def _buffer_for(redis_url: str) -> StockBuffer:
-    return StockBuffer.from_settings(redis.Redis.from_url(redis_url), get_settings())
+def _buffer_for(redis_url: str, timeout_s: float) -> StockBuffer:
+    return StockBuffer.from_settings(bounded_client(redis_url, timeout_s), get_settings())
 
 
 def default_buffer() -> StockBuffer:
-    return _buffer_for(get_settings().redis_url)
+    """The process's buffer on ``REDIS_URL``: no retries, ``YM_PRODUCER_TIMEOUT_S`` per wait."""
+    settings = get_settings()
+    return _buffer_for(settings.redis_url, settings.producer_timeout_s)
+
+
+def queue_updates(buffer: StockBuffer, target: int | str, updates: Sequence[tuple[str, int, int | None]], *,
+                  force: bool = False, what: str) -> IngestResult:
+    """``buffer.ingest``, with any Redis failure raised as :class:`Unavailable` naming ``what``
+    (``campaign 1001``) and how many updates: never a raw redis-py error, never a silent loss.
+    A failure once a command had left this process is ambiguous (Redis may have run the script
+    and lost only its answer), and says so; a re-push is then safe, as latest-wins drops a repeat."""
+    with watch_sends() as sends:
+        try:
+            return buffer.ingest(target, updates, force=force)
+        except redis.RedisError as exc:
+            # An error reply (OOM, READONLY, a script refused) is Redis saying no: nothing ran. A
+            # failed connect sent nothing, unless an earlier command of this call had gone out (only
+            # the producer's own client records that; any other is judged by its error alone).
+            answered = isinstance(exc, redis.ResponseError)
+            at_connect = "connecting" in str(exc).lower()
+            raise Unavailable(what, len(updates), f"{type(exc).__name__}: {exc}",
+                              maybe_queued=not answered and (sends.sent or not at_connect)) from exc
 
 
 def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_invalid: bool = False,
                 force: bool = False, buffer: StockBuffer | None = None) -> IngestResult:
     """Queue stock updates for a campaign. Raises :class:`InvalidInput` (nothing queued) on bad input
-    or when no configured cabinet lists the campaign.
+    or when no configured cabinet lists the campaign, and :class:`ymsync.Unavailable` when Redis
+    cannot take them within ``YM_PRODUCER_TIMEOUT_S`` (connect, and each reply).
 
     A value equal to the one the Market was last given (with nothing newer queued) is not sent
     again unless ``force``; it is counted in ``IngestResult.unchanged``.
@@ -273,7 +297,8 @@ def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_in
     checked = check_updates(check_items(items))
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
-    return (buffer or default_buffer()).ingest(campaign_id, checked.updates, force=force)
+    return queue_updates(buffer or default_buffer(), campaign_id, checked.updates, force=force,
+                         what=f"campaign {campaign_id}")
 
 
 # --- business targets (v3): values addressed by (warehouse, SKU) ---------------------------------
@@ -333,10 +358,12 @@ def push_business_stocks(business_id: int, items: Iterable[Mapping[str, Any]], *
                          warehouses: WarehouseCheck | None = None) -> IngestResult:
     """Queue stock updates for a business (v3 cabinets): each item names its ``warehouse`` (or the
     ``warehouse`` argument applies). Latest wins per (warehouse, SKU). Raises
-    :class:`InvalidInput` (nothing queued) on bad input, unless ``skip_invalid``."""
+    :class:`InvalidInput` (nothing queued) on bad input, unless ``skip_invalid``, and
+    :class:`ymsync.Unavailable` as ``push_stocks`` does."""
     business_id = check_campaign(business_id, "business_id")
     checked = check_business_updates(check_items(items), warehouse=warehouse, business_id=business_id,
                                      warehouses=warehouses)
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
-    return (buffer or default_buffer()).ingest(business_target(business_id), checked.updates, force=force)
+    return queue_updates(buffer or default_buffer(), business_target(business_id), checked.updates, force=force,
+                         what=f"business {business_id}")

@@ -46,7 +46,7 @@ end
 
 # KEYS: buf queue stats busy hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
 # ARGV: generation, generation_ms, horizon_ms, force (1/0), (sku, count, stamp|'')...
-# Returns {accepted, stale, unchanged, too_old}.
+# Returns {accepted, stale, unchanged, too_old, pending after this chunk}.
 INGEST = GENERATIONS + """
 local HWM, DEL = gens(5), gens(8)
 local accepted, stale, coalesced, unchanged, too_old = 0, 0, 0, 0, 0
@@ -108,7 +108,7 @@ if stale > 0 then redis.call('HINCRBY', KEYS[3], 'stale', stale) end
 if too_old > 0 then redis.call('HINCRBY', KEYS[3], 'too_old', too_old) end
 if coalesced > 0 then redis.call('HINCRBY', KEYS[3], 'coalesced', coalesced) end
 if unchanged > 0 then redis.call('HINCRBY', KEYS[3], 'unchanged', unchanged) end
-return {accepted, stale, unchanged, too_old}
+return {accepted, stale, unchanged, too_old, redis.call('HLEN', KEYS[1])}
 """
 
 # KEYS: buf queue busy batches inflight; ARGV: max_n, max_bytes, lease_ms, batch_id
