@@ -44,72 +44,7 @@ local function stamp_expiry(gens)
 end
 """
 
-# KEYS: buf queue stats busy hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
-# ARGV: generation, generation_ms, horizon_ms, force (1/0), (sku, count, stamp|'')...
-# Returns {accepted, stale, unchanged, too_old, pending after this chunk}.
-INGEST = GENERATIONS + """
-local HWM, DEL = gens(5), gens(8)
-local accepted, stale, coalesced, unchanged, too_old = 0, 0, 0, 0, 0
-local force = ARGV[4] == '1'
-local oldest = tonumber(now) - tonumber(ARGV[3])
-for i = 5, #ARGV, 3 do
-  local sku, count, stamp = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if stamp == '' then stamp = now end
-  local h, hat = newest(HWM, sku)
-  local drop = false
-  if tonumber(stamp) < oldest then
-    -- Older than the horizon: the Market refuses it, and the records that could order it against
-    -- a newer value may be gone. Nothing that old can be sent safely.
-    drop = true
-    too_old = too_old + 1
-  elseif h then
-    local hs, hc = string.match(h, '^(%d+)|(%d+)$')
-    if tonumber(stamp) < tonumber(hs) or (stamp == hs and count == hc) then drop = true end
-  end
-  local old = redis.call('HGET', KEYS[1], sku)
-  if not drop and old then
-    -- A pending value outlives its generation record when the Market is unreachable for long.
-    local ps = string.match(old, '^%d+|(%d+)|')
-    if tonumber(stamp) < tonumber(ps) then drop = true end
-  end
-  local same = false
-  if not drop and not force and not old and redis.call('SISMEMBER', KEYS[4], sku) == 0 then
-    -- Nothing pending or in flight, and the Market was last given this very count: sending it
-    -- again would only spend quota. The stamps still move forward, so an older update keeps
-    -- losing and a waiting producer sees its value settled.
-    local d, dat = newest(DEL, sku)
-    if d then
-      local dc, ds, at = string.match(d, '^(%d+)|(%d+)|(%d+)$')
-      if dc == count then
-        same = true
-        keep(DEL, sku, dc .. '|' .. math.max(tonumber(ds), tonumber(stamp)) .. '|' .. at, dat)
-      end
-    end
-  end
-  if drop then
-    stale = stale + 1
-  else
-    keep(HWM, sku, stamp .. '|' .. count, hat)
-    if same then
-      unchanged = unchanged + 1
-    else
-      local first = now
-      if old then first = string.match(old, '|(%d+)$'); coalesced = coalesced + 1 end
-      redis.call('HSET', KEYS[1], sku, count .. '|' .. stamp .. '|' .. first)
-      if not old then redis.call('RPUSH', KEYS[2], sku) end
-      accepted = accepted + 1
-    end
-  end
-end
-if accepted + unchanged > 0 then stamp_expiry(HWM) end
-if unchanged > 0 then stamp_expiry(DEL) end
-redis.call('HINCRBY', KEYS[3], 'received', (#ARGV - 4) / 3)
-if stale > 0 then redis.call('HINCRBY', KEYS[3], 'stale', stale) end
-if too_old > 0 then redis.call('HINCRBY', KEYS[3], 'too_old', too_old) end
-if coalesced > 0 then redis.call('HINCRBY', KEYS[3], 'coalesced', coalesced) end
-if unchanged > 0 then redis.call('HINCRBY', KEYS[3], 'unchanged', unchanged) end
-return {accepted, stale, unchanged, too_old, redis.call('HLEN', KEYS[1])}
-"""
+# INGEST (the producers' write) lives in ingest_lua.py.
 
 # KEYS: buf queue busy batches inflight; ARGV: max_n, max_bytes, lease_ms, batch_id
 # The queue is a list of pending SKUs in arrival order, each once (ingest, returns and replays
