@@ -84,11 +84,15 @@ class Batch:
 
 @dataclass(frozen=True)
 class IngestResult:
-    accepted: int = 0
+    """What one push did with its valid updates (README "IngestResult")."""
+
+    accepted: int = 0  # queued: each goes to the Market (coalesced with others of its SKU)
     stale: int = 0  # older than (or a repeat of) a value already accepted, or older than the horizon
     woke: bool = False  # the target was made due (the scheduler will send a flush)
     unchanged: int = 0  # the Market was last given this count and nothing newer is queued: not sent
     too_old: int = 0  # of ``stale``: stamped before the horizon
+    # ``skip_invalid=True``: the items refused, each an ItemError (index, sku, warehouse, field, message)
+    refused: tuple[Any, ...] = ()
 
 
 class StockBuffer:

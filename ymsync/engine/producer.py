@@ -8,10 +8,11 @@ every item is valid, unless the caller asks to skip the invalid ones.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -51,7 +52,8 @@ class ItemError(str):
     def __new__(cls, index: int | None, label: str, field: str | None, message: str, *,
                 sku: str | None = None, warehouse: int | None = None) -> "ItemError":
         reason = f"{field}: {message}" if field else message
-        self = super().__new__(cls, f"{label}: {reason}" if label else reason)
+        shown = _located(label, sku, warehouse)
+        self = super().__new__(cls, f"{shown}: {reason}" if shown else reason)
         self.index, self.label, self.field, self.message = index, label, field, message
         self.sku, self.warehouse = sku, warehouse
         return self
@@ -72,6 +74,19 @@ class ItemError(str):
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickles (and copies) as itself, attributes included
         return (_item_error, (self.index, self.label, self.field, self.message, self.sku, self.warehouse))
+
+
+def _located(label: str, sku: str | None, warehouse: int | None) -> str:
+    """``item 10 (SKU "A-1", warehouse 501)``: a position alone does not say which product failed.
+    A file's ``line 7`` is left as it is (the line shows the SKU)."""
+    # A SKU that is itself the problem (blank, control characters, broken Unicode) is shown by the
+    # message, quoted safely; here only a valid one is named.
+    named = sku.strip() if isinstance(sku, str) and sku_problem(sku.strip()) is None else None
+    if not label.startswith("item ") or named is None and warehouse is None:
+        return label
+    parts = ([f"SKU {json.dumps(named, ensure_ascii=False)}"] if named else []) + \
+        ([f"warehouse {warehouse}"] if warehouse is not None else [])
+    return f"{label} ({', '.join(parts)})"
 
 
 def _item_error(index: int | None, label: str, field: str | None, message: str, sku: str | None,
@@ -297,8 +312,9 @@ def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_in
     checked = check_updates(check_items(items))
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
-    return queue_updates(buffer or default_buffer(), campaign_id, checked.updates, force=force,
-                         what=f"campaign {campaign_id}")
+    result = queue_updates(buffer or default_buffer(), campaign_id, checked.updates, force=force,
+                           what=f"campaign {campaign_id}")
+    return replace(result, refused=tuple(checked.errors)) if checked.errors else result
 
 
 # --- business targets (v3): values addressed by (warehouse, SKU) ---------------------------------
@@ -365,5 +381,6 @@ def push_business_stocks(business_id: int, items: Iterable[Mapping[str, Any]], *
                                      warehouses=warehouses)
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
-    return queue_updates(buffer or default_buffer(), business_target(business_id), checked.updates, force=force,
-                         what=f"business {business_id}")
+    result = queue_updates(buffer or default_buffer(), business_target(business_id), checked.updates, force=force,
+                           what=f"business {business_id}")
+    return replace(result, refused=tuple(checked.errors)) if checked.errors else result
