@@ -7,5 +7,7 @@ __version__ = "0.1.0"
 
 from ymsync.errors import Unavailable, YmsyncError  # noqa: E402
 from ymsync.engine.producer import InvalidInput, push_business_stocks, push_stocks  # noqa: E402
+from ymsync.engine.retire import RetireResult, retire_business_stocks, retire_stocks  # noqa: E402
 
-__all__ = ["InvalidInput", "Unavailable", "YmsyncError", "push_business_stocks", "push_stocks", "__version__"]
+__all__ = ["InvalidInput", "RetireResult", "Unavailable", "YmsyncError", "push_business_stocks", "push_stocks",
+           "retire_business_stocks", "retire_stocks", "__version__"]

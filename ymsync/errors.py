@@ -5,6 +5,8 @@ A leaf module (it imports nothing of ymsync's), so every part may use it.
 
 from __future__ import annotations
 
+import redis
+
 
 class YmsyncError(Exception):
     """Base of every error ymsync raises on purpose (``InvalidInput``, ``Unavailable``,
@@ -16,11 +18,13 @@ REPUSH_IS_SAFE = ("re-pushing is safe: the newest value per SKU wins and a repea
                   "queued is dropped, so a value queued twice is sent once")
 
 
-class Unavailable(YmsyncError):
+class Unavailable(YmsyncError, redis.ConnectionError):
     """ymsync could not queue: Redis (or the broker) refused, was unreachable or did not answer
     within ``YM_PRODUCER_TIMEOUT_S``. ``target`` names where the updates were going (``campaign
     1001``), ``count`` how many; ``maybe_queued`` is True when the request reached Redis and its
-    answer never came (the updates may be queued: push them again, which is safe)."""
+    answer never came (the updates may be queued: push them again, which is safe). It is also a
+    ``redis.ConnectionError``, so a shop's code written for 0.1 (which caught redis-py's errors)
+    keeps catching it."""
 
     def __init__(self, target: str, count: int, cause: str, *, maybe_queued: bool = False,
                  where: str = "Redis") -> None:

@@ -88,8 +88,13 @@ def test_push_stocks_raises_unavailable_within_the_timeout(server: EmbeddedRedis
 
 
 @pytest.mark.parametrize("outage", [_stopped, _hung], ids=["stopped", "hung"])
-def test_send_updates_raises_unavailable_within_the_timeout(server: EmbeddedRedis, outage) -> None:
+def test_send_updates_raises_unavailable_within_the_timeout(server: EmbeddedRedis, outage,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks import app
     from tasks.stocks import send_business_updates, send_updates
+
+    # The app read its broker URL when first imported (maybe by another test): this server's.
+    monkeypatch.setitem(app.conf, "broker_url", server.url)
 
     outage(server)
     error, took = _timed(lambda: send_updates(1001, ITEMS[:5]))

@@ -18,6 +18,7 @@ def main() -> None:
 
 from ymsync.cli import push, sandbox  # noqa: E402,F401  (each registers its commands)
 from ymsync.cli import dead_letters  # noqa: E402,F401
+from ymsync.cli import retire  # noqa: E402,F401
 from ymsync.cli import reads  # noqa: E402,F401
 from ymsync.cli import reports  # noqa: E402,F401
 from ymsync.cli import warehouses  # noqa: E402,F401

@@ -254,7 +254,7 @@ class StockBuffer:
             return 0
         return int(self._call_in_generation(
             self._settle, batch.target, [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"],
-                                         k["buf"], k["queue"], k["dead"], k["stats"]],
+                                         k["buf"], k["queue"], k["dead"], k["stats"], k["retired"]],
             (keys.delivered,), [batch.batch_id, action, reason[:2000], *names]))
 
     def extend(self, batch: Batch, lease_s: float) -> bool:
@@ -272,7 +272,7 @@ class StockBuffer:
         batches = [b.decode() for b in self.redis.zrange(k["batches"], 0, 999)]
         if not batches:
             return 0
-        _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"],
+        _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"], k["retired"],
                                                  *(keys.inflight(target, b) for b in batches)], args=batches)
         return int(returned)
 

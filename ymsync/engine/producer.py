@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import redis
 from marshmallow import ValidationError
@@ -286,16 +287,23 @@ def queue_updates(buffer: StockBuffer, target: int | str, updates: Sequence[tupl
     (``campaign 1001``) and how many updates: never a raw redis-py error, never a silent loss.
     A failure once a command had left this process is ambiguous (Redis may have run the script
     and lost only its answer), and says so; a re-push is then safe, as latest-wins drops a repeat."""
+    with unavailable_as(what, len(updates)):
+        return buffer.ingest(target, updates, force=force)
+
+
+@contextmanager
+def unavailable_as(what: str, count: int) -> Iterator[None]:
+    """Any Redis failure inside is raised as :class:`Unavailable` for ``count`` updates of ``what``."""
     with watch_sends() as sends:
         try:
-            return buffer.ingest(target, updates, force=force)
+            yield
         except redis.RedisError as exc:
             # An error reply (OOM, READONLY, a script refused) is Redis saying no: nothing ran. A
             # failed connect sent nothing, unless an earlier command of this call had gone out (only
             # the producer's own client records that; any other is judged by its error alone).
             answered = isinstance(exc, redis.ResponseError)
             at_connect = "connecting" in str(exc).lower()
-            raise Unavailable(what, len(updates), f"{type(exc).__name__}: {exc}",
+            raise Unavailable(what, count, f"{type(exc).__name__}: {exc}",
                               maybe_queued=not answered and (sends.sent or not at_connect)) from exc
 
 

@@ -142,3 +142,67 @@ if coalesced > 0 then redis.call('HINCRBY', KEYS[3], 'coalesced', coalesced) end
 if unchanged > 0 then redis.call('HINCRBY', KEYS[3], 'unchanged', unchanged) end
 return {accepted, stale, unchanged, too_old, redis.call('HLEN', KEYS[1])}
 """
+
+
+# KEYS: buf queue stats busy dead invalid retired hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1
+# delivered:g-2; ARGV: generation, generation_ms, horizon_ms, final count ('' = none), skus...
+# Retires SKUs (the shop no longer sells them), each in one step: its delivered records and dead
+# letters (invalid input of that SKU too) go, and its newest accepted value becomes the retirement,
+# stamped now (after any value accepted before it), so an older update arriving late (a delayed
+# message, a reconciliation's re-queue) loses to it. With a final count that value is queued to be
+# sent like any update; without one, a pending value is dropped. The SKU is marked in ``retired``
+# with that stamp: whatever of it is in flight settles without leaving records (SETTLE, RECLAIM),
+# and the final count's own delivery clears the mark. Returns {retired, pending dropped, letters dropped}.
+RETIRE = GENERATIONS + """
+local HWM, DEL = gens(8), gens(11)
+local final = ARGV[4]
+local retired, dropped, letters, gone = 0, 0, 0, {}
+for i = 5, #ARGV do
+  local sku = ARGV[i]
+  if not gone[sku] then
+    gone[sku] = true
+    retired = retired + 1
+    letters = letters + redis.call('HDEL', KEYS[5], sku)
+    local h = newest(HWM, sku)
+    local stamp = tonumber(now)
+    if h then stamp = math.max(stamp, tonumber(string.match(h, '^(%d+)|')) + 1) end
+    stamp = string.format('%d', stamp)
+    for g = 1, 3 do redis.call('HDEL', DEL[g], sku) end
+    redis.call('HDEL', HWM[2], sku)
+    redis.call('HDEL', HWM[3], sku)
+    local old = redis.call('HGET', KEYS[1], sku)
+    if final ~= '' then
+      local first = now
+      if old then first = string.match(old, '|(%d+)$') end
+      redis.call('HSET', KEYS[1], sku, final .. '|' .. stamp .. '|' .. first)
+      if not old then redis.call('RPUSH', KEYS[2], sku) end
+      redis.call('HSET', HWM[1], sku, stamp .. '|' .. final)
+    else
+      if old then dropped = dropped + redis.call('HDEL', KEYS[1], sku) end
+      redis.call('HSET', HWM[1], sku, stamp .. '|0')
+    end
+    redis.call('HSET', KEYS[7], sku, stamp)
+  end
+end
+local invalid = redis.call('LRANGE', KEYS[6], 0, -1)
+local kept = {}
+for _, raw in ipairs(invalid) do
+  local ok, d = pcall(cjson.decode, raw)
+  local key = nil
+  if ok and type(d) == 'table' and type(d.sku) == 'string' then
+    key = d.sku
+    if type(d.warehouse) == 'number' then key = string.format('%d', d.warehouse) .. '\\31' .. d.sku end
+  end
+  if key and gone[key] then letters = letters + 1 else kept[#kept + 1] = raw end
+end
+if #kept < #invalid then
+  redis.call('DEL', KEYS[6])
+  for s = 1, #kept, 1000 do redis.call('RPUSH', KEYS[6], unpack(kept, s, math.min(s + 999, #kept))) end
+end
+if retired > 0 then
+  stamp_expiry(HWM)
+  redis.call('PEXPIRE', KEYS[7], tonumber(ARGV[3]))
+  redis.call('HINCRBY', KEYS[3], 'retired', retired)
+end
+return {retired, dropped, letters}
+"""
