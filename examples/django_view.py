@@ -21,7 +21,6 @@ import dataclasses
 import json
 import logging
 
-import redis
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -46,7 +45,7 @@ def push_stocks(request, campaign_id: int) -> JsonResponse:
         result = ymsync.push_stocks(campaign_id, items)
     except ymsync.InvalidInput as exc:
         return JsonResponse({"errors": exc.errors}, status=400)
-    except redis.RedisError as exc:
+    except ymsync.Unavailable as exc:  # not queued (or maybe, if .maybe_queued): the client may retry
         log.warning("stock queue unavailable: %s", type(exc).__name__)
         response = JsonResponse({"errors": ["stock queue unavailable, retry later"]}, status=503)
         response["Retry-After"] = "5"

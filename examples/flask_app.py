@@ -24,7 +24,6 @@ import dataclasses
 import logging
 from typing import Any
 
-import redis
 from flask import Flask, jsonify, request
 
 import ymsync
@@ -49,7 +48,7 @@ def create_app(buffer: Any = None) -> Flask:
             result = ymsync.push_stocks(campaign_id, items, buffer=buffer)
         except ymsync.InvalidInput as exc:
             return jsonify(errors=exc.errors), 400
-        except redis.RedisError as exc:
+        except ymsync.Unavailable as exc:  # not queued (or maybe, if .maybe_queued): the client may retry
             log.warning("stock queue unavailable: %s", type(exc).__name__)
             return jsonify(errors=["stock queue unavailable, retry later"]), 503, {"Retry-After": "5"}
         counts = {k: v for k, v in dataclasses.asdict(result).items() if isinstance(v, int) and not isinstance(v, bool)}

@@ -15,10 +15,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import redis
 from celery import Task
+from kombu.exceptions import OperationalError
+
+from ymsync.config.settings import get_settings
+from ymsync.errors import Unavailable
 
 from ymsync.engine.producer import (Checked, InvalidInput, ItemError, call_error, check_business_updates,
-                                    check_campaign, check_listed, check_updates, stamp_items)
+                                    check_campaign, check_listed, check_updates, queue_updates, stamp_items)
 from ymsync.engine.targets import business_target
 from ymsync.store.keys import describe_target
 from ymsync.engine.schedule import server_ms
@@ -26,7 +31,13 @@ from ymsync.engine.schedule import server_ms
 from . import app, runtime
 
 
-@app.task(name="ymsync.stocks.update", bind=True, ignore_result=True)
+# Redis (ymsync's state) failing under a task: the message goes back to the broker to run again
+# later rather than being acknowledged as done (acks_late acknowledges a failed task too); a
+# second run is safe (latest wins, a repeat is dropped).
+_RETRY = {"autoretry_for": (Unavailable, redis.RedisError), "retry_backoff": 1, "retry_backoff_max": 60, "max_retries": None}
+
+
+@app.task(name="ymsync.stocks.update", bind=True, ignore_result=True, **_RETRY)
 def update(self: Task, campaign_id: int, items: list[dict[str, Any]], stamped_at: str | None = None) -> None:
     # A bad or unlisted campaign has nowhere to be dead-lettered: fail the task loudly (logs, Flower).
     campaign = check_listed(check_campaign(campaign_id))
@@ -34,7 +45,7 @@ def update(self: Task, campaign_id: int, items: list[dict[str, Any]], stamped_at
     _ingest(self.request.id, campaign, items, check_updates(items, require_stamp=True))
 
 
-@app.task(name="ymsync.stocks.update_business", bind=True, ignore_result=True)
+@app.task(name="ymsync.stocks.update_business", bind=True, ignore_result=True, **_RETRY)
 def update_business(self: Task, business_id: int, items: list[dict[str, Any]], stamped_at: str | None = None,
                     warehouse: int | None = None) -> None:
     """The v3 twin of ``update``: items ``{sku, count, warehouse?, updatedAt?}`` for a business;
@@ -77,7 +88,7 @@ def _ingest(task_id: str, target: int | str, items: list[Any], checked: Checked)
         # Keyed by task id and position, so a redelivered message rewrites rather than repeats.
         buf.dead_letter_raw(target, f"invalid:{task_id}:{index}", record)
     if checked.updates:
-        buf.ingest(target, checked.updates)
+        queue_updates(buf, target, checked.updates, what=describe_target(buf.target(target)).replace("=", " "))
 
 
 @app.task(name="ymsync.stocks.flush", ignore_result=True)
@@ -122,17 +133,37 @@ def send_flush(target: str, slot: str, due_ms: int) -> None:
     flush.apply_async((target, slot, due_ms), argsrepr=f"({describe_target(target)})")
 
 
+def _publish(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], argsrepr: str, what: str, count: int) -> None:
+    """Send one message to the broker within ``YM_PRODUCER_TIMEOUT_S`` (connect, and each reply),
+    without Celery's publish retries; a broker that cannot take it raises :class:`Unavailable`."""
+    timeout = get_settings().producer_timeout_s
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "max_retries": 0}
+    try:
+        with app.connection_for_write(connect_timeout=timeout, transport_options=options) as connection:
+            task.apply_async(args, kwargs, argsrepr=argsrepr, connection=connection, retry=False)
+    except (OperationalError, redis.RedisError, OSError) as exc:
+        # Refused or not reached at connect: nothing left this process. Anything later (a reply
+        # that never came) may have been published: say so, a re-send is safe (latest wins).
+        text = str(exc)
+        sent = "connect" not in text.lower() and "refused" not in text.lower()
+        raise Unavailable(what, count, f"{type(exc).__name__}: {text}", maybe_queued=sent,
+                          where="the Celery broker") from exc
+
+
 def send_business_updates(business_id: int, items: list[dict[str, Any]], warehouse: int | None = None) -> None:
     """``send_updates`` for a business (v3): items carry their ``warehouse`` (or ``warehouse``
-    applies to all), each without ``updatedAt`` stamped now."""
-    update_business.apply_async((business_id, stamp_items(items)), {"warehouse": warehouse} if warehouse else {},
-                                argsrepr=f"(business={business_id}, {len(items)} items)")
+    applies to all), each without ``updatedAt`` stamped now. Raises :class:`ymsync.Unavailable`
+    when the broker cannot take the message."""
+    _publish(update_business, (business_id, stamp_items(items)), {"warehouse": warehouse} if warehouse else {},
+             f"(business={business_id}, {len(items)} items)", f"business {business_id}", len(items))
 
 
 def send_updates(campaign_id: int, items: list[dict[str, Any]]) -> None:
     """Enqueue the public update task, each item without ``updatedAt`` stamped now (at enqueue),
-    with a readable, payload-free summary for Flower."""
-    update.apply_async((campaign_id, stamp_items(items)), argsrepr=f"(campaign={campaign_id}, {len(items)} SKUs)")
+    with a readable, payload-free summary for Flower. Raises :class:`ymsync.Unavailable` when the
+    broker cannot take the message within ``YM_PRODUCER_TIMEOUT_S``."""
+    _publish(update, (campaign_id, stamp_items(items)), {}, f"(campaign={campaign_id}, {len(items)} SKUs)",
+             f"campaign {campaign_id}", len(items))
 
 
 __all__ = ["flush", "update", "update_business", "send_business_updates", "send_flush", "send_updates"]

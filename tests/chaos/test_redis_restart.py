@@ -19,7 +19,7 @@ import redis
 
 from tests.support.processes import wait_for
 from tests.support.stock_harness import sandbox_config
-from ymsync import push_stocks
+from ymsync import Unavailable, push_stocks
 from ymsync.embedded import EmbeddedRedis
 from ymsync.sandbox import Faults
 
@@ -55,7 +55,7 @@ class Producer(threading.Thread):
                     try:
                         push_stocks(c, items, buffer=self.bench.buffer)
                         break
-                    except redis.RedisError:
+                    except (Unavailable, redis.RedisError):  # push_stocks raises Unavailable (issue 21)
                         self.failures += 1
                         time.sleep(0.2)
                 self.acked[c].update(values)

@@ -74,7 +74,7 @@ def test_invalid_items_400_with_located_errors_and_nothing_queued(client, r):
     ])
     assert response.status_code == 400
     errors = response.get_json()["errors"]
-    assert errors[0].startswith("item 1: count:") and "-1" in errors[0]
+    assert errors[0].startswith('item 1 (SKU "SKU-2"): count:') and "-1" in errors[0]
     assert any(e.startswith("item 2: sku:") for e in errors)
     assert any(e.startswith("item 2: count:") and "'x'" in e for e in errors)
     assert StockBuffer(r).pending(CAMPAIGN) == 0  # the valid first item was not queued either

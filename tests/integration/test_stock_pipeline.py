@@ -62,6 +62,6 @@ def test_invalid_input_is_refused_before_anything_is_queued(clean_redis):
                     buffer=buffer)
     assert caught.value.errors == [
         "item 1: sku: SKU is empty or blank: ''",
-        "item 2: count: count must be between 0 and 2000000000, got -5",
+        'item 2 (SKU "x"): count: count must be between 0 and 2000000000, got -5',
     ]
     assert buffer.pending(501) == 0

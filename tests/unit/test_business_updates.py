@@ -37,13 +37,13 @@ def test_warehouse_from_the_item_or_the_default_and_every_problem_located() -> N
     assert [u[:2] for u in checked.updates] == [(item_key(501, "A"), 1), (item_key(502, "B"), 2),
                                                 (item_key(503, "F"), 6)]
     assert sorted(checked.errors) == sorted([
-        "item 2: warehouse: warehouse must be a positive integer (the partnerWarehouseId), got 0",
-        "item 3: count: count must be an integer, got 'x'",
-        "item 4: warehouse: warehouse must be a positive integer (the partnerWarehouseId), got '9'",
+        'item 2 (SKU "C"): warehouse: warehouse must be a positive integer (the partnerWarehouseId), got 0',
+        'item 3 (SKU "D", warehouse 502): count: count must be an integer, got \'x\'',
+        'item 4 (SKU "E"): warehouse: warehouse must be a positive integer (the partnerWarehouseId), got \'9\'',
         "item 5: expected an object with sku, count, warehouse and updatedAt, got 'nope'",
     ])
     missing = check_business_updates([{"sku": "A", "count": 1}])
-    assert missing.errors == ["item 0: warehouse: warehouse must be a positive integer (the partnerWarehouseId), "
+    assert missing.errors == ['item 0 (SKU "A"): warehouse: warehouse must be a positive integer (the partnerWarehouseId), '
                               "got none (a warehouse field or column, or --warehouse)"]
 
 
@@ -56,8 +56,8 @@ def test_the_warehouse_directory_refuses_unknown_and_unavailable_warehouses() ->
              {"sku": "C", "count": 1, "warehouse": 5}]
     checked = check_business_updates(items, business_id=7, warehouses=directory)
     assert [u[0] for u in checked.updates] == [item_key(5, "C")]
-    assert checked.errors == ["item 0: warehouse: warehouse 9 is not a warehouse of business 7",
-                              "item 1: warehouse: warehouse 8 has no AVAILABLE model"]
+    assert checked.errors == ['item 0 (SKU "A", warehouse 9): warehouse: warehouse 9 is not a warehouse of business 7',
+                              'item 1 (SKU "B", warehouse 8): warehouse: warehouse 8 has no AVAILABLE model']
 
 
 def test_latest_wins_per_warehouse_and_sku(clean_redis) -> None:

@@ -69,6 +69,6 @@ def test_a_stamp_older_than_the_horizon_is_refused_with_the_reason() -> None:
              {"sku": "B", "count": 2, "updatedAt": (now - timedelta(hours=24)).isoformat()}]
     checked = check_updates(items, horizon_s=25 * 3600)
     assert len(checked.errors) == 1
-    assert checked.errors[0].startswith("item 0: updatedAt: updatedAt is older than 25 h "
+    assert checked.errors[0].startswith('item 0 (SKU "A"): updatedAt: updatedAt is older than 25 h '
                                         "(the Market refuses stamps older than a day)")
     assert [u[0] for u in checked.updates] == ["B"]

@@ -48,7 +48,7 @@ def test_invalid_input_carries_the_errors_as_data_and_survives_pickling() -> Non
     assert (error.index, error.sku, error.field) == (1, "k: v", "warehouse")
     again = pickle.loads(pickle.dumps(caught.value))
     assert [e.as_dict() for e in again.errors] == [error.as_dict()] and str(again) == str(caught.value)
-    assert "1 invalid stock update(s), nothing queued: item 1: warehouse:" in str(caught.value)
+    assert "1 invalid stock update(s), nothing queued: item 1 (SKU \"k: v\"): warehouse:" in str(caught.value)
 
 
 def test_the_update_task_dead_letters_each_invalid_item_by_its_index(clean_redis: redis.Redis, monkeypatch) -> None:
@@ -75,3 +75,26 @@ def test_invalid_input_rebuilt_from_its_message_keeps_it_whole() -> None:
     """Celery's JSON result rebuilds an exception from its message alone."""
     again = InvalidInput("items must be a list")
     assert [str(e) for e in again.errors] == ["items must be a list"] and again.errors[0].index is None
+
+
+def test_each_error_names_its_sku_and_warehouse_and_skip_invalid_lists_what_it_refused(clean_redis) -> None:
+    """Issue 21 item 5: "item 10: count: …" named no product, and skip_invalid returned counts only."""
+    from ymsync import push_stocks
+
+    buffer = StockBuffer(clean_redis)
+    items = [{"sku": f"OK-{i}", "count": i} for i in range(10)] + [{"sku": "A-1", "count": -3}, {"count": 2}]
+    with pytest.raises(InvalidInput) as caught:
+        push_stocks(1001, items, buffer=buffer)
+    assert 'item 10 (SKU "A-1"): count: count must be between 0 and 2000000000, got -3' in str(caught.value)
+    result = push_stocks(1001, items, skip_invalid=True, buffer=buffer)
+    assert result.accepted == 10
+    assert [(e.index, e.sku, e.field) for e in result.refused] == [(10, "A-1", "count"), (11, None, "sku")]
+    assert result.refused[0].message == "count must be between 0 and 2000000000, got -3"
+
+    business = push_business_stocks(7, [{"sku": "B-1", "count": 1, "warehouse": 5}, {"sku": "B-2", "count": "x",
+                                                                                        "warehouse": 6}],
+                                    skip_invalid=True, buffer=buffer)
+    assert business.accepted == 1
+    [refused] = business.refused
+    assert (refused.index, refused.sku, refused.warehouse) == (1, "B-2", 6)
+    assert refused.startswith('item 1 (SKU "B-2", warehouse 6): count:')

@@ -40,6 +40,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reconcile": ("ymsync.cli.reads",
                   "Compare the Market's stock with the last values ymsync delivered, and list the drift."),
     "report": ("ymsync.cli.reports", "Market reports, generated and fetched by the reports workers."),
+    "retire": ("ymsync.cli.retire",
+               "Retire SKUs the shop no longer sells: their pending values, latest-wins and delivered records "
+               "and dead letters go, and reconciliation no longer re-queues them."),
     "sandbox": ("ymsync.cli.sandbox",
                 "Run the local Market sandbox (a real HTTP server) until Ctrl-C or SIGTERM."),
     "status": ("ymsync.cli.push",

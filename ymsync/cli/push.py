@@ -15,7 +15,10 @@ from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.delivery import DeliveryTracker, Progress, server_time_ms
 from ymsync.engine.inputs import UnreadableInput, open_input, read_items
 from ymsync.store import keys
-from ymsync.engine.producer import InvalidInput, ItemError, check_business_updates, check_listed, check_updates
+from ymsync.engine.producer import (InvalidInput, ItemError, check_business_updates, check_listed, check_updates,
+                                    queue_updates)
+from ymsync.errors import Unavailable
+from ymsync.store.client import bounded_client
 from ymsync.engine.targets import business_target
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.config.settings import Settings, SettingsError, get_settings
@@ -24,6 +27,7 @@ from ymsync.cli import main
 
 EXIT_INVALID = 1  # invalid input: nothing queued
 EXIT_UNDELIVERED = 3  # --wait: some SKUs were dead-lettered, or the wait timed out
+EXIT_UNAVAILABLE = 4  # Redis could not take the updates (within YM_PRODUCER_TIMEOUT_S)
 
 
 @lru_cache(maxsize=1)
@@ -67,7 +71,8 @@ def push(campaign_id: int | None, business_id: int | None, warehouse: int | None
 
     Every line is checked first; if any is invalid nothing is queued (exit 1) unless
     --skip-invalid. With --wait, exits 3 if any SKU was dead-lettered or the campaign is halted
-    (the Market refused the token; the backlog is kept).
+    (the Market refused the token; the backlog is kept). Exits 4 if Redis cannot take the
+    updates within YM_PRODUCER_TIMEOUT_S (the message says whether they may have been queued).
     """
     try:
         with open_input(file) as stream:
@@ -102,11 +107,18 @@ def push(campaign_id: int | None, business_id: int | None, warehouse: int | None
         click.echo("nothing to queue", err=True)
         sys.exit(EXIT_INVALID if errors else 0)
     buffer = _buffer()
+    # Queued as push_stocks queues: no retries, YM_PRODUCER_TIMEOUT_S to connect and per reply.
+    producer = StockBuffer.from_settings(bounded_client(_settings().redis_url, _settings().producer_timeout_s),
+                                         _settings())
     try:
-        pushed_after = server_time_ms(buffer)
-        result = buffer.ingest(target_id, checked.updates)
-    except redis.RedisError as exc:
-        raise click.ClickException(f"cannot reach Redis at {_settings().redis_url}: {exc}") from None
+        pushed_after = server_time_ms(producer)
+        result = queue_updates(producer, target_id, checked.updates, what=where)
+    except redis.RedisError as exc:  # the clock read before anything was queued
+        click.echo(Unavailable(where, len(checked.updates), f"{type(exc).__name__}: {exc}"), err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    except Unavailable as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_UNAVAILABLE)
     skipped = f", {len(errors)} invalid skipped" if errors else ""
     click.echo(f"queued {len(checked.updates)} update(s) for {where}: {result.accepted} accepted, "
                f"{result.unchanged} unchanged (the Market already has them), "

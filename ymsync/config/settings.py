@@ -67,6 +67,10 @@ class Settings:
     halt_probe_s: float = 120.0
     # Retryable failures back off exponentially (with jitter) up to this long between tries.
     max_backoff_s: float = 60.0
+    # A producer (push_stocks, send_updates, ymsync push) waits at most this long to connect and
+    # for each reply, then raises ymsync.Unavailable (YM_PRODUCER_TIMEOUT_S): a web request is
+    # held no longer by a stopped or hung Redis.
+    producer_timeout_s: float = 1.0
     # Celery beat (celeryconfig.beat_schedule): nothing is scheduled unless campaigns are named.
     reconcile_campaigns: tuple[int, ...] = ()
     reconcile_every_s: float = 3600.0
@@ -285,6 +289,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                    if env.get("YM_UNKNOWN_OUTCOME_S", "").strip() else None),
         halt_probe_s=_number(env, "YM_HALT_PROBE_S", 120.0, minimum=1, integer=False),
         max_backoff_s=_number(env, "YM_MAX_BACKOFF_S", 60.0, minimum=0.1, integer=False),
+        producer_timeout_s=_number(env, "YM_PRODUCER_TIMEOUT_S", 1.0, minimum=0.01, integer=False),
         reconcile_campaigns=reconcile[0],
         reconcile_every_s=reconcile[1],
         reconcile_fix=_flag(env, "YM_RECONCILE_FIX", False),

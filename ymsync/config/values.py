@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ymsync.errors import YmsyncError
 
-class SettingsError(ValueError):
+
+class SettingsError(YmsyncError, ValueError):
     """A setting is missing or malformed; the message is one line naming the variable."""
 
 

@@ -28,6 +28,7 @@ a target's keys share one hash tag, the scheduler's are global.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import redis
 from redis.commands.core import Script
 
 from ymsync.store import buffer_lua as lua
+from ymsync.store import ingest_lua
 from ymsync.store import keys
 from ymsync.engine.schedule import Schedule
 from ymsync.config.settings import Settings
@@ -45,6 +47,7 @@ MAX_INVALID = 10_000  # invalid-input dead letters kept per campaign (newest fir
 _MISMATCH = "YMSYNC_GENERATION "  # a script's reply: the keys were named for another generation
 _ATTEMPTS = 5
 _CLOCK_REFRESH_S = 10.0
+_SEPARATORS = re.compile("[\x1d\x1e]")  # what INGEST's one packed argument is split on
 
 
 def _generation_named(reply: object) -> int | None:
@@ -81,11 +84,15 @@ class Batch:
 
 @dataclass(frozen=True)
 class IngestResult:
-    accepted: int = 0
+    """What one push did with its valid updates (README "IngestResult")."""
+
+    accepted: int = 0  # queued: each goes to the Market (coalesced with others of its SKU)
     stale: int = 0  # older than (or a repeat of) a value already accepted, or older than the horizon
     woke: bool = False  # the target was made due (the scheduler will send a flush)
     unchanged: int = 0  # the Market was last given this count and nothing newer is queued: not sent
     too_old: int = 0  # of ``stale``: stamped before the horizon
+    # ``skip_invalid=True``: the items refused, each an ItemError (index, sku, warehouse, field, message)
+    refused: tuple[Any, ...] = ()
 
 
 class StockBuffer:
@@ -97,7 +104,7 @@ class StockBuffer:
         self.horizon_ms = max(2, int(horizon_s * 1000))
         self.generation_ms = max(1, self.horizon_ms // 2)
         self.chunk = chunk
-        self._ingest = client.register_script(lua.INGEST)
+        self._ingest = client.register_script(ingest_lua.INGEST)
         self._take = client.register_script(lua.TAKE)
         self._settle = client.register_script(lua.SETTLE)
         self._reclaim = client.register_script(lua.RECLAIM)
@@ -159,29 +166,34 @@ class StockBuffer:
         uses it when the Market has drifted from what ymsync delivered).
         """
         target = self.target(target_id)
-        chunks: list[list[object]] = []
-        args: list[object] = []
+        chunks: list[str] = []
+        entries: list[str] = []
         for sku, count, stamp_ms in updates:
             if stamp_ms is not None and stamp_ms < 0 or int(count) < 0:
                 # The scripts parse digits only: one such value would jam its SKU for good.
                 # Raised before the pipeline runs, so nothing of this call is written.
                 raise ValueError(f"{sku!r}: count and stamp must not be negative ({count}, {stamp_ms})")
-            args += [sku, int(count), "" if stamp_ms is None else int(stamp_ms)]
-            if len(args) >= 3 * self.chunk:
-                chunks.append(args)
-                args = []
-        if args:
-            chunks.append(args)
+            if _SEPARATORS.search(sku):  # validated SKUs never hold them; the script splits on them
+                raise ValueError(f"{sku!r}: a SKU may not contain the control characters \\x1d or \\x1e")
+            entries.append(f"{sku}\x1d{int(count)}\x1d{'' if stamp_ms is None else int(stamp_ms)}")
+            if len(entries) >= self.chunk:
+                chunks.append("\x1e".join(entries))
+                entries = []
+        if entries:
+            chunks.append("\x1e".join(entries))
         results = self._ingest_chunks(target, chunks, force)
         accepted = sum(r[0] for r in results)
-        if accepted:
+        # Values already pending wake the target too: a producer whose earlier call lost its answer
+        # after the write (and before this wake-up) re-pushes them, and must not leave them unsent.
+        woke = bool(accepted or (results and results[-1][4]))
+        if woke:
             self.schedule.activate(self.target(target_id), self.flush_delay_s)
         elif results:  # registered even if nothing is to be sent, so status lists the campaign
             self.schedule.activate_registry_only(self.target(target_id))
-        return IngestResult(accepted, sum(r[1] for r in results), accepted > 0, sum(r[2] for r in results),
+        return IngestResult(accepted, sum(r[1] for r in results), woke, sum(r[2] for r in results),
                             sum(r[3] for r in results))
 
-    def _ingest_chunks(self, target: str, chunks: list[list[object]], force: bool) -> list[list[int]]:
+    def _ingest_chunks(self, target: str, chunks: list[str], force: bool) -> list[list[int]]:
         """Each chunk in one atomic script, pipelined. Chunks refused for naming the wrong
         generation wrote nothing and go again, in order: the server's clock only moves on, so
         every chunk after a refused one was refused too and none overtakes an earlier one."""
@@ -196,7 +208,7 @@ class StockBuffer:
             pipe = self.redis.pipeline(transaction=False)
             for i in waiting:
                 self._ingest(keys=script_keys, args=[g, self.generation_ms, self.horizon_ms, 1 if force else 0,
-                                                     *chunks[i]], client=pipe)
+                                                     chunks[i]], client=pipe)
             again, unloaded = [], False
             for i, reply in zip(waiting, pipe.execute(raise_on_error=False)):
                 named = _generation_named(reply)
@@ -242,7 +254,7 @@ class StockBuffer:
             return 0
         return int(self._call_in_generation(
             self._settle, batch.target, [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"],
-                                         k["buf"], k["queue"], k["dead"], k["stats"]],
+                                         k["buf"], k["queue"], k["dead"], k["stats"], k["retired"]],
             (keys.delivered,), [batch.batch_id, action, reason[:2000], *names]))
 
     def extend(self, batch: Batch, lease_s: float) -> bool:
@@ -260,7 +272,7 @@ class StockBuffer:
         batches = [b.decode() for b in self.redis.zrange(k["batches"], 0, 999)]
         if not batches:
             return 0
-        _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"],
+        _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"], k["retired"],
                                                  *(keys.inflight(target, b) for b in batches)], args=batches)
         return int(returned)
 

@@ -8,13 +8,15 @@ every item is valid, unless the caller asks to skip the invalid ones.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import redis
 from marshmallow import ValidationError
@@ -25,6 +27,8 @@ from ymsync.market.schemas import (MAX_COUNT, PRODUCER_CLOCK_SKEW, StockUpdateSc
 from ymsync.config.cabinets import CabinetNotFound, Cabinets
 from ymsync.config.settings import get_settings
 from ymsync.engine.targets import business_target, item_key
+from ymsync.errors import Unavailable, YmsyncError
+from ymsync.store.client import bounded_client, watch_sends
 
 _SCHEMA = StockUpdateSchema()
 # Printable ASCII, 1 to 255 characters, no space at either end: a SKU sku_problem always accepts.
@@ -49,7 +53,8 @@ class ItemError(str):
     def __new__(cls, index: int | None, label: str, field: str | None, message: str, *,
                 sku: str | None = None, warehouse: int | None = None) -> "ItemError":
         reason = f"{field}: {message}" if field else message
-        self = super().__new__(cls, f"{label}: {reason}" if label else reason)
+        shown = _located(label, sku, warehouse)
+        self = super().__new__(cls, f"{shown}: {reason}" if shown else reason)
         self.index, self.label, self.field, self.message = index, label, field, message
         self.sku, self.warehouse = sku, warehouse
         return self
@@ -72,6 +77,19 @@ class ItemError(str):
         return (_item_error, (self.index, self.label, self.field, self.message, self.sku, self.warehouse))
 
 
+def _located(label: str, sku: str | None, warehouse: int | None) -> str:
+    """``item 10 (SKU "A-1", warehouse 501)``: a position alone does not say which product failed.
+    A file's ``line 7`` is left as it is (the line shows the SKU)."""
+    # A SKU that is itself the problem (blank, control characters, broken Unicode) is shown by the
+    # message, quoted safely; here only a valid one is named.
+    named = sku.strip() if isinstance(sku, str) and sku_problem(sku.strip()) is None else None
+    if not label.startswith("item ") or named is None and warehouse is None:
+        return label
+    parts = ([f"SKU {json.dumps(named, ensure_ascii=False)}"] if named else []) + \
+        ([f"warehouse {warehouse}"] if warehouse is not None else [])
+    return f"{label} ({', '.join(parts)})"
+
+
 def _item_error(index: int | None, label: str, field: str | None, message: str, sku: str | None,
                 warehouse: int | None) -> ItemError:
     return ItemError(index, label, field, message, sku=sku, warehouse=warehouse)
@@ -82,7 +100,7 @@ def call_error(message: str, field: str | None = None) -> ItemError:
     return ItemError(None, "", field, message)
 
 
-class InvalidInput(ValueError):
+class InvalidInput(YmsyncError, ValueError):
     """Some updates are invalid, nothing queued; ``errors`` holds one :class:`ItemError` per
     problem (its item's index, SKU, warehouse, field and message), readable as text too."""
 
@@ -253,18 +271,47 @@ def check_listed(campaign_id: int, cabinets: Cabinets | None = None) -> int:
 
 
 @lru_cache(maxsize=4)
-def _buffer_for(redis_url: str) -> StockBuffer:
-    return StockBuffer.from_settings(redis.Redis.from_url(redis_url), get_settings())
+def _buffer_for(redis_url: str, timeout_s: float) -> StockBuffer:
+    return StockBuffer.from_settings(bounded_client(redis_url, timeout_s), get_settings())
 
 
 def default_buffer() -> StockBuffer:
-    return _buffer_for(get_settings().redis_url)
+    """The process's buffer on ``REDIS_URL``: no retries, ``YM_PRODUCER_TIMEOUT_S`` per wait."""
+    settings = get_settings()
+    return _buffer_for(settings.redis_url, settings.producer_timeout_s)
+
+
+def queue_updates(buffer: StockBuffer, target: int | str, updates: Sequence[tuple[str, int, int | None]], *,
+                  force: bool = False, what: str) -> IngestResult:
+    """``buffer.ingest``, with any Redis failure raised as :class:`Unavailable` naming ``what``
+    (``campaign 1001``) and how many updates: never a raw redis-py error, never a silent loss.
+    A failure once a command had left this process is ambiguous (Redis may have run the script
+    and lost only its answer), and says so; a re-push is then safe, as latest-wins drops a repeat."""
+    with unavailable_as(what, len(updates)):
+        return buffer.ingest(target, updates, force=force)
+
+
+@contextmanager
+def unavailable_as(what: str, count: int) -> Iterator[None]:
+    """Any Redis failure inside is raised as :class:`Unavailable` for ``count`` updates of ``what``."""
+    with watch_sends() as sends:
+        try:
+            yield
+        except redis.RedisError as exc:
+            # An error reply (OOM, READONLY, a script refused) is Redis saying no: nothing ran. A
+            # failed connect sent nothing, unless an earlier command of this call had gone out (only
+            # the producer's own client records that; any other is judged by its error alone).
+            answered = isinstance(exc, redis.ResponseError)
+            at_connect = "connecting" in str(exc).lower()
+            raise Unavailable(what, count, f"{type(exc).__name__}: {exc}",
+                              maybe_queued=not answered and (sends.sent or not at_connect)) from exc
 
 
 def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_invalid: bool = False,
                 force: bool = False, buffer: StockBuffer | None = None) -> IngestResult:
     """Queue stock updates for a campaign. Raises :class:`InvalidInput` (nothing queued) on bad input
-    or when no configured cabinet lists the campaign.
+    or when no configured cabinet lists the campaign, and :class:`ymsync.Unavailable` when Redis
+    cannot take them within ``YM_PRODUCER_TIMEOUT_S`` (connect, and each reply).
 
     A value equal to the one the Market was last given (with nothing newer queued) is not sent
     again unless ``force``; it is counted in ``IngestResult.unchanged``.
@@ -273,7 +320,9 @@ def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_in
     checked = check_updates(check_items(items))
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
-    return (buffer or default_buffer()).ingest(campaign_id, checked.updates, force=force)
+    result = queue_updates(buffer or default_buffer(), campaign_id, checked.updates, force=force,
+                           what=f"campaign {campaign_id}")
+    return replace(result, refused=tuple(checked.errors)) if checked.errors else result
 
 
 # --- business targets (v3): values addressed by (warehouse, SKU) ---------------------------------
@@ -333,10 +382,13 @@ def push_business_stocks(business_id: int, items: Iterable[Mapping[str, Any]], *
                          warehouses: WarehouseCheck | None = None) -> IngestResult:
     """Queue stock updates for a business (v3 cabinets): each item names its ``warehouse`` (or the
     ``warehouse`` argument applies). Latest wins per (warehouse, SKU). Raises
-    :class:`InvalidInput` (nothing queued) on bad input, unless ``skip_invalid``."""
+    :class:`InvalidInput` (nothing queued) on bad input, unless ``skip_invalid``, and
+    :class:`ymsync.Unavailable` as ``push_stocks`` does."""
     business_id = check_campaign(business_id, "business_id")
     checked = check_business_updates(check_items(items), warehouse=warehouse, business_id=business_id,
                                      warehouses=warehouses)
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
-    return (buffer or default_buffer()).ingest(business_target(business_id), checked.updates, force=force)
+    result = queue_updates(buffer or default_buffer(), business_target(business_id), checked.updates, force=force,
+                           what=f"business {business_id}")
+    return replace(result, refused=tuple(checked.errors)) if checked.errors else result

@@ -44,72 +44,7 @@ local function stamp_expiry(gens)
 end
 """
 
-# KEYS: buf queue stats busy hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
-# ARGV: generation, generation_ms, horizon_ms, force (1/0), (sku, count, stamp|'')...
-# Returns {accepted, stale, unchanged, too_old}.
-INGEST = GENERATIONS + """
-local HWM, DEL = gens(5), gens(8)
-local accepted, stale, coalesced, unchanged, too_old = 0, 0, 0, 0, 0
-local force = ARGV[4] == '1'
-local oldest = tonumber(now) - tonumber(ARGV[3])
-for i = 5, #ARGV, 3 do
-  local sku, count, stamp = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if stamp == '' then stamp = now end
-  local h, hat = newest(HWM, sku)
-  local drop = false
-  if tonumber(stamp) < oldest then
-    -- Older than the horizon: the Market refuses it, and the records that could order it against
-    -- a newer value may be gone. Nothing that old can be sent safely.
-    drop = true
-    too_old = too_old + 1
-  elseif h then
-    local hs, hc = string.match(h, '^(%d+)|(%d+)$')
-    if tonumber(stamp) < tonumber(hs) or (stamp == hs and count == hc) then drop = true end
-  end
-  local old = redis.call('HGET', KEYS[1], sku)
-  if not drop and old then
-    -- A pending value outlives its generation record when the Market is unreachable for long.
-    local ps = string.match(old, '^%d+|(%d+)|')
-    if tonumber(stamp) < tonumber(ps) then drop = true end
-  end
-  local same = false
-  if not drop and not force and not old and redis.call('SISMEMBER', KEYS[4], sku) == 0 then
-    -- Nothing pending or in flight, and the Market was last given this very count: sending it
-    -- again would only spend quota. The stamps still move forward, so an older update keeps
-    -- losing and a waiting producer sees its value settled.
-    local d, dat = newest(DEL, sku)
-    if d then
-      local dc, ds, at = string.match(d, '^(%d+)|(%d+)|(%d+)$')
-      if dc == count then
-        same = true
-        keep(DEL, sku, dc .. '|' .. math.max(tonumber(ds), tonumber(stamp)) .. '|' .. at, dat)
-      end
-    end
-  end
-  if drop then
-    stale = stale + 1
-  else
-    keep(HWM, sku, stamp .. '|' .. count, hat)
-    if same then
-      unchanged = unchanged + 1
-    else
-      local first = now
-      if old then first = string.match(old, '|(%d+)$'); coalesced = coalesced + 1 end
-      redis.call('HSET', KEYS[1], sku, count .. '|' .. stamp .. '|' .. first)
-      if not old then redis.call('RPUSH', KEYS[2], sku) end
-      accepted = accepted + 1
-    end
-  end
-end
-if accepted + unchanged > 0 then stamp_expiry(HWM) end
-if unchanged > 0 then stamp_expiry(DEL) end
-redis.call('HINCRBY', KEYS[3], 'received', (#ARGV - 4) / 3)
-if stale > 0 then redis.call('HINCRBY', KEYS[3], 'stale', stale) end
-if too_old > 0 then redis.call('HINCRBY', KEYS[3], 'too_old', too_old) end
-if coalesced > 0 then redis.call('HINCRBY', KEYS[3], 'coalesced', coalesced) end
-if unchanged > 0 then redis.call('HINCRBY', KEYS[3], 'unchanged', unchanged) end
-return {accepted, stale, unchanged, too_old}
-"""
+# INGEST (the producers' write) lives in ingest_lua.py.
 
 # KEYS: buf queue busy batches inflight; ARGV: max_n, max_bytes, lease_ms, batch_id
 # The queue is a list of pending SKUs in arrival order, each once (ingest, returns and replays
@@ -167,9 +102,13 @@ return out
 """
 
 
-# KEYS: inflight busy batches buf queue dead stats delivered:g delivered:g-1 delivered:g-2;
+# KEYS: inflight busy batches buf queue dead stats retired delivered:g delivered:g-1 delivered:g-2;
 # ARGV: generation, generation_ms, batch_id, action, reason, skus...
-SETTLE = GENERATIONS + """local DEL = gens(8)
+# A SKU retired (``retired``: sku -> the retirement's stamp) after its value was taken keeps no
+# record of it: delivered, its records go (the final count itself clears the mark); returned or
+# dead, an older value is dropped. A value stamped after the retirement (the SKU came back) settles
+# as any other.
+SETTLE = GENERATIONS + """local DEL = gens(9)
 local n, seen = 0, {}
 local action = ARGV[4]
 for s = 6, #ARGV, 1000 do
@@ -179,6 +118,7 @@ for s = 6, #ARGV, 1000 do
   end
   if #slice > 0 then
     local vals = redis.call('HMGET', KEYS[1], unpack(slice))
+    local marks = redis.call('HMGET', KEYS[8], unpack(slice))
     local found, delivered = {}, {}
     for i, sku in ipairs(slice) do
       local v = vals[i]
@@ -186,7 +126,20 @@ for s = 6, #ARGV, 1000 do
         n = n + 1
         found[#found + 1] = sku
         local count, stamp, first = string.match(v, '^(%d+)|(%d+)|(%d+)$')
-        if action == 'delivered' then
+        local mark = marks[i] and tonumber(marks[i])
+        if mark and (tonumber(stamp) < mark or (tonumber(stamp) == mark and action ~= 'returned')) then
+          -- Sent before (or as) the SKU's retirement: nothing of it is kept (a final count returned
+          -- for a retry goes back to the buffer below, as any value).
+          if action == 'delivered' then
+            redis.call('HDEL', DEL[1], sku)
+            redis.call('HDEL', DEL[2], sku)
+            redis.call('HDEL', DEL[3], sku)
+            if tonumber(stamp) == mark then redis.call('HDEL', KEYS[8], sku) end
+          elseif action == 'dead' and tonumber(stamp) == mark then  -- the final count failed: say so
+            redis.call('HSET', KEYS[6], sku, cjson.encode({sku = sku, count = tonumber(count), stamp_ms = tonumber(stamp),
+              first_ms = tonumber(first), reason = ARGV[5], at_ms = tonumber(now)}))
+          end
+        elseif action == 'delivered' then
           delivered[#delivered + 1] = sku
           delivered[#delivered + 1] = count .. '|' .. stamp .. '|' .. now
         elseif action == 'returned' then
@@ -218,7 +171,7 @@ if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) en
 return n
 """
 
-# KEYS: batches busy buf queue stats inflight:<batch>...; ARGV: batch... (the same batches, in
+# KEYS: batches busy buf queue stats retired inflight:<batch>...; ARGV: batch... (the same batches, in
 # order: those the caller found expired). Returns each whose lease has run out by the script's
 # clock (its worker died, or is too slow to be trusted) to the buffer in one step, so nothing can
 # extend a lease between "found expired" and "returned" (EXTEND refuses an expired lease too).
@@ -231,13 +184,17 @@ for i, batch in ipairs(ARGV) do
 end
 local returned = 0
 for _, i in ipairs(expired) do
-  local batch, inflight = ARGV[i], KEYS[5 + i]
+  local batch, inflight = ARGV[i], KEYS[6 + i]
   local entries = redis.call('HGETALL', inflight)
   local skus = {}
   for i = 1, #entries, 2 do
     local sku, v = entries[i], entries[i + 1]
     skus[#skus + 1] = sku
-    if redis.call('HEXISTS', KEYS[3], sku) == 0 then  -- a newer pending value wins over ours
+    local mark = redis.call('HGET', KEYS[6], sku)
+    local stamp = string.match(v, '^%d+|(%d+)|')
+    if mark and tonumber(stamp) < tonumber(mark) then
+      -- retired after this value was taken: it is not sent again
+    elseif redis.call('HEXISTS', KEYS[3], sku) == 0 then  -- a newer pending value wins over ours
       redis.call('HSET', KEYS[3], sku, v)
       redis.call('RPUSH', KEYS[4], sku)
     end

@@ -20,6 +20,9 @@ Per target ``{t}``:
   ymsync:{t}:dead        hash  sku -> JSON                        dead letters (bounded by the catalogue)
   ymsync:{t}:invalid     list  JSON                               invalid input from foreign producers, newest 10,000
   ymsync:{t}:stats       hash  counters
+  ymsync:{t}:retired     hash  sku -> stamp_ms                    SKUs retired (ymsync retire) while a value of
+                                                                  theirs may be in flight; expires a horizon after
+                                                                  the last retirement
   ymsync:{t}:tasks       zset  token -> expiry ms                 flush tasks sent and not finished (<= max_parallel)
   ymsync:{t}:halt        string (TTL)                             401/403: no traffic until it expires
   ymsync:{t}:backoff     string (TTL)                             failures: wait before the next try
@@ -54,7 +57,7 @@ NUDGE = _SCHED + "nudge"
 SCHEDULER_LOCK = _SCHED + "lock"
 SCHEDULER_STATS = _SCHED + "stats"
 
-TARGET_KEYS = ("buf", "queue", "busy", "batches", "dead", "invalid", "stats", "tasks", "halt", "backoff")
+TARGET_KEYS = ("buf", "queue", "busy", "batches", "dead", "invalid", "stats", "tasks", "halt", "backoff", "retired")
 
 
 def campaign_target(campaign_id: int) -> str:

@@ -1,0 +1,77 @@
+"""A Redis client for producers: bounded waits, no retries, and a record of what was sent.
+
+redis-py retries connection errors (10 times in recent versions) and, by default, waits 5 s
+for a reply (older versions the project allows wait forever). A producer runs inside a web
+request: ``bounded_client`` waits at most its timeout for a connection and at most that for
+each reply, and never retries, so a stopped or hung Redis ends the call after one timeout (a
+hung server still completes TCP connects from its backlog, and the first reply never comes).
+Healthy work is not cut short: a catalogue of 100,000 SKUs takes what it takes while replies
+keep coming.
+
+Inside ``with watch_sends()`` the connections record whether any command left this process: a
+failure after that is ambiguous (the server may have run it), before it nothing was queued.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+_local = threading.local()
+
+
+@dataclass
+class Sends:
+    sent: bool = False  # some command was written to a socket while watched
+
+
+@contextmanager
+def watch_sends() -> Iterator[Sends]:
+    """Record, on this thread, whether a :func:`bounded_client` sent anything."""
+    outer = getattr(_local, "sends", None)
+    current = _local.sends = Sends()
+    try:
+        yield current
+    finally:
+        _local.sends = outer
+
+
+class _RecordsSends:
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        super().send_packed_command(command, check_health)  # type: ignore[misc]
+        current: Sends | None = getattr(_local, "sends", None)
+        if current is not None:
+            current.sent = True
+
+
+class ProducerConnection(_RecordsSends, redis.Connection):
+    pass
+
+
+class ProducerSSLConnection(_RecordsSends, redis.SSLConnection):
+    pass
+
+
+class ProducerUnixConnection(_RecordsSends, redis.UnixDomainSocketConnection):
+    pass
+
+
+_CLASSES = {"redis": ProducerConnection, "rediss": ProducerSSLConnection, "unix": ProducerUnixConnection}
+
+
+def bounded_client(url: str, timeout_s: float) -> redis.Redis:
+    """A client for ``url`` that never retries and waits at most ``timeout_s`` to connect and
+    at most that for each reply."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+                                retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
+                                connection_class=_CLASSES[urlsplit(url).scheme])
+
+
+__all__ = ["Sends", "bounded_client", "watch_sends"]
