@@ -42,7 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("ymsync.cli.reports", "Market reports, generated and fetched by the reports workers."),
     "retire": ("ymsync.cli.retire",
                "Retire SKUs the shop no longer sells: their pending values, latest-wins and delivered records "
-               "and dead letters go, and reconciliation no longer re-queues them."),
+               "and dead letters go, and reconciliation no longer re-queues them. With --final-count the count "
+               "is sent first, as an ordinary update (its delivery then leaves no record)."),
     "sandbox": ("ymsync.cli.sandbox",
                 "Run the local Market sandbox (a real HTTP server) until Ctrl-C or SIGTERM."),
     "status": ("ymsync.cli.push",
