@@ -73,7 +73,8 @@ local used = tonumber(redis.call('GET', KEYS[2]) or '0')
 #                later than we did, so it freed them no later either); binds until ``until`` (the
 #                Market's Until, on the Redis clock): "send no more than the Market says is left"
 #   foreign      what the Market counted beyond our own log (another client of the same quota),
-#   fexp         reserved in every window until ``fexp``: the largest seen in the last period
+#   fexp         reserved in every window until ``fexp``: the largest estimate of this period
+#                (``fcur`` since ``fstart``) and the last (``fprev``)
 
 # KEYS: log used pause market; ARGV: amount, period_ms, want, minimum, entry, hold_ms
 _ACQUIRE = _CLOCK + """
@@ -103,13 +104,10 @@ if avail >= minimum and (left == nil or left >= minimum) then
   if left ~= nil then rest = math.min(rest, left - grant) end
   return {grant, 0, rest}
 end
--- The Market says less is left than we count: wait until its window frees (or a reply says more).
-local wait_market = 0
-if left ~= nil and left < minimum then wait_market = tonumber(m[3]) - now end
-if avail >= minimum then return {0, math.max(1, wait_market), 0} end
 -- Refused: when will enough units have left? A settled entry leaves at stamp + period; an
 -- open one no sooner than now + period (if it settled this instant), at the latest when held
--- past its hold. Entries leave in that order, not in stamp order.
+-- past its hold. Entries leave in that order, not in stamp order. What the Market said is left
+-- grows by every unit of ours that leaves (it let them go no later), or binds until its Until.
 local frees = {}
 local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #entries, 2 do
@@ -119,12 +117,18 @@ for i = 1, #entries, 2 do
   frees[#frees + 1] = {at, tonumber(string.match(entries[i], ':(%d+)$'))}
 end
 table.sort(frees, function(a, b) return a[1] < b[1] end)
-local need, acc = minimum - avail, 0
-for _, f in ipairs(frees) do
-  acc = acc + f[2]
-  if acc >= need then return {0, math.max(1, f[1] - now + 1, wait_market), 0} end
+local function freed_by(need, otherwise)
+  if need <= 0 then return 0 end
+  local acc = 0
+  for _, f in ipairs(frees) do
+    acc = acc + f[2]
+    if acc >= need then return math.min(f[1] - now + 1, otherwise) end
+  end
+  return otherwise
 end
-return {0, math.max(period, wait_market), 0}
+local wait = freed_by(minimum - avail, period)
+if left ~= nil then wait = math.max(wait, freed_by(minimum - left, tonumber(m[3]) - now)) end
+return {0, math.max(1, wait), 0}
 """
 
 # Shrink an open grant to what was really used and stamp it with the completion time: the
@@ -175,10 +179,20 @@ if remaining >= 0 then
     -- log holds every request of ours the Market's window does (we stamp later), so this is
     -- never more than the foreign use; the largest in the last period is reserved.
     local foreign = math.max(0, limit - remaining - used)
-    local m = redis.call('HMGET', MKEY, 'foreign', 'fexp')
-    if not m[1] or tonumber(m[2]) <= now or foreign >= tonumber(m[1]) then
-      redis.call('HSET', MKEY, 'foreign', foreign, 'fexp', now + period)
+    -- Kept as the larger of this period's and the last period's largest estimates: a reply
+    -- just as our own requests leave our window reads low (we stamp at the reply, the Market
+    -- at arrival), the others of the window read true.
+    local m = redis.call('HMGET', MKEY, 'fcur', 'fstart', 'foreign')
+    local cur, start = tonumber(m[1] or '0'), tonumber(m[2] or '0')
+    if now - start >= period then
+      local prev = (now - start < 2 * period) and cur or 0
+      cur, start = foreign, now
+      redis.call('HSET', MKEY, 'fprev', prev)
+    else
+      cur = math.max(cur, foreign)
     end
+    local prev = tonumber(redis.call('HGET', MKEY, 'fprev') or '0')
+    redis.call('HSET', MKEY, 'fcur', cur, 'fstart', start, 'foreign', math.max(cur, prev), 'fexp', start + 2 * period)
   end
 end
 redis.call('PEXPIRE', MKEY, tonumber(ARGV[10]))
