@@ -35,6 +35,12 @@ COUNTERS = {
     "delivered": ("ymsync_skus_delivered", "SKU values the Market accepted"),
     "dead": ("ymsync_skus_dead_lettered", "SKU values dead-lettered"),
     "rate_limited": ("ymsync_rate_limited", "HTTP 420 answers to stock pushes"),
+    "rate_limited_parallel": ("ymsync_rate_limited_parallel", "420 answers to stock pushes: parallel requests "
+                              "(another client holds the target's slots)"),
+    "rate_limited_quota": ("ymsync_rate_limited_quota", "420 answers to stock pushes: the quota per period "
+                           "(the Market counted more than ymsync did)"),
+    "rate_limited_active_reports": ("ymsync_rate_limited_active_reports",
+                                    "420 answers: too many reports generating at once"),
     "retries": ("ymsync_push_retries", "Stock push requests that failed retryably and were retried"),
     "reclaimed": ("ymsync_skus_reclaimed", "SKUs returned to the buffer from a dead worker's batch"),
     "in_doubt": ("ymsync_skus_in_doubt", "SKUs held after a request of unknown outcome until it could no longer land"),
@@ -102,6 +108,11 @@ class YmsyncCollector(Collector):
                                  labels=["method", "key"])
         limit = GaugeMetricFamily("ymsync_quota_limit", "The quota's amount per window", labels=["method"])
         window = GaugeMetricFamily("ymsync_quota_window_seconds", "The quota's window", labels=["method"])
+        foreign = GaugeMetricFamily("ymsync_quota_foreign", "Units of a quota the Market counted beyond ymsync's own "
+                                    "(another client of the same cabinet), reserved in every window", labels=["method", "key"])
+        market_limit = GaugeMetricFamily("ymsync_quota_market_limit", "The quota's limit as the Market's last reply "
+                                         "stated it (the smaller of it and the configured amount holds)",
+                                         labels=["method", "key"])
         for method, quota in sorted(self.limiter.quotas.items()):
             if quota is None:
                 continue
@@ -114,7 +125,12 @@ class YmsyncCollector(Collector):
             method, key = parsed
             amount = self.limiter.usage(method, key)[0] if method in self.limiter.quotas else 0
             used.add_metric([method, key], amount)
-        yield from (used, limit, window)
+            view = self.limiter.market_view(method, key)
+            if "foreign" in view:
+                foreign.add_metric([method, key], view["foreign"])
+            if "limit" in view:
+                market_limit.add_metric([method, key], view["limit"])
+        yield from (used, limit, window, foreign, market_limit)
 
     def _reports(self) -> Iterable[Metric]:
         """Report jobs of the last day, from the poller's event lists (kept a day, then gone)."""

@@ -34,10 +34,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Generic, Protocol, TypeVar
 
-from ymsync.engine.quota import Grant, QuotaLimiter
+from ymsync.engine.quota import Grant, MarketCount, QuotaLimiter
 from ymsync.market.clock import MarketClock
 from ymsync.market.errors import (MarketActiveReportsLimit, MarketError, MarketForbidden, MarketNetworkError,
-                                  MarketParallelLimitExceeded, MarketRateLimited, MarketUnauthorized)
+                                  MarketParallelLimitExceeded, MarketRateLimited, MarketUnauthorized,
+                                  RateLimitInfo)
 from ymsync.market.schemas import InvalidRequest
 
 log = logging.getLogger("ymsync.engine.call_policy")
@@ -154,6 +155,15 @@ def cost_kept(exc: MarketError | None, reserved: int, counts_response: bool = Fa
     return reserved  # a reply we could not read (status 200 or none): it was served
 
 
+def market_count(call: Call, rate: RateLimitInfo | None) -> MarketCount | None:
+    """A reply's X-RateLimit-Resource-* headers as the limiter takes them: Until as seconds from
+    now on the Market's clock (MarketClock), never the worker's."""
+    if rate is None or (rate.limit is None and rate.remaining is None):
+        return None
+    until_s = call.clock.seconds_until(rate.until.timestamp()) if rate.until is not None else None
+    return MarketCount(rate.limit, rate.remaining, until_s)
+
+
 class CallPolicy:
     def __init__(self, limiter: QuotaLimiter) -> None:
         self.limiter = limiter
@@ -188,7 +198,8 @@ class CallPolicy:
             raise
         except MarketError as exc:
             kind = classify(exc)
-            self.limiter.settle(grant, cost_kept(exc, carried, call.counts_response))
+            self.limiter.settle(grant, cost_kept(exc, carried, call.counts_response),
+                                market_count(call, exc.rate_limit))
             wait = self.wait_after(call, exc, kind) if kind.rate_limited else 0.0
             if kind in (Kind.PARALLEL, Kind.QUOTA):
                 # Set before the lease is released: no request of ours slips through the gap.
@@ -198,7 +209,8 @@ class CallPolicy:
             self.limiter.settle(grant)  # interrupted mid-request: it may have been counted
             raise
         spent = carried if used is None else used(value)
-        self.limiter.settle(grant, spent)
+        # Every reply's headers carry the Market's own count: settle folds it in, one round trip.
+        self.limiter.settle(grant, spent, market_count(call, getattr(value, "rate_limit", None)))
         self._book_excess(call, spent - grant.granted)
         return Reply(Kind.OK, value)
 

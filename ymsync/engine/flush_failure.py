@@ -23,6 +23,10 @@ from ymsync.store import keys
 
 log = logging.getLogger("ymsync.engine.flusher")
 
+# The stats hash field of each kind of 420 (metrics.py exports them).
+RATE_LIMITED_FIELDS = {Kind.PARALLEL: "rate_limited_parallel", Kind.QUOTA: "rate_limited_quota",
+                       Kind.ACTIVE_REPORTS: "rate_limited_active_reports"}
+
 
 def succeeded(parts: FlushParts, batch: Batch, skus: list[str] | None = None) -> int:
     """Settle delivered values; the Market works again, so the failure streak ends."""
@@ -47,7 +51,11 @@ def failed(parts: FlushParts, batch: Batch, skus: list[str], reply: Reply, slot:
         return 0, o.halt_s
     if reply.kind.rate_limited:  # the policy has paused every worker for reply.wait_s
         parts.buffer.settle(batch, "returned", skus)
+        # Counted in all and by kind: a parallel 420 means another client holds slots, a quota 420
+        # that the Market counted more than we did, and the remedies differ.
         r.hincrby(k["stats"], "rate_limited", 1)
+        r.hincrby(k["stats"], RATE_LIMITED_FIELDS[reply.kind], 1)
+        log.warning("%s: 420 (%s), waiting %.2fs: %s", c, reply.kind.value, reply.wait_s, exc.message)
         return 0, reply.wait_s
     if not exc.retryable:
         return parts.buffer.settle(batch, "dead", skus, reason=exc.message), None

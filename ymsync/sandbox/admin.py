@@ -14,6 +14,9 @@ POST /_admin/faults                {error_rate, lost_reply_rate, locked_rate, la
                                     late_apply_rate, late_apply_s}
 POST /_admin/quotas                {operation: "AMOUNT/SECONDS" | "0"}
 POST /_admin/consume               {operation, key, amount?, pause_s?}: a foreign client's usage
+POST /_admin/foreign               {campaign | business, share, operation?}: a foreign client spends SHARE (0..1) of
+                                   that quota window (default updateStocks / updateStocksOnPartnerWarehouses) every
+                                   window from now on (0 stops it); the headers' Remaining counts it
 POST /_admin/hold                  {gate ("campaign:ID"), slots?, seconds}: a foreign client holds parallel slots
 POST /_admin/revoke                {token}: later calls with it answer 401
 POST /_admin/restore               {token}: a revoked token works again
@@ -118,6 +121,16 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
         state.consume_foreign(data["operation"], str(data["key"]), int(data.get("amount", 0)),
                               float(data.get("pause_s", 0)))
         return 200, {"ok": True}
+    if route == "foreign":
+        share = float(data["share"])
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share must be 0..1, got {share}")
+        if "business" in data:
+            key, operation = str(int(data["business"])), str(data.get("operation", "updateStocksOnPartnerWarehouses"))
+        else:
+            key, operation = str(int(data["campaign"])), str(data.get("operation", "updateStocks"))
+        state.set_foreign(operation, key, share)
+        return 200, {"operation": operation, "key": key, "share": share}
     if route == "hold":
         gate = str(data["gate"])
         if not re.fullmatch(r"(campaign|business|token):[\w-]+", gate):
@@ -172,6 +185,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
             state.archived.clear()
             state._sorted.clear()
             state.windows.clear()
+            state.foreign.clear()
             state.paused_until.clear()
             state.parallel_peak.clear()
             state.parallel_refused.clear()

@@ -20,6 +20,7 @@ from typing import Any
 from ymsync.config.settings import Quota
 from ymsync.sandbox.business_state import BusinessConfig, BusinessStore, TokenScope
 from ymsync.sandbox.stock_record import StockRecord
+from ymsync.sandbox.window import SlidingWindow
 
 MODELS = ("FBS", "FBY", "DBS", "EXPRESS")
 # The Market's own limits: x-resource-limit-config of the official description.
@@ -90,49 +91,6 @@ class Faults:
         return delay
 
 
-class SlidingWindow:
-    """Weighted strict sliding-window log: no window of ``seconds`` ever holds more than ``amount``."""
-
-    def __init__(self, quota: Quota) -> None:
-        self.quota = quota
-        self.events: deque[tuple[float, int]] = deque()
-        self.used = 0
-        self.peak = 0
-        self.rejected = 0
-        self.admitted = 0
-
-    def _expire(self, now: float) -> None:
-        horizon = now - self.quota.seconds
-        while self.events and self.events[0][0] <= horizon:
-            self.used -= self.events.popleft()[1]
-
-    def admit(self, cost: int, now: float) -> float:
-        """Charge ``cost`` and return 0, or charge nothing and return seconds until it would fit."""
-        self._expire(now)
-        if self.used + cost <= self.quota.amount or (not self.events and cost > self.quota.amount):
-            self.events.append((now, cost))
-            self.used += cost
-            self.admitted += cost
-            self.peak = max(self.peak, self.used)
-            return 0.0
-        self.rejected += 1
-        need, freed = self.used + cost - self.quota.amount, 0
-        for stamp, amount in self.events:
-            freed += amount
-            if freed >= need:
-                return stamp + self.quota.seconds - now
-        return self.quota.seconds
-
-    def reset_at(self, now: float) -> float:
-        self._expire(now)
-        return (self.events[0][0] + self.quota.seconds - now) if self.events else 0.0
-
-    def snapshot(self, now: float) -> dict[str, Any]:
-        self._expire(now)
-        return {"amount": self.quota.amount, "seconds": self.quota.seconds, "used": self.used,
-                "peak": self.peak, "rejected": self.rejected, "admitted": self.admitted}
-
-
 @dataclass
 class SandboxConfig:
     tokens: tuple[str, ...] = ("sandbox-token",)
@@ -170,6 +128,7 @@ class SandboxState:
         self._sorted: dict[int, list[str]] = {}
         self.windows: dict[tuple[str, str], SlidingWindow] = {}
         self.paused_until: dict[tuple[str, str], float] = {}  # foreign storms: 420 until then
+        self.foreign: dict[tuple[str, str], float] = {}  # a foreign client's share of each window
         self.in_flight: Counter[str] = Counter()
         self.parallel_peak: Counter[str] = Counter()
         self.parallel_refused: Counter[str] = Counter()  # 420 "parallel requests" answered, per gate
@@ -273,10 +232,26 @@ class SandboxState:
                 return paused
             if quota is None:
                 return 0.0
-            window = self.windows.get((operation, key))
-            if window is None:
-                window = self.windows[(operation, key)] = SlidingWindow(quota)
-            return window.admit(cost, now)
+            return self._window(operation, key, quota, now).admit(cost, now)
+
+    def _window(self, operation: str, key: str, quota: Quota, now: float) -> SlidingWindow:
+        window = self.windows.get((operation, key))
+        if window is None:
+            window = self.windows[(operation, key)] = SlidingWindow(quota)
+            share = self.foreign.get((operation, key), 0.0)
+            if share:
+                window.set_foreign(share, now)
+        return window
+
+    def set_foreign(self, operation: str, key: str, share: float) -> None:
+        """A foreign client spending ``share`` (0..1) of ``operation``'s window on ``key`` every
+        window, from now on (0: it stops): counted in refusals and in the headers' Remaining."""
+        quota = self.config.quotas.get(operation)
+        now = time.monotonic()
+        with self.lock:
+            self.foreign[(operation, key)] = share
+            if quota is not None:
+                self._window(operation, key, quota, now).set_foreign(share, now)
 
     def quota_headers(self, operation: str, key: str) -> dict[str, str]:
         quota = self.config.quotas.get(operation)
@@ -285,10 +260,12 @@ class SandboxState:
         now = time.monotonic()
         with self.lock:
             window = self.windows.get((operation, key))
-            used = window.snapshot(now)["used"] if window else 0
+            if window is None and (operation, key) in self.foreign:
+                window = self._window(operation, key, quota, now)
+            remaining = window.remaining(now) if window else quota.amount
             reset = window.reset_at(now) if window else 0.0
         return {"X-RateLimit-Resource-Limit": str(quota.amount),
-                "X-RateLimit-Resource-Remaining": str(max(0, quota.amount - used)),
+                "X-RateLimit-Resource-Remaining": str(remaining),
                 "X-RateLimit-Resource-Until": http_date(epoch_in(reset, self.config.clock_offset_s))}
 
     def enter(self, key: str) -> bool:
@@ -330,9 +307,7 @@ class SandboxState:
             if quota is not None:
                 now = time.monotonic()
                 with self.lock:
-                    window = self.windows.setdefault((operation, key), SlidingWindow(quota))
-                    window.events.append((now, amount))
-                    window.used += amount
+                    self._window(operation, key, quota, now).consume(amount, now)
 
     def record(self, operation: str, key: str, status: int, cost: int = 0, until: float | None = None,
                arrived: float | None = None) -> None:

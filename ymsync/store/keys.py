@@ -31,7 +31,8 @@ generation's hash expires three generations after it began, so a record idle pas
 goes without any sweep (see buffer.py).
 
 Per quota key ``{q:k}``: ymsync:{q:k}:quota:<method> (zset log) and :used (its sum),
-ymsync:{q:k}:pause:<method> (string, TTL: a 420 told everyone to wait).
+ymsync:{q:k}:pause:<method> (string, TTL: a 420 told everyone to wait),
+ymsync:{q:k}:market:<method> (hash, TTL: the Market's own count from its X-RateLimit-* headers).
 Per parallel gate ``{g:<identity>}``: ymsync:{g:<identity>}:lease (zset lease -> expiry ms). The Market caps
 requests in flight per campaign on campaign paths and per business on business paths, across every
 method, so the gate is named by that identity alone (``c1001``, ``b7``), never by the method: a v3
@@ -109,6 +110,12 @@ def inflight(target: str, batch: str) -> str:
 
 def quota(method: str, key: str) -> str:
     return f"{PREFIX}{{q:{key}}}:quota:{method}"
+
+
+def quota_market(method: str, key: str) -> str:
+    """Hash: the Market's own count of a quota (its headers' Limit, Remaining, Until, and the
+    foreign use they reveal), shared by every worker; TTL a day past its last reply."""
+    return f"{PREFIX}{{q:{key}}}:market:{method}"
 
 
 def quota_pattern() -> str:

@@ -1,0 +1,103 @@
+"""The Market's own count (issue 20 item 5): every reply's X-RateLimit-Resource-* headers, folded
+into the shared quota view by settle, against a real private redis-server."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import redis
+
+from ymsync.config.settings import Quota
+from ymsync.engine.call_policy import Call, CallPolicy, Kind
+from ymsync.engine.quota import MarketCount, QuotaLimiter
+from ymsync.market.clock import MarketClock
+from ymsync.market.errors import MarketQuotaExceeded, RateLimitInfo
+from ymsync.market.models import UpdateResult
+
+M = "updateStocks"
+
+
+@pytest.fixture
+def r(clean_redis: redis.Redis) -> redis.Redis:
+    return clean_redis
+
+
+def limiter(client: redis.Redis, amount: int = 1000, seconds: float = 60.0) -> QuotaLimiter:
+    return QuotaLimiter(client, {M: Quota(amount, seconds)})
+
+
+def test_market_remaining_below_our_count_caps_grants_until_until(r):
+    q = limiter(r)
+    g = q.acquire(M, "c1", 100)
+    # Our log holds 100 of 1000; the Market says 300 are left (a foreign client spent 600).
+    q.settle(g, market=MarketCount(limit=1000, remaining=300, until_s=30))
+    assert q.acquire(M, "c1", 1000).granted <= 300 - 0
+    # Nothing more than the Market said is left, however much our own log has room for.
+    refused = q.acquire(M, "c1", 500, 500)
+    assert refused.granted == 0 and refused.wait_s > 1
+
+
+def test_foreign_use_is_reserved_in_the_next_window(r):
+    q = limiter(r, 1000, 0.5)
+    g = q.acquire(M, "c1", 100)
+    q.settle(g, market=MarketCount(limit=1000, remaining=500, until_s=0.0))  # foreign: 400
+    assert q.market_view(M, "c1")["foreign"] == 400
+    # Until has passed, so "what is left" no longer binds; the foreign share still does.
+    grant = q.acquire(M, "c1", 1000)
+    assert grant.granted == 1000 - 100 - 400
+
+
+def test_our_own_freed_units_are_added_back_to_what_the_market_left(r):
+    q = limiter(r, 1000, 0.3)
+    g = q.acquire(M, "c1", 600)
+    q.settle(g, market=MarketCount(limit=1000, remaining=400, until_s=30))  # no foreign
+    assert q.acquire(M, "c1", 1000).granted == 400
+    import time
+    time.sleep(0.35)  # our 600 left our window; the Market freed them no later
+    assert q.acquire(M, "c1", 1000).granted == 600
+
+
+def test_smaller_market_limit_holds_and_warns_once_per_change(r, caplog):
+    q = limiter(r, 1000)
+    caplog.set_level(logging.WARNING, logger="ymsync.engine.quota")
+    for _ in range(3):
+        g = q.acquire(M, "c1", 10)
+        q.settle(g, market=MarketCount(limit=500, remaining=490, until_s=None))
+    warnings = [rec for rec in caplog.records if "limit is 500" in rec.getMessage()]
+    assert len(warnings) == 1
+    assert q.acquire(M, "c1", 1000).granted <= 500 - 30
+    g = q.acquire(M, "c1", 1)
+    q.settle(g, market=MarketCount(limit=1000, remaining=900, until_s=None))
+    assert sum("back to the configured" in rec.getMessage() for rec in caplog.records) == 1
+
+
+def test_equal_limit_first_seen_is_silent(r, caplog):
+    q = limiter(r, 1000)
+    caplog.set_level(logging.WARNING, logger="ymsync.engine.quota")
+    g = q.acquire(M, "c1", 10)
+    q.settle(g, market=MarketCount(limit=1000, remaining=990, until_s=5))
+    assert not caplog.records
+
+
+def test_the_policy_feeds_success_and_420_headers(r):
+    q = limiter(r, 1000)
+    policy = CallPolicy(q)
+    call = Call(M, "c1", "c1", MarketClock(), want=100)
+    reply = policy.attempt(call, lambda n: UpdateResult(n, RateLimitInfo(limit=1000, remaining=200)))
+    assert reply.ok
+    view = q.market_view(M, "c1")
+    assert view["foreign"] == 700 and view["limit"] == 1000
+
+    def refused(_n):
+        raise MarketQuotaExceeded("420", status=420, rate_limit=RateLimitInfo(limit=1000, remaining=0))
+
+    assert policy.attempt(Call(M, "c2", "c2", MarketClock(), want=100), refused).kind is Kind.QUOTA
+    assert q.market_view(M, "c2")["foreign"] == 900  # 100 of ours counted, 1000 used
+
+
+def test_market_view_has_a_ttl(r):
+    q = limiter(r, 1000, 1)
+    q.settle(q.acquire(M, "c1", 1), market=MarketCount(limit=1000, remaining=999, until_s=1))
+    from ymsync.store import keys
+    assert 0 < r.pttl(keys.quota_market(M, "c1")) <= 24 * 3600 * 1000
