@@ -26,7 +26,11 @@ import requests
 from tests.deploy.stack import Stack, build_image, wait_until
 from tests.support.processes import ROOT
 
-pytestmark = pytest.mark.deploy
+# pytest-timeout counts fixture setup against the first test: the module-scoped stack builds the
+# image (up to 1800 s, see build_image) and brings it up (compose 600 s, wait_healthy 300 s) inside
+# test_up_and_healthy's budget. The ini's 300 s fired there whenever the image's pip layer re-ran
+# (build 193 s + up 107 s on a 2-core machine). Every step below has its own bound.
+pytestmark = [pytest.mark.deploy, pytest.mark.timeout(3000)]
 
 TIMINGS: dict[str, float] = {}
 STARTED = time.monotonic()
