@@ -93,7 +93,8 @@ class Stack:
         return self.compose("exec", "-T", service, *args, input=input, check=check, timeout=timeout)
 
     def containers(self, service: str | None = None) -> list[dict[str, str]]:
-        """Running containers of the project (name, service, state, health) from the engine itself."""
+        """Running containers of the project (name, service, state, health, and how often the
+        engine restarted it under its restart policy) from the engine itself."""
         filters = ["--filter", f"label=com.docker.compose.project={self.project}"]
         if service:
             filters += ["--filter", f"label=com.docker.compose.service={service}"]
@@ -102,7 +103,8 @@ class Stack:
             return []
         data = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout)
         return [{"id": c["Id"], "name": c["Name"].lstrip("/"), "service": c["Config"]["Labels"]["com.docker.compose.service"],
-                 "state": c["State"]["Status"], "health": (c["State"].get("Health") or {}).get("Status", "none")}
+                 "state": c["State"]["Status"], "health": (c["State"].get("Health") or {}).get("Status", "none"),
+                 "restarts": c.get("RestartCount", 0)}
                 for c in data]
 
     def wait_healthy(self, expected: dict[str, int], timeout: float = 300) -> list[dict[str, str]]:
