@@ -33,7 +33,8 @@ def slot_ttls() -> dict[str, float]:
     """A flush-task slot waits up to a minute for its task to start, then each hold (before every
     request) keeps it for one request's hard deadline and a margin: a slow-but-alive task never
     shares its target with one slot too many, and a killed one frees its slot soon."""
-    return {"task_ttl_s": get_settings().request_deadline_s + 10, "queue_ttl_s": 60.0}
+    s = get_settings()
+    return {"task_ttl_s": s.request_deadline_s + s.lease_margin_s, "queue_ttl_s": 60.0}
 
 
 @lru_cache(maxsize=1)
@@ -107,7 +108,8 @@ def flusher() -> Flusher:
 
     return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=lease_seconds(),
                    schedule=schedule(), unknown_outcome_s=s.unknown_outcome_s, halt_s=s.halt_probe_s,
-                   max_backoff_s=s.max_backoff_s, client_for=client_for)
+                   max_backoff_s=s.max_backoff_s, batch_wait_s=s.batch_wait_s, budget_s=s.flush_budget_s,
+                   client_for=client_for)
 
 
 # --- the read side (stock reads, reconciliation) -------------------------------------------
