@@ -1,5 +1,6 @@
-"""examples/flask_app.py with Flask's test client against the private redis-server: the
-recommended producer path (ymsync.push_stocks, REDIS_URL from the environment) end to end."""
+"""examples/flask_app.py with Flask's test client, and examples/django_view.py through Django's
+request factory, against the private redis-server: the recommended producer path
+(ymsync.push_stocks, REDIS_URL from the environment) end to end."""
 
 from __future__ import annotations
 
@@ -112,6 +113,69 @@ def test_redis_down_503_with_retry_after(redis_server):
     assert response.headers["Retry-After"] == "5"
 
 
-def test_django_view_compiles():
-    source = (EXAMPLE.parent / "django_view.py").read_text()
-    compile(source, "django_view.py", "exec")
+# --- examples/django_view.py: the same contract, through Django's own request handling ------------
+
+def load_django_view():
+    django = pytest.importorskip("django")
+    from django.conf import settings as django_settings
+
+    if not django_settings.configured:
+        django_settings.configure(DEBUG=False, ALLOWED_HOSTS=["testserver"], USE_TZ=True, SECRET_KEY="test-only")
+        django.setup()
+    spec = importlib.util.spec_from_file_location("ymsync_example_django_view", EXAMPLE.parent / "django_view.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def django_post(redis_server, r, monkeypatch):
+    """``post(campaign, body)``: the example view called as Django calls it; ymsync's default buffer
+    reads REDIS_URL, as in production."""
+    import json
+
+    from django.test import RequestFactory
+
+    view = load_django_view()
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    get_settings.cache_clear()
+
+    def post(campaign: int, body: object, raw: bytes | None = None):
+        data = raw if raw is not None else json.dumps(body).encode()
+        request = RequestFactory().post(f"/campaigns/{campaign}/stocks", data=data, content_type="application/json")
+        response = view.push_stocks(request, campaign_id=campaign)
+        return response.status_code, json.loads(response.content), response
+
+    try:
+        yield post
+    finally:
+        get_settings.cache_clear()
+
+
+def test_django_view_queues_202_refuses_400_and_only_post(django_post, r):
+    status, body, _ = django_post(CAMPAIGN, {"items": [{"sku": "D-1", "count": 3}, {"sku": "D-2", "count": 0}]})
+    assert status == 202, body
+    assert (body["campaign_id"], body["accepted"], body["stale"]) == (CAMPAIGN, 2, 0)
+    assert StockBuffer(r).pending(CAMPAIGN) == 2
+
+    status, body, _ = django_post(CAMPAIGN, [{"sku": "D-3", "count": 1}, {"sku": "D-4", "count": -1}])
+    assert status == 400 and body["errors"][0].startswith("item 1: count:"), body
+    status, body, _ = django_post(CAMPAIGN, None, raw=b"not json")
+    assert status == 400 and body["errors"][0].startswith("body: expected a JSON list"), body
+    assert StockBuffer(r).pending(CAMPAIGN) == 2  # neither refused body queued anything
+
+    from django.test import RequestFactory
+
+    refused = load_django_view().push_stocks(RequestFactory().get(f"/campaigns/{CAMPAIGN}/stocks"), campaign_id=CAMPAIGN)
+    assert refused.status_code == 405  # require_POST
+
+
+def test_django_view_redis_down_503_with_retry_after(django_post, monkeypatch):
+    from tests.support.redis_server import free_port
+
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    get_settings.cache_clear()
+    status, body, response = django_post(CAMPAIGN, [{"sku": "D-1", "count": 1}])
+    assert status == 503, body
+    assert response["Retry-After"] == "5"
+    assert body == {"errors": ["stock queue unavailable, retry later"]}
