@@ -37,8 +37,8 @@ CASES: list[tuple[str, str, str]] = [
      "9. Update messages run shuffled and twice (stamps at enqueue)", "stale_writes"),
     ("a_worker_clock_10s_ahead_of_the_market_loses_nothing", "10. Every worker's clock 10 s ahead of the Market's",
      "stale_writes"),
-    ("a_token_refused_for_two_minutes_halts_and_then_delivers_everything",
-     "11. A token refused for two minutes, then working again", "delivered_s_after_restore"),
+    ("a_refused_token_halts_probes_and_then_delivers_everything",
+     "11. A token refused (401) while the halted campaign probes, then working again", "delivered_s_after_restore"),
     ("report_job_survives_a_killed_reports_worker", "12. A reports worker SIGKILLed mid-poll", "finished_s_after_heir_up"),
     ("v3_waves_over_two_warehouses_with_late_applies", "13. v3 (business) targets: waves over two warehouses, late "
      "applies", "stale_writes"),
@@ -128,6 +128,9 @@ def render(figures: dict[str, dict[str, Any]]) -> str:
     for name, heading, _ in cases:
         data = figures[name]
         lines += [f"## {heading}", "", f"*{data['title']}* (`{name}`, {data['duration_s']:g} s)", ""]
+        if not data["figures"].get("passed"):
+            lines += ["**This case FAILED on that run: its figures below are those of a failed run, "
+                      "measured up to where it failed, and prove nothing.**", ""]
         if data["checks"]:
             lines += ["Held:", ""] + [f"- {c}" for c in data["checks"]] + [""]
         lines += ["| figure | value |", "| --- | --- |"]
