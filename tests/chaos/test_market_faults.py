@@ -62,6 +62,8 @@ def test_500s_lost_replies_423s_and_latency_at_once(bench_for, case):
     wait_for(lambda: all(bench.settled(c) for c in campaigns), 15, "the buffers to drain")
 
     state = bench.state()
+    final = {c: bench.stocks(c) for c in campaigns}
+    lost = sum(final[c].get(sku) != n for c in campaigns for sku, n in bench.latest[c].items())
     calls = bench.requests_by_status()
     requests = sum(calls.values())
     ideal = ideal_requests(waves)
@@ -78,12 +80,12 @@ def test_500s_lost_replies_423s_and_latency_at_once(bench_for, case):
         "requests_per_applied_request": round(requests / (calls.get(200, 0) + calls.get(0, 0)), 2),
         "skus_applied": units, "skus_applied_per_update": round(units / pushed, 2),
         "retries": sum(s.get("retries", 0) for s in stats), "converged_s": round(converged_s, 1),
-        "stale_writes": state["stale_writes"], "dead_letters": dead, "lost": 0,
+        "stale_writes": state["stale_writes"], "dead_letters": dead, "lost": lost,
     })
     case.check("the faults really struck (500, 423 and lost replies each seen)",
                calls.get(500, 0) > 0 and calls.get(423, 0) > 0 and calls.get(0, 0) > 0, calls)
-    case.check("the Market holds the latest value of every SKU",
-               all(bench.stocks(c) == bench.latest[c] for c in campaigns))
+    case.check("the Market holds the latest value of every SKU (lost == 0)",
+               lost == 0 and all(final[c] == bench.latest[c] for c in campaigns), lost)
     case.check("no older value over a newer one (stale_writes == 0)", state["stale_writes"] == 0, state)
     case.check("no dead letters (every fault is retryable)", dead == 0, dead)
     case.check(f"requests <= {k:g} x the fault-free ideal", requests <= k * ideal, (requests, ideal))
@@ -139,7 +141,11 @@ def test_foreign_quota_storm_and_held_parallel_slots(bench_for, case):
                any(e["status"] == 200 for e in after_hold))
     state = bench.state()
     window = state["quotas"][f"updateStocks:{campaign}"]
-    case.check("the Market holds the latest value of every SKU", bench.stocks(campaign) == bench.latest[campaign])
+    final = bench.stocks(campaign)
+    lost = sum(final.get(sku) != n for sku, n in bench.latest[campaign].items())
+    case.figures["lost"] = lost  # measured now, so a failing check below still leaves it written
+    case.check("the Market holds the latest value of every SKU (lost == 0)",
+               lost == 0 and final == bench.latest[campaign], lost)
     case.check("no older value over a newer one (stale_writes == 0)", state["stale_writes"] == 0, state)
     case.check("no dead letters", not bench.buffer.dead_letters(campaign))
     case.figures.update({
@@ -150,7 +156,7 @@ def test_foreign_quota_storm_and_held_parallel_slots(bench_for, case):
         "storm_resumed_after_until_s": round(resumed["t"] - until, 2),
         "hold_s": hold_s, "hold_requests": len(in_hold), "hold_parallel_420s": len(parallel_420),
         "hold_request_bound": bound, "requests_by_status": bench.requests_by_status(),
-        "quota_window_rejected": window["rejected"], "stale_writes": state["stale_writes"], "lost": 0,
+        "quota_window_rejected": window["rejected"], "stale_writes": state["stale_writes"], "lost": lost,
     })
 
 
