@@ -51,6 +51,8 @@ class CeleryWorker:
             self.process.wait(30)
 
     def stop(self) -> None:
+        """A graceful (SIGTERM) shutdown, for a test that needs one: the worker finishes its tasks and
+        releases its scheduler locks. Teardown that tests nothing about shutdown uses :meth:`kill`."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:

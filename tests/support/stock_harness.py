@@ -76,8 +76,10 @@ class Bench:
         return worker
 
     def stop(self) -> None:
+        """Teardown: SIGKILL (a graceful stop costs seconds per worker and no test here judges it; the
+        next test empties Redis, so nothing a killed worker leaves behind carries over)."""
         for worker in self.workers:
-            worker.stop()
+            worker.kill()
 
     # --- the sandbox's view ---------------------------------------------------------------
 
