@@ -85,8 +85,7 @@ def test_a_shuffled_stream_over_two_warehouses_goes_out_in_full_requests_within_
 
 def test_an_idle_update_reaches_the_market_within_a_second_and_a_half(bench_for):
     bench = bench_for(v3_config())
-    bench.start_worker("idle", concurrency=2, **CABINET)
-    time.sleep(2)  # the worker is up
+    bench.start_worker("idle", concurrency=2, **CABINET).wait_ready(bench.redis_url)
     latencies = []
     for i in range(7):
         sku = f"IDLE-{i}"

@@ -61,6 +61,7 @@ class SandboxServer(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
+    _scheduled: str | None = None  # this request's entry of faults.schedule (set per API call)
     protocol_version = "HTTP/1.1"
     server: SandboxServer
     server_version = "ymsync-market-sandbox"
@@ -132,6 +133,7 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         key, gate = "-", None
         arrived = time.time()
+        self._scheduled = None
         try:
             token = self._authenticate()
             key, gate = self._limit_key(operation, token, args)
@@ -141,7 +143,8 @@ class Handler(BaseHTTPRequestHandler):
                                  f"for {kind} {gate.split(':', 1)[1]}")
             try:
                 faults = state.config.faults
-                delay = faults.latency(state.rng, operation)
+                self._scheduled = state.next_scheduled_fault(operation)
+                delay = faults.latency(state.rng, operation, self._scheduled)
                 if delay:
                     time.sleep(delay)
                 status, payload, cost, lost = handler(operation, key, body, *args)
@@ -219,6 +222,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _faults(self) -> None:
         faults, rng = self.server.state.config.faults, self.server.state.rng
+        if self._scheduled is not None:  # the schedule decides alone, no chance involved
+            if self._scheduled == "500":
+                raise ApiFailure(500, "INTERNAL_ERROR", "Internal error (injected)")
+            if self._scheduled == "423":
+                raise ApiFailure(423, "LOCKED", "Cabinet is being migrated, retry later (injected)")
+            return
         if faults.error_rate and rng.random() < faults.error_rate:
             raise ApiFailure(500, "INTERNAL_ERROR", "Internal error (injected)")
         if faults.locked_rate and rng.random() < faults.locked_rate:
@@ -226,6 +235,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _lost(self) -> bool:
         faults = self.server.state.config.faults
+        if self._scheduled is not None:
+            return self._scheduled == "lost"
         return bool(faults.lost_reply_rate) and self.server.state.rng.random() < faults.lost_reply_rate
 
     def _json(self, body: bytes, required: bool) -> Any:
