@@ -13,6 +13,7 @@ import time
 import pytest
 from celery import Celery
 
+from tests.chaos.pacing import LATE_SCHEDULE, late_applies_landed, next_wave_when_received, received
 from tests.support.processes import wait_for
 from tests.support.stock_harness import sandbox_config
 from ymsync import push_stocks
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 def test_late_applied_requests_never_overwrite_newer_values(bench_for, case):
     """Late applies: 30 % of requests land 3 s after a client with a 1 s read timeout gave up"""
-    faults = Faults(late_apply_rate=0.3, late_apply_s=3.0)
+    faults = Faults(late_apply_rate=0.3, late_apply_s=3.0, schedule=LATE_SCHEDULE)
     bench = bench_for(sandbox_config(faults=faults, seed=12))
     campaign, waves, per = 3101, 16, 2000
     skus = [f"LATE-{i:05d}" for i in range(per)]
@@ -35,11 +36,12 @@ def test_late_applied_requests_never_overwrite_newer_values(bench_for, case):
         bench.start_worker(f"late{n}", concurrency=2, **env)
     started = time.monotonic()
     for wave in range(waves):
+        before = received(bench, "updateStocks")
         bench.push(campaign, [(sku, wave * 10_000 + i) for i, sku in enumerate(skus)])
-        time.sleep(1.0)
+        next_wave_when_received(bench, "updateStocks", before)
     bench.wait_latest(campaign, 90)
     wait_for(lambda: bench.settled(campaign), 15, "the buffer to drain")
-    time.sleep(3.5)  # anything still applying late lands now: the referee must see it
+    late_applies_landed(bench)
     state = bench.state()
     calls = bench.requests_by_status()
     stats = bench.buffer.stats(campaign)
