@@ -27,8 +27,10 @@ CAMPAIGNS = (2001, 2002, 2003, 2004)
 PER_CAMPAIGN = 25_000
 KILLS = 10
 CHUNK = 5_000
-# Short HTTP timeouts make a dead worker's lease (connect + read + 10 s) run out in 13 s.
-ENV = {"YM_HTTP_CONNECT_TIMEOUT": "1", "YM_HTTP_READ_TIMEOUT": "2"}
+# A dead worker's batch lease is YM_UNKNOWN_OUTCOME_S (2 s on the bench) + YM_LEASE_MARGIN_S (10 s
+# in production, 2 s here): it runs out 4 s after the kill; short HTTP timeouts (and the same
+# margin) free a killed flush task's slot as soon.
+ENV = {"YM_HTTP_CONNECT_TIMEOUT": "1", "YM_HTTP_READ_TIMEOUT": "2", "YM_LEASE_MARGIN_S": "2"}
 
 
 def pool_children(pid: int) -> list[int]:
