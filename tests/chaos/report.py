@@ -49,9 +49,10 @@ LIMITS = """\
 
 - **Worker crashes (SIGKILL, OOM, power loss of a worker machine) lose nothing.** A batch in flight
   stays leased in Redis; when the lease runs out its SKUs return to the buffer unless a newer value
-  arrived meanwhile. The lease is `YM_UNKNOWN_OUTCOME_S + 10 s` (the request may still land until
-  then: 12 s in these runs, **135 s with the defaults**), and the scheduler looks at the campaign the
-  moment it runs out. A killed flush task's slot frees after one request's deadline + 10 s.
+  arrived meanwhile. The lease is `YM_UNKNOWN_OUTCOME_S + YM_LEASE_MARGIN_S` (the request may still
+  land until then; the margin is 10 s by default: 4 s in case 1's runs, which set 2 + 2, 12 s in the
+  others, **135 s with the defaults**), and the scheduler looks at the campaign the moment it runs
+  out. A killed flush task's slot frees after one request's deadline + `YM_LEASE_MARGIN_S`.
 - **A batch may be sent twice, never an older value over a newer one.** A request whose outcome is
   unknown (timeout, dropped reply, 5xx, 423) keeps its SKUs in flight until it can no longer land
   (`YM_UNKNOWN_OUTCOME_S` after it was sent), then the newest value is sent: values are sent again
