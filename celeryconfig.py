@@ -16,7 +16,7 @@ import sys
 
 from kombu import Queue
 
-from ymsync.settings import SettingsError, get_settings
+from ymsync.config.settings import SettingsError, get_settings
 
 # The app package beside this module: ``tasks`` in a checkout, ``ymsync_celery.tasks`` installed.
 _PARENT = __name__.rpartition(".")[0]

@@ -74,7 +74,7 @@ def bl_app(rig: Rig) -> Any:
 def push(rig: Rig, names: list[str], counts: list[int] | None = None, chunk: int = 10_000,
          stamps: list[str] | None = None) -> None:
     from ymsync import push_stocks
-    from ymsync.buffer import StockBuffer
+    from ymsync.engine.buffer import StockBuffer
 
     buf = StockBuffer(rig.redis)
     items = [{"sku": s, "count": (counts[i] if counts else i % 100)} for i, s in enumerate(names)]
@@ -216,7 +216,7 @@ def _cpu_note(cpu: dict[str, float]) -> str:
 
 def _pipeline_only(rig: Rig, names: list[str], app_name: str = "tasks") -> float:
     """The same updates already in the buffer, then one flush is started: the pipeline alone."""
-    from ymsync import keys
+    from ymsync.store import keys
 
     rig.clean("0")
     app = ym_app(rig)
@@ -225,7 +225,7 @@ def _pipeline_only(rig: Rig, names: list[str], app_name: str = "tasks") -> float
     rig.redis.zrem(keys.DUE, keys.campaign_target(CAMPAIGN))  # not due until t0: no flush before it
     with ymsync_workers(rig, 1, 4, app=app_name).start():
         wait_ready(app, 1)
-        from ymsync.schedule import Schedule
+        from ymsync.engine.schedule import Schedule
 
         t0 = time.time()
         Schedule(rig.redis).activate(keys.campaign_target(CAMPAIGN), 0)
@@ -457,7 +457,7 @@ def bench_footprint(rig: Rig, footprint: dict[str, Any]) -> list[Row]:
     before = rig.redis.info("memory")["used_memory"]
     push(rig, skus(FOOTPRINT_N, "F"))
     ours = (rig.redis.info("memory")["used_memory"] - before) / FOOTPRINT_N
-    from ymsync import keys
+    from ymsync.store import keys
 
     k = keys.campaign_keys(CAMPAIGN)
     generations = f"{keys.target_prefix(keys.campaign_target(CAMPAIGN))}hwm:*"

@@ -38,7 +38,7 @@ class SlotSampler(threading.Thread):
 
     def __init__(self, client: redis.Redis, target: str) -> None:
         super().__init__(daemon=True)
-        from ymsync import keys
+        from ymsync.store import keys
 
         self.client, self.key = client, keys.target_keys(target)["tasks"]
         self.peak, self.stopping = 0, threading.Event()
@@ -100,7 +100,7 @@ def share_of_quota(log: list[dict[str, Any]], amount: int, period: float) -> dic
 
 
 def bench_quota6(rig: Rig) -> list[Row]:
-    from ymsync.schedule import Schedule
+    from ymsync.engine.schedule import Schedule
 
     amount, period, backlog = 6000, 6, 36_000
     rows: list[Row] = []
@@ -158,9 +158,10 @@ def _scheduler_commands(rig: Rig, seconds: float) -> float:
 
 
 def bench_scheduler(rig: Rig) -> list[Row]:
-    from ymsync import keys, push_stocks
-    from ymsync.buffer import StockBuffer
-    from ymsync.schedule import Schedule
+    from ymsync.store import keys
+    from ymsync import push_stocks
+    from ymsync.engine.buffer import StockBuffer
+    from ymsync.engine.schedule import Schedule
 
     rows: list[Row] = []
     figures: dict[int, float] = {}
@@ -213,8 +214,8 @@ def bench_idle(rig: Rig) -> list[Row]:
     empty = rig.redis.info("memory")["used_memory"]
     app = ym_app(rig, YM_STATE_HORIZON=str(horizon))
     from ymsync import push_stocks
-    from ymsync.buffer import StockBuffer
-    from ymsync.settings import get_settings
+    from ymsync.engine.buffer import StockBuffer
+    from ymsync.config.settings import get_settings
 
     buf = StockBuffer.from_settings(rig.redis, get_settings())  # the producer's horizon is shortened too
     t0 = time.time()
@@ -250,7 +251,7 @@ def bench_idle(rig: Rig) -> list[Row]:
 
 def bench_trickle(rig: Rig) -> list[Row]:
     from ymsync import push_stocks
-    from ymsync.buffer import StockBuffer
+    from ymsync.engine.buffer import StockBuffer
 
     seconds = float(os.environ.get("BENCH_TRICKLE_S", "600"))
     rig.clean("0")
@@ -285,7 +286,7 @@ def bench_trickle(rig: Rig) -> list[Row]:
 def bench_v3(rig: Rig) -> list[Row]:
     """Business (v3) targets: the quota counts requests, so batching decides throughput."""
     from ymsync import push_business_stocks
-    from ymsync.buffer import StockBuffer
+    from ymsync.engine.buffer import StockBuffer
 
     business, warehouses, backlog = 7, (501, 502), 20_000
     rows: list[Row] = []

@@ -54,7 +54,7 @@ def profile_throughput(rig: Rig) -> str:
     rig.clean("0")
     app = cases.ym_app(rig)
     names = cases.skus(N, "X")
-    from ymsync import keys
+    from ymsync.store import keys
 
     assert rig.redis is not None
     cases.push(rig, names)
@@ -76,7 +76,7 @@ def profile_throughput(rig: Rig) -> str:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         before = {name: _cpu_seconds(pid) for name, pid in procs.items()}
-        from ymsync.schedule import Schedule
+        from ymsync.engine.schedule import Schedule
 
         t0 = time.time()
         Schedule(rig.redis).activate(keys.campaign_target(cases.CAMPAIGN), 0)

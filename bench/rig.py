@@ -176,7 +176,7 @@ class Rig:
     def apply_env(self, **extra: str) -> None:
         """Point this process's ymsync settings at the rig (the producer side runs in-process)."""
         os.environ.update(self.env(**extra))
-        from ymsync.settings import get_settings
+        from ymsync.config.settings import get_settings
 
         get_settings.cache_clear()
 

@@ -35,7 +35,7 @@ MAX_BODY_BYTES = 16 * 1024 * 1024  # about 200,000 updates; larger imports: `yms
 
 
 def create_app(buffer: Any = None) -> Flask:
-    """``buffer``: a ``ymsync.buffer.StockBuffer`` to use instead of the one ``REDIS_URL`` names."""
+    """``buffer``: a ``ymsync.engine.buffer.StockBuffer`` to use instead of the one ``REDIS_URL`` names."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 

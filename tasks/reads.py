@@ -19,13 +19,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from ymsync.files import write_json_atomic
-from ymsync.cabinets import CabinetModeError, CabinetNotFound
+from ymsync.config.cabinets import CabinetModeError, CabinetNotFound
 from ymsync.market import InvalidRequest, MarketWrongApiMode
-from ymsync.reads_v3 import WarehouseStockReader
-from ymsync.reads import FORMATS, ReadOptions, format_for
-from ymsync.settings import get_settings
+from ymsync.reads.business import WarehouseStockReader
+from ymsync.reads.campaign import FORMATS, ReadOptions, format_for
+from ymsync.config.settings import get_settings
 
 from . import app, runtime
+
+# What a read refuses with a result whose ``error`` says what to configure or change (no cabinet
+# serves it, the cabinet's mode, bad arguments), for v2 and v3 alike: Flower and a caller of
+# ``.get()`` show one readable line, never a worker's traceback.
+REFUSED = (CabinetNotFound, CabinetModeError, MarketWrongApiMode, InvalidRequest, ValueError)
 
 
 @app.task(name="ymsync.reads.stocks", bind=True)
@@ -41,10 +46,9 @@ def stocks(self: Any, campaign_id: int, out: str | None = None, fmt: str | None 
         options = ReadOptions(offer_ids=tuple(offer_ids) if offer_ids is not None else None,
                               archived=archived or None, warehouse_id=warehouse_id,
                               with_turnover=with_turnover or None)
-    except (InvalidRequest, ValueError) as exc:
-        # Bad arguments are a result to show, not a traceback to dig out of a worker log.
+        result = runtime.reader(int(campaign_id)).export(int(campaign_id), options, out=path, fmt=fmt)
+    except REFUSED as exc:
         return {"campaign": int(campaign_id), "error": str(exc)}
-    result = runtime.reader(int(campaign_id)).export(int(campaign_id), options, out=path, fmt=fmt)
     return {"campaign": int(campaign_id), **result.as_dict()}
 
 
@@ -52,9 +56,9 @@ def stocks(self: Any, campaign_id: int, out: str | None = None, fmt: str | None 
 def reconcile(self: Any, campaign_id: int, fix: bool = False, out: str | None = None) -> dict[str, Any]:
     try:
         path = output_path(out or default_name("reconcile", int(campaign_id), self.request.id, "json"))
-    except ValueError as exc:
+        result = runtime.reconciler(int(campaign_id)).run(int(campaign_id), fix=bool(fix))
+    except REFUSED as exc:
         return {"campaign": int(campaign_id), "error": str(exc)}
-    result = runtime.reconciler(int(campaign_id)).run(int(campaign_id), fix=bool(fix))
     write_json_atomic(path, result.as_dict(), indent=1)
     return {"campaign": result.campaign_id, "path": str(path), "checked": result.checked, "drift": result.drift,
             "requeued": result.requeued, "in_motion": result.in_motion}
@@ -70,7 +74,7 @@ def reconcile_business(self: Any, business_id: int, warehouse_id: int | None = N
         path = output_path(out or default_name("reconcile", int(business_id), self.request.id, "json"))
         result = runtime.business_reconciler(int(business_id)).run(
             int(business_id), int(warehouse_id) if warehouse_id is not None else None, fix=bool(fix))
-    except (CabinetNotFound, CabinetModeError, MarketWrongApiMode, InvalidRequest, ValueError) as exc:
+    except REFUSED as exc:
         return {**where, "error": str(exc)}
     write_json_atomic(path, result.as_dict(), indent=1)
     return {**where, "path": str(path), "checked": result.checked, "drift": result.drift,
@@ -88,7 +92,7 @@ def warehouse_stocks(self: Any, business_id: int, warehouse_id: int, out: str | 
         runtime.cabinet_for_business(business_id).require_mode("v3", "a warehouse stock read")
         reader = WarehouseStockReader(runtime.limiter_for_business(business_id), runtime.client_for_business(business_id))
         result = reader.export(int(business_id), int(warehouse_id), out=path)
-    except (CabinetNotFound, CabinetModeError, MarketWrongApiMode, InvalidRequest, ValueError) as exc:
+    except REFUSED as exc:
         return {**where, "error": str(exc)}
     return {**where, **result.as_dict()}
 

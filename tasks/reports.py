@@ -32,15 +32,17 @@ import redis
 from celery import Task, chord
 from celery.exceptions import Ignore, Retry
 
-from ymsync.cabinets import CabinetNotFound
+from ymsync.config.cabinets import CabinetNotFound
 from ymsync.market.schemas import InvalidRequest
 from ymsync.reports.jobs import ReportJobs
+from ymsync.store import keys
 from ymsync.reports.poller import PollState, ReportOutcome, ReportPoller
 from ymsync.reports.request import ReportRequest
 from ymsync.reports.snapshot import failed_snapshot, merge_snapshot
-from ymsync.settings import get_settings
+from ymsync.config.settings import get_settings
 
-from . import app, runtime
+from . import runtime
+from .app import app
 
 log = logging.getLogger("ymsync.reports")
 
@@ -75,9 +77,12 @@ def _poller(cabinet_name: str) -> ReportPoller:
     # The v2 report methods name no business or campaign in their path: the Market counts them per
     # token, so per cabinet (one cabinet keeps the historical key "all"); v3 reports use b<id>.
     key = "all" if len(s.cabinets) == 1 else f"cabinet:{cabinet_name}"
+    # Report calls share the parallel cap of the token's business (its pushes, reads, directory).
+    business_id = next(c for c in s.cabinets if c.name == cabinet_name).business_id
     return ReportPoller(runtime.client_for_cabinet(cabinet_name), runtime.limiter_for_cabinet(cabinet_name),
                         runtime.redis_client(), s.reports_dir, quota_key=key, max_wait_s=MAX_COUNTDOWN_S,
-                        give_up_after_s=GIVE_UP_AFTER_S)
+                        give_up_after_s=GIVE_UP_AFTER_S,
+                        gate=keys.business_target(business_id) if business_id is not None else None)
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,7 @@
-"""Per-process library objects for tasks, built lazily (after prefork) from the settings."""
+"""Per-process library objects for tasks, built lazily (after prefork) from the settings and cached.
+
+Market clients and quota limiters are built by ``ymsync.connect`` (the one place); this module
+only keeps one of each per process (per cabinet where they differ)."""
 
 from __future__ import annotations
 
@@ -7,15 +10,13 @@ from functools import lru_cache
 import redis
 
 from ymsync import connect
-from ymsync.buffer import StockBuffer
-from ymsync.cabinets import Cabinet
+from ymsync.engine.buffer import StockBuffer
+from ymsync.config.cabinets import Cabinet
 from ymsync.market import MarketClient
-from ymsync.pipeline import Flusher
-from ymsync.quota import QuotaLimiter
-from ymsync.schedule import Schedule
-from ymsync.settings import get_settings
-from ymsync.market.errors import MarketForbidden
-from ymsync.targets import Target
+from ymsync.engine.flusher import Flusher, FlushOptions
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.engine.schedule import Schedule
+from ymsync.config.settings import get_settings
 
 
 @lru_cache(maxsize=1)
@@ -44,14 +45,7 @@ def buffer() -> StockBuffer:
 
 @lru_cache(maxsize=1)
 def limiter() -> QuotaLimiter:
-    s = get_settings()
-    return QuotaLimiter(redis_client(), s.quotas, max_parallel=s.max_parallel, lease_ttl_s=lease_seconds())
-
-
-def lease_seconds() -> float:
-    # A batch's lease outlives its request and the time the Market may still apply it after
-    # (settings.lease_s), so a dead worker's batch comes back only once nothing of it can land.
-    return get_settings().lease_s
+    return connect.quota_limiter(redis_client(), get_settings())
 
 
 # --- per cabinet (business): one client with its own token, one limiter with its tier's quotas ---
@@ -93,29 +87,18 @@ def limiter_for_business(business_id: int) -> QuotaLimiter:
 @lru_cache(maxsize=1)
 def flusher() -> Flusher:
     s = get_settings()
-    # Several cabinets: each campaign's push carries its own cabinet's token.
-    client = connect.CampaignClients(s) if len(s.cabinets) > 1 else MarketClient.from_settings(s)
-
-    def client_for(target: Target) -> MarketClient:
-        # Business targets (v3) go with their cabinet's token; campaigns as above.
-        if target.kind != "business":
-            return client
-        try:
-            return client_for_business(target.id)
-        except LookupError as exc:  # no cabinet serves it: like the Market's 403 (halt, keep the backlog)
-            raise MarketForbidden(f"updateStocksOnPartnerWarehouses: {exc}", status=403,
-                                  method="updateStocksOnPartnerWarehouses") from None
-
-    return Flusher(buffer(), limiter(), client, retry_max_age_s=s.retry_max_age_s, lease_s=lease_seconds(),
-                   schedule=schedule(), unknown_outcome_s=s.unknown_outcome_s, halt_s=s.halt_probe_s,
-                   max_backoff_s=s.max_backoff_s, batch_wait_s=s.batch_wait_s, budget_s=s.flush_budget_s,
-                   client_for=client_for)
+    # Each campaign's push carries the token of the cabinet that lists it, one cabinet or many: a
+    # campaign no cabinet lists is never sent with some other cabinet's token (it halts instead).
+    client = connect.CampaignClients(s)
+    client_for = connect.client_for_target(s, client, lambda cabinet: client_for_cabinet(cabinet.name))
+    return Flusher(buffer(), limiter(), client, FlushOptions.from_settings(s, connect.lease_seconds(s)),
+                   schedule=schedule(), client_for=client_for)
 
 
 # --- the read side (stock reads, reconciliation) -------------------------------------------
 
-from ymsync.reads import StockReader  # noqa: E402  (appended section: kept next to its factories)
-from ymsync.reconcile import Reconciler  # noqa: E402
+from ymsync.reads.campaign import StockReader  # noqa: E402  (appended section: kept next to its factories)
+from ymsync.reads.reconcile import Reconciler  # noqa: E402
 
 
 def reader(campaign_id: int) -> StockReader:
@@ -137,8 +120,8 @@ def _reconciler(cabinet_name: str) -> Reconciler:
     return Reconciler(buffer(), _reader(cabinet_name))
 
 
-from ymsync.reads_v3 import WarehouseStockReader  # noqa: E402
-from ymsync.reconcile_v3 import BusinessReconciler  # noqa: E402
+from ymsync.reads.business import WarehouseStockReader  # noqa: E402
+from ymsync.reads.reconcile_business import BusinessReconciler  # noqa: E402
 
 
 def business_reconciler(business_id: int) -> BusinessReconciler:
@@ -156,7 +139,7 @@ def _business_reconciler(cabinet_name: str) -> BusinessReconciler:
 
 # --- business warehouses (v3): the producer's enqueue check and the CLI share one cache ---------
 
-from ymsync.warehouses import WarehouseDirectory  # noqa: E402
+from ymsync.reads.warehouses import WarehouseDirectory  # noqa: E402
 
 
 @lru_cache(maxsize=1)

@@ -17,19 +17,19 @@ from typing import Any
 
 from celery import Task
 
-from ymsync.producer import (Checked, InvalidInput, check_business_updates, check_campaign, check_updates,
-                             stamp_items)
-from ymsync.targets import business_target
-from ymsync.keys import describe_target
-from ymsync.schedule import server_ms
+from ymsync.engine.producer import (Checked, InvalidInput, ItemError, call_error, check_business_updates,
+                                    check_campaign, check_listed, check_updates, stamp_items)
+from ymsync.engine.targets import business_target
+from ymsync.store.keys import describe_target
+from ymsync.engine.schedule import server_ms
 
 from . import app, runtime
 
 
 @app.task(name="ymsync.stocks.update", bind=True, ignore_result=True)
 def update(self: Task, campaign_id: int, items: list[dict[str, Any]], stamped_at: str | None = None) -> None:
-    # A bad campaign has nowhere to be dead-lettered: fail the task loudly (logs, Flower).
-    campaign = check_campaign(campaign_id)
+    # A bad or unlisted campaign has nowhere to be dead-lettered: fail the task loudly (logs, Flower).
+    campaign = check_listed(check_campaign(campaign_id))
     items = _with_stamps(items, stamped_at)
     _ingest(self.request.id, campaign, items, check_updates(items, require_stamp=True))
 
@@ -48,7 +48,7 @@ def update_business(self: Task, business_id: int, items: list[dict[str, Any]], s
 
 def _with_stamps(items: object, stamped_at: str | None) -> list[Any]:
     if not isinstance(items, list):
-        raise InvalidInput([f"items must be a list of {{sku, count, updatedAt?}}, got {type(items).__name__}"])
+        raise InvalidInput([call_error(f"items must be a list of {{sku, count, updatedAt?}}, got {type(items).__name__}")])
     if stamped_at is None:
         return items
     return [{**item, "updatedAt": stamped_at} if isinstance(item, dict) and item.get("updatedAt") is None
@@ -56,21 +56,26 @@ def _with_stamps(items: object, stamped_at: str | None) -> list[Any]:
 
 
 def _ingest(task_id: str, target: int | str, items: list[Any], checked: Checked) -> None:
-    """Write the valid updates; dead-letter each invalid item with its reasons, never drop it."""
+    """Write the valid updates; dead-letter each invalid item with its reasons, never drop it.
+    Each error says which item it is about (``index``): nothing is read back out of its text."""
     buf = runtime.buffer()
-    reasons: dict[int, list[str]] = {}
-    for error in checked.errors:  # "item 3: count: …"
-        label, _, reason = error.partition(": ")
-        reasons.setdefault(int(label.split()[1]), []).append(reason)
+    reasons: dict[int, list[ItemError]] = {}
+    for error in checked.errors:
+        if error.index is not None:
+            reasons.setdefault(error.index, []).append(error)
     now_ms = int(time.time() * 1000)
     for index, why in reasons.items():
         item = items[index] if isinstance(items[index], dict) else {}
         sku, count = item.get("sku"), item.get("count")
+        warehouse = next((e.warehouse for e in why if e.warehouse is not None), None)
+        record = {"sku": str(sku) if sku is not None else f"item {index}",
+                  "count": count if isinstance(count, int) and not isinstance(count, bool) else None,
+                  "stamp_ms": None, "first_ms": None, "reason": "invalid input: " + "; ".join(e.reason for e in why),
+                  "at_ms": now_ms}
+        if warehouse is not None:
+            record["warehouse"] = warehouse
         # Keyed by task id and position, so a redelivered message rewrites rather than repeats.
-        buf.dead_letter_raw(target, f"invalid:{task_id}:{index}", {
-            "sku": str(sku) if sku is not None else f"item {index}",
-            "count": count if isinstance(count, int) and not isinstance(count, bool) else None,
-            "stamp_ms": None, "first_ms": None, "reason": "invalid input: " + "; ".join(why), "at_ms": now_ms})
+        buf.dead_letter_raw(target, f"invalid:{task_id}:{index}", record)
     if checked.updates:
         buf.ingest(target, checked.updates)
 

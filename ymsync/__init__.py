@@ -5,6 +5,6 @@ The library (this package) knows nothing about Celery; ``tasks/`` builds the wor
 
 __version__ = "0.1.0"
 
-from .producer import InvalidInput, push_business_stocks, push_stocks  # noqa: E402
+from ymsync.engine.producer import InvalidInput, push_business_stocks, push_stocks  # noqa: E402
 
 __all__ = ["InvalidInput", "push_business_stocks", "push_stocks", "__version__"]

@@ -57,11 +57,13 @@ class EmbeddedRedis:
     """``redis-server`` as a child process in its own session (so a Ctrl-C meant for the parent's
     terminal does not kill it before the workers that use it have stopped)."""
 
-    def __init__(self, *, appendonly: bool = False, directory: str | Path | None = None) -> None:
+    def __init__(self, *, appendonly: bool = False, directory: str | Path | None = None,
+                 maxmemory_policy: str = "noeviction") -> None:
         self.port = free_port()
         self._own_dir = directory is None
         self.dir = str(directory) if directory is not None else tempfile.mkdtemp(prefix="ymsync-redis-")
         self.appendonly = appendonly
+        self.maxmemory_policy = maxmemory_policy  # anything else is for tests of ymsync's refusal
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,7 +74,7 @@ class EmbeddedRedis:
         Path(self.dir).mkdir(parents=True, exist_ok=True)
         args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--daemonize", "no"]
+                "--appendfsync", "everysec", "--maxmemory-policy", self.maxmemory_policy, "--daemonize", "no"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         client = redis.Redis.from_url(self.url)

@@ -17,14 +17,15 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from . import keys
-from .buffer import StockBuffer
-from .quota import QuotaLimiter
-from .settings import Settings
-from .status import campaign_status
-from .targets import business_target
+from ymsync import connect
+from ymsync.store import keys
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.config.settings import Settings
+from ymsync.engine.status import campaign_status
+from ymsync.engine.targets import business_target
 
-# stats hash field -> (metric name without _total, help). Fields written by buffer.py and pipeline.py.
+# stats hash field -> (metric name without _total, help). Fields written by engine/buffer.py and engine/flusher.py.
 COUNTERS = {
     "received": ("ymsync_updates_received", "Stock updates written to the buffer"),
     "stale": ("ymsync_updates_stale", "Updates dropped because a newer value was already held"),
@@ -145,8 +146,7 @@ class YmsyncCollector(Collector):
 def registry_for(settings: Settings, client: redis.Redis | None = None) -> CollectorRegistry:
     """A registry holding only ymsync's collector (no process metrics: those belong to the host)."""
     client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-    limiter = QuotaLimiter(client, settings.quotas, max_parallel=settings.max_parallel,
-                           lease_ttl_s=settings.lease_s)
+    limiter = connect.quota_limiter(client, settings)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(YmsyncCollector(client, limiter))
     return registry

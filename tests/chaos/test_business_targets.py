@@ -11,11 +11,11 @@ import pytest
 from tests.chaos.pacing import LATE_SCHEDULE, late_applies_landed, next_wave_when_received, received
 from tests.support.processes import wait_for
 from ymsync import push_business_stocks
-from ymsync.producer import stamp_items
+from ymsync.engine.producer import stamp_items
 from ymsync.sandbox import Faults, SandboxConfig
 from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
-from ymsync.settings import Quota
-from ymsync.targets import business_target
+from ymsync.config.settings import Quota
+from ymsync.engine.targets import business_target
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

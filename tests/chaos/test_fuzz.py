@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from tests.support.processes import wait_for
 from tests.support.stock_harness import sandbox_config
 from ymsync import InvalidInput, push_stocks
-from ymsync.buffer import IngestResult, StockBuffer
-from ymsync.inputs import UnreadableInput, read_items
-from ymsync.producer import check_updates
+from ymsync.engine.buffer import IngestResult, StockBuffer
+from ymsync.engine.inputs import UnreadableInput, read_items
+from ymsync.engine.producer import check_updates
 from ymsync.reports.columns import STOCKS_ON_WAREHOUSES
 from ymsync.reports.parse import ReportParseError, read_rows
 from ymsync.reports.unpack import UnsafeArchive

@@ -14,10 +14,10 @@ import pytest
 
 from tests.support.processes import wait_for
 from tests.support.stock_harness import sandbox_config
-from ymsync import keys
+from ymsync.store import keys
 from ymsync.market.schemas import MAX_SKUS_PER_UPDATE
 from ymsync.sandbox import Faults
-from ymsync.settings import Quota
+from ymsync.config.settings import Quota
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

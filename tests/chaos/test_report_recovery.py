@@ -19,7 +19,7 @@ import requests
 from celery import Celery
 
 from tests.support.processes import CeleryWorker, wait_for
-from ymsync import keys
+from ymsync.store import keys
 from ymsync.reports.jobs import ReportJobs
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
 

@@ -28,7 +28,7 @@ from ymsync.embedded import free_port
 from ymsync.market import MarketClient
 from ymsync.market.errors import DownloadRefused, ReportTooLarge
 from ymsync.reports.unpack import SafeArchive, UnsafeArchive
-from ymsync.settings import Credentials, Secret
+from ymsync.config.settings import Credentials, Secret
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

@@ -17,10 +17,10 @@ from tests.chaos.pacing import LATE_SCHEDULE, late_applies_landed, next_wave_whe
 from tests.support.processes import wait_for
 from tests.support.stock_harness import sandbox_config
 from ymsync import push_stocks
-from ymsync.producer import stamp_items
+from ymsync.engine.producer import stamp_items
 from ymsync.sandbox import Faults
-from ymsync.quota import QuotaLimiter
-from ymsync.status import campaign_status
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.engine.status import campaign_status
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.processes import CeleryWorker, wait_for
 from tests.support.stock_harness import sandbox_config
-from ymsync import keys
+from ymsync.store import keys
 from ymsync.sandbox import Faults
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]

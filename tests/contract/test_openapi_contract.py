@@ -28,7 +28,7 @@ from ymsync.market import (MarketActiveReportsLimit, MarketBadRequest, MarketCli
                            MarketUnauthorized, StockLevel)
 from ymsync.sandbox import DEFAULT_QUOTAS, CampaignConfig, MarketSandbox, SandboxConfig
 from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
-from ymsync.settings import Credentials, Quota, Secret
+from ymsync.config.settings import Credentials, Quota, Secret
 
 SPEC = spec_path()
 if not SPEC.is_file():
@@ -205,7 +205,7 @@ def test_validator_catches_bad_request(market, contract):
 
 def test_default_quotas_match_x_resource_limit_config(api):
     """The sandbox and settings defaults equal the spec's base-tier ("none") limits."""
-    from ymsync.settings import DEFAULT_QUOTAS as SETTINGS_QUOTAS, parse_quota
+    from ymsync.config.settings import DEFAULT_QUOTAS as SETTINGS_QUOTAS, parse_quota
 
     calls = {"updateStocks": ("put", "/v2/campaigns/1/offers/stocks", "update_stocks"),
              "getStocks": ("post", "/v2/campaigns/1/offers/stocks", "get_stocks"),
@@ -432,7 +432,7 @@ V3_CALLS = {"updateStocksOnPartnerWarehouses": ("post", "/v3/businesses/1/offers
 
 
 def test_v3_default_quotas_match_x_resource_limit_config(api):
-    from ymsync.settings import DEFAULT_QUOTAS as SETTINGS_QUOTAS, parse_quota
+    from ymsync.config.settings import DEFAULT_QUOTAS as SETTINGS_QUOTAS, parse_quota
 
     for operation, (method, path, setting) in V3_CALLS.items():
         found = APICallPathFinder(api.spec).find(method, (api.spec / "servers" / 0 / "url").read_str() + path)

@@ -23,8 +23,8 @@ from tests.support.stock_harness import Bench
 from ymsync import push_business_stocks
 from ymsync.sandbox import MarketSandbox, SandboxConfig
 from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
-from ymsync.settings import Quota
-from ymsync.targets import business_target, item_key
+from ymsync.config.settings import Quota
+from ymsync.engine.targets import business_target, item_key
 
 pytestmark = pytest.mark.integration
 

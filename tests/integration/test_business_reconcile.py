@@ -20,7 +20,7 @@ from tests.support.processes import CeleryWorker, ROOT, wait_for
 from ymsync import push_business_stocks
 from ymsync.sandbox import SandboxConfig
 from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
-from ymsync.targets import business_target
+from ymsync.engine.targets import business_target
 
 pytestmark = pytest.mark.integration
 

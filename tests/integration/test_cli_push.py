@@ -18,9 +18,9 @@ import redis
 import requests
 
 from tests.support.processes import ROOT, CeleryWorker
-from ymsync.buffer import StockBuffer
+from ymsync.engine.buffer import StockBuffer
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
-from ymsync.settings import Quota
+from ymsync.config.settings import Quota
 
 pytestmark = pytest.mark.integration
 

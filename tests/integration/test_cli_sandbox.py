@@ -13,7 +13,7 @@ import requests
 from tests.support.processes import ROOT, wait_for
 from tests.support.spec import spec_check_missing
 from ymsync.market import MarketClient, StockLevel
-from ymsync.settings import load_settings
+from ymsync.config.settings import load_settings
 
 
 @pytest.fixture()

@@ -21,7 +21,7 @@ import pytest
 
 from tests.support.processes import ROOT, wait_for
 from tests.support.spec import spec_variables
-from ymsync.settings import child_environ
+from ymsync.config.settings import child_environ
 
 pytestmark = pytest.mark.integration
 

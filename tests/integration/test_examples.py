@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from ymsync.buffer import StockBuffer
-from ymsync.settings import get_settings
+from ymsync.engine.buffer import StockBuffer
+from ymsync.config.settings import get_settings
 
 pytest.importorskip("flask")
 pytestmark = pytest.mark.integration
@@ -114,68 +114,72 @@ def test_redis_down_503_with_retry_after(redis_server):
 
 
 # --- examples/django_view.py: the same contract, through Django's own request handling ------------
+# In a child process: Django's settings are process-wide and tests/integration/test_django.py
+# configures them its own way (an installed app, a database) for the rest of its process.
 
-def load_django_view():
-    django = pytest.importorskip("django")
-    from django.conf import settings as django_settings
+DJANGO_CALLS = r"""
+import json, sys
+import django
+from django.conf import settings
+settings.configure(DEBUG=False, ALLOWED_HOSTS=["testserver"], USE_TZ=True, SECRET_KEY="test-only")
+django.setup()
+import importlib.util
+from django.test import RequestFactory
+spec = importlib.util.spec_from_file_location("ymsync_example_django_view", sys.argv[1])
+view = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(view)
+out = []
+for method, raw in json.loads(sys.argv[2]):
+    factory = RequestFactory()
+    request = (factory.post("/campaigns/7701/stocks", data=raw.encode(), content_type="application/json")
+               if method == "POST" else factory.get("/campaigns/7701/stocks"))
+    response = view.push_stocks(request, campaign_id=7701)
+    body = json.loads(response.content) if response.content.startswith(b"{") else None
+    out.append([response.status_code, body, response.get("Retry-After")])
+print(json.dumps(out))
+"""
 
-    if not django_settings.configured:
-        django_settings.configure(DEBUG=False, ALLOWED_HOSTS=["testserver"], USE_TZ=True, SECRET_KEY="test-only")
-        django.setup()
-    spec = importlib.util.spec_from_file_location("ymsync_example_django_view", EXAMPLE.parent / "django_view.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+
+def django_calls(redis_url: str, calls: list[tuple[str, str]]) -> list[list]:
+    """(status, JSON body, Retry-After) of each (method, raw body) the example view answered."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("django")
+    env = {**os.environ, "REDIS_URL": redis_url}
+    done = subprocess.run([sys.executable, "-c", DJANGO_CALLS, str(EXAMPLE.parent / "django_view.py"), json.dumps(calls)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture()
-def django_post(redis_server, r, monkeypatch):
-    """``post(campaign, body)``: the example view called as Django calls it; ymsync's default buffer
-    reads REDIS_URL, as in production."""
+def test_django_view_queues_202_refuses_400_and_only_post(redis_server, r):
     import json
 
-    from django.test import RequestFactory
-
-    view = load_django_view()
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
-    get_settings.cache_clear()
-
-    def post(campaign: int, body: object, raw: bytes | None = None):
-        data = raw if raw is not None else json.dumps(body).encode()
-        request = RequestFactory().post(f"/campaigns/{campaign}/stocks", data=data, content_type="application/json")
-        response = view.push_stocks(request, campaign_id=campaign)
-        return response.status_code, json.loads(response.content), response
-
-    try:
-        yield post
-    finally:
-        get_settings.cache_clear()
-
-
-def test_django_view_queues_202_refuses_400_and_only_post(django_post, r):
-    status, body, _ = django_post(CAMPAIGN, {"items": [{"sku": "D-1", "count": 3}, {"sku": "D-2", "count": 0}]})
-    assert status == 202, body
-    assert (body["campaign_id"], body["accepted"], body["stale"]) == (CAMPAIGN, 2, 0)
-    assert StockBuffer(r).pending(CAMPAIGN) == 2
-
-    status, body, _ = django_post(CAMPAIGN, [{"sku": "D-3", "count": 1}, {"sku": "D-4", "count": -1}])
-    assert status == 400 and body["errors"][0].startswith("item 1: count:"), body
-    status, body, _ = django_post(CAMPAIGN, None, raw=b"not json")
-    assert status == 400 and body["errors"][0].startswith("body: expected a JSON list"), body
+    answers = django_calls(redis_server.url, [
+        ("POST", json.dumps({"items": [{"sku": "D-1", "count": 3}, {"sku": "D-2", "count": 0}]})),
+        ("POST", json.dumps([{"sku": "D-3", "count": 1}, {"sku": "D-4", "count": -1}])),
+        ("POST", "not json"),
+        ("GET", ""),
+    ])
+    (ok, ok_body, _), (invalid, invalid_body, _), (garbled, garbled_body, _), (get, _, _) = answers
+    assert ok == 202, ok_body
+    assert (ok_body["campaign_id"], ok_body["accepted"], ok_body["stale"]) == (CAMPAIGN, 2, 0)
+    assert invalid == 400 and invalid_body["errors"][0].startswith("item 1: count:"), invalid_body
+    assert garbled == 400 and garbled_body["errors"][0].startswith("body: expected a JSON list"), garbled_body
+    assert get == 405  # require_POST
     assert StockBuffer(r).pending(CAMPAIGN) == 2  # neither refused body queued anything
 
-    from django.test import RequestFactory
 
-    refused = load_django_view().push_stocks(RequestFactory().get(f"/campaigns/{CAMPAIGN}/stocks"), campaign_id=CAMPAIGN)
-    assert refused.status_code == 405  # require_POST
+def test_django_view_redis_down_503_with_retry_after():
+    import json
 
-
-def test_django_view_redis_down_503_with_retry_after(django_post, monkeypatch):
     from tests.support.redis_server import free_port
 
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    get_settings.cache_clear()
-    status, body, response = django_post(CAMPAIGN, [{"sku": "D-1", "count": 1}])
+    [(status, body, retry_after)] = django_calls(f"redis://127.0.0.1:{free_port()}/0",
+                                                 [("POST", json.dumps([{"sku": "D-1", "count": 1}]))])
     assert status == 503, body
-    assert response["Retry-After"] == "5"
+    assert retry_after == "5"
     assert body == {"errors": ["stock queue unavailable, retry later"]}

@@ -16,7 +16,7 @@ from tests.support.processes import ROOT, CeleryWorker, wait_for
 from tests.support.redis_server import free_port
 from ymsync.demo.stack import Child
 from ymsync.sandbox import MarketSandbox, SandboxConfig
-from ymsync.settings import child_environ
+from ymsync.config.settings import child_environ
 
 pytestmark = pytest.mark.integration
 CAMPAIGN = 5151

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.processes import ROOT, wait_for
 from ymsync.sandbox import MarketSandbox, SandboxConfig
-from ymsync.settings import child_environ
+from ymsync.config.settings import child_environ
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +51,8 @@ def test_wheel_holds_no_top_level_tasks_or_celeryconfig(tmp_path):
     assert tops == {"ymsync", "ymsync_celery"}, tops
     assert {"ymsync_celery/celeryconfig.py", "ymsync_celery/tasks/__init__.py", "ymsync_celery/tasks/consumer.py",
             "ymsync_celery/tasks/flower.py", "ymsync_celery/tasks/stocks.py"} <= set(names)
+    # The launch profiles README and `ymsync worker` point to are installed too.
+    assert {"ymsync_celery/workers/stocks.sh", "ymsync_celery/workers/reports.sh"} <= set(names)
 
 
 def test_a_shops_own_tasks_module_does_not_break_the_ymsync_command(tmp_path, redis_server, clean_redis):

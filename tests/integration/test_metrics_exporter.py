@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.processes import ROOT, CeleryWorker, wait_for
 from tests.support.redis_server import free_port
 from ymsync import push_stocks
-from ymsync.buffer import StockBuffer
+from ymsync.engine.buffer import StockBuffer
 from ymsync.sandbox import MarketSandbox, SandboxConfig
-from ymsync.settings import child_environ
+from ymsync.config.settings import child_environ
 
 pytestmark = pytest.mark.integration
 A, B = 7101, 7102

@@ -14,7 +14,7 @@ import requests
 from tests.support.processes import CeleryWorker, wait_for
 from tests.support.rabbitmq_server import RabbitMQServer, rabbitmq_missing
 from ymsync import push_stocks
-from ymsync.buffer import StockBuffer
+from ymsync.engine.buffer import StockBuffer
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
 
 pytestmark = [pytest.mark.integration,

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ymsync import keys
+from ymsync.store import keys
 from ymsync.reports.jobs import ReportJobs
 
 pytestmark = pytest.mark.integration

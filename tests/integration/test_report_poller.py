@@ -9,12 +9,12 @@ import redis
 import requests
 
 from ymsync.market import MarketClient
-from ymsync.quota import QuotaLimiter
+from ymsync.engine.quota import QuotaLimiter
 from ymsync.reports.parse import read_rows
 from ymsync.reports.poller import PollState, ReportPoller, read_events
 from ymsync.reports.request import ReportRequest
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
-from ymsync.settings import Credentials, Quota, Secret
+from ymsync.config.settings import Credentials, Quota, Secret
 
 OFF = {"updateStocks": None, "getStocks": None, "generateStocksOnWarehousesReport": None, "getReportInfo": None}
 

@@ -10,13 +10,13 @@ import pytest
 import redis
 import requests
 
-from ymsync.cabinets import Cabinet
+from ymsync.config.cabinets import Cabinet
 from ymsync.market import MarketClient
-from ymsync.quota import QuotaLimiter
+from ymsync.engine.quota import QuotaLimiter
 from ymsync.reports.poller import GENERATE, GENERATE_V3, PollState, ReportPoller
 from ymsync.reports.request import ReportRequest
 from ymsync.sandbox import MarketSandbox, SandboxConfig
-from ymsync.settings import Credentials, Quota, Secret
+from ymsync.config.settings import Credentials, Quota, Secret
 
 
 @pytest.fixture()
@@ -73,4 +73,4 @@ def test_cabinet_with_groups_ends_with_the_mode_to_set(market, rclient, tmp_path
     outcome = p.run(PollState.new(ReportRequest.business_stocks(8, "CSV")), sleep=time.sleep)
     assert outcome.status == "ERROR"
     assert "warehouse groups" in outcome.reason and "v2" in outcome.reason
-    assert limiter.usage(GENERATE_V3, "b8")[0] == 0  # refused: not counted
+    assert limiter.usage(GENERATE_V3, "b8")[0] == 1  # a 4xx reply is counted (the Market's rule, README)

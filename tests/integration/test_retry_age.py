@@ -11,12 +11,12 @@ import time
 import pytest
 
 from tests.support.stock_harness import sandbox_config
-from ymsync import keys
+from ymsync.store import keys
 from ymsync.market import MarketClient
-from ymsync.pipeline import Flusher
-from ymsync.quota import QuotaLimiter
+from ymsync.engine.flusher import Flusher
+from ymsync.engine.quota import QuotaLimiter
 from ymsync.sandbox import Faults
-from ymsync.settings import Credentials, Secret
+from ymsync.config.settings import Credentials, Secret
 
 pytestmark = pytest.mark.integration
 CAMPAIGN = 1401

@@ -12,7 +12,7 @@ import requests
 from celery import Celery
 
 from tests.support.processes import CeleryWorker, wait_for
-from ymsync.buffer import StockBuffer
+from ymsync.engine.buffer import StockBuffer
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
 
 pytestmark = pytest.mark.integration

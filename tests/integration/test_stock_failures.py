@@ -13,11 +13,11 @@ import pytest
 
 from tests.support.processes import wait_for
 from tests.support.stock_harness import sandbox_config
-from ymsync import keys
+from ymsync.store import keys
 from ymsync.market import MarketClient
-from ymsync.pipeline import Flusher
-from ymsync.quota import QuotaLimiter
-from ymsync.settings import Credentials, Quota, Secret
+from ymsync.engine.flusher import Flusher
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.config.settings import Credentials, Quota, Secret
 from ymsync.market.schemas import MAX_SKUS_PER_UPDATE
 from ymsync.sandbox import Faults
 

@@ -12,7 +12,7 @@ from tests.support.processes import wait_for
 from tests.support.stock_harness import sandbox_config
 from ymsync.market.schemas import MAX_BODY_BYTES, MAX_SKU_LENGTH, MAX_SKUS_PER_UPDATE, SKU_RE, sku_problem
 from ymsync.sandbox import Faults
-from ymsync.settings import Quota
+from ymsync.config.settings import Quota
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import requests
 
 from tests.support.processes import CeleryWorker, wait_for
 from ymsync import InvalidInput, push_stocks
-from ymsync.buffer import StockBuffer
+from ymsync.engine.buffer import StockBuffer
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
-from ymsync.settings import Quota
+from ymsync.config.settings import Quota
 
 
 @pytest.fixture()

@@ -17,14 +17,15 @@ import requests
 from celery import Celery
 
 from tests.support.processes import ROOT, CeleryWorker, wait_for
-from ymsync import keys, push_stocks
-from ymsync.buffer import StockBuffer
+from ymsync.store import keys
+from ymsync import push_stocks
+from ymsync.engine.buffer import StockBuffer
 from ymsync.market import MarketClient, StockLevel
-from ymsync.quota import QuotaLimiter
-from ymsync.reads import ReadOptions, ReadStats, StockReader
-from ymsync.reconcile import Reconciler
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.reads.campaign import ReadOptions, ReadStats, StockReader
+from ymsync.reads.reconcile import Reconciler
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
-from ymsync.settings import Credentials, Quota, Secret
+from ymsync.config.settings import Credentials, Quota, Secret
 
 FBS, FBY = 701, 702
 TOKEN = "sandbox-token"

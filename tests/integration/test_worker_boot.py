@@ -3,6 +3,7 @@ stop it at once with one clear line."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -52,3 +53,33 @@ def test_malformed_cabinets_file_stops_worker_and_cli_with_one_line(redis_server
     assert cli.returncode != 0
     assert cli.stderr.strip().splitlines() == [f"Error: configuration error: {expected}"]
     assert "t0k3n-north-secret" not in worker.stderr + cli.stderr
+
+
+def test_the_readme_worker_command_says_when_it_is_ready(redis_server, tmp_path) -> None:
+    """Celery's default log level is WARNING, so the bare command used to print nothing once ready."""
+    import os
+    import signal
+
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:  # from a shop's folder, by the installed name, as the README says
+        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "ymsync_celery.tasks", "worker", "-Q", "stocks",
+                                   "-c", "1", "-n", "readme@%h"], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "REDIS_URL": redis_server.url, "YM_API_KEY": "t0k3n"},
+                                  start_new_session=True)
+    try:
+        line = wait_for(lambda: [ln for ln in log.read_text().splitlines() if "ready:" in ln], 60, "the ready line")
+        assert re.search(r"ymsync worker readme@\S+ ready: queues stocks, concurrency 1$", line[0]), line
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+
+
+def test_ymsync_worker_runs_the_installed_profile(tmp_path) -> None:
+    path = subprocess.run([sys.executable, "-m", "ymsync.cli", "worker", "--print-path", "stocks"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert path.returncode == 0 and path.stdout.strip().endswith("workers/stocks.sh")
+    assert "-Q stocks" in open(path.stdout.strip()).read()
+    # Arguments after the queue go to `celery worker` (here --help: the profile ran celery's worker).
+    helped = subprocess.run([sys.executable, "-m", "ymsync.cli", "worker", "stocks", "--help"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "celery worker" in helped.stdout, helped.stderr

@@ -16,10 +16,11 @@ import redis
 import requests
 
 from tests.support.processes import CeleryWorker, wait_for
-from ymsync import keys, push_stocks
-from ymsync.buffer import StockBuffer
+from ymsync.store import keys
+from ymsync import push_stocks
+from ymsync.engine.buffer import StockBuffer
 from ymsync.sandbox import MarketSandbox, SandboxConfig
-from ymsync.settings import Quota
+from ymsync.config.settings import Quota
 
 # Only updateStocks is exercised; the other quotas are off so they cannot interfere.
 QUIET_QUOTAS: dict[str, Quota | None] = {"getStocks": None, "generateStocksOnWarehousesReport": None,

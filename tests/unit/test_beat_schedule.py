@@ -6,7 +6,7 @@ import json
 
 import celeryconfig
 from ymsync.reports.request import ReportRequest
-from ymsync.settings import load_settings
+from ymsync.config.settings import load_settings
 
 
 def registered_tasks() -> set[str]:
@@ -104,7 +104,7 @@ def test_reconcile_per_v3_business_on_the_reports_queue():
 def test_reconcile_of_a_business_not_in_v3_refused_at_start():
     import pytest
 
-    from ymsync.settings import SettingsError
+    from ymsync.config.settings import SettingsError
 
     with pytest.raises(SettingsError, match="YM_RECONCILE_BUSINESSES: business 7: .* set YM_API_MODE = v3"):
         load_settings({"YM_API_KEY": "tok-en", "YM_BUSINESS_ID": "7", "YM_RECONCILE_BUSINESSES": "7"})

@@ -11,14 +11,14 @@ import redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ymsync import keys
-from ymsync.buffer import Batch, StockBuffer
+from ymsync.store import keys
+from ymsync.engine.buffer import Batch, StockBuffer
 from ymsync.market.client import _stock_entry
 from ymsync.market.clock import MarketClock
 from ymsync.market.schemas import MAX_BODY_BYTES, MAX_COUNT, MAX_SKU_LENGTH, encode_body, sku_problem
 from ymsync.market.models import StockLevel
-from ymsync.pipeline import Flusher
-from ymsync.targets import target
+from ymsync.engine.flusher import Flusher
+from ymsync.engine.targets import target
 
 C = 1001
 BASE = (int(time.time()) - 3600) * 1000  # stamps in ms: recent, the buffer drops stamps older than its horizon

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ymsync import InvalidInput, push_business_stocks
-from ymsync.buffer import StockBuffer
-from ymsync.producer import check_business_updates
-from ymsync.targets import business_target, item_key, split_key, target
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.producer import check_business_updates
+from ymsync.engine.targets import business_target, item_key, split_key, target
 
 
 def test_keys_split_back_whatever_the_sku_holds() -> None:
@@ -17,10 +17,10 @@ def test_keys_split_back_whatever_the_sku_holds() -> None:
         assert split_key(item_key(501, sku)) == (501, sku)
     t = target("b7")
     assert (t.kind, t.id, t.per_request, t.method, t.quota_key, t.gate) == \
-        ("business", 7, True, "update_stocks_v3", "b7", "business:7")
+        ("business", 7, True, "update_stocks_v3", "b7", "b7")
     c = target(1001)
     assert (c.name, c.per_request, c.method, c.quota_key, c.gate) == \
-        ("c1001", False, "update_stocks", "1001", "campaign:1001")
+        ("c1001", False, "update_stocks", "1001", "c1001")
     assert t.label(item_key(501, "SKU-1")) == "SKU-1@501"
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ymsync.cabinets import CabinetModeError, CabinetNotFound
-from ymsync.settings import Quota, SettingsError, load_settings
+from ymsync.config.cabinets import CabinetModeError, CabinetNotFound
+from ymsync.config.settings import Quota, SettingsError, load_settings
 
 TOKEN_A = "y0_AgAAAAB-cabinet-a-secret-111"
 TOKEN_B = "y0_AgAAAAB-cabinet-b-secret-222"

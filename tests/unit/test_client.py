@@ -33,7 +33,7 @@ from ymsync.market import (
 )
 from ymsync.market.errors import error_for_status, parse_http_date
 from ymsync.sandbox import DEFAULT_QUOTAS, MarketSandbox, SandboxConfig
-from ymsync.settings import Credentials, Secret
+from ymsync.config.settings import Credentials, Secret
 
 TOKEN = "s3cr3t-ymsync-token-7f3a9c"
 

@@ -22,7 +22,7 @@ import jsonschema
 import pytest
 import yaml
 
-from ymsync.settings import load_settings
+from ymsync.config.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -359,7 +359,7 @@ def test_metrics_is_optional(services):
 # --- 3. cross-references ----------------------------------------------------------------------------
 
 def settings_variable_names() -> set[str]:
-    """Every name ymsync/settings.py reads, recorded while it parses an environment."""
+    """Every name ymsync/config/settings.py reads, recorded while it parses an environment."""
     seen: set[str] = set()
 
     class Recording(dict):
@@ -400,7 +400,7 @@ def test_every_variable_handed_to_ymsync_is_one_it_reads(raw, name):
             option_name = var[len("FLOWER_"):].lower()
             assert {option_name, option_name.replace("_", "-")} & set(flower_options._options), var
         else:
-            assert var in known, f"{name}: {var} is read neither by ymsync/settings.py nor by workers/*.sh"
+            assert var in known, f"{name}: {var} is read neither by ymsync/config/settings.py nor by workers/*.sh"
 
 
 @pytest.mark.parametrize("name", YMSYNC_SERVICES)

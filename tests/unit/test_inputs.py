@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ymsync.inputs import UnreadableInput, detect_format, read_items
-from ymsync.producer import check_updates
+from ymsync.engine.inputs import UnreadableInput, detect_format, read_items
+from ymsync.engine.producer import check_updates
 
 
 def read(text: str | bytes, name: str = "-", fmt: str | None = None):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ymsync import keys
-from ymsync.targets import business_target
+from ymsync.store import keys
+from ymsync.engine.targets import business_target
 
 TAG = re.compile(r"\{([^}]*)\}")
 
@@ -30,7 +30,7 @@ def test_a_quota_and_its_pause_share_a_tag_apart_from_any_target() -> None:
         assert tag(log) == tag(pause) == f"q:{key}"  # the acquire script touches both (and log:used)
         assert tag(log + ":used") == tag(log)
         assert keys.parse_quota(log) == (method, key) and keys.parse_quota(log + ":used") is None
-    assert tag(keys.lease("campaign:1001")) == "g:campaign:1001"
+    assert tag(keys.lease(keys.campaign_target(1001))) == "g:c1001"
 
 
 def test_the_schedulers_global_keys_share_their_own_tag() -> None:

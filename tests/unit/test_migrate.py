@@ -7,9 +7,9 @@ import time
 
 import redis
 
-from ymsync import keys
-from ymsync.buffer import StockBuffer
-from ymsync.migrate import migrate
+from ymsync.store import keys
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.migrate import migrate
 
 C = 1001
 

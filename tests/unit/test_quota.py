@@ -17,9 +17,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ymsync import keys
-from ymsync.quota import QuotaLimiter
-from ymsync.settings import Quota
+from ymsync.store import keys
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.config.settings import Quota
 
 M = "update_stocks"
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from ymsync.market import InvalidRequest, OfferStock
-from ymsync.reads import ReadOptions, format_for, write_offers
-from ymsync.reconcile import DriftRow, MarketStock, ReconcileResult, fix_stamp_ms, market_view, render_table
+from ymsync.reads.campaign import ReadOptions, format_for, write_offers
+from ymsync.reads.reconcile import DriftRow, MarketStock, ReconcileResult, fix_stamp_ms, market_view, render_table
 
 
 def test_format_comes_from_the_extension() -> None:

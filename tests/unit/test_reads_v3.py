@@ -9,11 +9,12 @@ from datetime import datetime, timezone
 import pytest
 
 from ymsync.market import MarketServerError, MarketWrongApiMode
+from ymsync.market.clock import MarketClock
 from ymsync.market.models import WarehouseOfferStock, WarehouseStocksPage
-from ymsync.quota import QuotaLimiter
-from ymsync.reads_v3 import METHOD, WarehouseStockReader
-from ymsync.reconcile_v3 import DRIFT, MISSING, WarehouseReconciler, compare
-from ymsync.settings import Quota
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.reads.business import METHOD, WarehouseStockReader
+from ymsync.reads.reconcile_business import DRIFT, MISSING, WarehouseReconciler, compare
+from ymsync.config.settings import Quota
 
 NOW_MS = 1_800_000_000_000
 
@@ -24,6 +25,8 @@ def offer(sku: str, fit: int, warehouse: int = 11, stamp_ms: int | None = None) 
 
 
 class ScriptedMarket:
+    clock = MarketClock()  # a client's clock of the Market (420s' Until are measured on it)
+
     def __init__(self, offers: list[WarehouseOfferStock], size: int = 3) -> None:
         self.offers, self.size = offers, size
         self.calls: list[dict] = []
@@ -75,7 +78,7 @@ def test_wrong_mode_is_not_retried_and_says_which_mode(clean_redis):
     reader, limiter = _reader(clean_redis, market)
     with pytest.raises(MarketWrongApiMode, match="YM_API_MODE=v2"):
         list(reader.read(7, 11))
-    assert len(market.calls) == 1 and limiter.usage(METHOD, "b7")[0] == 0
+    assert len(market.calls) == 1 and limiter.usage(METHOD, "b7")[0] == 1  # a 400 reply is counted (README)
 
 
 def test_server_errors_retried(clean_redis):
@@ -134,4 +137,4 @@ def test_a_420_pauses_every_reader_of_the_business_not_others(clean_redis):
     assert [o.offer_id for o in reader.read(7, 11)] == ["A"]
     assert len(market.calls) == 2
     assert seen and seen[0][0] > 0.5 and all(other == 0 for _, other in seen)  # keyed per business
-    assert limiter.usage(METHOD, "b7")[0] == 1  # the refused request was not counted
+    assert limiter.usage(METHOD, "b7")[0] == 2  # a 420 is a 4xx reply: the Market counts it (README)

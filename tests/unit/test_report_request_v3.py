@@ -38,3 +38,16 @@ def test_refusals(body, fmt, message):
         ReportRequest.build(body, fmt, api="v3")
     with pytest.raises(InvalidRequest, match="api must be v2 or v3"):
         ReportRequest.build({"businessId": 7}, "CSV", api="v4")
+
+
+@pytest.mark.parametrize("api", ["v2", "v3"])
+def test_both_kinds_list_every_problem_of_format_shape_and_body(api):
+    """One build path: a bad format is listed together with the body's problems, for either kind."""
+    with pytest.raises(InvalidRequest) as caught:
+        ReportRequest.build({"businessId": 7, "categoryIds": "x"}, "XLS", api=api)
+    text = str(caught.value)
+    assert "format must be one of FILE, CSV, JSON" in text and "categoryIds" in text
+    with pytest.raises(InvalidRequest, match="request must be an object.*format must be one of"):
+        ReportRequest.build(["not", "a", "body"], "XLS", api=api)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="api must be v2 or v3"):
+        ReportRequest.build({"businessId": 7}, "CSV", api=["v2"])  # type: ignore[arg-type]

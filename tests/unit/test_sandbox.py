@@ -11,7 +11,7 @@ import requests
 from ymsync.market import MarketClient, MarketQuotaExceeded, StockLevel
 from ymsync.market.errors import parse_http_date
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
-from ymsync.settings import Credentials, Quota, Secret
+from ymsync.config.settings import Credentials, Quota, Secret
 
 TOKEN = "sandbox-token"
 HEADERS = {"Api-Key": TOKEN}

@@ -18,7 +18,7 @@ from ymsync.reports.columns import STOCKS_BUSINESS
 from ymsync.reports.parse import read_rows
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
 from ymsync.sandbox.business_state import BusinessConfig, TokenScope, WarehouseConfig
-from ymsync.settings import Credentials, Secret
+from ymsync.config.settings import Credentials, Secret
 
 BUSINESS = BusinessConfig(7, (WarehouseConfig(11, "Склад Север"), WarehouseConfig(12, "Склад Юг", (("EXPRESS", "AVAILABLE"),)),
                               WarehouseConfig(13, "Закрытый", (("DBS", "DISABLED_BY_INACTIVITY"),))))

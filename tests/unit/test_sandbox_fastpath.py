@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from marshmallow import ValidationError
 
 from ymsync.market import schemas as s
-from ymsync.sandbox.server import fast_update_body
+from ymsync.sandbox.fastpath import fast_update_body
 
 
 def _schema(body):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests.support.spec import spec_check_missing, spec_path
 from ymsync.market import MarketClient, StockLevel
 from ymsync.sandbox import CampaignConfig, MarketSandbox, SandboxConfig
-from ymsync.settings import Credentials, Secret, SpecCheckSettings, load_spec_check
+from ymsync.config.settings import Credentials, Secret, SpecCheckSettings, load_spec_check
 
 if spec_check_missing():
     pytest.skip(spec_check_missing(), allow_module_level=True)

@@ -7,8 +7,8 @@ import time
 import pytest
 import redis
 
-from ymsync import keys
-from ymsync.schedule import Schedule
+from ymsync.store import keys
+from ymsync.engine.schedule import Schedule
 
 
 @pytest.fixture

@@ -329,7 +329,7 @@ def test_other_stock_query_rules(query, message):
 
 
 def test_a_sku_with_a_lone_surrogate_is_refused_before_it_reaches_redis() -> None:
-    from ymsync.producer import check_updates
+    from ymsync.engine.producer import check_updates
 
     assert check_updates([{"sku": "ab\udc80", "count": 1}]).errors == [
         "item 0: sku: SKU is not valid Unicode text (lone surrogate): 'ab\\udc80'"]

@@ -16,7 +16,7 @@ from ymsync.market.schemas_v3 import (
     GetStocksOnWarehouseQuerySchema,
     UpdateStocksOnWarehousesRequestSchema,
 )
-from ymsync.settings import Credentials, Secret
+from ymsync.config.settings import Credentials, Secret
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
 
@@ -117,3 +117,17 @@ def test_warehouse_group_refusals_are_wrong_mode_not_poison():
     assert error_for_status(403, (ApiError("FORBIDDEN", "Access denied to businessId 7"),)) is MarketForbidden
     assert not MarketWrongApiMode("x").retryable and MarketWrongApiMode("x", status=400).status == 400
     assert MarketWrongApiMode("set YM_API_MODE=v2 now").mode_to_set == "v2"
+
+
+def test_v3_schemas_build_on_public_names_only():
+    """schemas_v3 shares schemas.py's helpers through their public names, never private ones."""
+    import ast
+    import inspect
+
+    from ymsync.market import schemas_v3
+
+    imported = [alias.name for node in ast.walk(ast.parse(inspect.getsource(schemas_v3)))
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ymsync")
+                for alias in node.names]
+    assert "RequestSchema" in imported and "id_list" in imported
+    assert [name for name in imported if name.startswith("_")] == []

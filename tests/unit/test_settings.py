@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ymsync.settings import Credentials, Quota, Secret, SettingsError, load_settings
+from ymsync.config.settings import Credentials, Quota, Secret, SettingsError, load_settings
 
 TOKEN = "y0_AgAAAAB-very-secret-token-123"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
+from ymsync import __version__
 
 
 @click.group()
@@ -16,10 +16,12 @@ def main() -> None:
     """Keep a web shop's stock levels in sync with Yandex Market."""
 
 
-from . import push, sandbox  # noqa: E402,F401  (each registers its commands)
-from . import reads  # noqa: E402,F401
-from . import reports  # noqa: E402,F401
-from . import warehouses  # noqa: E402,F401
-from . import demo, metrics, migrate  # noqa: E402,F401
+from ymsync.cli import push, sandbox  # noqa: E402,F401  (each registers its commands)
+from ymsync.cli import dead_letters  # noqa: E402,F401
+from ymsync.cli import reads  # noqa: E402,F401
+from ymsync.cli import reports  # noqa: E402,F401
+from ymsync.cli import warehouses  # noqa: E402,F401
+from ymsync.cli import demo, metrics, migrate  # noqa: E402,F401
+from ymsync.cli import check, worker  # noqa: E402,F401
 
 __all__ = ["main"]

@@ -1,3 +1,3 @@
-from . import main
+from ymsync.cli import main
 
 main()

@@ -8,11 +8,11 @@ from functools import lru_cache
 import click
 import redis
 
-from .. import connect
-from ..cabinets import Cabinet, CabinetModeError, CabinetNotFound
-from ..market import MarketClient
-from ..quota import QuotaLimiter
-from ..settings import Settings, SettingsError, get_settings
+from ymsync import connect
+from ymsync.config.cabinets import Cabinet, CabinetModeError, CabinetNotFound
+from ymsync.market import MarketClient
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.config.settings import Settings, SettingsError, get_settings
 
 
 @lru_cache(maxsize=1)

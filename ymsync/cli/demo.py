@@ -8,35 +8,26 @@ from typing import Any
 
 import click
 
-from . import main
+from ymsync.cli import main
+from ymsync.cli.port import task_queue
 
 
-class CeleryGateway:
-    """Starts the demo's report snapshot through the real tasks, on the demo's private Redis."""
+class QueueGateway:
+    """Starts the demo's report snapshot through the real tasks (the CLI's task-queue port), on the
+    demo's private Redis whatever the developer's own environment says."""
 
     def __init__(self, redis_url: str) -> None:
-        # Imported here: only the CLI knows Celery. The app is pointed at the demo's Redis
-        # before its first connection, whatever the developer's own environment says.
-        from ymsync_celery.tasks import app
-
-        app.conf.update(broker_url=redis_url, result_backend=redis_url)
-        self.app = app
+        self.queue = task_queue(redis_url)
 
     def send_snapshot(self, requests: list[Any]) -> str:
-        from ymsync_celery.tasks.reports import send_snapshot
-
-        return send_snapshot(requests)
+        return self.queue.send_snapshot(requests)
 
     def result(self, task_id: str) -> dict[str, Any] | None:
-        # The backend's stored meta, not AsyncResult: that subscribes to Redis pub/sub and tries to
-        # unsubscribe at interpreter exit, long after the demo's Redis is gone.
-        from celery import states
-
-        meta = self.app.backend.get_task_meta(task_id)
-        if meta.get("status") not in states.READY_STATES:
+        finished = self.queue.result(task_id)
+        if finished is None:
             return None
-        value = meta.get("result")
-        return value if isinstance(value, dict) else {"status": "failed", "failed": [f"{meta.get('status')}: {value!r}"]}
+        state, value = finished
+        return value if isinstance(value, dict) else {"status": "failed", "failed": [f"{state}: {value!r}"]}
 
 
 @main.command()
@@ -49,12 +40,12 @@ class CeleryGateway:
               help="Folder for logs and reports (default: a new one under the temp dir).")
 def demo(duration: float, no_flower: bool, catalog: int, workdir: Path | None) -> None:
     """Run ymsync end to end on a private Redis and the Market sandbox, playing a shop's day."""
-    from ..demo import DemoOptions, run_demo
+    from ymsync.demo import DemoOptions, run_demo
 
     from rich.console import Console
 
     # Piped (CI, a log file): wide enough for the summary table instead of rich's 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=160)
     code = run_demo(DemoOptions(duration=duration, flower=not no_flower, catalog=catalog, workdir=workdir),
-                    CeleryGateway, console)
+                    QueueGateway, console)
     sys.exit(code)

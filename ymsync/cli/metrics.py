@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from . import main
+from ymsync.cli import main
 
 
 @main.command()
@@ -19,8 +19,8 @@ def metrics(host: str, port: int) -> None:
     """Serve ymsync's metrics on http://HOST:PORT/metrics until Ctrl-C or SIGTERM."""
     from prometheus_client import start_http_server
 
-    from ..metrics import registry_for
-    from ..settings import SettingsError, get_settings
+    from ymsync.metrics import registry_for
+    from ymsync.config.settings import SettingsError, get_settings
 
     try:
         settings = get_settings()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..migrate import migrate as run_migration
-from . import main
-from .push import _buffer, _redis
+from ymsync.engine.migrate import migrate as run_migration
+from ymsync.cli import main
+from ymsync.cli.push import _buffer, _redis
 
 
 @main.command()

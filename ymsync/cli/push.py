@@ -1,26 +1,26 @@
-"""``ymsync push``, ``ymsync status`` and ``ymsync dead-letters``: the stock pipeline from a shell."""
+"""``ymsync push`` and ``ymsync status``: the stock pipeline from a shell (``ymsync dead-letters``:
+dead_letters.py)."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from functools import lru_cache
 
 import click
 import redis
 
-from ..buffer import StockBuffer
-from ..delivery import DeliveryTracker, Progress, server_time_ms
-from ..inputs import UnreadableInput, open_input, read_items
-from .. import keys
-from ..producer import check_business_updates, check_updates
-from ..targets import business_target
-from ..quota import QuotaLimiter
-from ..settings import Settings, SettingsError, get_settings
-from ..status import all_statuses, campaign_status
-from . import main
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.delivery import DeliveryTracker, Progress, server_time_ms
+from ymsync.engine.inputs import UnreadableInput, open_input, read_items
+from ymsync.store import keys
+from ymsync.engine.producer import InvalidInput, ItemError, check_business_updates, check_listed, check_updates
+from ymsync.engine.targets import business_target
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.config.settings import Settings, SettingsError, get_settings
+from ymsync.engine.status import all_statuses, campaign_status
+from ymsync.cli import main
 
 EXIT_INVALID = 1  # invalid input: nothing queued
 EXIT_UNDELIVERED = 3  # --wait: some SKUs were dead-lettered, or the wait timed out
@@ -83,6 +83,11 @@ def push(campaign_id: int | None, business_id: int | None, warehouse: int | None
                                          warehouses=_warehouse_check())
         where, target_id = f"business {business_id}", business_target(business_id)
     else:
+        try:
+            check_listed(campaign_id, _settings().cabinets)
+        except InvalidInput as exc:
+            click.echo(f"{exc.errors[0].message}; nothing queued", err=True)
+            sys.exit(EXIT_INVALID)
         checked = check_updates(read.items, read.labels)
         where, target_id = f"campaign {campaign_id}", campaign_id
     errors = sorted(read.problems + checked.errors, key=_line_number)
@@ -124,7 +129,8 @@ def push(campaign_id: int | None, business_id: int | None, warehouse: int | None
 
 
 def _line_number(error: str) -> int:
-    label = error.split(":", 1)[0]  # "line 7"
+    # A checked item's error carries its label ("line 7"); the reader's problems are plain lines.
+    label = error.label if isinstance(error, ItemError) else error.split(":", 1)[0]
     return int(label[5:]) if label.startswith("line ") and label[5:].isdigit() else 0
 
 
@@ -168,62 +174,14 @@ def status(campaign_id: int | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from ymsync.cli.output import console, status_table
 
-    table = Table("target", "pending", "in flight", "delivered", "dead letters", "quota used", "paused until")
-    for r in rows:
-        quota = f"{r.quota_used}/{r.quota_amount}" if r.quota_amount else "off"
-        paused = f"{r.paused_until:%H:%M:%S} UTC ({r.pause_reason})" if r.paused_until else "-"
-        table.add_row(keys.describe_target(r.target) if r.target else str(r.campaign), str(r.pending), str(r.in_flight), str(r.delivered), str(r.dead_letters),
-                      quota, paused)
-    Console().print(table if rows else "no campaigns yet")
-
-
-@main.group("dead-letters")
-def dead_letters() -> None:
-    """Stock values the Market refused or that failed too long: list, replay, purge."""
-
-
-@dead_letters.command("list")
-@click.option("--campaign", "campaign_id", type=click.IntRange(min=1), help="Only this campaign.")
-@click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
-def list_dead(campaign_id: int | None, as_json: bool) -> None:
-    """Every dead letter with its SKU, value, reason and time."""
-    buffer = _buffer()
-    campaigns = [campaign_id] if campaign_id else buffer.campaigns()
-    for c in campaigns:
-        for letter in buffer.dead_letters(c):
-            if as_json:
-                click.echo(json.dumps({"campaign": c, **letter}, ensure_ascii=False))
-            else:
-                when = datetime.fromtimestamp(letter["at_ms"] / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-                click.echo(f"{c}\t{letter['sku']}\t{letter['count']}\t{when}Z\t{letter['reason']}")
-
-
-@dead_letters.command()
-@click.option("--campaign", "campaign_id", required=True, type=click.IntRange(min=1))
-@click.option("--sku", "skus", multiple=True, help="Only these SKUs (repeatable); default all.")
-def replay(campaign_id: int, skus: tuple[str, ...]) -> None:
-    """Queue dead letters again (a newer value that arrived since wins)."""
-    n = _buffer().replay(campaign_id, skus)
-    click.echo(f"replayed {n} dead letter(s) for campaign {campaign_id}")
-
-
-@dead_letters.command()
-@click.option("--campaign", "campaign_id", required=True, type=click.IntRange(min=1))
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def purge(campaign_id: int, yes: bool) -> None:
-    """Forget a campaign's dead letters."""
-    if not yes:
-        click.confirm(f"Forget every dead letter of campaign {campaign_id}?", abort=True)
-    n = _buffer().purge(campaign_id)
-    click.echo(f"purged {n} dead letter(s) for campaign {campaign_id}")
+    console().print(status_table(rows) if rows else "no campaigns yet")
 
 
 def _warehouse_check():
     """The cabinets' warehouse directory: refuses unknown or unavailable warehouses at enqueue."""
-    from . import cabinet as ctx
-    from ..warehouses import WarehouseDirectory
+    from ymsync.cli import cabinet as ctx
+    from ymsync.reads.warehouses import WarehouseDirectory
 
     return WarehouseDirectory(ctx.redis_client(), ctx.client, ctx.limiter).refusals

@@ -14,18 +14,18 @@ from pathlib import Path
 import click
 import redis
 
-from .. import connect
-from ..buffer import StockBuffer
-from ..cabinets import CabinetNotFound
-from ..market import InvalidRequest, MarketError
-from ..reads import ReadOptions, StockReader, format_for
-from ..reads_v3 import WarehouseStockReader
-from ..reconcile import Reconciler, render_table
-from ..reconcile_v3 import BusinessReconciler
-from ..reconcile_v3 import render_table as render_business_table
-from ..settings import Settings
-from . import cabinet as ctx
-from . import main
+from ymsync import connect
+from ymsync.engine.buffer import StockBuffer
+from ymsync.config.cabinets import CabinetNotFound
+from ymsync.market import InvalidRequest, MarketError
+from ymsync.reads.campaign import ReadOptions, StockReader, format_for
+from ymsync.reads.business import WarehouseStockReader
+from ymsync.reads.reconcile import Reconciler, render_table
+from ymsync.reads.reconcile_business import BusinessReconciler
+from ymsync.reads.reconcile_business import render_table as render_business_table
+from ymsync.config.settings import Settings
+from ymsync.cli import cabinet as ctx
+from ymsync.cli import main
 
 
 def _settings() -> Settings:
@@ -169,7 +169,7 @@ def reconcile(campaign_id: int | None, business_id: int | None, warehouse_id: in
             click.echo(_DELIVERED_BY)
 
 
-_DELIVERED_BY = ("re-queued values are delivered by a stocks worker (workers/stocks.sh, or celery -A "
+_DELIVERED_BY = ("re-queued values are delivered by a stocks worker (ymsync worker stocks, or celery -A "
                  "ymsync_celery.tasks worker -Q stocks)")
 
 

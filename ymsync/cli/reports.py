@@ -16,11 +16,12 @@ from typing import Any
 import click
 import redis
 
-from ..market.schemas import InvalidRequest
-from ..reports.poller import read_events
-from ..reports.request import ReportRequest
-from ..settings import SettingsError, get_settings
-from . import main
+from ymsync.market.schemas import InvalidRequest
+from ymsync.reports.poller import read_events
+from ymsync.reports.request import ReportRequest
+from ymsync.config.settings import SettingsError, get_settings
+from ymsync.cli import main
+from ymsync.cli.port import TaskQueue, task_queue
 
 _FINAL = {"DONE": 0, "FAILED": 1, "ERROR": 1}
 
@@ -81,14 +82,13 @@ def stocks_on_warehouses(campaign: int | None, warehouses: tuple[str, ...], repo
                        "(campaignId is going away for DBS/FBS/Express reports)", err=True)
             campaign, business, campaign_ids = None, int(body["businessId"]), (str(body["campaignIds"][0]),)
     request = _build(campaign, warehouses, report_date, business, campaign_ids, categories, has_stocks, fmt)
-    from ymsync_celery.tasks.reports import send_report  # the Celery app only once the request is known good
-
-    job_id = send_report(request)
+    queue = task_queue()  # the Celery app only once the request is known good
+    job_id = queue.send_report(request)
     click.echo(f"queued report job {job_id} ({request.describe()}) on the reports queue")
     if not wait:
         click.echo("follow it with --wait, or in Flower (task ymsync.reports.stocks_on_warehouses)")
         return
-    outcome = _follow(job_id, redis.Redis.from_url(settings.redis_url, socket_timeout=30), timeout)
+    outcome = _follow(queue, job_id, redis.Redis.from_url(settings.redis_url, socket_timeout=30), timeout)
     if out_dir and outcome.get("status") == "DONE":
         outcome = _copy_out(outcome, Path(out_dir))
     sys.exit(_show(outcome))
@@ -113,7 +113,7 @@ def business_stocks(business: int, warehouses: tuple[str, ...], categories: tupl
 
     For cabinets without warehouse groups (mode v3); 1 per 2 minutes a business (1 a minute with
     the Medium subscription)."""
-    from .cabinet import cabinet, settings as cabinet_settings
+    from ymsync.cli.cabinet import cabinet, settings as cabinet_settings
 
     try:
         request = ReportRequest.business_stocks(business, fmt.upper(),
@@ -124,14 +124,13 @@ def business_stocks(business: int, warehouses: tuple[str, ...], categories: tupl
         raise click.UsageError(str(exc)) from None
     settings = cabinet_settings()
     cabinet(business, mode="v3", what="the business stocks report (generateStocksReport)")
-    from ymsync_celery.tasks.reports import send_report
-
-    job_id = send_report(request)
+    queue = task_queue()
+    job_id = queue.send_report(request)
     click.echo(f"queued report job {job_id} ({request.describe()}) on the reports queue")
     if not wait:
         click.echo("follow it with --wait, or in Flower (task ymsync.reports.business_stocks)")
         return
-    outcome = _follow(job_id, redis.Redis.from_url(settings.redis_url, socket_timeout=30), timeout)
+    outcome = _follow(queue, job_id, redis.Redis.from_url(settings.redis_url, socket_timeout=30), timeout)
     if out_dir and outcome.get("status") == "DONE":
         outcome = _copy_out(outcome, Path(out_dir))
     sys.exit(_show(outcome))
@@ -182,25 +181,22 @@ def _build(campaign: int | None, warehouses: tuple[str, ...], report_date: str |
         raise click.UsageError(str(exc)) from None
 
 
-def _follow(job_id: str, client: redis.Redis, timeout: float) -> dict[str, Any]:
+def _follow(queue: TaskQueue, job_id: str, client: redis.Redis, timeout: float) -> dict[str, Any]:
     """Print each status transition as the worker records it; return the job's outcome."""
-    from ymsync_celery.tasks import app
-
-    result = app.AsyncResult(job_id)
     seen = 0
     deadline = time.monotonic() + timeout
     while True:
-        done = result.ready()  # checked before reading events, so the last ones are never missed
+        finished = queue.result(job_id)  # checked before reading events, so the last ones are never missed
         for event in read_events(client, job_id, seen):
             seen += 1
             stamp = time.strftime("%H:%M:%S", time.localtime(event["t"]))
             click.echo(f"  {stamp}  {event['status']:<14} {event['message']}")
-        if done:
+        if finished is not None:
+            _, value = finished
             break
         if time.monotonic() > deadline:
             raise click.ClickException(f"still running after {timeout:g}s; job {job_id} goes on in the worker")
         time.sleep(0.2)
-    value = result.get(propagate=False)
     if not isinstance(value, dict):
         return {"status": "ERROR", "reason": f"the task failed: {type(value).__name__}: {value}"}
     return value

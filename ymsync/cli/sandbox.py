@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from ..settings import SettingsError, parse_quota
-from . import main
+from ymsync.config.settings import SettingsError, parse_quota
+from ymsync.cli import main
 
 
 _QUOTA_NAMES = {
@@ -63,13 +63,13 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str,
             max_parallel: int, report_delay: float, link_ttl: float, error_rate: float,
             lost_reply_rate: float, latency_ms: float, state_file: Path | None) -> None:
     """Run the local Market sandbox (a real HTTP server) until Ctrl-C or SIGTERM."""
-    from ..sandbox import DEFAULT_QUOTAS, CampaignConfig, Faults, MarketSandbox, SandboxConfig
+    from ymsync.sandbox import DEFAULT_QUOTAS, CampaignConfig, Faults, MarketSandbox, SandboxConfig
 
     try:
         parsed = tuple(CampaignConfig.parse(c) for c in campaigns)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--campaign") from None
-    from ..sandbox.business_state import BusinessConfig
+    from ymsync.sandbox.business_state import BusinessConfig
 
     try:
         cabinets = tuple(BusinessConfig.parse(b) for b in businesses)
@@ -94,7 +94,7 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], campaigns: tuple[str,
 
     saver = None
     if state_file is not None:
-        from ..sandbox.persist import StateFile, StateFileError
+        from ymsync.sandbox.persist import StateFile, StateFileError
 
         saver = StateFile(market.state, state_file)
         try:

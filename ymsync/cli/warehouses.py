@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 import click
 
-from ..market import MarketError
-from ..warehouses import WarehouseDirectory, WarehouseList
-from . import cabinet as ctx
-from . import main
+from ymsync.market import MarketError
+from ymsync.reads.warehouses import WarehouseDirectory, WarehouseList
+from ymsync.cli import cabinet as ctx
+from ymsync.cli import main
 
 
 def directory() -> WarehouseDirectory:

@@ -2,7 +2,7 @@
 
 :func:`run_demo` starts the stack (:mod:`.stack`), plays the day (:mod:`.day`) with a live view
 (:mod:`.view`), prints the summary and stops everything, also on Ctrl-C, SIGTERM or SIGHUP (its terminal closed). The report
-snapshot needs Celery's chord, so the caller (the CLI, which may import ``ymsync_celery.tasks``) passes a
+snapshot needs Celery's chord, so the caller (the CLI, through its task-queue port ``ymsync.cli.port``) passes a
 factory for a :class:`~.day.SnapshotGateway`; the library itself never imports Celery.
 """
 
@@ -19,11 +19,11 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.live import Live
 
-from . import view
-from .day import Day, DayResult, SnapshotGateway
-from ..files import write_json_atomic
-from .stack import DemoStack
-from .world import BUSINESS, CAMPAIGNS, V2_BUSINESS, WAREHOUSES
+from ymsync.demo import view
+from ymsync.demo.day import Day, DayResult, SnapshotGateway
+from ymsync.files import write_json_atomic
+from ymsync.demo.stack import DemoStack
+from ymsync.demo.world import BUSINESS, CAMPAIGNS, V2_BUSINESS, WAREHOUSES
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 

@@ -23,20 +23,19 @@ from typing import Any, Callable, Protocol
 import redis
 import requests
 
-from .. import connect
-from ..buffer import StockBuffer
-from ..producer import push_business_stocks, push_stocks
-from ..quota import QuotaLimiter
-from ..reads import StockReader
-from ..reads_v3 import WarehouseStockReader
-from ..reconcile import ReconcileResult, Reconciler
-from ..reconcile_v3 import BusinessReconciler, BusinessReconcileResult
-from ..reports.request import ReportRequest
-from ..sandbox import MarketSandbox
-from ..settings import Settings
-from ..status import campaign_status
-from ..targets import business_target, item_key, split_key
-from .world import BUSINESS, CAMPAIGNS, WAREHOUSE_NAMES, WAREHOUSES
+from ymsync import connect
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.producer import push_business_stocks, push_stocks
+from ymsync.reads.campaign import StockReader
+from ymsync.reads.business import WarehouseStockReader
+from ymsync.reads.reconcile import ReconcileResult, Reconciler
+from ymsync.reads.reconcile_business import BusinessReconciler, BusinessReconcileResult
+from ymsync.reports.request import ReportRequest
+from ymsync.sandbox import MarketSandbox
+from ymsync.config.settings import Settings
+from ymsync.engine.status import campaign_status
+from ymsync.engine.targets import business_target, item_key, split_key
+from ymsync.demo.world import BUSINESS, CAMPAIGNS, WAREHOUSE_NAMES, WAREHOUSES
 
 DAY_START_H, DAY_HOURS = 8.0, 14.0
 # Where stock goes: each v2 campaign, and the v3 business by warehouse. Targets are the engine's
@@ -130,8 +129,7 @@ class Day:
         self.rng = random.Random(seed)
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.buffer = StockBuffer.from_settings(self.redis, settings)
-        self.limiter = QuotaLimiter(self.redis, settings.quotas, max_parallel=settings.max_parallel,
-                                    lease_ttl_s=settings.lease_s)
+        self.limiter = connect.quota_limiter(self.redis, settings)
         self.latest: dict[str, dict[str, int]] = {t: {} for t in TARGETS}  # target -> value key -> count
         self.pushed = {t: 0 for t in TARGETS}
         self.events: list[str] = []

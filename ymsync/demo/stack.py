@@ -28,10 +28,10 @@ from typing import IO, Callable
 
 import requests
 
-from ..embedded import EmbeddedRedis, free_port
-from ..sandbox import DEFAULT_QUOTAS, MarketSandbox, SandboxConfig
-from ..settings import Quota, Settings, child_environ, load_settings
-from . import world
+from ymsync.embedded import EmbeddedRedis, free_port
+from ymsync.sandbox import DEFAULT_QUOTAS, MarketSandbox, SandboxConfig
+from ymsync.config.settings import Quota, Settings, child_environ, load_settings
+from ymsync.demo import world
 
 TOKEN = "demo-token"
 # Scaled down from the Market's real limits so a one-minute day shows quota at work. The

@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .day import CampaignView, DayResult, Snapshot
+from ymsync.demo.day import CampaignView, DayResult, Snapshot
 
 
 def _quota(v: CampaignView) -> str:

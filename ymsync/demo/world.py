@@ -16,8 +16,8 @@ import json
 import os
 from pathlib import Path
 
-from ..sandbox import CampaignConfig
-from ..sandbox.business_state import BusinessConfig, WarehouseConfig
+from ymsync.sandbox import CampaignConfig
+from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
 
 CAMPAIGNS = (1001, 1002)
 V2_BUSINESS = 100

@@ -1,7 +1,7 @@
 """The Market Partner API: client, errors, schemas and typed results."""
 
-from .client import MarketClient
-from .errors import (
+from ymsync.market.client import MarketClient
+from ymsync.market.errors import (
     ApiError,
     DownloadRefused,
     MarketActiveReportsLimit,
@@ -21,7 +21,7 @@ from .errors import (
     ReportLinkExpired,
     ReportTooLarge,
 )
-from .models import (
+from ymsync.market.models import (
     DownloadedFile,
     OfferStock,
     PartnerWarehouse,
@@ -36,7 +36,7 @@ from .models import (
     WarehouseStockLevel,
     WarehouseStocksPage,
 )
-from .schemas import InvalidRequest
+from ymsync.market.schemas import InvalidRequest
 
 __all__ = [
     "ApiError", "DownloadRefused", "DownloadedFile", "InvalidRequest", "MarketActiveReportsLimit",

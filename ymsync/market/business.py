@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from . import schemas as s
-from . import schemas_v3 as v3
-from .models import (
+from ymsync.market import schemas as s
+from ymsync.market import schemas_v3 as v3
+from ymsync.market.models import (
     PartnerWarehouse,
     ReportTicket,
     UpdateResult,
@@ -20,7 +20,7 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from .errors import RateLimitInfo
+    from ymsync.market.errors import RateLimitInfo
 
 V3_OPERATIONS = frozenset({"updateStocksOnPartnerWarehouses", "getStocksOnPartnerWarehouses",
                            "getPartnerWarehouses", "generateStocksReport"})

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
-import tempfile
 import time
 from fnmatch import fnmatch
 from pathlib import Path
@@ -24,12 +22,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import requests
 from requests.adapters import HTTPAdapter
 
-from .. import __version__
-from ..settings import Credentials, Settings
-from . import schemas as s
-from .business import V3_OPERATIONS, BusinessStockMethods
-from .clock import MarketClock
-from .errors import (
+from ymsync.files import atomic_writer
+from ymsync import __version__
+from ymsync.config.settings import Credentials, Settings
+from ymsync.market import schemas as s
+from ymsync.market.business import V3_OPERATIONS, BusinessStockMethods
+from ymsync.market.clock import MarketClock
+from ymsync.market.errors import (
     ApiError,
     DownloadRefused,
     MarketError,
@@ -41,7 +40,7 @@ from .errors import (
     ReportTooLarge,
     error_for_status,
 )
-from .models import (
+from ymsync.market.models import (
     DownloadedFile,
     OfferStock,
     ReportInfo,
@@ -210,19 +209,13 @@ class MarketClient(BusinessStockMethods):
             declared = int(response.headers.get("Content-Length") or 0)
             if declared > self.max_report_bytes:
                 raise ReportTooLarge(f"report file is {declared} bytes, the cap is {self.max_report_bytes}")
-            fd, tmp = tempfile.mkstemp(prefix=".part-", dir=dest.parent)
             size = 0
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    for chunk in response.iter_content(_CHUNK):
-                        size += len(chunk)
-                        if size > self.max_report_bytes:
-                            raise ReportTooLarge(f"report file exceeded the cap of {self.max_report_bytes} bytes")
-                        out.write(chunk)
-                os.replace(tmp, dest)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_writer(dest, "wb", prefix=".part-") as out:
+                for chunk in response.iter_content(_CHUNK):
+                    size += len(chunk)
+                    if size > self.max_report_bytes:
+                        raise ReportTooLarge(f"report file exceeded the cap of {self.max_report_bytes} bytes")
+                    out.write(chunk)
         return DownloadedFile(dest, size, response.headers.get("Content-Type", ""))
 
     # --- plumbing --------------------------------------------------------------------------

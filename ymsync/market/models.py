@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import RateLimitInfo
+from ymsync.market.errors import RateLimitInfo
 
 
 class StockLevel(NamedTuple):

@@ -141,12 +141,14 @@ def unique_list(name: str, min_items: int = 1, max_items: int | None = None) -> 
     return check
 
 
-class _Request(Schema):
+class RequestSchema(Schema):
+    """A request body, as strict as the Market: an unknown field is an error."""
     class Meta:
         unknown = RAISE
 
 
-class _Response(Schema):
+class ResponseSchema(Schema):
+    """A reply: fields the Market adds later are dropped, so a newer Market never breaks a read."""
     class Meta:
         unknown = EXCLUDE
 
@@ -154,7 +156,7 @@ class _Response(Schema):
 # --- producer input and updateStocks -------------------------------------------------------
 
 
-class StockUpdateSchema(_Request):
+class StockUpdateSchema(RequestSchema):
     """One update as a producer gives it: ``{sku, count, updatedAt?}``; any past stamp is fine."""
 
     sku = Sku(required=True)
@@ -172,18 +174,18 @@ class StockUpdateSchema(_Request):
             raise ValidationError(f"updatedAt is in the future: {stamp.isoformat()}", "updatedAt")
 
 
-class UpdateStockItemSchema(_Request):
+class UpdateStockItemSchema(RequestSchema):
     count = StrictInt(required=True, minimum=0, maximum=MAX_COUNT)
     updatedAt = Stamp()
 
 
-class UpdateStockSchema(_Request):
+class UpdateStockSchema(RequestSchema):
     sku = Sku(required=True)
     items = fields.List(fields.Nested(UpdateStockItemSchema), required=True, validate=validate.Length(
         equal=1, error="items must hold exactly one entry, got {input}"))
 
 
-class UpdateStocksRequestSchema(_Request):
+class UpdateStocksRequestSchema(RequestSchema):
     """Body of ``PUT v2/campaigns/{campaignId}/offers/stocks``, with the Market's extra rules."""
 
     skus = fields.List(fields.Nested(UpdateStockSchema), required=True)
@@ -220,7 +222,7 @@ class UpdateStocksRequestSchema(_Request):
 # --- getStocks ---------------------------------------------------------------------------
 
 
-class GetStocksQuerySchema(_Request):
+class GetStocksQuerySchema(RequestSchema):
     """Query (``page_token``, ``limit``) and body filters of ``POST .../offers/stocks`` together,
     because the Market's rules tie them: with ``offerIds`` there is no paging and no ``archived``."""
 
@@ -244,20 +246,21 @@ class GetStocksQuerySchema(_Request):
 
 # --- stocks-on-warehouses report -------------------------------------------------------------
 
-_id_list = lambda name: fields.List(  # noqa: E731 - four identical list declarations
-    StrictInt(minimum=1, data_key=f"{name} item"), allow_none=True, validate=unique_list(name))
+def id_list(name: str) -> fields.List:
+    """An optional list of distinct positive ids (the reports' filters), errors named after ``name``."""
+    return fields.List(StrictInt(minimum=1, data_key=f"{name} item"), allow_none=True, validate=unique_list(name))
 
 
-class GenerateStocksReportSchema(_Request):
+class GenerateStocksReportSchema(RequestSchema):
     """Body of ``POST v2/reports/stocks-on-warehouses/generate``."""
 
     campaignId = StrictInt(minimum=1)
     businessId = StrictInt(minimum=1)
-    warehouseIds = _id_list("warehouseIds")
+    warehouseIds = id_list("warehouseIds")
     reportDate = fields.Date(error_messages={"invalid": "reportDate must be a date like 2026-11-22"})
-    categoryIds = _id_list("categoryIds")
+    categoryIds = id_list("categoryIds")
     hasStocks = StrictBool()
-    campaignIds = _id_list("campaignIds")
+    campaignIds = id_list("campaignIds")
 
     @validates_schema
     def _one_owner(self, data: dict, **kwargs: Any) -> None:
@@ -277,64 +280,64 @@ def check_report_format(fmt: object) -> str:
 # --- responses -----------------------------------------------------------------------------
 
 
-class ApiErrorSchema(_Response):
+class ApiErrorSchema(ResponseSchema):
     code = fields.String(required=True)
     message = fields.String(load_default="")
 
 
-class ErrorResponseSchema(_Response):
+class ErrorResponseSchema(ResponseSchema):
     status = fields.String()
     errors = fields.List(fields.Nested(ApiErrorSchema), load_default=list, allow_none=True)
 
 
-class StockSchema(_Response):
+class StockSchema(ResponseSchema):
     type = fields.String(required=True)
     count = fields.Integer(required=True)
 
 
-class TurnoverSchema(_Response):
+class TurnoverSchema(ResponseSchema):
     turnover = fields.String(required=True)
     turnoverDays = fields.Float()
 
 
-class WarehouseOfferSchema(_Response):
+class WarehouseOfferSchema(ResponseSchema):
     offerId = fields.String(required=True)
     stocks = fields.List(fields.Nested(StockSchema), load_default=list)
     turnoverSummary = fields.Nested(TurnoverSchema, allow_none=True)
     updatedAt = fields.String(allow_none=True)
 
 
-class WarehouseOffersSchema(_Response):
+class WarehouseOffersSchema(ResponseSchema):
     warehouseId = fields.Integer(required=True)
     offers = fields.List(fields.Nested(WarehouseOfferSchema), required=True)
 
 
-class PagingSchema(_Response):
+class PagingSchema(ResponseSchema):
     nextPageToken = fields.String(allow_none=True)
     prevPageToken = fields.String(allow_none=True)
 
 
-class GetStocksResultSchema(_Response):
+class GetStocksResultSchema(ResponseSchema):
     paging = fields.Nested(PagingSchema, allow_none=True)
     warehouses = fields.List(fields.Nested(WarehouseOffersSchema), required=True)
 
 
-class GetStocksResponseSchema(_Response):
+class GetStocksResponseSchema(ResponseSchema):
     status = fields.String(required=True)
     result = fields.Nested(GetStocksResultSchema, required=True)
 
 
-class GenerateReportResultSchema(_Response):
+class GenerateReportResultSchema(ResponseSchema):
     reportId = fields.String(required=True)
     estimatedGenerationTime = fields.Integer(required=True)
 
 
-class GenerateReportResponseSchema(_Response):
+class GenerateReportResponseSchema(ResponseSchema):
     status = fields.String(required=True)
     result = fields.Nested(GenerateReportResultSchema, required=True)
 
 
-class ReportInfoResultSchema(_Response):
+class ReportInfoResultSchema(ResponseSchema):
     status = fields.String(required=True, validate=validate.OneOf(["PENDING", "PROCESSING", "FAILED", "DONE"]))
     subStatus = fields.String(allow_none=True)
     generationRequestedAt = fields.String(required=True)
@@ -343,7 +346,7 @@ class ReportInfoResultSchema(_Response):
     estimatedGenerationTime = fields.Integer(allow_none=True)
 
 
-class ReportInfoResponseSchema(_Response):
+class ReportInfoResponseSchema(ResponseSchema):
     status = fields.String(required=True)
     result = fields.Nested(ReportInfoResultSchema, required=True)
 
@@ -379,7 +382,7 @@ class InvalidRequest(ValueError):
 
 def load_response(schema: Schema, data: Any, operation: str) -> dict:
     """A Market reply read leniently; one that lacks what ymsync needs is the Market's fault (5xx-like)."""
-    from .errors import MarketServerError
+    from ymsync.market.errors import MarketServerError
 
     try:
         return schema.load(data)

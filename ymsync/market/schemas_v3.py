@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from .schemas import (
+from ymsync.market.schemas import (
     MAX_BODY_BYTES,
     MAX_COUNT,
     MAX_GET_STOCKS_LIMIT,
@@ -17,15 +17,15 @@ from .schemas import (
     MAX_STAMP_AGE,
     Clock,
     PagingSchema,
+    RequestSchema,
+    ResponseSchema,
     Sku,
     Stamp,
     StockSchema,
     StrictBool,
     StrictInt,
-    _id_list,
-    _Request,
-    _Response,
     encode_body,
+    id_list,
     unique_list,
     utcnow,
 )
@@ -35,14 +35,14 @@ MAX_SKU_ITEMS_PER_UPDATE = 2000
 MAX_WAREHOUSES_LIMIT = 30  # getPartnerWarehouses' PageLimit30
 
 
-class UpdateStockOnWarehouseItemSchema(_Request):
+class UpdateStockOnWarehouseItemSchema(RequestSchema):
     sku = Sku(required=True)
     partnerWarehouseId = StrictInt(required=True, minimum=1)
     count = StrictInt(required=True, minimum=0, maximum=MAX_COUNT)
     updatedAt = Stamp()
 
 
-class UpdateStocksOnWarehousesRequestSchema(_Request):
+class UpdateStocksOnWarehousesRequestSchema(RequestSchema):
     """Body of ``POST v3/businesses/{businessId}/offers/stocks/update``, with the Market's rules:
     1..2000 items, each (sku, warehouse) pair once, stamps neither ahead of the Market's clock nor
     older than a day (the v2 texts), and the 512 KB body cap of every stock update."""
@@ -83,7 +83,7 @@ class UpdateStocksOnWarehousesRequestSchema(_Request):
                                   "skuItems")
 
 
-class GetStocksOnWarehouseQuerySchema(_Request):
+class GetStocksOnWarehouseQuerySchema(RequestSchema):
     """Query (``pageToken``, ``limit``) and body of ``POST v3/businesses/{businessId}/offers/stocks``:
     one warehouse per request; ``offerIds`` (whole list, no paging, archived included) or pages."""
 
@@ -101,58 +101,58 @@ class GetStocksOnWarehouseQuerySchema(_Request):
                 raise ValidationError(f"offerIds cannot be combined with {', '.join(clash)}", "offerIds")
 
 
-class GetPartnerWarehousesQuerySchema(_Request):
+class GetPartnerWarehousesQuerySchema(RequestSchema):
     """Query and body of ``POST v3/businesses/{businessId}/warehouses``."""
 
     pageToken = fields.String(validate=validate.Length(min=1, error="pageToken must not be empty"))
     limit = StrictInt(minimum=1, maximum=MAX_WAREHOUSES_LIMIT)
-    warehouseIds = _id_list("warehouseIds")
+    warehouseIds = id_list("warehouseIds")
 
 
-class GenerateBusinessStocksReportSchema(_Request):
+class GenerateBusinessStocksReportSchema(RequestSchema):
     """Body of ``POST v3/businesses/{businessId}/reports/stocks/generate`` (format: a query parameter)."""
 
-    categoryIds = _id_list("categoryIds")
+    categoryIds = id_list("categoryIds")
     hasStocks = StrictBool()
-    partnerWarehouseIds = _id_list("partnerWarehouseIds")
+    partnerWarehouseIds = id_list("partnerWarehouseIds")
 
 
 # --- responses -----------------------------------------------------------------------------
 
 
-class WarehouseStockOfferSchema(_Response):
+class WarehouseStockOfferSchema(ResponseSchema):
     offerId = fields.String(required=True)
     stocks = fields.List(fields.Nested(StockSchema), load_default=list)
     updatedAt = fields.String(allow_none=True)
 
 
-class GetStocksOnWarehouseResultSchema(_Response):
+class GetStocksOnWarehouseResultSchema(ResponseSchema):
     partnerWarehouseId = fields.Integer(required=True)
     offers = fields.List(fields.Nested(WarehouseStockOfferSchema), required=True)
     paging = fields.Nested(PagingSchema, allow_none=True)
 
 
-class GetStocksOnWarehouseResponseSchema(_Response):
+class GetStocksOnWarehouseResponseSchema(ResponseSchema):
     status = fields.String(required=True)
     result = fields.Nested(GetStocksOnWarehouseResultSchema, required=True)
 
 
-class WarehouseModelSchema(_Response):
+class WarehouseModelSchema(ResponseSchema):
     placementType = fields.String(required=True)
     apiAvailability = fields.String(required=True)
 
 
-class PartnerWarehouseSchema(_Response):
+class PartnerWarehouseSchema(ResponseSchema):
     id = fields.Integer(required=True)
     name = fields.String(required=True)
     models = fields.List(fields.Nested(WarehouseModelSchema), required=True)
 
 
-class PartnerWarehousesResultSchema(_Response):
+class PartnerWarehousesResultSchema(ResponseSchema):
     warehouses = fields.List(fields.Nested(PartnerWarehouseSchema), required=True)
     paging = fields.Nested(PagingSchema, allow_none=True)
 
 
-class PartnerWarehousesResponseSchema(_Response):
+class PartnerWarehousesResponseSchema(ResponseSchema):
     status = fields.String(required=True)
     result = fields.Nested(PartnerWarehousesResultSchema, required=True)

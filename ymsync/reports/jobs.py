@@ -43,7 +43,7 @@ from typing import Any, Iterator
 
 import redis
 
-from .. import keys
+from ymsync.store import keys
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Sequence
 
-from .columns import SHEETS, Column, Sheet
-from .unpack import ArchiveLimits, SafeArchive, UnsafeArchive
+from ymsync.reports.columns import SHEETS, Column, Sheet
+from ymsync.reports.unpack import ArchiveLimits, SafeArchive, UnsafeArchive
 
 # Captions that carry a variable tail in the real XLSX ("Оборачиваемость за 01.11.26-30.11.26").
 _PREFIX_CAPTIONS = frozenset({"оборачиваемость"})

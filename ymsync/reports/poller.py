@@ -11,17 +11,16 @@ Shared with every worker through Redis: the ``report_generate`` and ``report_inf
 (:class:`QuotaLimiter`), and a dedup record per request fingerprint, so an identical request
 already generating, or generated inside the quota window, reuses that report id instead of
 waiting two minutes for the generate quota.
+
+This module is the state machine (generate → poll → download → parse); its parts: kinds.py (what
+differs between report kinds: how one is generated, whose quota and cap), dedup.py (one report
+for identical requests), events.py (the job's status transitions), download.py (the file, under a
+safe name), rows.py (parsed rows as one CSV); call_policy.py owns quota, lease and 420s.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import logging
-import os
-import re
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -30,20 +29,22 @@ from typing import Any, Callable
 
 import redis
 
-from .. import keys
-from ..market import MarketClient
-from ..market.errors import (DownloadRefused, MarketActiveReportsLimit, MarketError, MarketNotFound,
-                             MarketRateLimited, ReportLinkExpired, ReportTooLarge)
-from ..market.models import ReportInfo
-from ..quota import QuotaLimiter
-from .parse import ReportParseError, open_report
-from .request import ReportRequest
-from .unpack import ArchiveLimits, UnsafeArchive
+from ymsync.engine.call_policy import Call, CallPolicy, Kind, Ticket
+from ymsync.engine.quota import QuotaLimiter
+from ymsync.market import MarketClient
+from ymsync.market.errors import MarketError, MarketNotFound
+from ymsync.market.models import ReportInfo
+from ymsync.reports.dedup import ReportDedup, dedup_key
+from ymsync.reports.download import fetch, report_path, safe_report_id
+from ymsync.reports.events import events_key, read_events, record_event
+from ymsync.reports.kinds import GENERATE, GENERATE_V3, INFO
+from ymsync.reports.parse import ReportParseError
+from ymsync.reports.request import ReportRequest
+from ymsync.reports.rows import write_rows_csv
+from ymsync.reports.unpack import ArchiveLimits, UnsafeArchive
 
 log = logging.getLogger("ymsync.reports")
 
-GENERATE, INFO = "report_generate", "report_info"  # settings.DEFAULT_QUOTAS method names
-GENERATE_V3 = "stocks_report_v3"  # the v3 business stocks report: its own quota, counted per business
 SUB_STATUS_TEXT = {
     "NO_DATA": "the Market has no data for this selection (no stock matched the request's filters)",
     "TOO_LARGE": "the report is too large for the Market to build; narrow the request "
@@ -51,37 +52,8 @@ SUB_STATUS_TEXT = {
     "RESOURCE_NOT_FOUND": "the Market could not find part of what the request names "
                           "(a campaign, warehouse or category)",
 }
-_EVENTS_TTL_S = 24 * 3600
 _MAX_LINK_REFRESHES = 3
 _MAX_ERRORS = 12
-
-# Compare-and-delete: only the holder of a claim (or the report it recorded) may remove it.
-_FORGET = """
-local v = redis.call('GET', KEYS[1])
-if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-# A report id becomes a file name ({id}.zip, {id}.rows.csv): letters, digits, '_', '-' and
-# inner dots only, so no id can name a folder ('..', '/x', 'a/../../b') or a hidden file.
-_SAFE_REPORT_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
-
-
-def safe_report_id(report_id: object) -> str | None:
-    """``report_id`` if it can safely be a file name inside the reports folder, else None."""
-    if isinstance(report_id, str) and _SAFE_REPORT_ID.fullmatch(report_id) and ".." not in report_id:
-        return report_id
-    return None
-
-
-def dedup_key(scope: str, fingerprint: str) -> str:
-    digest = hashlib.sha256(f"{scope}|{fingerprint}".encode()).hexdigest()[:32]
-    return keys.report_dedup(digest)
-
-
-def events_key(job_id: str) -> str:
-    return keys.report_events(job_id)
 
 
 @dataclass
@@ -156,8 +128,11 @@ class ReportPoller:
     def __init__(self, client: MarketClient, limiter: QuotaLimiter, redis_client: redis.Redis, reports_dir: Path,
                  *, quota_key: str = "all", min_poll_s: float = 1.0, max_poll_s: float = 60.0,
                  max_wait_s: float = 300.0, give_up_after_s: float = 6 * 3600.0, recheck_s: float = 5.0,
-                 archive_limits: ArchiveLimits | None = None) -> None:
+                 archive_limits: ArchiveLimits | None = None, gate: str | None = None) -> None:
+        """``gate``: the parallel cap the token's v2 report calls share (its business's, ``b<id>``;
+        None: none kept); a v3 report uses its own business's."""
         self.client, self.limiter, self.redis = client, limiter, redis_client
+        self.gate = gate
         self.reports_dir = Path(reports_dir)
         self.quota_key = quota_key
         self.min_poll_s, self.max_poll_s = min_poll_s, max_poll_s
@@ -170,7 +145,8 @@ class ReportPoller:
         # "Inside the quota window": with the quota switched off, keep the Market's own 2 minutes.
         self.dedup_window_s = quota.seconds if quota else 120.0
         self.claim_ttl_s = sum(client.timeout) + 5  # outlives one generate call, even a slow one
-        self._forget = redis_client.register_script(_FORGET)
+        self.dedup = ReportDedup(redis_client, client.base_url, self.dedup_window_s, self.claim_ttl_s)
+        self.policy = CallPolicy(limiter)
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -204,8 +180,8 @@ class ReportPoller:
     # --- phases ------------------------------------------------------------------------------
 
     def _generate(self, state: PollState, request: ReportRequest) -> Step:
-        key = dedup_key(self.client.base_url, request.fingerprint)
-        record = self._record(key)
+        fingerprint = request.fingerprint
+        record = self.dedup.record(fingerprint)
         if record.get("report_id"):
             state.report_id, state.reused, state.phase = record["report_id"], True, "poll"
             self._event(state, "reused", f"reusing report {state.report_id} of an identical request")
@@ -213,93 +189,69 @@ class ReportPoller:
         if record.get("pending"):
             self._event(state, "waiting", "an identical request is being sent; waiting to reuse its report")
             return Step(state, 0.5)
-        method, quota_key = self._generate_quota(request)
-        grant = self.limiter.acquire(method, quota_key, 1)
-        if not grant.granted:
+        ticket = self.policy.admit(request.kind.generate_call(request, self.client, self.quota_key, self.gate))
+        if not isinstance(ticket, Ticket):
             # Look again well before the quota frees: an identical request may generate meanwhile
             # (or win the freed unit), and its report is ours to reuse. A look costs Redis only.
-            wait = min(self.max_wait_s, self.recheck_s, max(0.2, grant.wait_s))
-            self._event(state, "waiting-quota", f"waiting for the generate quota ({grant.wait_s:.0f}s)")
+            wait = min(self.max_wait_s, self.recheck_s, max(0.2, ticket))
+            self._event(state, "waiting-quota", f"waiting for the generate quota ({ticket:.0f}s)")
             return Step(state, wait)
-        if not self.redis.set(key, json.dumps({"pending": state.job_id}), nx=True, ex=int(self.claim_ttl_s)):
-            self.limiter.settle(grant, 0)  # lost the race to an identical request: reuse its report
+        if not self.dedup.claim(fingerprint, state.job_id):
+            self.policy.cancel(ticket)  # lost the race to an identical request: reuse its report
             return Step(state, 0.2)
         try:
-            ticket = self._send_generate(request)
-        except MarketActiveReportsLimit as exc:
-            # Too many reports generating at once is not a rate: the Market did not count this call.
-            self.limiter.settle(grant, 0)
-            self._forget(keys=[key], args=[state.job_id])
-            wait = self._until(exc, default=30.0)
-            self._event(state, "waiting-active", f"Active reports limit exceeded; retrying in {wait:.0f}s")
-            return Step(state, wait)
-        except MarketRateLimited as exc:
-            self.limiter.settle(grant)
-            self._forget(keys=[key], args=[state.job_id])
-            wait = self._until(exc, default=self.dedup_window_s)
-            self.limiter.pause(method, quota_key, wait)
-            self._event(state, "waiting-quota", f"the Market says the generate quota is spent; retrying in {wait:.0f}s")
-            return Step(state, wait)
-        except MarketError as exc:
-            # A lost reply may still have been counted; a refusal (4xx) was not.
-            self.limiter.settle(grant, 1 if exc.retryable else 0)
-            self._forget(keys=[key], args=[state.job_id])
-            if exc.status == 200:  # a reply we cannot read: asking again would not read better
-                return self._end(state, request, "ERROR", f"the Market's reply was not understood: {exc.message}")
-            raise
-        self.limiter.settle(grant)
-        if safe_report_id(ticket.report_id) is None:
-            self._forget(keys=[key], args=[state.job_id])
+            reply = self.policy.send(ticket, lambda _units: request.kind.generate(request, self.client))
+        finally:
+            self.policy.release(ticket)
+        if not reply.ok:
+            self.dedup.forget(fingerprint, state.job_id)
+            wait = min(self.max_wait_s, reply.wait_s)
+            if reply.kind is Kind.ACTIVE_REPORTS:
+                self._event(state, "waiting-active", f"Active reports limit exceeded; retrying in {wait:.0f}s")
+                return Step(state, wait)
+            if reply.kind.rate_limited:
+                self._event(state, "waiting-quota", f"the Market says the generate quota is spent; "
+                                                    f"retrying in {wait:.0f}s")
+                return Step(state, wait)
+            assert reply.error is not None
+            if reply.error.status == 200:  # a reply we cannot read: asking again would not read better
+                return self._end(state, request, "ERROR", f"the Market's reply was not understood: "
+                                                          f"{reply.error.message}")
+            raise reply.error
+        generated = reply.value
+        assert generated is not None
+        if safe_report_id(generated.report_id) is None:
+            self.dedup.forget(fingerprint, state.job_id)
             return self._end(state, request, "ERROR", "the Market returned a report id ymsync will not use as a "
-                                                      f"file name: {ticket.report_id[:80]!r}")
-        self.redis.set(key, json.dumps({"report_id": ticket.report_id, "at": time.time()}),
-                       ex=max(1, int(self.dedup_window_s)))
-        state.report_id, state.phase, state.errors = ticket.report_id, "poll", 0
-        self._event(state, "generating", f"report {ticket.report_id} requested "
-                                         f"(about {ticket.estimated_generation_ms / 1000:g}s)")
-        return Step(state, self._pace(ticket.estimated_generation_ms, 0))
-
-    def _generate_quota(self, request: ReportRequest) -> tuple[str, str]:
-        """(quota, key): the v3 report is counted per business (``b<id>``), as the Market counts it."""
-        if request.api == "v3":
-            return GENERATE_V3, f"b{request.business_id}"
-        return GENERATE, self.quota_key
-
-    def _send_generate(self, request: ReportRequest) -> Any:
-        if request.api == "v3":
-            body = request.body
-            return self.client.generate_stocks_report_v3(
-                int(body["businessId"]), format=request.format, warehouse_ids=body.get("partnerWarehouseIds", ()),
-                category_ids=body.get("categoryIds", ()), has_stocks=body.get("hasStocks"))
-        return self.client.generate_stocks_on_warehouses_report(request.body, format=request.format)
+                                                      f"file name: {generated.report_id[:80]!r}")
+        self.dedup.remember(fingerprint, generated.report_id)
+        state.report_id, state.phase, state.errors = generated.report_id, "poll", 0
+        self._event(state, "generating", f"report {generated.report_id} requested "
+                                         f"(about {generated.estimated_generation_ms / 1000:g}s)")
+        return Step(state, self._pace(generated.estimated_generation_ms, 0))
 
     def _poll(self, state: PollState, request: ReportRequest) -> Step:
         assert state.report_id is not None
-        grant = self.limiter.acquire(INFO, self.quota_key, 1)
-        if not grant.granted:
-            return Step(state, min(self.max_wait_s, max(0.2, grant.wait_s)))
-        try:
-            info = self.client.get_report_info(state.report_id)
-        except MarketNotFound as exc:
-            self.limiter.settle(grant)
-            if not state.reused:
-                return self._end(state, request, "ERROR", f"the Market no longer knows report {state.report_id}: "
-                                                          f"{exc.message}")
-            # A reused id from a stale record: forget it and generate our own.
-            self._forget(keys=[dedup_key(self.client.base_url, request.fingerprint)], args=[state.report_id])
-            state.report_id, state.reused, state.phase = None, False, "generate"
-            return Step(state, 0)
-        except MarketRateLimited as exc:
-            self.limiter.settle(grant)
-            wait = self._until(exc, default=10.0)
-            self.limiter.pause(INFO, self.quota_key, wait)
-            return Step(state, wait)
-        except MarketError as exc:
-            self.limiter.settle(grant, 1 if exc.retryable else 0)
+        info_call = Call(INFO, self.quota_key, request.kind.gate(request, self.gate), self.client.clock)
+        reply = self.policy.attempt(info_call, lambda _units: self.client.get_report_info(state.report_id))
+        if reply.kind is Kind.WAIT or reply.kind.rate_limited:
+            return Step(state, min(self.max_wait_s, max(0.2, reply.wait_s)))
+        if not reply.ok:
+            exc = reply.error
+            assert exc is not None
+            if isinstance(exc, MarketNotFound):
+                if not state.reused:
+                    return self._end(state, request, "ERROR", f"the Market no longer knows report "
+                                                              f"{state.report_id}: {exc.message}")
+                # A reused id from a stale record: forget it and generate our own.
+                self.dedup.forget(request.fingerprint, state.report_id)
+                state.report_id, state.reused, state.phase = None, False, "generate"
+                return Step(state, 0)
             if exc.status == 200:  # an unknown status or a reply of the wrong shape: ends now
                 return self._end(state, request, "ERROR", f"the Market's reply was not understood: {exc.message}")
-            raise
-        self.limiter.settle(grant)
+            raise exc
+        info = reply.value
+        assert info is not None
         state.polls += 1
         state.errors = 0
         if info.failed:
@@ -307,7 +259,7 @@ class ReportPoller:
             self._event(state, "FAILED", f"FAILED {info.sub_status or ''}: {text}".replace("  ", " "))
             return self._end(state, request, "FAILED", text, sub_status=info.sub_status)
         if not info.done:
-            self._keep_record(request, state.report_id)
+            self.dedup.keep(request.fingerprint, state.report_id)
             self._event(state, info.status, f"{info.status.lower()}")
             return Step(state, self._pace(info.estimated_generation_ms, state.polls))
         self._event(state, "DONE", "report is ready; downloading")
@@ -315,31 +267,26 @@ class ReportPoller:
 
     def _download(self, state: PollState, request: ReportRequest, info: ReportInfo) -> Step:
         folder = Path(state.out_dir) if state.out_dir else self.reports_dir
-        name = safe_report_id(state.report_id)
-        dest = folder / f"{name}.{request.file_extension}"
-        if name is None or dest.resolve().parent != folder.resolve():
+        dest = report_path(folder, state.report_id, request.file_extension)
+        if dest is None:
             return self._end(state, request, "ERROR", "report id is not a safe file name: "
                                                       f"{str(state.report_id)[:80]!r}")
-        # Same report id, same bytes: a reusing job need not fetch (or outlive) another link.
-        if not (dest.exists() and dest.stat().st_size > 0):
-            if not info.file_url:
-                # The Market's way of saying "nothing to report" (NO_DATA) can be DONE with no
-                # link: a verdict, not a glitch, so it ends now instead of being asked again.
-                sub = info.sub_status or ""
-                text = SUB_STATUS_TEXT.get(sub, "the Market marked the report DONE but gave no file to download")
-                self._event(state, "FAILED", f"DONE without a file {sub}: {text}".strip())
-                return self._end(state, request, "FAILED", f"DONE without a file link: {text}",
-                                 sub_status=info.sub_status)
-            try:
-                self.client.download_report(info.file_url, dest)
-            except ReportLinkExpired as exc:
-                state.link_refreshes += 1
-                if state.link_refreshes > _MAX_LINK_REFRESHES:
-                    return self._end(state, request, "ERROR", f"every file link was dead on arrival: {exc.message}")
-                self._event(state, "link-expired", "the file link expired; fetching a fresh one")
-                return Step(state, 0)
-            except (ReportTooLarge, DownloadRefused) as exc:
-                return self._end(state, request, "ERROR", exc.message)
+        fetched = fetch(self.client, info, dest)
+        if fetched.status == "no_file":
+            # The Market's way of saying "nothing to report" (NO_DATA) can be DONE with no
+            # link: a verdict, not a glitch, so it ends now instead of being asked again.
+            sub = info.sub_status or ""
+            text = SUB_STATUS_TEXT.get(sub, "the Market marked the report DONE but gave no file to download")
+            self._event(state, "FAILED", f"DONE without a file {sub}: {text}".strip())
+            return self._end(state, request, "FAILED", f"DONE without a file link: {text}", sub_status=info.sub_status)
+        if fetched.status == "link_expired":
+            state.link_refreshes += 1
+            if state.link_refreshes > _MAX_LINK_REFRESHES:
+                return self._end(state, request, "ERROR", f"every file link was dead on arrival: {fetched.reason}")
+            self._event(state, "link-expired", "the file link expired; fetching a fresh one")
+            return Step(state, 0)
+        if fetched.status == "refused":
+            return self._end(state, request, "ERROR", fetched.reason)
         self._event(state, "downloaded", f"saved {dest} ({dest.stat().st_size} bytes)")
         return self._parse(state, request, dest)
 
@@ -371,70 +318,10 @@ class ReportPoller:
             wait = self.min_poll_s * 1.5 ** min(polls, 12)
         return max(self.min_poll_s, min(wait, self.max_poll_s, self.max_wait_s))
 
-    def _until(self, exc: MarketRateLimited, default: float) -> float:
-        if exc.until is not None:
-            return min(self.max_wait_s, max(1.0, exc.until.timestamp() - time.time()))
-        return min(self.max_wait_s, default)
-
-    def _record(self, key: str) -> dict[str, Any]:
-        raw = self.redis.get(key)
-        try:
-            return json.loads(raw) if raw else {}
-        except ValueError:
-            return {}
-
-    def _keep_record(self, request: ReportRequest, report_id: str) -> None:
-        # "Already generating" must stay reusable however long generation takes.
-        key = dedup_key(self.client.base_url, request.fingerprint)
-        if self._record(key).get("report_id") == report_id and self.redis.pttl(key) < self.dedup_window_s * 1000:
-            self.redis.pexpire(key, int(self.dedup_window_s * 1000))
-
     def _event(self, state: PollState, status: str, message: str, force: bool = False) -> None:
-        """Append a status transition to the job's event list (the CLI shows them live)."""
-        if status == state.last_status and not force:
-            return
-        state.last_status = status
-        key = events_key(state.job_id)
-        entry = json.dumps({"t": round(time.time(), 3), "status": status, "message": message,
-                            "report_id": state.report_id}, ensure_ascii=False)
-        pipe = self.redis.pipeline()
-        pipe.rpush(key, entry)
-        pipe.ltrim(key, -200, -1)
-        pipe.expire(key, _EVENTS_TTL_S)
-        pipe.execute()
+        record_event(self.redis, state, status, message, force)
 
 
-def read_events(client: redis.Redis, job_id: str, start: int = 0) -> list[dict[str, Any]]:
-    """Events of one job from index ``start`` on (for live display)."""
-    return [json.loads(raw) for raw in client.lrange(events_key(job_id), start, -1)]
-
-
-def write_rows_csv(report: Path, dest: Path, limits: ArchiveLimits | None = None) -> dict[str, Any]:
-    """Parse ``report`` and write its rows as one CSV keyed by the Market's CSV names (plus
-    ``SHEET``), atomically. Returns what the outcome reports: rows, sheets, column drift."""
-    summary: dict[str, Any] = {"rows": 0, "sheets": [], "unknown_columns": [], "missing_columns": [], "problems": []}
-    fd, tmp = tempfile.mkstemp(prefix=".rows-", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out, open_report(report, limits) as sheets:
-            if not sheets:
-                raise ReportParseError(f"{report.name}: no known report sheet inside")
-            names = ["SHEET"] + list(dict.fromkeys(c.csv for data in sheets for c in data.sheet.columns))
-            writer = csv.DictWriter(out, names)
-            writer.writeheader()
-            for data in sheets:
-                for row in data.rows:
-                    writer.writerow({"SHEET": data.sheet.name, **row})
-                    summary["rows"] += 1
-                summary["sheets"].append(data.sheet.name)
-                summary["unknown_columns"] += data.unknown_columns
-                summary["missing_columns"] += data.missing_columns
-                summary["problems"] += data.problems
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return summary
-
-
-__all__ = ["GENERATE", "INFO", "PollState", "ReportOutcome", "ReportPoller", "Step", "SUB_STATUS_TEXT",
+# Re-exported: callers and tests name them here.
+__all__ = ["GENERATE", "GENERATE_V3", "INFO", "PollState", "ReportOutcome", "ReportPoller", "Step", "SUB_STATUS_TEXT",
            "dedup_key", "events_key", "read_events", "safe_report_id", "write_rows_csv"]

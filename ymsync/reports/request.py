@@ -13,10 +13,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from ..market import schemas as s
-from ..market import schemas_v3 as v3
+from ymsync.market import schemas as s
+from ymsync.market import schemas_v3 as v3
+from ymsync.reports.kinds import ReportKind, report_kind
 
 # Filters the Market documents for FBY/LaaS campaign reports only: with a businessId it would
 # ignore them silently and hand back a report the caller did not ask for.
@@ -46,10 +47,12 @@ class ReportRequest:
 
     @classmethod
     def build(cls, body: Mapping[str, Any], format: str = "FILE", api: str = "v2") -> "ReportRequest":
-        """Check ``body`` and ``format``; raise :class:`InvalidRequest` listing every problem."""
-        if api == "v3":
-            return cls._build_v3(body, format)
-        if api != "v2":
+        """Check ``body`` and ``format``; raise :class:`InvalidRequest` listing every problem.
+
+        One path for both kinds: the format, the body's shape, then the kind's own checks
+        (:data:`_CHECKS`), then one canonical form."""
+        check = _CHECKS.get(api) if isinstance(api, str) else None
+        if check is None:
             raise s.InvalidRequest("report request", [f"api must be v2 or v3, got {s.show(api)}"])
         problems: list[str] = []
         fmt = str(format).upper() if isinstance(format, str) else format
@@ -59,41 +62,11 @@ class ReportRequest:
             problems.extend(s.flatten_errors(exc.messages))
         if not isinstance(body, Mapping):
             raise s.InvalidRequest("report request", [f"request must be an object, got {s.show(body)}"] + problems)
-        raw = {k: v for k, v in body.items() if v is not None}
-        raw = {k: s.report_date(v) if k == "reportDate" else v for k, v in raw.items()}
-        checked: dict[str, Any] = {}
-        try:
-            checked = s.GenerateStocksReportSchema().load(raw)
-        except s.ValidationError as exc:
-            problems.extend(s.flatten_errors(exc.messages))
-        if checked:
-            problems.extend(_owner_rules(checked))
+        checked, more = check({k: v for k, v in body.items() if v is not None})
+        problems.extend(more)
         if problems:
             raise s.InvalidRequest("report request", problems)
-        return cls(_canonical(checked), str(fmt))
-
-    @classmethod
-    def _build_v3(cls, body: Mapping[str, Any], format: str) -> "ReportRequest":
-        problems: list[str] = []
-        fmt = str(format).upper() if isinstance(format, str) else format
-        try:
-            s.check_report_format(fmt)
-        except s.ValidationError as exc:
-            problems.extend(s.flatten_errors(exc.messages))
-        if not isinstance(body, Mapping):
-            raise s.InvalidRequest("report request", [f"request must be an object, got {s.show(body)}"] + problems)
-        raw = {k: v for k, v in body.items() if v is not None}
-        business = raw.pop("businessId", None)
-        if not isinstance(business, int) or isinstance(business, bool) or business < 1:
-            problems.append(f"businessId: a positive integer is required, got {s.show(business)}")
-        checked: dict[str, Any] = {}
-        try:
-            checked = v3.GenerateBusinessStocksReportSchema().load(raw)
-        except s.ValidationError as exc:
-            problems.extend(s.flatten_errors(exc.messages))
-        if problems:
-            raise s.InvalidRequest("report request", problems)
-        return cls(_canonical({**checked, "businessId": business}), str(fmt), "v3")
+        return cls(_canonical(checked), str(fmt), api)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ReportRequest":
@@ -140,8 +113,41 @@ class ReportRequest:
         return " ".join([self.owner, self.format, *extras])
 
     @property
+    def kind(self) -> ReportKind:
+        """How this report is generated and counted (reports/kinds.py)."""
+        return report_kind(self.api)
+
+    @property
     def file_extension(self) -> str:
         return "xlsx" if self.format == "FILE" else "zip"
+
+
+def _load(schema: Any, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    try:
+        return schema.load(raw), []
+    except s.ValidationError as exc:
+        return {}, s.flatten_errors(exc.messages)
+
+
+def _check_v2(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """stocks-on-warehouses: the schema, then the rules it cannot express (see :func:`_owner_rules`)."""
+    raw = {k: s.report_date(v) if k == "reportDate" else v for k, v in raw.items()}
+    checked, problems = _load(s.GenerateStocksReportSchema(), raw)
+    return checked, problems + (_owner_rules(checked) if checked else [])
+
+
+def _check_v3(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The business stocks report: businessId is the path's, the rest the generate body."""
+    business = raw.pop("businessId", None)
+    problems = []
+    if not isinstance(business, int) or isinstance(business, bool) or business < 1:
+        problems.append(f"businessId: a positive integer is required, got {s.show(business)}")
+    checked, more = _load(v3.GenerateBusinessStocksReportSchema(), raw)
+    return {**checked, "businessId": business}, problems + more
+
+
+# Each kind's checks of a body (``None`` values already dropped): (checked fields, problems).
+_CHECKS: dict[str, Callable[[dict[str, Any]], tuple[dict[str, Any], list[str]]]] = {"v2": _check_v2, "v3": _check_v3}
 
 
 def _owner_rules(checked: Mapping[str, Any]) -> list[str]:

@@ -9,13 +9,11 @@ part that failed is named in the summary with its reason and the snapshot is mar
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..files import write_json_atomic
+from ymsync.files import atomic_writer, write_json_atomic
 
 # Leading columns every sheet can fill, so one CSV can be read without knowing the sheets:
 # the warehouse and the count available for order are spelled differently per sheet.
@@ -84,23 +82,17 @@ def failed_snapshot(folder: Path, snapshot_id: str, error: str) -> dict[str, Any
 
 def _write_csv(dest: Path, columns: list[str], parts: list[tuple[str, Path]]) -> int:
     total = 0
-    fd, tmp = tempfile.mkstemp(prefix=".snapshot-", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, columns, extrasaction="ignore")
-            writer.writeheader()
-            for label, path in parts:
-                with path.open(newline="", encoding="utf-8") as fh:
-                    for row in csv.DictReader(fh):
-                        row["PART"] = label
-                        row["WAREHOUSE"] = next((row[k] for k in _WAREHOUSE_FROM if row.get(k)), "")
-                        row["AVAILABLE"] = next((row[k] for k in _AVAILABLE_FROM if row.get(k) not in (None, "")), "")
-                        writer.writerow(row)
-                        total += 1
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(dest, newline="", prefix=".snapshot-") as out:
+        writer = csv.DictWriter(out, columns, extrasaction="ignore")
+        writer.writeheader()
+        for label, path in parts:
+            with path.open(newline="", encoding="utf-8") as fh:
+                for row in csv.DictReader(fh):
+                    row["PART"] = label
+                    row["WAREHOUSE"] = next((row[k] for k in _WAREHOUSE_FROM if row.get(k)), "")
+                    row["AVAILABLE"] = next((row[k] for k in _AVAILABLE_FROM if row.get(k) not in (None, "")), "")
+                    writer.writerow(row)
+                    total += 1
     return total
 
 

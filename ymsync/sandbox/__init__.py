@@ -4,7 +4,7 @@ Use it from tests (``with MarketSandbox(config=...) as market: market.url``) or 
 ``ymsync sandbox``. It needs nothing outside this package at run time.
 """
 
-from .server import MarketSandbox
-from .state import DEFAULT_QUOTAS, CampaignConfig, Faults, SandboxConfig
+from ymsync.sandbox.server import MarketSandbox
+from ymsync.sandbox.state import DEFAULT_QUOTAS, CampaignConfig, Faults, SandboxConfig
 
 __all__ = ["DEFAULT_QUOTAS", "CampaignConfig", "Faults", "MarketSandbox", "SandboxConfig"]

@@ -57,10 +57,10 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..settings import parse_quota
+from ymsync.config.settings import parse_quota
 
 if TYPE_CHECKING:
-    from .server import SandboxServer
+    from ymsync.sandbox.server import SandboxServer
 
 _CONFIG_KEYS = {"report_delay_s": float, "link_ttl_s": float, "max_parallel": int, "max_active_reports": int,
                 "page_cap": int}
@@ -88,7 +88,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
             store = dict(state.stocks.get(campaign_id, {}))
         return 200, {sku: {"count": r.count, "updatedAt": r.updated_at.isoformat()} for sku, r in store.items()}
     if route == "businesses" or route == "tokens" or route.startswith("business/"):
-        from .business_admin import handle_business_admin  # the v3 cabinets' own routes
+        from ymsync.sandbox.business_admin import handle_business_admin  # the v3 cabinets' own routes
 
         return handle_business_admin(server, method, route, data)
     if method != "POST" and route != "log":
@@ -150,7 +150,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
         desk.fail_next.append(str(data.get("subStatus", "NO_DATA")))
         return 200, {"queued": len(desk.fail_next)}
     if route == "reports/quirk-next":
-        from .reports import ReportQuirk
+        from ymsync.sandbox.reports import ReportQuirk
 
         count = int(data.pop("count", 1))
         unknown = set(data) - {f.name for f in dataclasses.fields(ReportQuirk)}
@@ -179,6 +179,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
             state.windows.clear()
             state.paused_until.clear()
             state.parallel_peak.clear()
+            state.parallel_refused.clear()
             state.requests.clear()
             state.sku_units.clear()
             state.revoked.clear()

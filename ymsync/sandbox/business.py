@@ -1,7 +1,8 @@
 """The sandbox's business-level (v3) methods, for cabinets without warehouse groups.
 
-Each handler runs inside ``Handler._api`` (server.py), after auth, the business's access check
-and its parallel cap (4 in flight per business), and answers ``(status, payload, cost, lost)``.
+Each handler gets an :class:`~ymsync.sandbox.call.ApiCall` (its whole interface to the request),
+runs after auth, the business's access check and its parallel cap (4 in flight per business),
+and answers ``(status, payload, cost, lost)``.
 Quotas are per business and count requests. A cabinet with warehouse groups is refused the
 stock methods (read, update, report) the way the Market words it, naming the campaign-level
 method to use instead; its warehouse list still answers (individual warehouses only).
@@ -11,17 +12,15 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from marshmallow import ValidationError
 
-from ..market import schemas as s
-from ..market import schemas_v3 as v3
-from .business_state import BusinessConfig, WarehouseConfig
-from .failures import ApiFailure, bad_request, decode_token, encode_token
-
-if TYPE_CHECKING:
-    from .server import Handler
+from ymsync.market import schemas as s
+from ymsync.market import schemas_v3 as v3
+from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
+from ymsync.sandbox.call import ApiCall, Reply
+from ymsync.sandbox.failures import ApiFailure, bad_request, decode_token, encode_token
 
 OPERATIONS = {
     "updateStocksOnPartnerWarehouses": ("POST", r"/v3/businesses/([^/]+)/offers/stocks/update"),
@@ -50,20 +49,20 @@ def no_groups_refusal(campaign_id: int, business_id: int) -> ApiFailure:
                       f"POST v3/businesses/{{businessId}}/offers/stocks/update")
 
 
-def business_of(handler: "Handler", key: str) -> BusinessConfig:
-    business = handler.server.state.business.get(int(key))
-    assert business is not None  # the access check in _limit_key came first
+def business_of(call: ApiCall, key: str) -> BusinessConfig:
+    business = call.state.business.get(int(key))
+    assert business is not None  # the server's access check of the path came first
     return business
 
 
-def update_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
-    state = handler.server.state
+def update_stocks(call: ApiCall, operation: str, key: str, body: bytes, raw_id: str) -> Reply:
+    state = call.state
     store = state.business
     state.note_update_request(len(body), 0)  # before any check: a refused request still shows a broken cap
-    payload = handler._json(body, required=True)
+    payload = call.json(body, required=True)
     items = payload.get("skuItems") if isinstance(payload, dict) else None
     state.note_update_request(len(body), len(items) if isinstance(items, list) else 0)
-    business = business_of(handler, key)
+    business = business_of(call, key)
     if business.groups:
         raise groups_refusal(operation, business.id)
     if len(body) > s.MAX_BODY_BYTES:
@@ -94,41 +93,41 @@ def update_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw
         failure.errors = [{"code": "BAD_REQUEST", "message": m} for m in problems[:MAX_ITEM_ERRORS]]
         failure.message = "; ".join(problems[:MAX_ITEM_ERRORS])
         raise failure
-    handler._charge(operation, key, 1)  # the quota counts requests, however many items
-    handler._faults()
+    call.charge(operation, key, 1)  # the quota counts requests, however many items
+    call.faults()
     stale = store.apply(business.id, data["skuItems"])
     if stale:
         with state.lock:
             state.stale_writes += stale  # one referee for both APIs: any older value over a newer one
-    return 200, {"status": "OK"}, 1, handler._lost()
+    return 200, {"status": "OK"}, 1, call.lost()
 
 
-def _page_query(handler: "Handler", cap: int | None) -> dict[str, Any]:
+def _page_query(call: ApiCall, cap: int | None) -> dict[str, Any]:
     """``pageToken`` (or its alias ``page_token``) and ``limit`` from the query string; a limit
     over ``cap`` is cut silently, as the Market cuts getStocks' (PageLimit100Truncate)."""
     query: dict[str, Any] = {}
-    token = handler.query.get("pageToken") or handler.query.get("page_token")
+    token = call.query.get("pageToken") or call.query.get("page_token")
     if token is not None:
         query["pageToken"] = token
-    if "limit" in handler.query:
-        raw = handler.query["limit"]
+    if "limit" in call.query:
+        raw = call.query["limit"]
         if not raw.lstrip("-").isdigit():
             raise ApiFailure(400, "BAD_REQUEST", f"limit must be an integer, got {raw!r}")
         query["limit"] = min(int(raw), cap) if cap is not None else int(raw)
     return query
 
 
-def get_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
-    state = handler.server.state
+def get_stocks(call: ApiCall, operation: str, key: str, body: bytes, raw_id: str) -> Reply:
+    state = call.state
     store = state.business
-    payload = handler._json(body, required=True)
+    payload = call.json(body, required=True)
     if not isinstance(payload, dict):
         raise ApiFailure(400, "BAD_REQUEST", "Request body must be a JSON object")
-    business = business_of(handler, key)
+    business = business_of(call, key)
     if business.groups:
         raise groups_refusal(operation, business.id)
     try:
-        data = v3.GetStocksOnWarehouseQuerySchema().load({**payload, **_page_query(handler, s.MAX_GET_STOCKS_LIMIT)})
+        data = v3.GetStocksOnWarehouseQuerySchema().load({**payload, **_page_query(call, s.MAX_GET_STOCKS_LIMIT)})
     except ValidationError as exc:
         raise bad_request(exc.messages) from None
     wid = data["partnerWarehouseId"]
@@ -149,26 +148,26 @@ def get_stocks(handler: "Handler", operation: str, key: str, body: bytes, raw_id
     offers = [{"offerId": sku, "updatedAt": record.updated_at.isoformat(),
                "stocks": [{"type": "FIT", "count": record.count}, {"type": "AVAILABLE", "count": record.count}]}
               for sku, record in records]
-    handler._charge(operation, key, 1)
-    handler._faults()
+    call.charge(operation, key, 1)
+    call.faults()
     result: dict[str, Any] = {"partnerWarehouseId": wid, "offers": offers}
     if next_token:
         result["paging"] = {"nextPageToken": next_token}
-    return 200, {"status": "OK", "result": result}, 1, handler._lost()
+    return 200, {"status": "OK", "result": result}, 1, call.lost()
 
 
-def get_warehouses(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
-    payload = handler._json(body, required=False)
+def get_warehouses(call: ApiCall, operation: str, key: str, body: bytes, raw_id: str) -> Reply:
+    payload = call.json(body, required=False)
     if not isinstance(payload, dict):
         raise ApiFailure(400, "BAD_REQUEST", "Request body must be a JSON object")
     components = payload.pop("components", None)
     if components is not None and (not isinstance(components, list) or set(components) - {"ADDRESS"}):
         raise ApiFailure(400, "BAD_REQUEST", f"components must be a list of ADDRESS, got {components!r}")
     try:
-        data = v3.GetPartnerWarehousesQuerySchema().load({**payload, **_page_query(handler, None)})
+        data = v3.GetPartnerWarehousesQuerySchema().load({**payload, **_page_query(call, None)})
     except ValidationError as exc:
         raise bad_request(exc.messages) from None
-    business = business_of(handler, key)
+    business = business_of(call, key)
     after = decode_token(data.get("pageToken"))
     if after is not None and not after.isdigit():
         raise ApiFailure(400, "BAD_REQUEST", "pageToken is not valid")
@@ -177,12 +176,12 @@ def get_warehouses(handler: "Handler", operation: str, key: str, body: bytes, ra
     start = 0 if after is None else next((i for i, w in enumerate(listed) if w.id > int(after)), len(listed))
     size = data.get("limit", 15)
     page = listed[start:start + size]
-    handler._charge(operation, key, 1)
-    handler._faults()
+    call.charge(operation, key, 1)
+    call.faults()
     result: dict[str, Any] = {"warehouses": [_warehouse_json(w, components) for w in page]}
     if start + size < len(listed) and page:
         result["paging"] = {"nextPageToken": encode_token(str(page[-1].id))}
-    return 200, {"status": "OK", "result": result}, 1, handler._lost()
+    return 200, {"status": "OK", "result": result}, 1, call.lost()
 
 
 def _warehouse_json(warehouse: WarehouseConfig, components: list[str] | None) -> dict[str, Any]:
@@ -193,15 +192,15 @@ def _warehouse_json(warehouse: WarehouseConfig, components: list[str] | None) ->
     return out
 
 
-def generate_report(handler: "Handler", operation: str, key: str, body: bytes, raw_id: str) -> tuple[int, Any, int, bool]:
-    state, desk = handler.server.state, handler.server.desk
-    payload = handler._json(body, required=False)
+def generate_report(call: ApiCall, operation: str, key: str, body: bytes, raw_id: str) -> Reply:
+    state, desk = call.state, call.desk
+    payload = call.json(body, required=False)
     try:
-        fmt = s.check_report_format(handler.query.get("format", "FILE"))
+        fmt = s.check_report_format(call.query.get("format", "FILE"))
         data = v3.GenerateBusinessStocksReportSchema().load(payload)
     except ValidationError as exc:
         raise bad_request(exc.messages) from None
-    business = business_of(handler, key)
+    business = business_of(call, key)
     if business.groups:
         raise groups_refusal(operation, business.id)
     for wid in data.get("partnerWarehouseIds") or ():
@@ -209,33 +208,13 @@ def generate_report(handler: "Handler", operation: str, key: str, body: bytes, r
             raise ApiFailure(400, "BAD_REQUEST", f"partnerWarehouseIds: {wid} is not a warehouse of business {business.id}")
     if desk.active(time.monotonic()) >= state.config.max_active_reports:
         raise ApiFailure(420, "LIMIT_EXCEEDED", "Active reports limit exceeded")
-    handler._charge(operation, key, 1)
-    handler._faults()
+    call.charge(operation, key, 1)
+    call.faults()
     job = desk.generate_business(business, data, fmt)
     estimate = job.quirk.estimate_ms if job.quirk and job.quirk.estimate_ms is not None else int(job.delay_s * 1000)
-    return 200, {"status": "OK", "result": {"reportId": job.report_id, "estimatedGenerationTime": estimate}}, 1, \
-        handler._lost()
+    return 200, {"status": "OK", "result": {"reportId": job.report_id, "estimatedGenerationTime": estimate}}, 1, call.lost()
 
 
-def business_rows(state: Any, business: BusinessConfig, request: dict[str, Any]) -> list[dict[str, Any]]:
-    """The business stocks sheet's rows ("Остатки на складах"): one per (warehouse, SKU) held,
-    warehouses in id order, SKUs sorted; ``partnerWarehouseIds`` and ``hasStocks`` filter
-    (the sandbox keeps no categories, so ``categoryIds`` selects everything)."""
-    wanted = set(request.get("partnerWarehouseIds") or ())
-    has_stocks = request.get("hasStocks")
-    rows = []
-    with state.lock:
-        stock = state.business.stock(business.id)
-        for wid in sorted(stock.stocks):
-            if wanted and wid not in wanted:
-                continue
-            warehouse = business.warehouse(wid) or WarehouseConfig(wid)
-            for sku, record in sorted(stock.stocks[wid].items()):
-                if has_stocks is not None and (record.count > 0) != has_stocks:
-                    continue
-                rows.append({"ERRORS": "", "SHOP_SKU": sku, "PRODUCT_NAME": f"Товар {sku}",
-                             "PLACEMENT_TYPE": warehouse.placement_type,
-                             "WAREHOUSE_AND_SHOP": f"{warehouse.title} (ID {wid})", "COUNT": record.count,
-                             "RESERVE": 0, "PRICE": "", "STATUS": "На продаже" if record.count > 0 else "Нет в наличии",
-                             "COMMENT": ""})
-    return rows
+# operation -> its handler; the server routes OPERATIONS' paths here.
+HANDLERS = {"updateStocksOnPartnerWarehouses": update_stocks, "getStocksOnPartnerWarehouses": get_stocks,
+            "getPartnerWarehouses": get_warehouses, "generateStocksReport": generate_report}

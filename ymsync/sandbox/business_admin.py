@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from .business_state import BusinessConfig, TokenScope
+from ymsync.sandbox.business_state import BusinessConfig, TokenScope
 
 if TYPE_CHECKING:
-    from .server import SandboxServer
+    from ymsync.sandbox.server import SandboxServer
 
 
 def handle_business_admin(server: "SandboxServer", method: str, route: str, data: Any) -> tuple[int, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from .state import StockRecord
+from ymsync.sandbox.stock_record import StockRecord
 
 PROGRAMS = ("FBS", "DBS", "EXPRESS")
 AVAILABILITIES = ("AVAILABLE", "DISABLED_BY_INACTIVITY", "DISABLED_BY_NO_ACTIVE_CONTRACT", "MANUALLY_DISABLED",

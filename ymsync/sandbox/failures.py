@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from ..market import schemas as s
+from ymsync.market import schemas as s
 
 _STOCK_RULE = re.compile(r"^(Duplicate shop-sku|Stock for) ")
 

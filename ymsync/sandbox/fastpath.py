@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from ..market import schemas as s
+from ymsync.market import schemas as s
 
 _ITEM_KEYS = ({"count"}, {"count", "updatedAt"})
 # Printable ASCII, 1 to 255 characters, no space at either end: a SKU sku_problem always accepts.

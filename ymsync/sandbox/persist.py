@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .state import SandboxState, StockRecord
+from ymsync.files import atomic_writer
+from ymsync.sandbox.state import SandboxState, StockRecord
 
 FORMAT = 1
 log = logging.getLogger(__name__)
@@ -50,17 +49,8 @@ def save(state: SandboxState, path: Path) -> int:
     with state.lock:
         revision = state.revision
         data = dump(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, separators=(",", ":"))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, fsync=True) as out:  # fsync: a power cut must not leave half a state
+        json.dump(data, out, separators=(",", ":"))
     return revision
 
 

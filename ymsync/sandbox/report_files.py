@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -18,6 +16,7 @@ from typing import Callable, Mapping, Sequence
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 
+from ymsync.files import atomic_path
 from ymsync.reports.columns import Sheet
 
 FORMATS = ("FILE", "CSV", "JSON")
@@ -43,20 +42,11 @@ def write_report(path: Path, fmt: str, sheet: Sheet, rows: Sequence[Mapping[str,
         raise ValueError(f"unknown report format {fmt!r}; expected one of {FORMATS}")
     _check_keys(sheet, rows)
     path = Path(path)
-    # Temp file in the same folder so os.replace is an atomic rename: a reader (the download
-    # handler) sees either no file or a complete one, never a half-written ZIP.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    # Atomic: a reader (the download handler) sees either no file or a complete one, never a
+    # half-written ZIP.
+    with atomic_path(path, fsync=True, suffix=".tmp") as tmp:
         writers[fmt](tmp, sheet, rows)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
         size = tmp.stat().st_size
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return size
 
 

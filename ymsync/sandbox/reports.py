@@ -16,14 +16,12 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..reports.columns import MASS_SHARED_STOCKS, STOCKS_BUSINESS, STOCKS_ON_WAREHOUSES, Sheet
-from .report_files import write_report
-from .state import CampaignConfig, SandboxState
-
-if TYPE_CHECKING:
-    from .business_state import BusinessConfig
+from ymsync.reports.columns import MASS_SHARED_STOCKS, STOCKS_BUSINESS, STOCKS_ON_WAREHOUSES, Sheet
+from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
+from ymsync.sandbox.report_files import write_report
+from ymsync.sandbox.state import CampaignConfig, SandboxState
 
 _EXTENSIONS = {"FILE": "xlsx", "CSV": "zip", "JSON": "zip"}
 
@@ -95,10 +93,8 @@ class ReportDesk:
         sheet, rows = self._select(request)
         return self._start(sheet, rows, fmt)
 
-    def generate_business(self, business: "BusinessConfig", request: dict[str, Any], fmt: str) -> ReportJob:
+    def generate_business(self, business: BusinessConfig, request: dict[str, Any], fmt: str) -> ReportJob:
         """A v3 business stocks report: the business stocks sheet over its own warehouses."""
-        from .business import business_rows
-
         return self._start(STOCKS_BUSINESS, business_rows(self.state, business, request), fmt)
 
     def _start(self, sheet: Sheet, rows: list[dict[str, Any]], fmt: str) -> ReportJob:
@@ -205,3 +201,27 @@ def _row(sheet: Sheet, campaign: CampaignConfig, sku: str, count: int) -> dict[s
     return {"ERRORS": "", "SHOP_SKU": sku, "PRODUCT_NAME": name, "PLACEMENT_TYPE": campaign.model,
             "WAREHOUSE_AND_SHOP": f"Склад {campaign.warehouse_id} / магазин {campaign.id}", "COUNT": count,
             "RESERVE": 0, "PRICE": "", "STATUS": "", "COMMENT": ""}
+
+
+def business_rows(state: SandboxState, business: BusinessConfig, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The business stocks sheet's rows ("Остатки на складах"): one per (warehouse, SKU) held,
+    warehouses in id order, SKUs sorted; ``partnerWarehouseIds`` and ``hasStocks`` filter
+    (the sandbox keeps no categories, so ``categoryIds`` selects everything)."""
+    wanted = set(request.get("partnerWarehouseIds") or ())
+    has_stocks = request.get("hasStocks")
+    rows = []
+    with state.lock:
+        stock = state.business.stock(business.id)
+        for wid in sorted(stock.stocks):
+            if wanted and wid not in wanted:
+                continue
+            warehouse = business.warehouse(wid) or WarehouseConfig(wid)
+            for sku, record in sorted(stock.stocks[wid].items()):
+                if has_stocks is not None and (record.count > 0) != has_stocks:
+                    continue
+                rows.append({"ERRORS": "", "SHOP_SKU": sku, "PRODUCT_NAME": f"Товар {sku}",
+                             "PLACEMENT_TYPE": warehouse.placement_type,
+                             "WAREHOUSE_AND_SHOP": f"{warehouse.title} (ID {wid})", "COUNT": record.count,
+                             "RESERVE": 0, "PRICE": "", "STATUS": "На продаже" if record.count > 0 else "Нет в наличии",
+                             "COMMENT": ""})
+    return rows

@@ -15,12 +15,11 @@ from bisect import bisect_right
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..settings import Quota
-
-if TYPE_CHECKING:
-    from .business_state import BusinessConfig, TokenScope
+from ymsync.config.settings import Quota
+from ymsync.sandbox.business_state import BusinessConfig, BusinessStore, TokenScope
+from ymsync.sandbox.stock_record import StockRecord
 
 MODELS = ("FBS", "FBY", "DBS", "EXPRESS")
 # The Market's own limits: x-resource-limit-config of the official description.
@@ -61,12 +60,6 @@ class CampaignConfig:
         if cid < 1 or business < 1 or model not in MODELS:
             raise ValueError(f"campaign {text!r}: ids must be >= 1 and MODEL one of {', '.join(MODELS)}")
         return cls(cid, business, model)
-
-
-@dataclass
-class StockRecord:
-    count: int
-    updated_at: datetime
 
 
 # The stock updates the late-apply fault delays: campaign-level and business-level alike.
@@ -195,6 +188,7 @@ class SandboxState:
         self.paused_until: dict[tuple[str, str], float] = {}  # foreign storms: 420 until then
         self.in_flight: Counter[str] = Counter()
         self.parallel_peak: Counter[str] = Counter()
+        self.parallel_refused: Counter[str] = Counter()  # 420 "parallel requests" answered, per gate
         self.requests: Counter[str] = Counter()  # "operation status" -> n
         self.sku_units = Counter[int]()  # SKUs received by updateStocks per campaign
         self.stale_writes = 0  # updates whose updatedAt was older than the stored one
@@ -205,7 +199,6 @@ class SandboxState:
         # SKUs the Market refuses (a blocked offer, say): any request holding one is refused whole.
         self.poisoned: dict[int, dict[str, bool]] = {}  # campaign -> sku -> named in the message
         self.log: deque[dict[str, Any]] = deque(maxlen=20_000)
-        from .business_state import BusinessStore  # it builds on this module's StockRecord
 
         self.token_scopes = dict(config.token_scopes)
         self.business = BusinessStore(config.businesses, self.lock, self.now, self._changed)
@@ -327,8 +320,12 @@ class SandboxState:
                 "X-RateLimit-Resource-Until": http_date(epoch_in(reset, self.config.clock_offset_s))}
 
     def enter(self, key: str) -> bool:
+        """Count one more request in flight on a gate (``campaign:ID``, ``business:ID``: every
+        method of that campaign or business together, as the Market counts); False, and the
+        refusal counted in ``parallel_refused``, when the cap is reached."""
         with self.lock:
             if self.in_flight[key] >= self.config.max_parallel:
+                self.parallel_refused[key] += 1
                 return False
             self.in_flight[key] += 1
             self.parallel_peak[key] = max(self.parallel_peak[key], self.in_flight[key])
@@ -387,6 +384,7 @@ class SandboxState:
                               for cid, store in self.stocks.items()},
                 "quotas": {f"{op}:{key}": w.snapshot(now) for (op, key), w in self.windows.items()},
                 "parallel_peak": dict(self.parallel_peak),
+                "parallel_refused": dict(self.parallel_refused),
                 "in_flight": {k: v for k, v in self.in_flight.items() if v},
                 "requests": dict(self.requests),
                 "stale_writes": self.stale_writes,

@@ -1,0 +1,1 @@
+"""The stock engine: targets, buffer, quota, schedule, flusher, producer."""

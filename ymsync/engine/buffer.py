@@ -1,0 +1,383 @@
+"""StockBuffer: the latest pending stock value per SKU and campaign, in Redis.
+
+Latest wins by ``updatedAt`` (or, without one, by the Redis server's clock at arrival): an
+update older than the newest value ever accepted for its SKU (pending, in flight, delivered or
+dead) is dropped, whatever order updates arrive in; a repeat of that same value is dropped too,
+so a redelivered message never sends a SKU twice. Many updates to one SKU coalesce into one.
+
+Flushing takes a batch into an "in flight" hash under a lease. The batch then settles: its
+SKUs are delivered, returned (unless a newer value arrived meanwhile) or dead-lettered. A
+SKU in flight is never taken again until it settles, so two requests can never race an older
+value past a newer one. A worker killed mid-flush leaves an expired lease; ``reclaim_expired``
+returns its batch. Every script is atomic, so producers and flushers never see half a write.
+
+Bounded per-SKU state: the latest-wins and delivered records of a SKU live in generation hashes
+(``generation_s`` wide, half the horizon); a generation expires three generations after it
+began, so a SKU idle for two to three generations (the horizon, up to 1.5x it) costs nothing.
+An update stamped before the horizon is dropped (``too_old``): the Market refuses stamps older
+than a day, and the records that could order it against a newer value may be gone.
+
+Every key a script touches comes in its KEYS (Redis Cluster requires it): generation hashes are
+named here for the generation the server's clock gives, estimated between looks at it; a script
+whose own clock disagrees writes nothing and names the right one, and the call goes again.
+
+Waking the scheduler is a second call (``Schedule.activate``), never part of a target's script:
+a target's keys share one hash tag, the scheduler's are global.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import redis
+from redis.commands.core import Script
+
+from ymsync.store import buffer_lua as lua
+from ymsync.store import keys
+from ymsync.engine.schedule import Schedule
+from ymsync.config.settings import Settings
+
+MAX_INVALID = 10_000  # invalid-input dead letters kept per campaign (newest first)
+_MISMATCH = "YMSYNC_GENERATION "  # a script's reply: the keys were named for another generation
+_ATTEMPTS = 5
+_CLOCK_REFRESH_S = 10.0
+
+
+def _generation_named(reply: object) -> int | None:
+    """The generation a script says is current, if ``reply`` is its refusal of the caller's keys."""
+    if isinstance(reply, redis.ResponseError) and str(reply).startswith(_MISMATCH):
+        return int(str(reply)[len(_MISMATCH):])
+    return None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A SKU's value inside a batch: ``stamp_ms`` orders it, ``first_ms`` dates its first try."""
+
+    sku: str
+    count: int
+    stamp_ms: int
+    first_ms: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    target: str
+    batch_id: str
+    entries: tuple[Entry, ...]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def campaign_id(self) -> int:
+        """The campaign of a campaign target (``c1001``)."""
+        return int(self.target[1:])
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int = 0
+    stale: int = 0  # older than (or a repeat of) a value already accepted, or older than the horizon
+    woke: bool = False  # the target was made due (the scheduler will send a flush)
+    unchanged: int = 0  # the Market was last given this count and nothing newer is queued: not sent
+    too_old: int = 0  # of ``stale``: stamped before the horizon
+
+
+class StockBuffer:
+    def __init__(self, client: redis.Redis, *, schedule: Schedule | None = None, flush_delay_s: float = 0.25,
+                 horizon_s: float = 25 * 3600.0, chunk: int = 1000) -> None:
+        self.redis = client
+        self.schedule = schedule if schedule is not None else Schedule(client)
+        self.flush_delay_s = flush_delay_s
+        self.horizon_ms = max(2, int(horizon_s * 1000))
+        self.generation_ms = max(1, self.horizon_ms // 2)
+        self.chunk = chunk
+        self._ingest = client.register_script(lua.INGEST)
+        self._take = client.register_script(lua.TAKE)
+        self._settle = client.register_script(lua.SETTLE)
+        self._reclaim = client.register_script(lua.RECLAIM)
+        self._takeable = client.register_script(lua.TAKEABLE)
+        self._replay = client.register_script(lua.REPLAY)
+        self._extend = client.register_script(lua.EXTEND)
+        self._oldest_age = client.register_script(lua.OLDEST_AGE)
+        self._purge = client.register_script(lua.PURGE)
+        # (server ms, local monotonic s) of the last look at Redis's clock: generations are named
+        # from it, never ahead of the server (its reply is read after the server's TIME).
+        self._clock: tuple[int, float] | None = None
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings, schedule: Schedule | None = None) -> "StockBuffer":
+        return cls(client, schedule=schedule or Schedule(client, max_parallel=settings.max_parallel),
+                   flush_delay_s=settings.flush_delay_ms / 1000, horizon_s=settings.state_horizon_s)
+
+    @staticmethod
+    def target(target: int | str) -> str:
+        """A stock target's name: ``c1001`` for campaign 1001 (an int), or the name itself."""
+        return target if isinstance(target, str) else keys.campaign_target(target)
+
+    def _generation(self) -> int:
+        """The current generation by the Redis server's clock, estimated between looks at it.
+        Scripts check it against their own clock, so an estimate can only cost a retry."""
+        clock, now = self._clock, time.monotonic()
+        if clock is None or now - clock[1] > _CLOCK_REFRESH_S:
+            seconds, micros = self.redis.time()
+            clock = self._clock = (int(seconds) * 1000 + int(micros) // 1000, time.monotonic())
+            now = clock[1]
+        return (clock[0] + int((now - clock[1]) * 1000)) // self.generation_ms
+
+    @staticmethod
+    def _generation_keys(target: str, g: int, *names: Callable[[str, int], str]) -> list[str]:
+        """Generation hashes for the scripts' KEYS, newest first, per record kind (keys.hwm, ...)."""
+        return [name(target, generation) for name in names for generation in (g, g - 1, g - 2)]
+
+    def _call_in_generation(self, script: Script, target: str, fixed_keys: list[str],
+                            names: tuple[Callable[[str, int], str], ...], args: list[object]) -> Any:
+        """One call of a script that touches generation hashes; retried (nothing was written) with
+        the generation it names when the estimate was off, at a generation's turn."""
+        g = self._generation()
+        for _ in range(_ATTEMPTS):
+            try:
+                return script(keys=[*fixed_keys, *self._generation_keys(target, g, *names)],
+                              args=[g, self.generation_ms, *args])
+            except redis.ResponseError as exc:
+                named = _generation_named(exc)
+                if named is None:
+                    raise
+                g, self._clock = named, None
+        raise RuntimeError(f"{target}: the Redis clock kept changing generation ({g})")
+
+    def ingest(self, target_id: int | str, updates: Iterable[tuple[str, int, int | None]], *,
+               force: bool = False) -> IngestResult:
+        """Write ``(sku, count, stamp_ms or None)`` updates; pipelined in chunks, each atomic.
+
+        ``force`` queues a value even if the Market was last given that same count (reconciliation
+        uses it when the Market has drifted from what ymsync delivered).
+        """
+        target = self.target(target_id)
+        chunks: list[list[object]] = []
+        args: list[object] = []
+        for sku, count, stamp_ms in updates:
+            if stamp_ms is not None and stamp_ms < 0 or int(count) < 0:
+                # The scripts parse digits only: one such value would jam its SKU for good.
+                # Raised before the pipeline runs, so nothing of this call is written.
+                raise ValueError(f"{sku!r}: count and stamp must not be negative ({count}, {stamp_ms})")
+            args += [sku, int(count), "" if stamp_ms is None else int(stamp_ms)]
+            if len(args) >= 3 * self.chunk:
+                chunks.append(args)
+                args = []
+        if args:
+            chunks.append(args)
+        results = self._ingest_chunks(target, chunks, force)
+        accepted = sum(r[0] for r in results)
+        if accepted:
+            self.schedule.activate(self.target(target_id), self.flush_delay_s)
+        elif results:  # registered even if nothing is to be sent, so status lists the campaign
+            self.schedule.activate_registry_only(self.target(target_id))
+        return IngestResult(accepted, sum(r[1] for r in results), accepted > 0, sum(r[2] for r in results),
+                            sum(r[3] for r in results))
+
+    def _ingest_chunks(self, target: str, chunks: list[list[object]], force: bool) -> list[list[int]]:
+        """Each chunk in one atomic script, pipelined. Chunks refused for naming the wrong
+        generation wrote nothing and go again, in order: the server's clock only moves on, so
+        every chunk after a refused one was refused too and none overtakes an earlier one."""
+        if not chunks:
+            return []
+        k = keys.target_keys(target)
+        done: dict[int, list[int]] = {}
+        waiting, g = list(range(len(chunks))), self._generation()
+        for _ in range(_ATTEMPTS):
+            script_keys = [k["buf"], k["queue"], k["stats"], k["busy"],
+                           *self._generation_keys(target, g, keys.hwm, keys.delivered)]
+            pipe = self.redis.pipeline(transaction=False)
+            for i in waiting:
+                self._ingest(keys=script_keys, args=[g, self.generation_ms, self.horizon_ms, 1 if force else 0,
+                                                     *chunks[i]], client=pipe)
+            again, unloaded = [], False
+            for i, reply in zip(waiting, pipe.execute(raise_on_error=False)):
+                named = _generation_named(reply)
+                if named is not None:
+                    again.append(i)
+                    g, self._clock = named, None
+                elif isinstance(reply, redis.exceptions.NoScriptError):
+                    # A cluster pipeline does not load scripts first (a plain one does): load, go again.
+                    again.append(i)
+                    unloaded = True
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    done[i] = reply
+            if not again:
+                return [done[i] for i in range(len(chunks))]
+            if unloaded:
+                self.redis.script_load(self._ingest.script)
+            waiting = again
+        raise RuntimeError(f"{target}: the Redis clock kept changing generation ({g})")
+
+    def take(self, target_id: int | str, max_skus: int, max_bytes: int, lease_s: float) -> Batch | None:
+        """Move up to ``max_skus`` pending SKUs (and ~``max_bytes`` of JSON) into a new batch."""
+        k = keys.target_keys(self.target(target_id))
+        batch_id = uuid.uuid4().hex[:12]
+        raw = self._take(keys=[k["buf"], k["queue"], k["busy"], k["batches"],
+                               keys.inflight(self.target(target_id), batch_id)],
+                         args=[max_skus, max_bytes, int(lease_s * 1000), batch_id])
+        if not raw:
+            return None
+        entries = []
+        for i in range(0, len(raw), 2):
+            count, stamp, first = raw[i + 1].split(b"|")
+            entries.append(Entry(raw[i].decode(), int(count), int(stamp), int(first)))
+        return Batch(self.target(target_id), batch_id, tuple(entries))
+
+    def settle(self, batch: Batch, action: str, skus: Sequence[str] | None = None, reason: str = "") -> int:
+        """``delivered``, ``returned`` or ``dead`` for ``skus`` of the batch (default: all)."""
+        assert action in ("delivered", "returned", "dead")
+        k = keys.target_keys(batch.target)
+        names = [e.sku for e in batch.entries] if skus is None else list(skus)
+        if not names:
+            return 0
+        return int(self._call_in_generation(
+            self._settle, batch.target, [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"],
+                                         k["buf"], k["queue"], k["dead"], k["stats"]],
+            (keys.delivered,), [batch.batch_id, action, reason[:2000], *names]))
+
+    def extend(self, batch: Batch, lease_s: float) -> bool:
+        """Renew the batch's lease; False if it already ran out. The caller must then send nothing
+        more from it: its SKUs are (or are about to be) back in the buffer, maybe with newer values
+        another worker is sending, and a late request would put an older value over them."""
+        k = keys.target_keys(batch.target)
+        return bool(self._extend(keys=[k["batches"]], args=[batch.batch_id, int(lease_s * 1000)]))
+
+    def reclaim_expired(self, target_id: int | str) -> int:
+        """Return batches whose lease ran out (their worker died) to the buffer, in one script."""
+        target = self.target(target_id)
+        k = keys.target_keys(target)
+        # Earliest deadlines first; the script returns those whose lease has run out by its clock.
+        batches = [b.decode() for b in self.redis.zrange(k["batches"], 0, 999)]
+        if not batches:
+            return 0
+        _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"],
+                                                 *(keys.inflight(target, b) for b in batches)], args=batches)
+        return int(returned)
+
+    def takeable(self, target_id: int | str) -> bool:
+        """True if some pending SKU can be taken now (its older value is not still in flight)."""
+        k = keys.target_keys(self.target(target_id))
+        return bool(self._takeable(keys=[k["buf"], k["busy"]]))
+
+    def lease_deadline_ms(self, target_id: int | str) -> int | None:
+        """The earliest lease deadline of the campaign's open batches (server ms), None if none."""
+        first = self.redis.zrange(keys.target_keys(self.target(target_id))["batches"], 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
+    def oldest_pending_age_s(self, target_id: int | str) -> float:
+        """Seconds the oldest pending value has waited (-0.001 if none is pending)."""
+        k = keys.target_keys(self.target(target_id))
+        return int(self._oldest_age(keys=[k["buf"], k["queue"]])) / 1000
+
+    def businesses(self) -> list[int]:
+        return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("b"))
+
+    def campaigns(self) -> list[int]:
+        return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("c"))
+
+    def pending(self, target_id: int | str) -> int:
+        return int(self.redis.hlen(keys.target_keys(self.target(target_id))["buf"]))
+
+    def in_flight(self, target_id: int | str) -> int:
+        return int(self.redis.scard(keys.target_keys(self.target(target_id))["busy"]))
+
+    def stats(self, target_id: int | str) -> dict[str, int]:
+        raw = self.redis.hgetall(keys.target_keys(self.target(target_id))["stats"])
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def generations(self) -> list[int]:
+        """Live generations, oldest first (server clock)."""
+        seconds, micros = self.redis.time()
+        g = (int(seconds) * 1000 + int(micros) // 1000) // self.generation_ms
+        return [g - 2, g - 1, g]
+
+    def delivered(self, target_id: int | str) -> dict[str, tuple[int, int, int]]:
+        """sku -> (count, stamp_ms, delivered_at_ms) of the last value the Market accepted, for
+        SKUs written within the horizon (older records are gone, by design)."""
+        target = self.target(target_id)
+        out: dict[str, tuple[int, int, int]] = {}
+        for g in self.generations():  # newer generations override older ones
+            for k, v in self.redis.hgetall(keys.delivered(target, g)).items():
+                out[k.decode()] = tuple(int(x) for x in v.split(b"|"))  # type: ignore[assignment]
+        return out
+
+    def delivered_of(self, target_id: int | str, skus: Sequence[str]) -> list[tuple[int, int, int] | None]:
+        """``delivered`` for the given SKUs only, in their order (None: no record)."""
+        return self._records(keys.delivered, target_id, skus)
+
+    def latest_of(self, target_id: int | str, skus: Sequence[str]) -> list[tuple[int, int] | None]:
+        """(stamp_ms, count) of the newest value accepted for each SKU (None: no record)."""
+        return self._records(keys.hwm, target_id, skus)  # type: ignore[return-value]
+
+    def _records(self, name, target_id: int | str, skus: Sequence[str]) -> list:
+        if not skus:
+            return []
+        target = self.target(target_id)
+        pipe = self.redis.pipeline(transaction=False)
+        gens = list(reversed(self.generations()))  # newest first
+        for g in gens:
+            pipe.hmget(name(target, g), list(skus))
+        rows = pipe.execute()
+        out = []
+        for i in range(len(skus)):
+            raw = next((row[i] for row in rows if row[i] is not None), None)
+            out.append(tuple(int(x) for x in raw.split(b"|")) if raw is not None else None)
+        return out
+
+    def dead_letters(self, target_id: int | str) -> list[dict]:
+        k = keys.target_keys(self.target(target_id))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hvals(k["dead"])
+        pipe.lrange(k["invalid"], 0, -1)
+        values, invalid = pipe.execute()
+        return sorted((json.loads(v) for v in [*values, *invalid]), key=lambda d: (d["at_ms"], d["sku"]))
+
+    def dead_letter_count(self, target_id: int | str) -> int:
+        k = keys.target_keys(self.target(target_id))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hlen(k["dead"])
+        pipe.llen(k["invalid"])
+        return sum(pipe.execute())
+
+    def dead_letter_raw(self, target_id: int | str, ident: str, record: dict) -> None:
+        """A dead letter that never entered the buffer (invalid input from a foreign producer).
+
+        These are not keyed by SKU (there may be none), so they live in a list capped at
+        ``MAX_INVALID`` newest entries: a producer sending garbage must not fill Redis. The
+        ``invalid`` counter in the stats keeps the full count.
+        """
+        k = keys.target_keys(self.target(target_id))
+        pipe = self.redis.pipeline()
+        pipe.lpush(k["invalid"], json.dumps({**record, "id": ident}))
+        pipe.ltrim(k["invalid"], 0, MAX_INVALID - 1)
+        pipe.hincrby(k["stats"], "dead", 1)
+        pipe.hincrby(k["stats"], "invalid", 1)
+        pipe.execute()
+        self.schedule.activate_registry_only(self.target(target_id))
+
+    def replay(self, target_id: int | str, skus: Sequence[str] = ()) -> int:
+        """Put dead letters back in the buffer, unless a newer value has arrived since."""
+        target = self.target(target_id)
+        k = keys.target_keys(target)
+        n = int(self._call_in_generation(self._replay, target, [k["dead"], k["buf"], k["queue"]], (keys.hwm,),
+                                         list(skus)))
+        if n:
+            self.schedule.activate(self.target(target_id), 0)
+        return n
+
+    def purge(self, target_id: int | str, warehouse: int | None = None) -> int:
+        """Forget the target's dead letters (only ``warehouse``'s, for a business target); how
+        many went. One script: counting and deleting in two steps would lose a letter
+        dead-lettered in between without counting it."""
+        k = keys.target_keys(self.target(target_id))
+        return int(self._purge(keys=[k["dead"], k["invalid"]], args=["" if warehouse is None else int(warehouse)]))

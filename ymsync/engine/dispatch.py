@@ -1,0 +1,116 @@
+"""Draining the flush schedule: the loop of the flush scheduler, without Celery.
+
+Producers write to the buffer and make the target due (``Schedule.activate``). Whichever process
+holds the scheduler lock (renewed every second; any other takes over within ``LOCK_TTL_S`` when
+its holder dies) sends one flush for each due target that has a free task slot, through the
+``send_flush`` it is given (the Celery side passes one that sends ``ymsync.stocks.flush``), and
+looks at targets whose ``check`` time has come for what a dead worker left: expired batch leases
+(their SKUs go back to the buffer) and expired task slots.
+
+Its work follows the due entries, not the number of targets: it reads only what is due, and
+sleeps on a Redis list (``nudge``) until shortly before the next due time or a producer's nudge,
+then sleeps the last stretch locally, so a wake-up lands within milliseconds of its due time.
+Nothing it schedules lives in the broker with a countdown, so a SIGKILLed worker takes no
+scheduled work with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+import redis
+
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.schedule import Due, Schedule
+
+log = logging.getLogger("ymsync.scheduler")
+LOCK_TTL_S = 5.0
+MAX_SLEEP_S = 1.0  # the lock is renewed at least this often
+FINAL_APPROACH_S = 0.25  # the last stretch before a due time is slept locally, not in BLPOP
+BATCH = 200  # due entries handled per turn
+
+# (target, slot token, due time ms): sends one flush task for the target under that slot.
+SendFlush = Callable[[str, str, int], None]
+
+
+def run_flush_scheduler(schedule: Schedule, buffer: StockBuffer, send_flush: SendFlush, owner: str,
+                        stopping: threading.Event) -> None:
+    """Drain the schedule whenever ``owner`` holds the lock, until ``stopping`` is set; then hand
+    the lock over at once (a warm shutdown does not make the others wait for its TTL)."""
+    holding = False
+    while not stopping.is_set():
+        try:
+            if not schedule.lock(owner, LOCK_TTL_S):
+                if holding:
+                    log.warning("flush scheduler: lost the lock to another worker")
+                holding = False
+                stopping.wait(MAX_SLEEP_S)
+                continue
+            if not holding:
+                log.info("flush scheduler: draining the schedule (%s)", owner)
+            holding = True
+            busy = drain_due(schedule, send_flush) + drain_checks(schedule, buffer)
+            if busy:
+                continue  # more may be due right now
+            wait = schedule.next_due_in()
+            if wait is not None and wait <= FINAL_APPROACH_S:
+                # Redis checks blocking timeouts only on its ~100 ms cron: the last stretch is
+                # slept here, so a wake-up lands within milliseconds of its due time.
+                stopping.wait(wait)
+                continue
+            schedule.wait_for_nudge(MAX_SLEEP_S if wait is None else min(wait - FINAL_APPROACH_S, MAX_SLEEP_S))
+        except Exception:  # the loop must outlive a Redis restart or a broker hiccup
+            log.warning("flush scheduler: Redis or broker unavailable; retrying in 1s", exc_info=True)
+            stopping.wait(1)
+    try:
+        schedule.unlock(owner)
+    except redis.RedisError:
+        pass
+
+
+def drain_due(schedule: Schedule, send_flush: SendFlush) -> int:
+    """Send a flush for each due target with a free slot; how many entries were handled."""
+    entries = schedule.due(BATCH)
+    for entry in entries:
+        token = schedule.claim(entry.target)
+        if token is None:
+            # Every slot is out: each running flush re-activates the target when it ends with
+            # work left, so dropping the entry strands nothing.
+            schedule.done(entry)
+            continue
+        try:
+            send_flush(entry.target, token, entry.due_ms)
+        except Exception:
+            schedule.release(entry.target, token)  # the entry stays due: the next turn retries
+            raise
+        schedule.done(entry)
+        # If the task dies before it ends (SIGKILL with the message unacked), its slot expires:
+        # look then, so its target is not left waiting for the broker's visibility timeout.
+        schedule.watch(entry.target, entry.now_ms + schedule.queue_ttl_ms + 100)
+    return len(entries)
+
+
+def drain_checks(schedule: Schedule, buffer: StockBuffer) -> int:
+    """Handle targets whose check time has come; how many."""
+    entries = schedule.checks(BATCH)
+    for entry in entries:
+        check_target(schedule, buffer, entry)
+    return len(entries)
+
+
+def check_target(schedule: Schedule, buffer: StockBuffer, entry: Due) -> None:
+    campaign = entry.target  # a target name (c1001, b7): the buffer takes either kind
+    reclaimed = buffer.reclaim_expired(campaign)
+    if reclaimed:
+        log.info("%s: %d SKU(s) back in the buffer: their lease ran out (a request of unknown outcome can no "
+                 "longer land, or its worker died)", entry.target, reclaimed)
+    live_until = schedule.slots_expiry(entry.target)
+    if reclaimed or (live_until is None and buffer.takeable(campaign)):
+        schedule.activate(entry.target, 0)
+    schedule.checked(entry)
+    # Still open: batches in flight or tasks out. Look again when the first of them could expire.
+    later = [t for t in (buffer.lease_deadline_ms(campaign), live_until) if t is not None]
+    if later:
+        schedule.watch(entry.target, min(later) + 100)

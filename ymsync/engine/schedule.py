@@ -1,0 +1,221 @@
+"""Schedule: when each stock target's next flush should run, kept in Redis.
+
+Stock work is scheduled by due time, not by countdown messages: a target with work gets an entry
+in one sorted set (``due``), and one scheduler at a time (any worker can take over) sends a flush
+task for each entry that has come due, as long as the target has a free task slot. A flush that
+must wait (quota, 420 pause, backoff) writes its due time back and ends; nothing sits in a
+broker with an ETA, so a killed worker takes no scheduled work with it.
+
+Task slots: at most ``max_parallel`` flush tasks per target exist at any moment (queued, reserved
+or running). The scheduler claims a slot (a token with an expiry in the target's ``tasks`` set)
+before it sends a task; the task releases it when it ends. A slot whose task died expires.
+
+Due-time writes, and why they are safe to race:
+- ``activate`` (producers, fan-out, work left over): the entry is added if there is none (NX),
+  so an existing later due time (a quota wait) stands.
+- ``defer`` (a flush that must wait): the later of the existing and the new time wins (GT).
+- When every slot of a due target is taken, the scheduler drops the entry: each running flush,
+  after releasing its slot, re-activates the target if work is left, so nothing is stranded.
+
+``check`` holds when to look at a target for what a dead worker left behind: an expired batch
+lease (its SKUs go back to the buffer) or an expired task slot. Its cost follows the work: the
+scheduler only ever reads entries that are due.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from ymsync.store import keys
+from ymsync.store.lock import RedisLock
+from ymsync.engine.quota import LEASE_SCRIPT, RENEW_SCRIPT
+
+# KEYS: targets due nudge; ARGV: target, delay_ms. Registers the target (last write: now) and
+# makes it due in delay_ms unless it is due already; a new entry nudges the scheduler.
+_ACTIVATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+if redis.call('ZADD', KEYS[2], 'NX', now + tonumber(ARGV[2]), ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[3], '1')
+  redis.call('LTRIM', KEYS[3], -8, -1)
+end
+return 1
+"""
+
+# KEYS: due nudge; ARGV: target, delay_ms. The later due time wins (a wait must not be cut short).
+_DEFER = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local at = now + tonumber(ARGV[2])
+if redis.call('ZADD', KEYS[1], 'GT', 'CH', at, ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], '1')
+  redis.call('LTRIM', KEYS[2], -8, -1)
+end
+return at
+"""
+
+# KEYS: due (or check); ARGV: limit. Entries due now: {now, target, score, target, score...}
+_DUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
+table.insert(out, 1, now)
+return out
+"""
+
+# KEYS: due; ARGV: target, score. Remove the entry only if nobody moved it meanwhile.
+_REMOVE_IF = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+@dataclass(frozen=True)
+class Due:
+    target: str
+    due_ms: int  # when it came due (the score), for lateness figures and compare-and-remove
+    now_ms: int
+
+
+class Schedule:
+    """Due times, task slots and the scheduler lock. Knows nothing of Celery."""
+
+    def __init__(self, client: redis.Redis, *, max_parallel: int = 4, task_ttl_s: float = 120.0,
+                 queue_ttl_s: float | None = None) -> None:
+        """``queue_ttl_s``: how long a claimed slot waits for its task to start (a task lost with a
+        killed worker frees it then); ``task_ttl_s``: how long each ``hold`` keeps it (a running
+        task holds it again before every request, so this covers one request)."""
+        self.redis = client
+        self.max_parallel = max_parallel
+        self.task_ttl_ms = max(1, int(task_ttl_s * 1000))
+        self.queue_ttl_ms = self.task_ttl_ms if queue_ttl_s is None else max(1, int(queue_ttl_s * 1000))
+        self._activate = client.register_script(_ACTIVATE)
+        self._defer = client.register_script(_DEFER)
+        self._due = client.register_script(_DUE)
+        self._remove_if = client.register_script(_REMOVE_IF)
+        # A task slot is a lease in the target's ``tasks`` set, taken and renewed like the parallel
+        # leases of the QuotaLimiter (the same scripts).
+        self._claim = client.register_script(LEASE_SCRIPT)
+        self._hold = client.register_script(RENEW_SCRIPT)
+        self._lock = RedisLock(client, keys.SCHEDULER_LOCK)
+
+    # --- due times -----------------------------------------------------------------------------
+
+    def activate(self, target: str, delay_s: float = 0.0, *, client: redis.client.Pipeline | None = None) -> None:
+        """The target has work: due in ``delay_s`` unless it is due already (then that stands)."""
+        self._activate(keys=[keys.TARGETS, keys.DUE, keys.NUDGE], args=[target, max(0, int(delay_s * 1000))],
+                       client=client)
+
+    def activate_registry_only(self, target: str) -> None:
+        """Register the target (status and metrics list it) without making it due."""
+        seconds, micros = self.redis.time()
+        self.redis.zadd(keys.TARGETS, {target: int(seconds) * 1000 + int(micros) // 1000})
+
+    def defer(self, target: str, delay_s: float) -> None:
+        """The target must wait ``delay_s``: due then, or later if a later time is set already."""
+        self._defer(keys=[keys.DUE, keys.NUDGE], args=[target, max(0, int(delay_s * 1000))])
+
+    def due(self, limit: int = 100) -> list[Due]:
+        raw = self._due(keys=[keys.DUE], args=[limit])
+        now = int(raw[0])
+        return [Due(raw[i].decode(), int(float(raw[i + 1])), now) for i in range(1, len(raw), 2)]
+
+    def done(self, entry: Due) -> bool:
+        """Remove a due entry unless it was moved since it was read."""
+        return bool(self._remove_if(keys=[keys.DUE], args=[entry.target, entry.due_ms]))
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest due or check entry (0 if overdue); None if there is none."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(keys.DUE, 0, 0, withscores=True)
+        pipe.zrange(keys.CHECK, 0, 0, withscores=True)
+        pipe.time()
+        due, check, (secs, micros) = pipe.execute()
+        firsts = [entries[0][1] for entries in (due, check) if entries]
+        if not firsts:
+            return None
+        return max(0.0, (min(firsts) - (int(secs) * 1000 + int(micros) // 1000)) / 1000)
+
+    def wait_for_nudge(self, timeout_s: float) -> bool:
+        """Block until a producer nudges (a new due entry) or ``timeout_s`` passes."""
+        if timeout_s <= 0:
+            return bool(self.redis.lpop(keys.NUDGE))
+        popped = self.redis.blpop([keys.NUDGE], timeout=max(0.001, timeout_s))
+        if popped:
+            self.redis.delete(keys.NUDGE)  # one wake-up covers every nudge that came before it
+        return popped is not None
+
+    # --- leftovers of dead workers ------------------------------------------------------------
+
+    def watch(self, target: str, at_ms: int) -> None:
+        """Look at ``target`` for leftovers (expired leases or task slots) at ``at_ms`` (server ms),
+        or earlier if an earlier look is set already (each look sets the next one)."""
+        self.redis.zadd(keys.CHECK, {target: at_ms}, lt=True)
+
+    def checks(self, limit: int = 100) -> list[Due]:
+        raw = self._due(keys=[keys.CHECK], args=[limit])
+        now = int(raw[0])
+        return [Due(raw[i].decode(), int(float(raw[i + 1])), now) for i in range(1, len(raw), 2)]
+
+    def checked(self, entry: Due) -> bool:
+        return bool(self._remove_if(keys=[keys.CHECK], args=[entry.target, entry.due_ms]))
+
+    # --- task slots ----------------------------------------------------------------------------
+
+    def claim(self, target: str) -> str | None:
+        """A flush-task slot for ``target`` (a token), or None if ``max_parallel`` are out."""
+        token = uuid.uuid4().hex[:12]
+        ok = self._claim(keys=[keys.target_keys(target)["tasks"]], args=[self.max_parallel, self.queue_ttl_ms, token])
+        return token if ok else None
+
+    def hold(self, target: str, token: str) -> bool:
+        """Keep a slot alive; False if it expired (its task must do nothing more)."""
+        return bool(self._hold(keys=[keys.target_keys(target)["tasks"]], args=[token, self.task_ttl_ms]))
+
+    def release(self, target: str, token: str) -> None:
+        self.redis.zrem(keys.target_keys(target)["tasks"], token)
+
+    def slots_expiry(self, target: str) -> int | None:
+        """When the first live slot of ``target`` expires (server ms); None if none is live."""
+        seconds, micros = self.redis.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        first = self.redis.zrangebyscore(keys.target_keys(target)["tasks"], f"({now}", "+inf", start=0, num=1,
+                                         withscores=True)
+        return int(first[0][1]) if first else None
+
+    def tasks_out(self, target: str) -> int:
+        """Slots held now (expired ones not counted)."""
+        seconds, micros = self.redis.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        return int(self.redis.zcount(keys.target_keys(target)["tasks"], f"({now}", "+inf"))
+
+    # --- the scheduler lock -------------------------------------------------------------------
+
+    def lock(self, owner: str, ttl_s: float) -> bool:
+        return self._lock.hold(owner, ttl_s)
+
+    def unlock(self, owner: str) -> None:
+        self._lock.release(owner)
+
+    # --- registry ------------------------------------------------------------------------------
+
+    def targets(self) -> list[str]:
+        return [t.decode() for t in self.redis.zrange(keys.TARGETS, 0, -1)]
+
+    def record(self, **counters: float) -> None:
+        """Add to the scheduler's counters (wake-ups, lateness) for metrics and benchmarks."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name, value in counters.items():
+            pipe.hincrbyfloat(keys.SCHEDULER_STATS, name, value)
+        pipe.execute()
+
+    def stats(self) -> dict[str, float]:
+        return {k.decode(): float(v) for k, v in self.redis.hgetall(keys.SCHEDULER_STATS).items()}
+
+
+def server_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000

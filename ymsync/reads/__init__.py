@@ -1,0 +1,1 @@
+"""Stock reads, warehouse directories and reconciliation."""

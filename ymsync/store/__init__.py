@@ -1,0 +1,1 @@
+"""Redis: every key ymsync uses and the buffer's Lua scripts."""

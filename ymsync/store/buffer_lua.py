@@ -1,0 +1,352 @@
+"""The StockBuffer's Redis Lua scripts: each runs atomically, so producers and flushers never
+see half a write. Key and argument layouts are given above each script; ``buffer.py`` passes
+them in that order. Values are ``count|stamp_ms|first_ms`` strings (see ``keys.py``).
+
+Every script touches the keys of one stock target only (one hash tag, one Cluster slot), and
+every key it touches comes in KEYS (Redis Cluster, and any proxy that routes by declared keys,
+requires it). Names that depend on the server's clock or on data are built in Python (keys.py):
+the generation hashes (``hwm:<g>``, ``delivered:<g>``) for the generation the caller expects,
+which the script checks against its own clock (``YMSYNC_GENERATION <g>`` when it differs: the
+caller retries with the generation the script names, nothing written), and the in-flight hashes
+of the batches the caller found expired, which the script checks again.
+"""
+
+NOW = """
+local t = redis.call('TIME')
+local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+"""
+
+# Generations: a record is written into the hash of the current generation (server clock /
+# width) and removed from the two before it; lookups go newest first. A generation's hash
+# expires when three generations have begun after it, so a record idle past the horizon (two
+# widths) is gone by three widths at the latest, without a sweep.
+# ARGV[1] is the generation the caller named the keys for, ARGV[2] the width; gens(i) are the
+# three generation hashes declared from KEYS[i], newest first.
+GENERATIONS = NOW + """
+local W = tonumber(ARGV[2])
+local g = math.floor(tonumber(now) / W)
+if g ~= tonumber(ARGV[1]) then return redis.error_reply('YMSYNC_GENERATION ' .. g) end
+local function gens(i) return {KEYS[i], KEYS[i + 1], KEYS[i + 2]} end
+local expire_at = (g + 3) * W
+local function newest(gens, sku)
+  for i = 1, 3 do
+    local v = redis.call('HGET', gens[i], sku)
+    if v then return v, i end
+  end
+  return nil, 0
+end
+local function keep(gens, sku, value, found)
+  redis.call('HSET', gens[1], sku, value)
+  if found > 1 then redis.call('HDEL', gens[found], sku) end
+end
+local function stamp_expiry(gens)
+  if redis.call('PTTL', gens[1]) < 0 then redis.call('PEXPIREAT', gens[1], expire_at) end
+end
+"""
+
+# KEYS: buf queue stats busy hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
+# ARGV: generation, generation_ms, horizon_ms, force (1/0), (sku, count, stamp|'')...
+# Returns {accepted, stale, unchanged, too_old}.
+INGEST = GENERATIONS + """
+local HWM, DEL = gens(5), gens(8)
+local accepted, stale, coalesced, unchanged, too_old = 0, 0, 0, 0, 0
+local force = ARGV[4] == '1'
+local oldest = tonumber(now) - tonumber(ARGV[3])
+for i = 5, #ARGV, 3 do
+  local sku, count, stamp = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if stamp == '' then stamp = now end
+  local h, hat = newest(HWM, sku)
+  local drop = false
+  if tonumber(stamp) < oldest then
+    -- Older than the horizon: the Market refuses it, and the records that could order it against
+    -- a newer value may be gone. Nothing that old can be sent safely.
+    drop = true
+    too_old = too_old + 1
+  elseif h then
+    local hs, hc = string.match(h, '^(%d+)|(%d+)$')
+    if tonumber(stamp) < tonumber(hs) or (stamp == hs and count == hc) then drop = true end
+  end
+  local old = redis.call('HGET', KEYS[1], sku)
+  if not drop and old then
+    -- A pending value outlives its generation record when the Market is unreachable for long.
+    local ps = string.match(old, '^%d+|(%d+)|')
+    if tonumber(stamp) < tonumber(ps) then drop = true end
+  end
+  local same = false
+  if not drop and not force and not old and redis.call('SISMEMBER', KEYS[4], sku) == 0 then
+    -- Nothing pending or in flight, and the Market was last given this very count: sending it
+    -- again would only spend quota. The stamps still move forward, so an older update keeps
+    -- losing and a waiting producer sees its value settled.
+    local d, dat = newest(DEL, sku)
+    if d then
+      local dc, ds, at = string.match(d, '^(%d+)|(%d+)|(%d+)$')
+      if dc == count then
+        same = true
+        keep(DEL, sku, dc .. '|' .. math.max(tonumber(ds), tonumber(stamp)) .. '|' .. at, dat)
+      end
+    end
+  end
+  if drop then
+    stale = stale + 1
+  else
+    keep(HWM, sku, stamp .. '|' .. count, hat)
+    if same then
+      unchanged = unchanged + 1
+    else
+      local first = now
+      if old then first = string.match(old, '|(%d+)$'); coalesced = coalesced + 1 end
+      redis.call('HSET', KEYS[1], sku, count .. '|' .. stamp .. '|' .. first)
+      if not old then redis.call('RPUSH', KEYS[2], sku) end
+      accepted = accepted + 1
+    end
+  end
+end
+if accepted + unchanged > 0 then stamp_expiry(HWM) end
+if unchanged > 0 then stamp_expiry(DEL) end
+redis.call('HINCRBY', KEYS[3], 'received', (#ARGV - 4) / 3)
+if stale > 0 then redis.call('HINCRBY', KEYS[3], 'stale', stale) end
+if too_old > 0 then redis.call('HINCRBY', KEYS[3], 'too_old', too_old) end
+if coalesced > 0 then redis.call('HINCRBY', KEYS[3], 'coalesced', coalesced) end
+if unchanged > 0 then redis.call('HINCRBY', KEYS[3], 'unchanged', unchanged) end
+return {accepted, stale, unchanged, too_old}
+"""
+
+# KEYS: buf queue busy batches inflight; ARGV: max_n, max_bytes, lease_ms, batch_id
+# The queue is a list of pending SKUs in arrival order, each once (ingest, returns and replays
+# append a SKU only when it enters buf). Pages of 500 are popped from its head; what is not
+# taken (SKUs whose older value is still in flight, the rest of the last page) goes back to the
+# head in order. A list costs ~15 B a SKU where a sorted set costs ~100. Needs Redis >= 6.2.
+TAKE = NOW + """local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out, picked, values, keep, bytes, scanned, full = {}, {}, {}, {}, 0, 0, false
+while not full and scanned < maxn * 4 + 1000 do
+  local skus = redis.call('LPOP', KEYS[2], 500)
+  if not skus then break end
+  local busy = redis.call('SMISMEMBER', KEYS[3], unpack(skus))
+  local vals = redis.call('HMGET', KEYS[1], unpack(skus))
+  for i, sku in ipairs(skus) do
+    if full or busy[i] == 1 then
+      keep[#keep + 1] = sku
+    elseif vals[i] then
+      scanned = scanned + 1
+      -- JSON bytes of this entry in the request: the SKU (escapes double), fixed keys, count, stamp.
+      local cost = #sku + 100
+      if string.find(sku, '[%c"\\\\]') then cost = cost + select(2, string.gsub(sku, '[%c"\\\\]', '')) end
+      if bytes + cost > maxb then
+        full = true
+        keep[#keep + 1] = sku
+      else
+        bytes = bytes + cost
+        out[#out + 1] = sku
+        out[#out + 1] = vals[i]
+        picked[#picked + 1] = sku
+        values[#picked] = vals[i]
+        full = #picked >= maxn
+      end
+    end  -- queued without a value: nothing to send, the entry is dropped
+    if busy[i] == 1 then scanned = scanned + 1 end
+  end
+end
+for e = #keep, 1, -1000 do
+  local back = {}
+  for i = e, math.max(1, e - 999), -1 do back[#back + 1] = keep[i] end
+  redis.call('LPUSH', KEYS[2], unpack(back))
+end
+for s = 1, #picked, 1000 do
+  local hset, moved = {}, {}
+  for i = s, math.min(s + 999, #picked) do
+    hset[#hset + 1] = picked[i]
+    hset[#hset + 1] = values[i]
+    moved[#moved + 1] = picked[i]
+  end
+  redis.call('HSET', KEYS[5], unpack(hset))
+  redis.call('HDEL', KEYS[1], unpack(moved))
+  redis.call('SADD', KEYS[3], unpack(moved))
+end
+if #out > 0 then redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4]) end
+return out
+"""
+
+
+# KEYS: inflight busy batches buf queue dead stats delivered:g delivered:g-1 delivered:g-2;
+# ARGV: generation, generation_ms, batch_id, action, reason, skus...
+SETTLE = GENERATIONS + """local DEL = gens(8)
+local n, seen = 0, {}
+local action = ARGV[4]
+for s = 6, #ARGV, 1000 do
+  local slice = {}
+  for i = s, math.min(s + 999, #ARGV) do
+    if not seen[ARGV[i]] then seen[ARGV[i]] = true; slice[#slice + 1] = ARGV[i] end
+  end
+  if #slice > 0 then
+    local vals = redis.call('HMGET', KEYS[1], unpack(slice))
+    local found, delivered = {}, {}
+    for i, sku in ipairs(slice) do
+      local v = vals[i]
+      if v then
+        n = n + 1
+        found[#found + 1] = sku
+        local count, stamp, first = string.match(v, '^(%d+)|(%d+)|(%d+)$')
+        if action == 'delivered' then
+          delivered[#delivered + 1] = sku
+          delivered[#delivered + 1] = count .. '|' .. stamp .. '|' .. now
+        elseif action == 'returned' then
+          if redis.call('HEXISTS', KEYS[4], sku) == 0 then  -- a newer pending value wins over ours
+            redis.call('HSET', KEYS[4], sku, v)
+            redis.call('RPUSH', KEYS[5], sku)
+          end
+        else
+          redis.call('HSET', KEYS[6], sku, cjson.encode({sku = sku, count = tonumber(count), stamp_ms = tonumber(stamp),
+            first_ms = tonumber(first), reason = ARGV[5], at_ms = tonumber(now)}))
+        end
+      end
+    end
+    if #delivered > 0 then
+      -- In bulk: the record goes to the current generation, and any copy in the two before it goes.
+      redis.call('HSET', DEL[1], unpack(delivered))
+      redis.call('HDEL', DEL[2], unpack(found))
+      redis.call('HDEL', DEL[3], unpack(found))
+    end
+    if #found > 0 then
+      redis.call('HDEL', KEYS[1], unpack(found))
+      redis.call('SREM', KEYS[2], unpack(found))
+    end
+  end
+end
+if n > 0 and action == 'delivered' then stamp_expiry(DEL) end
+if n > 0 and action ~= 'returned' then redis.call('HINCRBY', KEYS[7], action, n) end
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) end
+return n
+"""
+
+# KEYS: batches busy buf queue stats inflight:<batch>...; ARGV: batch... (the same batches, in
+# order: those the caller found expired). Returns each whose lease has run out by the script's
+# clock (its worker died, or is too slow to be trusted) to the buffer in one step, so nothing can
+# extend a lease between "found expired" and "returned" (EXTEND refuses an expired lease too).
+# {batches reclaimed, SKUs returned to the buffer}.
+RECLAIM = NOW + """
+local expired = {}
+for i, batch in ipairs(ARGV) do
+  local deadline = redis.call('ZSCORE', KEYS[1], batch)
+  if deadline and tonumber(deadline) <= tonumber(now) then expired[#expired + 1] = i end
+end
+local returned = 0
+for _, i in ipairs(expired) do
+  local batch, inflight = ARGV[i], KEYS[5 + i]
+  local entries = redis.call('HGETALL', inflight)
+  local skus = {}
+  for i = 1, #entries, 2 do
+    local sku, v = entries[i], entries[i + 1]
+    skus[#skus + 1] = sku
+    if redis.call('HEXISTS', KEYS[3], sku) == 0 then  -- a newer pending value wins over ours
+      redis.call('HSET', KEYS[3], sku, v)
+      redis.call('RPUSH', KEYS[4], sku)
+    end
+    returned = returned + 1
+  end
+  for s = 1, #skus, 1000 do
+    redis.call('SREM', KEYS[2], unpack(skus, s, math.min(s + 999, #skus)))
+  end
+  redis.call('DEL', inflight)
+  redis.call('ZREM', KEYS[1], batch)
+end
+if returned > 0 then redis.call('HINCRBY', KEYS[5], 'reclaimed', returned) end
+return {#expired, returned}
+"""
+
+# KEYS: buf busy. 1 if some pending SKU can be taken now (is not waiting for its older value in
+# flight to settle), else 0.
+TAKEABLE = """
+local pending = redis.call('HLEN', KEYS[1])
+if pending == 0 then return 0 end
+local busy = 0
+for _, sku in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  busy = busy + redis.call('HEXISTS', KEYS[1], sku)
+end
+if pending > busy then return 1 end
+return 0
+"""
+
+# KEYS: batches; ARGV: batch_id, lease_ms. 1 if the lease was extended; 0 if it had already run
+# out (whether or not it was reclaimed yet): its SKUs are not this worker's to send any more.
+EXTEND = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline or tonumber(deadline) <= now then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
+# KEYS: dead buf queue hwm:g hwm:g-1 hwm:g-2; ARGV: generation, generation_ms, skus... (none = all)
+REPLAY = GENERATIONS + """
+local HWM = gens(4)
+local skus = {}
+if #ARGV > 2 then for i = 3, #ARGV do skus[#skus + 1] = ARGV[i] end
+else skus = redis.call('HKEYS', KEYS[1]) end
+local n = 0
+for _, sku in ipairs(skus) do
+  local raw = redis.call('HGET', KEYS[1], sku)
+  local d = raw and cjson.decode(raw)
+  -- Invalid input from a foreign producer has no value to send: it stays a dead letter.
+  if d and type(d.count) == 'number' and type(d.stamp_ms) == 'number' then
+    -- Replay only what is still the newest value accepted for the SKU. A stamp comparison alone
+    -- is not enough: ingest lets a different count with the same stamp win.
+    local h = newest(HWM, sku)
+    local latest = true
+    if h then
+      local hs, hc = string.match(h, '^(%d+)|(%d+)$')
+      latest = tonumber(hs) == d.stamp_ms and tonumber(hc) == d.count
+    end
+    if latest and redis.call('HEXISTS', KEYS[2], sku) == 0 then
+      redis.call('HSET', KEYS[2], sku, string.format('%d|%d|%s', d.count, d.stamp_ms, now))
+      redis.call('RPUSH', KEYS[3], sku)
+      n = n + 1
+    end
+    redis.call('HDEL', KEYS[1], sku)
+  end
+end
+return n
+"""
+
+# KEYS: buf queue. Milliseconds since the value at the head of the queue first arrived (the oldest
+# waiting value, as taking goes in queue order); -1 if nothing is queued.
+OLDEST_AGE = NOW + """
+local sku = redis.call('LINDEX', KEYS[2], 0)
+if not sku then return -1 end
+local v = redis.call('HGET', KEYS[1], sku)
+if not v then return 2147483647 end  -- a queue entry whose value went: take at once, it tidies up
+return tonumber(now) - tonumber(string.match(v, '|(%d+)$'))
+"""
+
+# KEYS: dead invalid; ARGV: warehouse ('' = every letter). Counts and forgets a target's dead
+# letters (of one warehouse of a business target: SKU fields "<warehouse>\x1f<sku>", invalid
+# input recorded with its warehouse) in one step, so a value dead-lettered while a purge runs is
+# either counted and forgotten, or kept: never lost uncounted.
+PURGE = """
+if ARGV[1] == '' then
+  local n = redis.call('HLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return n
+end
+local prefix = ARGV[1] .. '\\31'
+local gone = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, #prefix) == prefix then gone[#gone + 1] = field end
+end
+for s = 1, #gone, 1000 do redis.call('HDEL', KEYS[1], unpack(gone, s, math.min(s + 999, #gone))) end
+local n, kept = #gone, {}
+local invalid = redis.call('LRANGE', KEYS[2], 0, -1)
+for _, raw in ipairs(invalid) do
+  local ok, d = pcall(cjson.decode, raw)
+  if ok and type(d) == 'table' and d.warehouse ~= nil and tostring(d.warehouse) == ARGV[1] then
+    n = n + 1
+  else
+    kept[#kept + 1] = raw
+  end
+end
+if #kept < #invalid then
+  redis.call('DEL', KEYS[2])
+  for s = 1, #kept, 1000 do redis.call('RPUSH', KEYS[2], unpack(kept, s, math.min(s + 999, #kept))) end
+end
+return n
+"""

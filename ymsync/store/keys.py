@@ -1,0 +1,179 @@
+"""Every Redis key ymsync uses, built in one place. All share the ``ymsync:`` prefix.
+
+Keys are grouped by hash tag (the part in braces) so that every script touches one Redis Cluster
+slot: a stock target's keys share ``{<target>}``, a quota key's share ``{q:<key>}``, the
+scheduler's global keys share ``{sched}``. No script mixes two groups; a producer's write to a
+target and its due-time write to the scheduler are two calls.
+
+A stock target is where one request goes and what one quota counts: ``c1001`` is campaign 1001
+(values keyed by SKU), ``b7`` is business 7 (values keyed by warehouse and SKU, see targets.py).
+
+Per target ``{t}``:
+  ymsync:{t}:buf         hash  sku -> "count|stamp_ms|first_ms"   pending values (latest wins)
+  ymsync:{t}:queue       list  sku                                pending SKUs in arrival order, each once
+  ymsync:{t}:hwm:<gen>   hash  sku -> "stamp_ms|count"            newest value accepted, by generation
+  ymsync:{t}:delivered:<gen> hash sku -> "count|stamp_ms|at_ms"   last value the Market accepted, by generation
+  ymsync:{t}:busy        set   sku                                SKUs inside an in-flight batch
+  ymsync:{t}:inflight:<batch> hash, like buf                      one batch being sent
+  ymsync:{t}:batches     zset  batch -> lease deadline ms         in-flight batches (expired = worker died)
+  ymsync:{t}:isolating   hash  batch -> JSON                      isolation of a refused batch, parked for quota
+  ymsync:{t}:dead        hash  sku -> JSON                        dead letters (bounded by the catalogue)
+  ymsync:{t}:invalid     list  JSON                               invalid input from foreign producers, newest 10,000
+  ymsync:{t}:stats       hash  counters
+  ymsync:{t}:tasks       zset  token -> expiry ms                 flush tasks sent and not finished (<= max_parallel)
+  ymsync:{t}:halt        string (TTL)                             401/403: no traffic until it expires
+  ymsync:{t}:backoff     string (TTL)                             failures: wait before the next try
+Generations: a per-SKU record lives in the hash of the generation it was last written in; a
+generation's hash expires three generations after it began, so a record idle past the horizon
+goes without any sweep (see buffer.py).
+
+Per quota key ``{q:k}``: ymsync:{q:k}:quota:<method> (zset log) and :used (its sum),
+ymsync:{q:k}:pause:<method> (string, TTL: a 420 told everyone to wait).
+Per parallel gate ``{g:<identity>}``: ymsync:{g:<identity>}:lease (zset lease -> expiry ms). The Market caps
+requests in flight per campaign on campaign paths and per business on business paths, across every
+method, so the gate is named by that identity alone (``c1001``, ``b7``), never by the method: a v3
+push, a v3 read, the warehouse directory and a v3 report generate of business 7 all lease ``{g:b7}``.
+
+Scheduler ``{sched}``:
+  ymsync:{sched}:due      zset  target -> due ms        targets whose flush should be sent then
+  ymsync:{sched}:check    zset  target -> ms            when to look for a dead worker's leftovers
+  ymsync:{sched}:targets  zset  target -> last write ms every target ymsync has seen
+  ymsync:{sched}:nudge    list                          wakes the scheduler early (kept short)
+  ymsync:{sched}:lock     string (TTL)                  who drains the schedule now
+  ymsync:{sched}:stats    hash                          scheduler counters (wake-up lateness...)
+"""
+
+from __future__ import annotations
+
+PREFIX = "ymsync:"
+_SCHED = PREFIX + "{sched}:"
+DUE = _SCHED + "due"
+CHECK = _SCHED + "check"
+TARGETS = _SCHED + "targets"
+NUDGE = _SCHED + "nudge"
+SCHEDULER_LOCK = _SCHED + "lock"
+SCHEDULER_STATS = _SCHED + "stats"
+
+TARGET_KEYS = ("buf", "queue", "busy", "batches", "dead", "invalid", "stats", "tasks", "halt", "backoff")
+
+
+def campaign_target(campaign_id: int) -> str:
+    """The stock target of a campaign (v2 campaign-level pushes)."""
+    return f"c{int(campaign_id)}"
+
+
+def business_target(business_id: int) -> str:
+    """The identity of a business (v3 business-level pushes, reads, warehouses, reports): ``b7``.
+    It names the business's stock target, its quota key and its parallel gate."""
+    return f"b{int(business_id)}"
+
+
+def describe_target(target: str) -> str:
+    """How people name a target: ``campaign=1001`` for ``c1001``."""
+    kinds = {"c": "campaign", "b": "business"}
+    return f"{kinds[target[0]]}={target[1:]}" if target[:1] in kinds else f"target={target}"
+
+
+def target_prefix(target: str) -> str:
+    return f"{PREFIX}{{{target}}}:"
+
+
+def target_keys(target: str) -> dict[str, str]:
+    p = target_prefix(target)
+    return {name: p + name for name in TARGET_KEYS}
+
+
+def campaign_keys(campaign_id: int) -> dict[str, str]:
+    return target_keys(campaign_target(campaign_id))
+
+
+def isolating(target: str) -> str:
+    """Hash: batch id -> the isolation work a quota wait parked (engine/isolation.py)."""
+    return f"{target_prefix(target)}isolating"
+
+
+def hwm(target: str, generation: int) -> str:
+    return f"{target_prefix(target)}hwm:{int(generation)}"
+
+
+def delivered(target: str, generation: int) -> str:
+    return f"{target_prefix(target)}delivered:{int(generation)}"
+
+
+def inflight(target: str, batch: str) -> str:
+    return f"{target_prefix(target)}inflight:{batch}"
+
+
+def quota(method: str, key: str) -> str:
+    return f"{PREFIX}{{q:{key}}}:quota:{method}"
+
+
+def quota_pattern() -> str:
+    """SCAN pattern matching every quota log (and its ``:used`` sum)."""
+    return PREFIX + "{q:*}:quota:*"
+
+
+def parse_quota(name: str) -> tuple[str, str] | None:
+    """(method, key) of a quota log key, None for anything else (its ``:used`` sum included)."""
+    head = PREFIX + "{q:"
+    if not name.startswith(head) or name.endswith(":used"):
+        return None
+    key, sep, rest = name[len(head):].partition("}:quota:")
+    return (rest, key) if sep and rest else None
+
+
+def pause(method: str, key: str) -> str:
+    return f"{PREFIX}{{q:{key}}}:pause:{method}"
+
+
+def lease(identity: str) -> str:
+    """The parallel gate of a campaign (``campaign_target``) or a business (``business_target``)."""
+    return f"{PREFIX}{{g:{identity}}}:lease"
+
+
+# === Report jobs (issue 11 item 6, issue 12 item 5; owned by the reports side) ====================
+# Kept apart from the stock keys above. Every key of one report job shares the job's hash tag
+# ``{job_id}`` so a script may touch several of them (Redis Cluster slots); the due-time index and
+# the scheduler's lock and wake list are global and are only ever written in their own calls.
+#
+#   report:{job}:job     hash    state, sig, mode, due, token, sent, outcome   (TTL: job deadline
+#                                + broker visibility timeout; shortened once the result is reported)
+#   report:{job}:events  list    status transitions the CLI shows                  (TTL 24 h, 200 kept)
+#   report:due           zset    job -> due ms (Redis clock)   index of report:{job}:job's "due"
+#   report:sched-lock    string  (PX)                          the one worker whose thread dispatches
+#   report:wake          list    at most one element           "a due time within the next second"
+#   report:req:{digest}  string  (TTL)                         identical-request dedup record
+
+REPORT_DUE = PREFIX + "report:due"
+REPORT_SCHEDULER_LOCK = PREFIX + "report:sched-lock"
+REPORT_WAKE = PREFIX + "report:wake"
+
+
+def report_job(job_id: str) -> str:
+    return f"{PREFIX}report:{{{job_id}}}:job"
+
+
+def report_events(job_id: str) -> str:
+    return f"{PREFIX}report:{{{job_id}}}:events"
+
+
+def report_dedup(digest: str) -> str:
+    return f"{PREFIX}report:req:{digest}"
+
+
+REPORT_EVENTS_PATTERN = PREFIX + "report:{*}:events"  # SCAN pattern for every job's events
+
+
+# === Cabinets (issue 13; owned by the cabinets side) =============================================
+#   warehouses:{b<id>}        string (TTL)  JSON: a business's warehouses from getPartnerWarehouses
+#   warehouses:{b<id>}:lock   string (PX)   one process refreshes them; the others wait for its copy
+# Their own hash tag group: never touched by a script together with a stock target's keys.
+
+
+def warehouses(business_id: int) -> str:
+    return f"{PREFIX}warehouses:{{{business_target(business_id)}}}"
+
+
+def warehouses_lock(business_id: int) -> str:
+    return f"{warehouses(business_id)}:lock"
+
