@@ -54,7 +54,7 @@ def test_push_pipeline_with_a_rabbitmq_broker_and_state_on_redis(rabbitmq, redis
             assert len(buffer.delivered(CAMPAIGN)) == len(ours)
         finally:
             for worker in workers:
-                worker.stop()
+                worker.kill()  # teardown by SIGKILL: no graceful shutdown is judged here
         logs = "".join((tmp_path / f"worker{i}.log").read_text() for i in range(2))
         assert f"amqp://guest:**@127.0.0.1:{rabbitmq.port}//" in logs  # Celery's banner names its transport
         assert "ymsync.stocks.flush" in logs and "succeeded" in logs

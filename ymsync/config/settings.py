@@ -71,6 +71,20 @@ class Settings:
     # for each reply, then raises ymsync.Unavailable (YM_PRODUCER_TIMEOUT_S): a web request is
     # held no longer by a stopped or hung Redis.
     producer_timeout_s: float = 1.0
+    # A batch's lease outlives the time its request may still land (unknown_outcome_s) by this
+    # margin (YM_LEASE_MARGIN_S); a flush task's slot outlives one request's deadline by it too.
+    lease_margin_s: float = 10.0
+    # A target whose quota counts requests lets a part-filled request wait this long for more
+    # values (YM_BATCH_WAIT_S); a full request goes at once.
+    batch_wait_s: float = 1.0
+    # One flush task works a target for at most this long before it hands over (YM_FLUSH_BUDGET_S).
+    flush_budget_s: float = 5.0
+    # A report job's step holds the job under a lease of this long, renewed every third of it: a
+    # worker that dies mid-step frees the job this long after at most (YM_REPORT_STEP_LEASE_S).
+    report_step_lease_s: float = 30.0
+    # A report step the scheduler sent but no worker started within this long (its message died in
+    # a killed worker's prefetch) is sent again (YM_REPORT_RESEND_S).
+    report_resend_s: float = 60.0
     # Celery beat (celeryconfig.beat_schedule): nothing is scheduled unless campaigns are named.
     reconcile_campaigns: tuple[int, ...] = ()
     reconcile_every_s: float = 3600.0
@@ -104,7 +118,7 @@ class Settings:
     def lease_s(self) -> float:
         """A batch's lease: it outlives any request its worker may still have at the Market, so
         a dead worker's batch comes back only once none of it can land any more."""
-        return self.unknown_outcome_s + 10
+        return self.unknown_outcome_s + self.lease_margin_s
 
     def require_credentials(self) -> Credentials:
         """The one token of a single-cabinet deployment (callers that address no cabinet)."""
@@ -290,6 +304,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         halt_probe_s=_number(env, "YM_HALT_PROBE_S", 120.0, minimum=1, integer=False),
         max_backoff_s=_number(env, "YM_MAX_BACKOFF_S", 60.0, minimum=0.1, integer=False),
         producer_timeout_s=_number(env, "YM_PRODUCER_TIMEOUT_S", 1.0, minimum=0.01, integer=False),
+        lease_margin_s=_number(env, "YM_LEASE_MARGIN_S", Settings.lease_margin_s, minimum=0.1, integer=False),
+        batch_wait_s=_number(env, "YM_BATCH_WAIT_S", Settings.batch_wait_s, minimum=0, integer=False),
+        flush_budget_s=_number(env, "YM_FLUSH_BUDGET_S", Settings.flush_budget_s, minimum=0.1, integer=False),
+        report_step_lease_s=_number(env, "YM_REPORT_STEP_LEASE_S", Settings.report_step_lease_s, minimum=0.3,
+                                    integer=False),
+        report_resend_s=_number(env, "YM_REPORT_RESEND_S", Settings.report_resend_s, minimum=0.5, integer=False),
         reconcile_campaigns=reconcile[0],
         reconcile_every_s=reconcile[1],
         reconcile_fix=_flag(env, "YM_RECONCILE_FIX", False),

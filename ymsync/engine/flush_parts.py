@@ -53,7 +53,8 @@ class FlushOptions:
     def from_settings(cls, settings: "Settings", lease_s: float) -> "FlushOptions":
         return cls(retry_max_age_s=settings.retry_max_age_s, lease_s=lease_s,
                    unknown_outcome_s=settings.unknown_outcome_s, halt_s=settings.halt_probe_s,
-                   max_backoff_s=settings.max_backoff_s)
+                   max_backoff_s=settings.max_backoff_s, batch_wait_s=settings.batch_wait_s,
+                   budget_s=settings.flush_budget_s)
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,8 @@ class Handler(BaseHTTPRequestHandler):
                                  f"for {kind} {gate.split(':', 1)[1]}")
             try:
                 faults = state.config.faults
-                delay = faults.latency(state.rng, operation)
+                call.scheduled = state.next_scheduled_fault(operation)
+                delay = faults.latency(state.rng, operation, call.scheduled)
                 if delay:
                     time.sleep(delay)
                 status, payload, cost, lost = handler(call, operation, key, body, *args)

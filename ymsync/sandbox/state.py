@@ -81,14 +81,30 @@ class Faults:
     # that this late one then overwrites (``stale_writes`` counts it if it does).
     late_apply_rate: float = 0.0
     late_apply_s: float = 0.0
+    # A seeded fault schedule: the n-th stock update (either API) that gets past the quota and
+    # parallel checks meets ``schedule[n]``, in arrival order (one of SCHEDULED_FAULTS; "late"
+    # applies after ``late_apply_s``); once it runs out, the rates above apply. Tests that must see
+    # every fault strike say when instead of waiting for chance.
+    schedule: tuple[str, ...] = ()
 
-    def latency(self, rng: random.Random, operation: str = "") -> float:
+    def __post_init__(self) -> None:
+        self.schedule = tuple(self.schedule)
+        unknown = sorted(set(self.schedule) - SCHEDULED_FAULTS)
+        if unknown:
+            raise ValueError(f"unknown scheduled faults {unknown}: use {', '.join(sorted(SCHEDULED_FAULTS))}")
+
+    def latency(self, rng: random.Random, operation: str = "", scheduled: str | None = None) -> float:
         delay = 0.0
         if self.latency_max_ms > 0:
             delay = rng.uniform(self.latency_min_ms, max(self.latency_min_ms, self.latency_max_ms)) / 1000
+        if scheduled is not None:
+            return delay + (self.late_apply_s if scheduled == "late" else 0.0)
         if self.late_apply_rate and operation in LATE_APPLY_OPERATIONS and rng.random() < self.late_apply_rate:
             delay += self.late_apply_s
         return delay
+
+
+SCHEDULED_FAULTS = frozenset({"ok", "500", "423", "lost", "late"})
 
 
 @dataclass
@@ -147,6 +163,18 @@ class SandboxState:
         self.business = BusinessStore(config.businesses, self.lock, self.now, self._changed)
         # Bumped by every change to stocks or archived offers: the state file saver's cue.
         self.revision = 0
+        self.scheduled = 0  # stock updates that have met their entry of faults.schedule
+
+    def next_scheduled_fault(self, operation: str) -> str | None:
+        """The scheduled fault of this stock update, or None (not a stock update, or the schedule ran out)."""
+        if operation not in LATE_APPLY_OPERATIONS:
+            return None
+        with self.lock:
+            schedule = self.config.faults.schedule
+            if self.scheduled >= len(schedule):
+                return None
+            self.scheduled += 1
+            return schedule[self.scheduled - 1]
 
     # --- campaigns and stock --------------------------------------------------------------
 
