@@ -33,6 +33,7 @@ DEFAULT_QUOTAS: dict[str, Quota | None] = {
     "updateStocksOnPartnerWarehouses": Quota(50, 60),
     "getStocksOnPartnerWarehouses": Quota(500, 60),
     "getPartnerWarehouses": Quota(100, 3600),
+    "getPagedWarehouses": Quota(100, 3600),  # v2, per business: warehouses with their groups
     "generateStocksReport": Quota(1, 120),
 }
 
