@@ -12,6 +12,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 
 from tests.support.stock_harness import sandbox_config
 from ymsync import push_stocks
@@ -94,3 +95,19 @@ def test_a_refused_campaign_hands_the_group_stock_to_the_next_one(bench_for, gro
     assert bench.stocks(1002) == bench.stocks(1001) == {"F-1": 5, "F-2": 7}
     assert bench.requests_by_status() == {403: 1, 200: 1}
     assert not bench.redis.exists(keys.target_keys("g1001")["halt"])  # the group never halted
+
+
+def test_the_sandbox_answers_getpagedwarehouses_with_group_info_and_shares_a_group_stock(bench_for):
+    bench = bench_for(sandbox_config(campaigns=(CampaignConfig(1001, 100), CampaignConfig(1002, 100),
+                                                CampaignConfig(1003, 100)), warehouse_groups=(GROUP,)))
+    headers = {"Api-Key": "sandbox-token"}
+    url = f"{bench.market.url}/v2/businesses/100/warehouses"
+    first = requests.post(url, params={"limit": 2}, json={}, headers=headers, timeout=10).json()["result"]
+    rest = requests.post(url, params={"limit": 2, "pageToken": first["paging"]["nextPageToken"]}, json={},
+                         headers=headers, timeout=10).json()["result"]
+    rows = {w["campaignId"]: w for w in first["warehouses"] + rest["warehouses"]}
+    assert set(rows) == {1001, 1002, 1003} and "paging" not in rest
+    assert rows[1001]["groupInfo"] == rows[1002]["groupInfo"] and "groupInfo" not in rows[1003]
+    # A cabinet edit in one campaign of the group is seen through the other (as on the Market).
+    bench.admin("stocks/1001", {"E-1": 3})
+    assert bench.stocks(1002) == {"E-1": 3} and bench.stocks(1003) == {}
