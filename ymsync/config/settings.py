@@ -329,13 +329,28 @@ def _cabinets(env: Mapping[str, str], credentials: Credentials) -> Cabinets:
         return cabinets_from_environment(credentials, mode=env.get("YM_API_MODE", "").strip(),
                                          subscription=env.get("YM_SUBSCRIPTION", "").strip(),
                                          fby_campaigns=_campaigns(env, "YM_FBY_CAMPAIGNS"),
-                                         campaigns=_campaigns(env, "YM_CAMPAIGN_IDS"))
-    clash = [name for name in ("YM_BUSINESS_ID", "YM_API_MODE", "YM_SUBSCRIPTION") if env.get(name, "").strip()]
+                                         campaigns=_campaigns(env, "YM_CAMPAIGN_IDS"),
+                                         warehouse_groups=_groups(env))
+    clash = [name for name in ("YM_BUSINESS_ID", "YM_API_MODE", "YM_SUBSCRIPTION", "YM_WAREHOUSE_GROUPS")
+             if env.get(name, "").strip()]
     if clash:
         # Two sources for one fact: refuse rather than guess which one the operator meant.
         raise SettingsError(f"{', '.join(clash)} cannot be combined with YM_CABINETS_FILE "
                             "(set business_id, mode and subscription per cabinet in the file)")
     return load_cabinets_file(Path(path), env)
+
+
+def _groups(env: Mapping[str, str]) -> tuple[tuple[int, ...], ...]:
+    """``YM_WAREHOUSE_GROUPS="1001,1002;2001,2002"``: groups separated by ``;``, campaigns by ``,``."""
+    raw = env.get("YM_WAREHOUSE_GROUPS", "").strip()
+    groups = []
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        try:
+            groups.append(tuple(int(c) for c in part.split(",") if c.strip()))
+        except ValueError:
+            raise SettingsError(f"YM_WAREHOUSE_GROUPS: expected campaign ids like \"1001,1002;2001,2002\", "
+                                f"got {raw!r}") from None
+    return tuple(groups)
 
 
 # Values a framework's own configuration gives (Django's ``YMSYNC`` setting), over the environment.

@@ -189,6 +189,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
             state.revision += 1
             state.archived.clear()
             state._sorted.clear()
+            state.link_groups()  # a warehouse group's campaigns share one stock again
             state.windows.clear()
             state.foreign.clear()
             state.paused_until.clear()

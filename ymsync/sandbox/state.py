@@ -33,6 +33,7 @@ DEFAULT_QUOTAS: dict[str, Quota | None] = {
     "updateStocksOnPartnerWarehouses": Quota(50, 60),
     "getStocksOnPartnerWarehouses": Quota(500, 60),
     "getPartnerWarehouses": Quota(100, 3600),
+    "getPagedWarehouses": Quota(100, 3600),  # v2, per business: warehouses with their groups
     "generateStocksReport": Quota(1, 120),
 }
 
@@ -127,6 +128,9 @@ class SandboxConfig:
     businesses: tuple[BusinessConfig, ...] = ()
     # Tokens (also listed in ``tokens``) that reach only some businesses/campaigns (else 403).
     token_scopes: dict[str, TokenScope] = field(default_factory=dict)
+    # Warehouse groups: campaigns whose warehouses share one stock, as on the Market: a write
+    # through any campaign of a group (or a cabinet edit) is seen through all of them.
+    warehouse_groups: tuple[tuple[int, ...], ...] = ()
 
 
 class SandboxState:
@@ -164,6 +168,8 @@ class SandboxState:
         # Bumped by every change to stocks or archived offers: the state file saver's cue.
         self.revision = 0
         self.scheduled = 0  # stock updates that have met their entry of faults.schedule
+        self.group_of = {c: tuple(g) for g in config.warehouse_groups for c in g}
+        self.link_groups()
 
     def next_scheduled_fault(self, operation: str) -> str | None:
         """The scheduled fault of this stock update, or None (not a stock update, or the schedule ran out)."""
@@ -175,6 +181,23 @@ class SandboxState:
                 return None
             self.scheduled += 1
             return schedule[self.scheduled - 1]
+
+    def link_groups(self) -> None:
+        """Make every campaign of a warehouse group hold the one same stock dict (the first
+        campaign's, or the first non-empty one's); called again whenever ``stocks`` is replaced."""
+        with self.lock:
+            for group in {g for g in self.group_of.values()}:
+                shared = next((self.stocks[c] for c in group if self.stocks.get(c)), None)
+                if shared is None:
+                    shared = self.stocks.get(group[0], {})
+                for c in group:
+                    self.stocks[c] = shared
+                    self._sorted.pop(c, None)
+
+    def _unsort(self, campaign_id: int) -> None:
+        """A SKU came or went: the sorted page index of the campaign (and of its group) is stale."""
+        for c in self.group_of.get(campaign_id, (campaign_id,)):
+            self._sorted.pop(c, None)
 
     # --- campaigns and stock --------------------------------------------------------------
 
@@ -199,7 +222,7 @@ class SandboxState:
                 stamp = item.get("updatedAt") or now
                 old = store.get(entry["sku"])
                 if old is None:
-                    self._sorted.pop(campaign_id, None)
+                    self._unsort(campaign_id)
                 elif stamp < old.updated_at:
                     # The real Market applies in arrival order too; counting these exposes
                     # a client that let an older value overtake a newer one.
@@ -230,7 +253,7 @@ class SandboxState:
             store = self.stocks.setdefault(campaign_id, {})
             for sku, count in levels.items():
                 if sku not in store:
-                    self._sorted.pop(campaign_id, None)
+                    self._unsort(campaign_id)
                 store[sku] = StockRecord(int(count), now)
             self.revision += 1
 

@@ -72,9 +72,20 @@ def business_target(business_id: int) -> str:
     return f"b{int(business_id)}"
 
 
+def group_target(first_campaign: int) -> str:
+    """The stock target of a warehouse group, named by its first campaign: ``g1001``."""
+    return f"g{int(first_campaign)}"
+
+
+def refused_carrier(target: str, campaign_id: int) -> str:
+    """String with TTL: a campaign of a warehouse group the Market refused (401/403); the next one
+    of the group carries the group's stock until it expires (engine/group_target.py)."""
+    return f"{target_prefix(target)}refused:{int(campaign_id)}"
+
+
 def describe_target(target: str) -> str:
-    """How people name a target: ``campaign=1001`` for ``c1001``."""
-    kinds = {"c": "campaign", "b": "business"}
+    """How people name a target: ``campaign=1001`` for ``c1001``, ``group=1001`` for ``g1001``."""
+    kinds = {"c": "campaign", "b": "business", "g": "group"}
     return f"{kinds[target[0]]}={target[1:]}" if target[:1] in kinds else f"target={target}"
 
 
