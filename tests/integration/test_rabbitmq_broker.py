@@ -7,9 +7,6 @@ into the buffer reach the sandbox through real workers, and the broker traffic p
 RabbitMQ: its queues exist there (quorum queues), and the state Redis holds none of Celery's broker
 keys. A producer's send returns only once RabbitMQ confirmed it: one the broker refuses raises
 ``ymsync.Unavailable`` instead of returning as if it were queued.
-
-The broker restart (a private node stopped and started while pushes go on) is in
-test_rabbitmq_restart.py, opt-in (YM_TEST_RABBITMQ_RESTART=1).
 """
 
 from __future__ import annotations
