@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import redis
+from amqp.exceptions import MessageNacked
 from celery import Task
 from kombu.exceptions import OperationalError
 
@@ -143,6 +144,9 @@ def _publish(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], argsrepr
         with app.connection_for_write(connect_timeout=timeout, transport_options=options) as connection:
             task.apply_async(args, kwargs, argsrepr=argsrepr, connection=connection, retry=False)
     except (OperationalError, redis.RedisError, OSError) as exc:
+        if isinstance(exc.__cause__, MessageNacked):  # kombu's wrapping of a RabbitMQ publisher-confirm nack
+            raise Unavailable(what, count, "the broker refused the message (a publisher-confirm nack)",
+                              maybe_queued=False, where="the Celery broker") from exc
         # Refused or not reached at connect: nothing left this process. Anything later (a reply
         # that never came) may have been published: say so, a re-send is safe (latest wins).
         text = str(exc)
