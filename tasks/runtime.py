@@ -147,6 +147,15 @@ def warehouse_directory() -> WarehouseDirectory:
     return WarehouseDirectory(redis_client(), client_for_business, limiter_for_business)
 
 
+from ymsync.reads.warehouse_groups import GroupDirectory  # noqa: E402
+
+
+@lru_cache(maxsize=1)
+def group_directory() -> GroupDirectory:
+    """A v2 cabinet's warehouse groups from the Market (getPagedWarehouses), the same shared cache."""
+    return GroupDirectory(redis_client(), client_for_business, limiter_for_business)
+
+
 def warehouse_check():
     """The producer's enqueue check of a business's warehouses (the shared, cached directory)."""
     return warehouse_directory().refusals

@@ -111,3 +111,38 @@ def test_the_sandbox_answers_getpagedwarehouses_with_group_info_and_shares_a_gro
     # A cabinet edit in one campaign of the group is seen through the other (as on the Market).
     bench.admin("stocks/1001", {"E-1": 3})
     assert bench.stocks(1002) == {"E-1": 3} and bench.stocks(1003) == {}
+
+
+def test_groups_discovered_from_the_market_cached_and_a_contradiction_named(bench_for, redis_server, tmp_path):
+    """getPagedWarehouses through the client (each request checked against the official OpenAPI by
+    the sandbox), kept in Redis like the v3 list; ``ymsync warehouses --business`` shows a v2
+    cabinet's groups and names a configured group the Market contradicts, in one line."""
+    from click.testing import CliRunner
+
+    from ymsync.cli import main
+    from ymsync.reads.warehouse_groups import GroupDirectory
+
+    bench = bench_for(sandbox_config(campaigns=(CampaignConfig(1001, 100), CampaignConfig(1002, 100),
+                                                CampaignConfig(1003, 100)), warehouse_groups=(GROUP,)))
+    client = MarketClient(bench.market.url, Credentials(api_key=Secret("sandbox-token")))
+    directory = GroupDirectory(bench.redis, lambda _b: client,
+                               lambda _b: QuotaLimiter(bench.redis, {"warehouses_v2": None}))
+    assert directory.cached_groups(100) == ()  # nothing cached: the push path never asks the Market
+    assert directory.get(100).groups() == (GROUP,)
+    assert directory.get(100).groups() == (GROUP,) and directory.cached_groups(100) == (GROUP,)
+    assert bench.requests_by_status("getPagedWarehouses") == {200: 1}  # the second came from the cache
+    assert 0 < bench.redis.ttl(keys.warehouse_groups(100)) <= 86400
+
+    cabinets = tmp_path / "cabinets.toml"
+    cabinets.write_text('[cabinets.shop]\nbusiness_id = 100\nmode = "v2"\ncampaigns = [1001, 1002, 1003]\n'
+                        'warehouse_groups = [[1002, 1003]]\ntoken_env = "GROUPS_TOKEN"\n')
+    configure({"REDIS_URL": redis_server.url, "YM_API_URL": bench.market.url, "YM_CABINETS_FILE": str(cabinets),
+               "GROUPS_TOKEN": "sandbox-token"})
+    try:
+        out = CliRunner().invoke(main, ["warehouses", "--business", "100"])
+    finally:
+        configure(None)
+    assert out.exit_code == 0, out.output
+    assert "business 100 (v2): 3 warehouse(s), groups sharing one stock: 1001+1002" in out.output
+    assert ("business 100: warehouse group 1002+1003 is configured, but the Market groups these campaigns as "
+            "1001+1002 | 1003 (no group)") in out.output

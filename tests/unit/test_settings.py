@@ -23,6 +23,7 @@ def test_defaults():
         "update_stocks_v3": Quota(50, 60),
         "get_stocks_v3": Quota(500, 60),
         "warehouses_v3": Quota(100, 3600),
+        "warehouses_v2": Quota(100, 3600),
         "stocks_report_v3": Quota(1, 120),
     }
     assert settings.max_parallel == 4

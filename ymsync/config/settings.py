@@ -35,6 +35,7 @@ DEFAULT_QUOTAS = {
     "update_stocks_v3": "50/60",
     "get_stocks_v3": "500/60",
     "warehouses_v3": "100/3600",
+    "warehouses_v2": "100/3600",  # getPagedWarehouses: a v2 cabinet's warehouse groups
     "stocks_report_v3": "1/120",
 }
 

@@ -27,6 +27,7 @@ from ymsync import __version__
 from ymsync.config.settings import Credentials, Settings
 from ymsync.market import schemas as s
 from ymsync.market.business import V3_OPERATIONS, BusinessStockMethods
+from ymsync.market.warehouse_groups import WarehouseGroupMethods
 from ymsync.market.clock import MarketClock
 from ymsync.market.errors import (
     ApiError,
@@ -57,7 +58,7 @@ _CHUNK = 1024 * 1024
 _MAX_REDIRECTS = 5
 
 
-class MarketClient(BusinessStockMethods):
+class MarketClient(BusinessStockMethods, WarehouseGroupMethods):
     """Talks to the Market Partner API (or the sandbox, by pointing ``base_url`` at it); the
     business-level (v3) methods come from :class:`BusinessStockMethods`."""
 

@@ -188,6 +188,8 @@ REPORT_EVENTS_PATTERN = PREFIX + "report:{*}:events"  # SCAN pattern for every j
 # === Cabinets (issue 13; owned by the cabinets side) =============================================
 #   warehouses:{b<id>}        string (TTL)  JSON: a business's warehouses from getPartnerWarehouses
 #   warehouses:{b<id>}:lock   string (PX)   one process refreshes them; the others wait for its copy
+#   warehouse-groups:{b<id>}  string (TTL)  JSON: a v2 business's warehouses, campaigns, groups (getPagedWarehouses)
+#   warehouse-groups:{b<id>}:lock string (PX) as warehouses' lock
 # Their own hash tag group: never touched by a script together with a stock target's keys.
 
 
@@ -197,4 +199,14 @@ def warehouses(business_id: int) -> str:
 
 def warehouses_lock(business_id: int) -> str:
     return f"{warehouses(business_id)}:lock"
+
+
+def warehouse_groups(business_id: int) -> str:
+    """JSON: a v2 business's warehouses with their campaigns and groups (getPagedWarehouses);
+    set with the directory's keep TTL, like ``warehouses``."""
+    return f"{PREFIX}warehouse-groups:{{{business_target(business_id)}}}"
+
+
+def warehouse_groups_lock(business_id: int) -> str:
+    return f"{warehouse_groups(business_id)}:lock"
 
