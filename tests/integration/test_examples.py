@@ -167,7 +167,7 @@ def test_django_view_queues_202_refuses_400_and_only_post(redis_server, r):
     (ok, ok_body, _), (invalid, invalid_body, _), (garbled, garbled_body, _), (get, _, _) = answers
     assert ok == 202, ok_body
     assert (ok_body["campaign_id"], ok_body["accepted"], ok_body["stale"]) == (CAMPAIGN, 2, 0)
-    assert invalid == 400 and invalid_body["errors"][0].startswith("item 1: count:"), invalid_body
+    assert invalid == 400 and invalid_body["errors"][0].startswith('item 1 (SKU "D-4"): count:'), invalid_body
     assert garbled == 400 and garbled_body["errors"][0].startswith("body: expected a JSON list"), garbled_body
     assert get == 405  # require_POST
     assert StockBuffer(r).pending(CAMPAIGN) == 2  # neither refused body queued anything
