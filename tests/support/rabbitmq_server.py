@@ -144,8 +144,10 @@ class RabbitMQServer:
         return self._launch(timeout)
 
     def _launch(self, timeout: float) -> "RabbitMQServer":
-        self.process = subprocess.Popen(["rabbitmq-server"], env=self.env(), stdout=open(self.folder / "server.out", "ab"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        # Its own session (so its whole process group can be reaped), no stdin or output of the test's.
+        with open(self.folder / "server.out", "ab") as out:
+            self.process = subprocess.Popen(["rabbitmq-server"], env=self.env(), stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -163,17 +165,35 @@ class RabbitMQServer:
         assert self.process is not None
         self.ctl("stop")
         self.process.wait(60)
+        self._reap()
+
+    def _reap(self) -> None:
+        """Kill whatever is left of this node's process group (an Erlang port helper such as
+        erl_child_setup or inet_gethost), so nothing of it outlives the test or holds its port."""
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, 9)  # the session this node was started in, and nothing else
+        except ProcessLookupError:
+            pass
 
     def restart(self, timeout: float = 90.0) -> "RabbitMQServer":
         self.halt()
         return self._launch(timeout)
 
     def ctl(self, *args: str) -> str:
-        done = subprocess.run(["rabbitmqctl", "-n", self.node, "-q", *args], env=self.env(),
-                              capture_output=True, text=True, timeout=60)
-        if done.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
-        return done.stdout
+        # Its own session: on a timeout the whole rabbitmqctl (a shell wrapper around an Erlang VM)
+        # is killed, not just the wrapper, whose VM would otherwise keep running with our pipes.
+        ctl = subprocess.Popen(["rabbitmqctl", "-n", self.node, "-q", *args], env=self.env(), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = ctl.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(ctl.pid, 9)
+            ctl.communicate()
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: no answer within 60 s") from None
+        if ctl.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {err.strip()}")
+        return out
 
     def output(self) -> str:
         try:
@@ -189,4 +209,6 @@ class RabbitMQServer:
             except (RuntimeError, subprocess.TimeoutExpired):
                 os.killpg(self.process.pid, 9)  # this node's own process group only
                 self.process.wait(10)
+        if self.process is not None:
+            self._reap()
         shutil.rmtree(self.folder, ignore_errors=True)
