@@ -15,8 +15,9 @@ from ymsync.engine.quota import QuotaLimiter
 from ymsync.config.settings import Settings, SettingsError, get_settings
 
 
-@lru_cache(maxsize=1)
 def settings() -> Settings:
+    # Not cached here: get_settings() is, and forgets when the settings change (configure()), so a
+    # process that runs several commands (a test, an embedding app) never mixes two configurations.
     try:
         s = get_settings()
         s.require_cabinets()
@@ -25,9 +26,13 @@ def settings() -> Settings:
         raise click.ClickException(f"configuration error: {exc}") from None
 
 
-@lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings().redis_url, socket_timeout=30)
+    return _redis(settings().redis_url)
+
+
+@lru_cache(maxsize=4)
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=30)
 
 
 def cabinet(business_id: int, *, mode: str | None = None, what: str = "") -> Cabinet:
@@ -41,14 +46,22 @@ def cabinet(business_id: int, *, mode: str | None = None, what: str = "") -> Cab
         raise click.ClickException(str(exc)) from None
 
 
-@lru_cache(maxsize=None)
+# Built once per (settings, business): the settings object changes only when the configuration does.
+_built: dict[tuple[int, str, int], object] = {}
+
+
 def client(business_id: int) -> MarketClient:
-    return connect.market_client(settings(), cabinet(business_id))
+    key = (id(settings()), "client", business_id)
+    if key not in _built:
+        _built[key] = connect.market_client(settings(), cabinet(business_id))
+    return _built[key]  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=None)
 def limiter(business_id: int) -> QuotaLimiter:
-    return connect.quota_limiter(redis_client(), settings(), cabinet(business_id))
+    key = (id(settings()), "limiter", business_id)
+    if key not in _built:
+        _built[key] = connect.quota_limiter(redis_client(), settings(), cabinet(business_id))
+    return _built[key]  # type: ignore[return-value]
 
 
 __all__ = ["cabinet", "client", "limiter", "redis_client", "settings"]
