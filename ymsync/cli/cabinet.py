@@ -13,6 +13,7 @@ from ymsync.config.cabinets import Cabinet, CabinetModeError, CabinetNotFound
 from ymsync.market import MarketClient
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.config.settings import Settings, SettingsError, get_settings
+from ymsync.store.client import state_client
 
 
 @lru_cache(maxsize=1)
@@ -27,7 +28,7 @@ def settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings().redis_url, socket_timeout=30)
+    return state_client(settings(), timeout_s=30)
 
 
 def cabinet(business_id: int, *, mode: str | None = None, what: str = "") -> Cabinet:

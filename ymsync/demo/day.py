@@ -36,6 +36,7 @@ from ymsync.config.settings import Settings
 from ymsync.engine.status import campaign_status
 from ymsync.engine.targets import business_target, item_key, split_key
 from ymsync.demo.world import BUSINESS, CAMPAIGNS, WAREHOUSE_NAMES, WAREHOUSES
+from ymsync.store.client import state_client
 
 DAY_START_H, DAY_HOURS = 8.0, 14.0
 # Where stock goes: each v2 campaign, and the v3 business by warehouse. Targets are the engine's
@@ -127,7 +128,7 @@ class Day:
         self.duration = max(5.0, duration)
         self.catalog = catalog
         self.rng = random.Random(seed)
-        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.redis = state_client(settings)
         self.buffer = StockBuffer.from_settings(self.redis, settings)
         self.limiter = connect.quota_limiter(self.redis, settings)
         self.latest: dict[str, dict[str, int]] = {t: {} for t in TARGETS}  # target -> value key -> count

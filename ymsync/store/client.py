@@ -1,4 +1,6 @@
-"""A Redis client for producers: bounded waits, no retries, and a record of what was sent.
+"""The one place ymsync builds a Redis client for its state (:func:`state_client`, from the
+settings: one Redis or a Redis Cluster), and the producers' kind: bounded waits, no retries, and a
+record of what was sent.
 
 redis-py retries connection errors (10 times in recent versions) and, by default, waits 5 s
 for a reply (older versions the project allows wait forever). A producer runs inside a web
@@ -23,6 +25,9 @@ from urllib.parse import urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from ymsync.config.settings import Settings
+from ymsync.store.cluster import FailoverCluster, StateClient
 
 _local = threading.local()
 
@@ -74,4 +79,28 @@ def bounded_client(url: str, timeout_s: float) -> redis.Redis:
                                 connection_class=_CLASSES[urlsplit(url).scheme])
 
 
-__all__ = ["Sends", "bounded_client", "watch_sends"]
+def state_client(settings: Settings, *, timeout_s: float | None = None, connect_timeout_s: float | None = None,
+                 client_name: str | None = None, health_check_interval: int = 0,
+                 bounded: bool = False) -> StateClient:
+    """A client for ymsync's state at ``settings.redis_url``: a :class:`FailoverCluster` when
+    ``YM_REDIS_CLUSTER`` is set (the URL names any node), else one Redis. ``bounded``: a producer's
+    client (:func:`bounded_client`; on a cluster it still rides out a failover, bounded by
+    ``YM_REDIS_FAILOVER_S``, but never retries a command the client itself)."""
+    url = settings.redis_url
+    options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": connect_timeout_s}
+    if client_name:
+        options["client_name"] = client_name
+    if health_check_interval:
+        options["health_check_interval"] = health_check_interval
+    if not settings.redis_state.cluster:
+        if bounded:
+            return bounded_client(url, settings.producer_timeout_s if timeout_s is None else timeout_s)
+        return redis.Redis.from_url(url, **options)
+    if bounded:
+        wait = settings.producer_timeout_s if timeout_s is None else timeout_s
+        options = {"socket_timeout": wait, "socket_connect_timeout": wait,
+                   "connection_class": _CLASSES[urlsplit(url).scheme]}
+    return FailoverCluster.from_url(url, failover_s=settings.redis_state.failover_s, **options)
+
+
+__all__ = ["Sends", "bounded_client", "state_client", "watch_sends"]
