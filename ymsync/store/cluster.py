@@ -15,6 +15,7 @@ Every script and pipeline ymsync runs touches one hash tag (``{c1001}``, ``{b7}`
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, TypeVar, Union
 
 import redis
@@ -98,5 +99,46 @@ def node_client(client: StateClient, key: str) -> redis.Redis:
     return node.redis_connection
 
 
-__all__ = ["FAILOVER_ERRORS", "FailoverCluster", "FailoverTimeout", "StateClient", "is_cluster", "node_client",
-           "ride_out"]
+class NotReplicated(redis.RedisError):
+    """The master applied the write but too few replicas confirmed it in time: it may or may not
+    survive a failover (not a ResponseError: the write did run)."""
+
+
+@dataclass(frozen=True)
+class ReplicaAck:
+    """How a producer's write is acknowledged: after ``replicas`` replicas have it (``WAIT``), for at
+    most ``timeout_ms``; a cluster call retried through a failover for at most ``failover_s``."""
+
+    replicas: int = 0
+    timeout_ms: int = 500
+    failover_s: float = 0.0
+
+    def pipeline(self, client: StateClient, key: str) -> redis.client.Pipeline:
+        """A non-transactional pipeline on the one connection of the node that serves ``key``."""
+        return node_client(client, key).pipeline(transaction=False)
+
+    def execute(self, pipe: redis.client.Pipeline) -> list[Any]:
+        """Run ``pipe``, then (when replicas are asked for) ``WAIT`` on its connection; the replies
+        of ``pipe``'s own commands. Raises :class:`NotReplicated` when too few replicas answered."""
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
+        replies = pipe.execute(raise_on_error=False)
+        if self.replicas:
+            acked = replies.pop()
+            if isinstance(acked, Exception):
+                raise acked
+            if int(acked) < self.replicas:
+                raise NotReplicated(f"written on the master, but {acked} of {self.replicas} replica(s) confirmed it "
+                                    f"within {self.timeout_ms} ms (WAIT): it may or may not be durable, a "
+                                    f"failover now could lose it")
+        return replies
+
+    def run(self, client: StateClient, call: Callable[[], T]) -> T:
+        """``call()``; on a cluster, ridden through a failover (its node looked up again each try)."""
+        if not is_cluster(client):
+            return call()
+        return ride_out(self.failover_s, call, client.nodes_manager.initialize)  # type: ignore[union-attr]
+
+
+__all__ = ["FAILOVER_ERRORS", "FailoverCluster", "FailoverTimeout", "NotReplicated", "ReplicaAck", "StateClient",
+           "is_cluster", "node_client", "ride_out"]
