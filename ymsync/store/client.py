@@ -16,6 +16,7 @@ failure after that is ambiguous (the server may have run it), before it nothing 
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,9 +28,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ymsync.config.settings import Settings
-from ymsync.store.cluster import FailoverCluster, StateClient
+from ymsync.store.cluster import StateClient, connect_cluster
 
 _local = threading.local()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,7 +102,20 @@ def state_client(settings: Settings, *, timeout_s: float | None = None, connect_
         wait = settings.producer_timeout_s if timeout_s is None else timeout_s
         options = {"socket_timeout": wait, "socket_connect_timeout": wait,
                    "connection_class": _CLASSES[urlsplit(url).scheme]}
-    return FailoverCluster.from_url(url, failover_s=settings.redis_state.failover_s, **options)
+    return connect_cluster(url, settings.redis_state.failover_s, **options)
 
 
-__all__ = ["Sends", "bounded_client", "state_client", "watch_sends"]
+def lasting_state_client(settings: Settings, stopping: threading.Event, what: str,
+                         **options: Any) -> StateClient | None:
+    """:func:`state_client` for a long-lived thread (a scheduler): tried again every second while
+    Redis is unavailable (a cluster's client connects as it is built), None once ``stopping`` is set."""
+    while True:
+        try:
+            return state_client(settings, **options)
+        except redis.RedisError as exc:
+            log.warning("%s: Redis unavailable (%s); trying again", what, exc)
+            if stopping.wait(1.0):
+                return None
+
+
+__all__ = ["Sends", "bounded_client", "lasting_state_client", "state_client", "watch_sends"]

@@ -22,7 +22,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import (AskError, ClusterDownError, ClusterError, MovedError, ReadOnlyError,
-                              SlotNotCoveredError, TryAgainError)
+                              RedisClusterUnreachableError, SlotNotCoveredError, TryAgainError)
 from redis.retry import Retry
 
 StateClient = Union[redis.Redis, RedisCluster]
@@ -32,9 +32,16 @@ T = TypeVar("T")
 # client cannot follow yet, or a write reaching a demoted master (READONLY), are part of it.
 FAILOVER_ERRORS: tuple[type[Exception], ...] = (
     redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError, MovedError, AskError,
-    SlotNotCoveredError, ClusterError, ReadOnlyError)
+    SlotNotCoveredError, ClusterError, ReadOnlyError, RedisClusterUnreachableError)
 _FIRST_PAUSE_S = 0.05
 _LONGEST_PAUSE_S = 0.5
+
+
+def connect_cluster(url: str, failover_s: float, **options: Any) -> "FailoverCluster":
+    """A :class:`FailoverCluster` from ``url``, waiting up to ``failover_s`` for its node: unlike one
+    Redis's client, a cluster's reads the slot map as it is built, and the node the URL names may be
+    the master that is failing over right now."""
+    return ride_out(failover_s, lambda: FailoverCluster.from_url(url, failover_s=failover_s, **options))
 
 
 class FailoverTimeout(redis.ConnectionError):
@@ -140,5 +147,5 @@ class ReplicaAck:
         return ride_out(self.failover_s, call, client.nodes_manager.initialize)  # type: ignore[union-attr]
 
 
-__all__ = ["FAILOVER_ERRORS", "FailoverCluster", "FailoverTimeout", "NotReplicated", "ReplicaAck", "StateClient",
+__all__ = ["FAILOVER_ERRORS", "FailoverCluster", "connect_cluster", "FailoverTimeout", "NotReplicated", "ReplicaAck", "StateClient",
            "is_cluster", "node_client", "ride_out"]
