@@ -43,7 +43,9 @@ def broker_url(redis_server) -> str:
 
 def cluster_env(cluster: RedisCluster, broker_url: str, **extra: str) -> dict[str, str]:
     return {"REDIS_URL": cluster.url, "YM_REDIS_CLUSTER": "1", "CELERY_BROKER_URL": broker_url,
-            "CELERY_RESULT_BACKEND": broker_url, "YM_REDIS_FAILOVER_S": "20", **extra}
+            "CELERY_RESULT_BACKEND": broker_url, "YM_REDIS_FAILOVER_S": "20",
+            # Generous: a replica on 2 shared, busy cores may take a while; the refusal test sets 200.
+            "YM_REDIS_ACK_TIMEOUT_MS": "5000", **extra}
 
 
 def producer(settings: Settings) -> StockBuffer:

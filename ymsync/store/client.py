@@ -20,14 +20,13 @@ import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ymsync.config.settings import Settings
 from ymsync.store.cluster import StateClient, connect_cluster
 
 _local = threading.local()
@@ -81,7 +80,21 @@ def bounded_client(url: str, timeout_s: float) -> redis.Redis:
                                 connection_class=_CLASSES[urlsplit(url).scheme])
 
 
-def state_client(settings: Settings, *, timeout_s: float | None = None, connect_timeout_s: float | None = None,
+class _ClusterChoice(Protocol):
+    cluster: bool
+    failover_s: float
+
+
+class StateSettings(Protocol):
+    """What :func:`state_client` reads of :class:`ymsync.config.settings.Settings` (``store`` imports
+    nothing else of ymsync's, so it names the fields instead of the class)."""
+
+    redis_url: str
+    producer_timeout_s: float
+    redis_state: _ClusterChoice
+
+
+def state_client(settings: StateSettings, *, timeout_s: float | None = None, connect_timeout_s: float | None = None,
                  client_name: str | None = None, health_check_interval: int = 0,
                  bounded: bool = False) -> StateClient:
     """A client for ymsync's state at ``settings.redis_url``: a :class:`FailoverCluster` when
@@ -105,7 +118,7 @@ def state_client(settings: Settings, *, timeout_s: float | None = None, connect_
     return connect_cluster(url, settings.redis_state.failover_s, **options)
 
 
-def lasting_state_client(settings: Settings, stopping: threading.Event, what: str,
+def lasting_state_client(settings: StateSettings, stopping: threading.Event, what: str,
                          **options: Any) -> StateClient | None:
     """:func:`state_client` for a long-lived thread (a scheduler): tried again every second while
     Redis is unavailable (a cluster's client connects as it is built), None once ``stopping`` is set."""
