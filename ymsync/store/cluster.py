@@ -73,13 +73,13 @@ def ride_out(failover_s: float, call: Callable[[], T], refresh: Callable[[], Non
 class FailoverCluster(RedisCluster):
     """A :class:`RedisCluster` whose every command rides out a failover for ``failover_s``.
 
-    The client's own retry (``retry``, sized to the same span) also covers its pipelines, which
-    redis-py re-sends per failed node."""
+    redis-py's own retry is kept short (3 tries, about a second): the time bound is ``ride_out``'s,
+    and a long inner retry would stretch it. A pipeline gets only the inner retry; the callers of
+    the worker's pipelines (a flush, the scheduler's loop) try again later anyway."""
 
     def __init__(self, *args: Any, failover_s: float = 20.0, **kwargs: Any) -> None:
         self.failover_s = failover_s
-        attempts = max(3, int(failover_s / _LONGEST_PAUSE_S) + 4)
-        kwargs.setdefault("retry", Retry(ExponentialBackoff(cap=_LONGEST_PAUSE_S, base=_FIRST_PAUSE_S), attempts))
+        kwargs.setdefault("retry", Retry(ExponentialBackoff(cap=_LONGEST_PAUSE_S, base=_FIRST_PAUSE_S), 3))
         super().__init__(*args, **kwargs)
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
