@@ -8,13 +8,16 @@ Decisions worth knowing:
 - visibility_timeout is far longer than any countdown ymsync uses, or Redis would hand a
   delayed message to a second worker while the first still holds it.
 - result_expires outlives the longest report chord.
+- On RabbitMQ (an ``amqp://`` broker): quorum queues for ``stocks`` and ``reports`` (replicated
+  and fsynced, they survive a broker restart or the loss of a minority of nodes), and publisher
+  confirms, so a send returns only once the broker has the message (a refused one raises).
 """
 
 from __future__ import annotations
 
 import sys
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from ymsync.config.settings import SettingsError, get_settings
 
@@ -37,7 +40,38 @@ accept_content = ["json"]
 timezone = "UTC"
 enable_utc = True
 
-task_queues = (Queue("stocks"), Queue("reports"))
+QUEUE_NAMES = ("stocks", "reports")
+
+
+def is_amqp(url: str) -> bool:
+    return url.partition(":")[0] in ("amqp", "amqps")
+
+
+def build_queues(amqp: bool) -> tuple[Queue, ...]:
+    """ymsync's queues: plain ones on Redis; on RabbitMQ quorum queues behind topic exchanges.
+
+    Quorum: Celery then drops global QoS by itself (``worker_detect_quorum_queues``, on by
+    default), and a countdown (a retry's backoff) goes through Celery's native delayed delivery,
+    which needs a topic exchange (a direct one makes the worker hold the message, blocking a
+    prefetch slot until it is due). The exchanges are named apart from the queues, so an existing
+    broker's direct ``stocks``/``reports`` exchanges do not clash (README: upgrading).
+    """
+    if not amqp:
+        return tuple(Queue(name) for name in QUEUE_NAMES)
+    return tuple(Queue(name, Exchange(f"ymsync.{name}", type="topic"), routing_key=name,
+                       queue_arguments={"x-queue-type": "quorum"}) for name in QUEUE_NAMES)
+
+
+def build_transport_options(amqp: bool) -> dict:
+    if amqp:
+        # py-amqp waits for the broker's ack on every publish and raises on a nack.
+        return {"confirm_publish": True}
+    # Redis redelivers an unacked message after this: far longer than any countdown ymsync uses.
+    return {"visibility_timeout": 6 * 3600}
+
+
+_AMQP = is_amqp(_settings.broker_url)
+task_queues = build_queues(_AMQP)
 task_default_queue = "stocks"
 task_routes = {
     "ymsync.stocks.*": {"queue": "stocks"},
@@ -55,7 +89,7 @@ worker_send_task_events = True
 task_send_sent_event = True
 
 broker_connection_retry_on_startup = True
-broker_transport_options = {"visibility_timeout": 6 * 3600}
+broker_transport_options = build_transport_options(_AMQP)
 result_backend_transport_options = {"visibility_timeout": 6 * 3600}
 result_expires = 7 * 24 * 3600
 result_extended = False  # args stay out of the result backend

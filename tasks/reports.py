@@ -55,12 +55,11 @@ _EXPIRES_S = _EXPIRES.total_seconds() if hasattr(_EXPIRES, "total_seconds") else
 # Chord state (the header's results and counter) lives only as long as results do: a part that
 # waited past result_expires would find its chord gone. So a job gives up well before that.
 GIVE_UP_AFTER_S = min(6 * 3600.0, _EXPIRES_S / 2) if _EXPIRES_S > 0 else 6 * 3600.0
-# A step holds its job under a lease renewed every 10 s; a worker that dies mid-step frees the
-# job 30 s later at most. A sent step not started within a minute (its message died in a killed
-# worker's prefetch) is sent again. Job records outlive the broker's visibility timeout, so a
-# message the broker redelivers hours later still finds its job finished and is dropped.
-STEP_LEASE_S = 30.0
-RESEND_AFTER_S = 60.0
+# A step holds its job under a lease (YM_REPORT_STEP_LEASE_S, 30 s) renewed every third of it; a
+# worker that dies mid-step frees the job that long after at most. A sent step not started within
+# YM_REPORT_RESEND_S (a minute; its message died in a killed worker's prefetch) is sent again. Job
+# records outlive the broker's visibility timeout, so a message the broker redelivers hours later
+# still finds its job finished and is dropped.
 INFRA_RETRY_S = 5.0
 
 
@@ -88,7 +87,8 @@ def _poller(cabinet_name: str) -> ReportPoller:
 
 @lru_cache(maxsize=1)
 def jobs() -> ReportJobs:
-    return ReportJobs(runtime.redis_client(), lease_s=STEP_LEASE_S, resend_after_s=RESEND_AFTER_S,
+    s = get_settings()
+    return ReportJobs(runtime.redis_client(), lease_s=s.report_step_lease_s, resend_after_s=s.report_resend_s,
                       ttl_s=GIVE_UP_AFTER_S + _VISIBILITY + 3600, done_ttl_s=_VISIBILITY + 3600)
 
 

@@ -35,7 +35,8 @@ def slot_ttls() -> dict[str, float]:
     """A flush-task slot waits up to a minute for its task to start, then each hold (before every
     request) keeps it for one request's hard deadline and a margin: a slow-but-alive task never
     shares its target with one slot too many, and a killed one frees its slot soon."""
-    return {"task_ttl_s": get_settings().request_deadline_s + 10, "queue_ttl_s": 60.0}
+    s = get_settings()
+    return {"task_ttl_s": s.request_deadline_s + s.lease_margin_s, "queue_ttl_s": 60.0}
 
 
 @lru_cache(maxsize=1)
@@ -145,6 +146,15 @@ from ymsync.reads.warehouses import WarehouseDirectory  # noqa: E402
 @lru_cache(maxsize=1)
 def warehouse_directory() -> WarehouseDirectory:
     return WarehouseDirectory(redis_client(), client_for_business, limiter_for_business)
+
+
+from ymsync.reads.warehouse_groups import GroupDirectory  # noqa: E402
+
+
+@lru_cache(maxsize=1)
+def group_directory() -> GroupDirectory:
+    """A v2 cabinet's warehouse groups from the Market (getPagedWarehouses), the same shared cache."""
+    return GroupDirectory(redis_client(), client_for_business, limiter_for_business)
 
 
 def warehouse_check():

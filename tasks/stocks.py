@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import redis
+from amqp.exceptions import MessageNacked
 from celery import Task
 from kombu.exceptions import OperationalError
 
@@ -24,6 +25,7 @@ from ymsync.errors import Unavailable
 
 from ymsync.engine.producer import (Checked, InvalidInput, ItemError, call_error, check_business_updates,
                                     check_campaign, check_listed, check_updates, queue_updates, stamp_items)
+from ymsync.engine.group_target import campaign_stock_target, describe_group
 from ymsync.engine.targets import business_target
 from ymsync.store.keys import describe_target
 from ymsync.engine.schedule import server_ms
@@ -42,7 +44,7 @@ def update(self: Task, campaign_id: int, items: list[dict[str, Any]], stamped_at
     # A bad or unlisted campaign has nowhere to be dead-lettered: fail the task loudly (logs, Flower).
     campaign = check_listed(check_campaign(campaign_id))
     items = _with_stamps(items, stamped_at)
-    _ingest(self.request.id, campaign, items, check_updates(items, require_stamp=True))
+    _ingest(self.request.id, campaign_stock_target(campaign), items, check_updates(items, require_stamp=True))
 
 
 @app.task(name="ymsync.stocks.update_business", bind=True, ignore_result=True, **_RETRY)
@@ -130,7 +132,7 @@ def _record_lateness(schedule, due_ms: int) -> None:
 
 def send_flush(target: str, slot: str, due_ms: int) -> None:
     """The scheduler's send (``slot``: the task slot it claimed); argsrepr keeps Flower readable."""
-    flush.apply_async((target, slot, due_ms), argsrepr=f"({describe_target(target)})")
+    flush.apply_async((target, slot, due_ms), argsrepr=f"({describe_group(target)})")
 
 
 def _publish(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], argsrepr: str, what: str, count: int) -> None:
@@ -142,6 +144,9 @@ def _publish(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], argsrepr
         with app.connection_for_write(connect_timeout=timeout, transport_options=options) as connection:
             task.apply_async(args, kwargs, argsrepr=argsrepr, connection=connection, retry=False)
     except (OperationalError, redis.RedisError, OSError) as exc:
+        if isinstance(exc.__cause__, MessageNacked):  # kombu's wrapping of a RabbitMQ publisher-confirm nack
+            raise Unavailable(what, count, "the broker refused the message (a publisher-confirm nack)",
+                              maybe_queued=False, where="the Celery broker") from exc
         # Refused or not reached at connect: nothing left this process. Anything later (a reply
         # that never came) may have been published: say so, a re-send is safe (latest wins).
         text = str(exc)

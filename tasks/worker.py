@@ -88,9 +88,8 @@ def _start_report_scheduler(sender: object = None, **_: object) -> None:
     if not _consumes(sender, "reports"):
         return
     from .report_scheduler import ReportScheduler
-    from .reports import RESEND_AFTER_S
 
-    _report_scheduler = ReportScheduler(resend_after_s=RESEND_AFTER_S)
+    _report_scheduler = ReportScheduler(resend_after_s=get_settings().report_resend_s)
     _report_scheduler.start()
 
 

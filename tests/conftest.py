@@ -17,26 +17,47 @@ from ymsync.sandbox import MarketSandbox, SandboxConfig
 # --- every sandbox the suite starts checks every request against the official description --------
 # Set before any test runs, so in-process sandboxes (MarketSandbox follows YM_SANDBOX_SPEC_CHECK),
 # `ymsync sandbox` subprocesses and the demo (which passes these two on) all run in the test mode,
-# and all append what they refuse to one file that the session reads.
+# and all append what they refuse to one file that the session reads (under pytest-xdist, one
+# file per worker beside the controller's, which reads them all).
 
 def pytest_configure(config: pytest.Config) -> None:
     config.spec_check_off = spec_check_missing()  # type: ignore[attr-defined]
     if config.spec_check_off:
         return
-    handle, log = tempfile.mkstemp(prefix="ymsync-spec-violations-", suffix=".jsonl")
-    os.close(handle)
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and os.environ.get("YM_SANDBOX_SPEC_VIOLATIONS"):
+        # A pytest-xdist worker: a file of its own beside the controller's, so each test reads only
+        # what its own sandboxes refused; the controller reads them all at the end.
+        log = f"{os.environ['YM_SANDBOX_SPEC_VIOLATIONS']}.{worker['workerid']}"
+        Path(log).touch()
+    else:
+        handle, log = tempfile.mkstemp(prefix="ymsync-spec-violations-", suffix=".jsonl")
+        os.close(handle)
+        config.spec_violation_logs = log  # type: ignore[attr-defined]
     os.environ["YM_SANDBOX_SPEC_CHECK"] = str(spec_path())
     os.environ["YM_SANDBOX_SPEC_VIOLATIONS"] = log
 
 
-def _violations(offset: int = 0) -> tuple[list[dict], int]:
+def _logs(config: pytest.Config | None = None) -> list[Path]:
+    """This process's violations file, and in the controller its workers' files too."""
     log = os.environ.get("YM_SANDBOX_SPEC_VIOLATIONS")
-    if not log or not Path(log).exists():
-        return [], 0
-    with open(log, "rb") as f:
-        f.seek(offset)
-        data = f.read()
-    return [json.loads(line) for line in data.decode().splitlines() if line.strip()], offset + len(data)
+    if not log:
+        return []
+    paths = [Path(log)]
+    if config is not None and getattr(config, "spec_violation_logs", None) == log:
+        paths += sorted(Path(log).parent.glob(Path(log).name + ".gw*"))
+    return [p for p in paths if p.exists()]
+
+
+def _violations(offset: int = 0, config: pytest.Config | None = None) -> tuple[list[dict], int]:
+    found, end = [], 0
+    for path in _logs(config):
+        with open(path, "rb") as f:
+            f.seek(offset if config is None else 0)
+            data = f.read()
+        found += [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        end = (offset if config is None else 0) + len(data)
+    return found, end
 
 
 def _describe(violations: list[dict]) -> str:
@@ -56,19 +77,19 @@ def _requests_match_the_spec() -> Iterator[None]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The whole session's record, including what sandboxes refused outside any test's span."""
-    found, _ = _violations()
-    log = os.environ.get("YM_SANDBOX_SPEC_VIOLATIONS")
+    found, _ = _violations(config=session.config)
     if found:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    elif log and Path(log).exists():
-        os.unlink(log)
+    else:
+        for path in _logs(session.config):
+            path.unlink(missing_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if getattr(config, "spec_check_off", None):
         terminalreporter.write_line(f"sandbox spec check OFF: {config.spec_check_off}", yellow=True)
         return
-    found, _ = _violations()
+    found, _ = _violations(config=config)
     if found:
         terminalreporter.write_line(
             f"{len(found)} request(s) to Market sandboxes broke the official OpenAPI description "

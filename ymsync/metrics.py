@@ -73,6 +73,8 @@ class YmsyncCollector(Collector):
         yield from self._targets("campaign", "ymsync_", self.buffer.campaigns(), lambda c: c)
         # Business (v3) targets: the same figures under their own names, labelled by business.
         yield from self._targets("business", "ymsync_business_", self.buffer.businesses(), business_target)
+        # Warehouse groups: labelled by the group (its first campaign) and all its campaigns.
+        yield from self._targets("group", "ymsync_group_", self.buffer.groups(), keys.group_target)
 
     def _targets(self, label_name: str, prefix: str, ids: list[int], name_of) -> Iterable[Metric]:
         def gauge(name: str, text: str, *extra: str) -> GaugeMetricFamily:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.chaos.pacing import LATE_SCHEDULE, late_applies_landed, next_wave_when_received, received
 from tests.support.processes import wait_for
 from ymsync import push_business_stocks
 from ymsync.engine.producer import stamp_items
@@ -25,7 +26,7 @@ def test_v3_waves_over_two_warehouses_with_late_applies(bench_for, case):
     """v3: waves over two warehouses while 30 % of requests land 3 s after the client gave up"""
     config = SandboxConfig(quotas={V3: Quota(20, 6), "updateStocks": None, "getStocks": None},
                            businesses=(BusinessConfig(BUSINESS, tuple(WarehouseConfig(w) for w in WAREHOUSES)),),
-                           faults=Faults(late_apply_rate=0.3, late_apply_s=3.0), seed=21)
+                           faults=Faults(late_apply_rate=0.3, late_apply_s=3.0, schedule=LATE_SCHEDULE), seed=21)
     bench = bench_for(config)
     env = {"YM_HTTP_CONNECT_TIMEOUT": "1", "YM_HTTP_READ_TIMEOUT": "1", "YM_UNKNOWN_OUTCOME_S": "4.5",
            "YM_QUOTA_UPDATE_STOCKS_V3": "20/6", "YM_BUSINESS_ID": str(BUSINESS), "YM_API_MODE": "v3"}
@@ -38,9 +39,10 @@ def test_v3_waves_over_two_warehouses_with_late_applies(bench_for, case):
     for wave in range(waves):
         items = stamp_items([{"sku": sku, "warehouse": WAREHOUSES[(i + wave) % 2], "count": wave * 10_000 + i}
                              for i, sku in enumerate(skus)])
+        before = received(bench, V3)
         push_business_stocks(BUSINESS, items, buffer=bench.buffer)
         expected.update(((it["warehouse"], it["sku"]), it["count"]) for it in items)
-        time.sleep(1.0)
+        next_wave_when_received(bench, V3, before)
     target = business_target(BUSINESS)
 
     def market() -> dict[tuple[int, str], int]:
@@ -49,7 +51,7 @@ def test_v3_waves_over_two_warehouses_with_late_applies(bench_for, case):
 
     wait_for(lambda: bench.buffer.pending(target) == 0 and bench.buffer.in_flight(target) == 0
              and market() == expected, 90, "the newest value of every item at the Market", interval=0.5)
-    time.sleep(3.5)  # anything still applying late lands now
+    late_applies_landed(bench)
     state = bench.state()["businesses"][str(BUSINESS)]
     log = [e for e in bench.admin("log") if e["op"] == V3]
     stats = bench.buffer.stats(target)

@@ -13,6 +13,7 @@ import time
 import pytest
 from celery import Celery
 
+from tests.chaos.pacing import LATE_SCHEDULE, late_applies_landed, next_wave_when_received, received
 from tests.support.processes import wait_for
 from tests.support.stock_harness import sandbox_config
 from ymsync import push_stocks
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 def test_late_applied_requests_never_overwrite_newer_values(bench_for, case):
     """Late applies: 30 % of requests land 3 s after a client with a 1 s read timeout gave up"""
-    faults = Faults(late_apply_rate=0.3, late_apply_s=3.0)
+    faults = Faults(late_apply_rate=0.3, late_apply_s=3.0, schedule=LATE_SCHEDULE)
     bench = bench_for(sandbox_config(faults=faults, seed=12))
     campaign, waves, per = 3101, 16, 2000
     skus = [f"LATE-{i:05d}" for i in range(per)]
@@ -35,11 +36,12 @@ def test_late_applied_requests_never_overwrite_newer_values(bench_for, case):
         bench.start_worker(f"late{n}", concurrency=2, **env)
     started = time.monotonic()
     for wave in range(waves):
+        before = received(bench, "updateStocks")
         bench.push(campaign, [(sku, wave * 10_000 + i) for i, sku in enumerate(skus)])
-        time.sleep(1.0)
+        next_wave_when_received(bench, "updateStocks", before)
     bench.wait_latest(campaign, 90)
     wait_for(lambda: bench.settled(campaign), 15, "the buffer to drain")
-    time.sleep(3.5)  # anything still applying late lands now: the referee must see it
+    late_applies_landed(bench)
     state = bench.state()
     calls = bench.requests_by_status()
     stats = bench.buffer.stats(campaign)
@@ -112,11 +114,15 @@ def test_a_worker_clock_10s_ahead_of_the_market_loses_nothing(bench_for, case):
                calls.get(400, 0) <= 2, calls)
 
 
-def test_a_token_refused_for_two_minutes_halts_and_then_delivers_everything(bench_for, case):
-    """Refused token: 401 for two minutes, then 200; the backlog waits, nothing is dead-lettered"""
+PROBE_S = 2.0  # YM_HALT_PROBE_S: production probes every 120 s; the behaviour is the same, only shorter
+PROBES = 4  # probes the halted campaign must make (and see refused) before the token works again
+
+
+def test_a_refused_token_halts_probes_and_then_delivers_everything(bench_for, case):
+    """Refused token: 401 until the halted campaign has probed 4 times, then 200; the backlog waits, nothing is dead-lettered"""
     bench = bench_for(sandbox_config())
     campaign, total = 3401, 20_000
-    env = {"YM_HALT_PROBE_S": "20"}
+    env = {"YM_HALT_PROBE_S": f"{PROBE_S:g}"}
     bench.start_worker("token", concurrency=2, **env)
     bench.push(campaign, [(f"TOK-{i:05d}", i) for i in range(2000)])
     bench.wait_latest(campaign, 30)
@@ -124,24 +130,36 @@ def test_a_token_refused_for_two_minutes_halts_and_then_delivers_everything(benc
     revoked_at = time.time()
     bench.push(campaign, [(f"TOK-{i:05d}", 100_000 + i) for i in range(total)])
     wait_for(lambda: bench.halted(campaign), 20, "the campaign to halt")
+    halted_at = time.time()
     limiter = QuotaLimiter(bench.redis, {})
     status = campaign_status(bench.buffer, limiter, campaign)
     case.check("status says halted and why", status.pause_reason is not None and "HTTP 401" in status.pause_reason,
                status)
-    while time.time() - revoked_at < 120:
-        time.sleep(2)
+
+    def refused_since(t: float) -> list[dict]:
+        return [e for e in bench.log() if e["status"] == 401 and e["t"] > t]
+
+    def probed() -> bool:
         letters = bench.buffer.dead_letters(campaign)
-        assert not letters, letters[:1]
-    refused = [e for e in bench.log() if e["status"] == 401]
+        assert not letters, letters[:1]  # halted means kept, never dead-lettered
+        return len(refused_since(halted_at)) >= PROBES
+
+    # The halt lasts while the probes keep being refused: wait for PROBES of them, not a fixed time.
+    wait_for(probed, PROBES * PROBE_S * 3 + 10, f"{PROBES} probes of the halted campaign", interval=0.2)
+    assert bench.halted(campaign) and bench.buffer.pending(campaign) > 0, "the backlog waits while refused"
+    refused = refused_since(revoked_at - 1)
+    refused_for = time.time() - revoked_at
     bench.admin("restore", {"token": "sandbox-token"})
     restored_at = time.time()
     bench.wait_latest(campaign, 60)
     delivered_after = time.time() - restored_at
     state = bench.state()
-    case.figures.update({"refused_for_s": 120, "probe_every_s": 20, "requests_401": len(refused),
-                         "delivered_s_after_restore": round(delivered_after, 1), "skus": total,
-                         "stale_writes": state["stale_writes"]})
-    case.check("a few probes while refused, not a retry loop", len(refused) <= 4 + 120 / 20 + 2, len(refused))
+    case.figures.update({"refused_for_s": round(refused_for, 1), "probe_every_s": PROBE_S,
+                         "requests_401": len(refused), "delivered_s_after_restore": round(delivered_after, 1),
+                         "skus": total, "stale_writes": state["stale_writes"]})
+    # Up to 4 requests already under way when the token was revoked, then one probe per PROBE_S.
+    bound = 4 + refused_for / PROBE_S + 2
+    case.check("a few probes while refused, not a retry loop", len(refused) <= bound, (len(refused), bound))
     case.check("everything delivered once the token works", bench.stocks(campaign) == bench.latest[campaign])
     case.check("0 dead letters", not bench.buffer.dead_letters(campaign))
     case.check("0 writes older than the value the Market held", state["stale_writes"] == 0)

@@ -124,7 +124,7 @@ def worker(env, tmp_path_factory):
     probe = Celery(broker=env["REDIS_URL"], backend=env["REDIS_URL"])
     wait_for(lambda: probe.control.ping(timeout=0.5), 60, "the reports worker to answer ping")
     yield probe, log
-    proc.stop()
+    proc.kill()  # teardown: nothing here tests a graceful shutdown
 
 
 def test_business_stocks_report_through_worker_and_cli(market, env, worker, tmp_path):

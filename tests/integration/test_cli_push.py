@@ -47,7 +47,7 @@ def env(redis_server, market) -> dict[str, str]:
 def worker(env, tmp_path) -> Iterator[CeleryWorker]:
     w = CeleryWorker(env, concurrency=2, name="cli", log_path=tmp_path / "worker.log").start()
     yield w
-    w.stop()
+    w.kill()  # teardown: nothing here tests a graceful shutdown
 
 
 def ymsync(env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -1,5 +1,6 @@
-"""examples/flask_app.py with Flask's test client against the private redis-server: the
-recommended producer path (ymsync.push_stocks, REDIS_URL from the environment) end to end."""
+"""examples/flask_app.py with Flask's test client, and examples/django_view.py through Django's
+request factory, against the private redis-server: the recommended producer path
+(ymsync.push_stocks, REDIS_URL from the environment) end to end."""
 
 from __future__ import annotations
 
@@ -112,6 +113,73 @@ def test_redis_down_503_with_retry_after(redis_server):
     assert response.headers["Retry-After"] == "5"
 
 
-def test_django_view_compiles():
-    source = (EXAMPLE.parent / "django_view.py").read_text()
-    compile(source, "django_view.py", "exec")
+# --- examples/django_view.py: the same contract, through Django's own request handling ------------
+# In a child process: Django's settings are process-wide and tests/integration/test_django.py
+# configures them its own way (an installed app, a database) for the rest of its process.
+
+DJANGO_CALLS = r"""
+import json, sys
+import django
+from django.conf import settings
+settings.configure(DEBUG=False, ALLOWED_HOSTS=["testserver"], USE_TZ=True, SECRET_KEY="test-only")
+django.setup()
+import importlib.util
+from django.test import RequestFactory
+spec = importlib.util.spec_from_file_location("ymsync_example_django_view", sys.argv[1])
+view = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(view)
+out = []
+for method, raw in json.loads(sys.argv[2]):
+    factory = RequestFactory()
+    request = (factory.post("/campaigns/7701/stocks", data=raw.encode(), content_type="application/json")
+               if method == "POST" else factory.get("/campaigns/7701/stocks"))
+    response = view.push_stocks(request, campaign_id=7701)
+    body = json.loads(response.content) if response.content.startswith(b"{") else None
+    out.append([response.status_code, body, response.get("Retry-After")])
+print(json.dumps(out))
+"""
+
+
+def django_calls(redis_url: str, calls: list[tuple[str, str]]) -> list[list]:
+    """(status, JSON body, Retry-After) of each (method, raw body) the example view answered."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("django")
+    env = {**os.environ, "REDIS_URL": redis_url}
+    done = subprocess.run([sys.executable, "-c", DJANGO_CALLS, str(EXAMPLE.parent / "django_view.py"), json.dumps(calls)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_django_view_queues_202_refuses_400_and_only_post(redis_server, r):
+    import json
+
+    answers = django_calls(redis_server.url, [
+        ("POST", json.dumps({"items": [{"sku": "D-1", "count": 3}, {"sku": "D-2", "count": 0}]})),
+        ("POST", json.dumps([{"sku": "D-3", "count": 1}, {"sku": "D-4", "count": -1}])),
+        ("POST", "not json"),
+        ("GET", ""),
+    ])
+    (ok, ok_body, _), (invalid, invalid_body, _), (garbled, garbled_body, _), (get, _, _) = answers
+    assert ok == 202, ok_body
+    assert (ok_body["campaign_id"], ok_body["accepted"], ok_body["stale"]) == (CAMPAIGN, 2, 0)
+    assert invalid == 400 and invalid_body["errors"][0].startswith('item 1 (SKU "D-4"): count:'), invalid_body
+    assert garbled == 400 and garbled_body["errors"][0].startswith("body: expected a JSON list"), garbled_body
+    assert get == 405  # require_POST
+    assert StockBuffer(r).pending(CAMPAIGN) == 2  # neither refused body queued anything
+
+
+def test_django_view_redis_down_503_with_retry_after():
+    import json
+
+    from tests.support.redis_server import free_port
+
+    [(status, body, retry_after)] = django_calls(f"redis://127.0.0.1:{free_port()}/0",
+                                                 [("POST", json.dumps([{"sku": "D-1", "count": 1}]))])
+    assert status == 503, body
+    assert retry_after == "5"
+    assert body == {"errors": ["stock queue unavailable, retry later"]}

@@ -44,7 +44,7 @@ def stack(redis_server, tmp_path) -> Iterator[dict[str, Any]]:
             worker.start()  # after Flower: it sees every event from the first task on
             yield {"url": url, "env": env, "market": market, "worker": worker, "flower": flower}
         finally:
-            worker.stop()
+            worker.kill()  # teardown by SIGKILL: no graceful shutdown is judged here
             flower.stop()
 
 

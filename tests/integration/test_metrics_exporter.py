@@ -78,7 +78,7 @@ def test_pending_then_delivered_quota_and_dead_letters(redis_server, exporter, t
                      and scrape(exporter)[("ymsync_skus_delivered_total", (("campaign", str(B)),))] == 30,
                      45, "both campaigns delivered, as the exporter sees it", interval=0.3)
         finally:
-            worker.stop()
+            worker.kill()  # teardown by SIGKILL: no graceful shutdown is judged here
     m = scrape(exporter)
     assert m[("ymsync_pending_skus", (("campaign", str(A)),))] == 0
     assert m[("ymsync_in_flight_skus", (("campaign", str(A)),))] == 0

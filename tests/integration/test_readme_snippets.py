@@ -64,7 +64,8 @@ def _stocks(market: MarketSandbox, campaign: int) -> dict:
 
 def test_every_readme_snippet_has_a_case_below() -> None:
     markers = ("MarketClient.from_settings", "ymsync.push_stocks(campaign_id, request", "ymsync.push_stocks(1001",
-               "send_task(", "push_business_stocks(", "push_on_commit(")
+               "send_task(", "push_business_stocks(", "push_on_commit(", "ymsync.retire_stocks(1001",
+               "def repush_catalogue(")
     unknown = [s for s in snippets() if not any(m in s for m in markers)]
     assert not unknown and len(snippets()) == len(markers), unknown  # a new snippet needs its own test
 
@@ -123,3 +124,21 @@ def test_the_django_recipe_is_the_one_the_django_tests_run() -> None:
     [code] = [s for s in snippets() if "push_on_commit(" in s]
     tested = (ROOT / "tests" / "django_shop" / "signals.py").read_text(encoding="utf-8")
     assert tested.split('"""', 2)[2].strip() == code.strip()
+
+
+def test_the_retire_snippet_sends_the_final_count_and_forgets_the_skus(market, world, tmp_path) -> None:
+    _run("import ymsync\nymsync.push_stocks(1001, [{'sku': 'SKU-7', 'count': 3}, {'sku': 'SKU-9', 'count': 4}])",
+         world["cabinets"], tmp_path)
+    wait_for(lambda: _stocks(market, 1001).get("SKU-9", {}).get("count") == 4, 30, "SKU-7 and SKU-9 delivered")
+    [code] = [s for s in snippets() if "ymsync.retire_stocks(1001" in s]
+    _run("import ymsync\n" + code, world["cabinets"], tmp_path)  # the snippet follows one that imports ymsync
+    wait_for(lambda: {k: _stocks(market, 1001).get(k, {}).get("count") for k in ("SKU-7", "SKU-9")}
+             == {"SKU-7": 0, "SKU-9": 0}, 30, "the final count 0 of both retired SKUs at the Market")
+
+
+def test_the_repush_recipe_restores_what_the_market_lost(market, world, tmp_path) -> None:
+    [code] = [s for s in snippets() if "def repush_catalogue(" in s]
+    drive = "\nrepush_catalogue(1001, lambda: [('REPUSH-1', 11), ('REPUSH-2', 12)])\n"
+    _run(code + drive, world["cabinets"], tmp_path)
+    wait_for(lambda: {k: _stocks(market, 1001).get(k, {}).get("count") for k in ("REPUSH-1", "REPUSH-2")}
+             == {"REPUSH-1": 11, "REPUSH-2": 12}, 30, "the re-pushed catalogue at the Market")

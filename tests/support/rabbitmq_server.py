@@ -5,6 +5,10 @@ AMQP and distribution ports, config file (the system's rabbitmq.conf names 5672)
 list (no management listener on 15672) and its own data folder under /tmp. The server drops to
 the ``rabbitmq`` user, so that folder belongs to it (and lies outside pytest's 0700 tmp folders).
 It takes about ten seconds to accept connections; ``rabbitmqctl -n NODE stop`` ends it.
+
+Faster, where the machine runs RabbitMQ on 127.0.0.1:5672: :class:`RabbitMQVhost`, a vhost of
+the test's own on that server (created, then deleted with everything in it; the server itself is
+never stopped). :func:`rabbitmq_broker` picks that one and falls back to a private node.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 from ymsync.embedded import free_port
 
@@ -35,7 +41,71 @@ def rabbitmq_missing() -> str | None:
     return None
 
 
+MACHINE_PORT = 5672
+
+
+def machine_rabbitmq_missing() -> str | None:
+    """Why the machine's RabbitMQ cannot lend a vhost here, or None."""
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl is not installed"
+    try:
+        socket.create_connection(("127.0.0.1", MACHINE_PORT), timeout=1).close()
+    except OSError as exc:
+        return f"no RabbitMQ answers on 127.0.0.1:{MACHINE_PORT} ({exc})"
+    done = subprocess.run(["rabbitmqctl", "-q", "ping"], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        return f"rabbitmqctl cannot reach the machine's node: {done.stderr.strip()[:200]}"
+    return None
+
+
+def broker_missing() -> str | None:
+    """Why neither a vhost on the machine's RabbitMQ nor a private node is available, or None."""
+    machine = machine_rabbitmq_missing()
+    private = rabbitmq_missing() if machine else None
+    return f"{machine}; and no private node: {private}" if machine and private else None
+
+
+class RabbitMQVhost:
+    """A vhost of this test's own on the machine's RabbitMQ (guest may use it from loopback)."""
+
+    port = MACHINE_PORT
+
+    def __init__(self) -> None:
+        self.vhost = f"ymsync-test-{uuid.uuid4().hex[:12]}"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(self.vhost, safe='')}"
+
+    @property
+    def logged_url(self) -> str:  # how Celery's banner prints it
+        return f"amqp://guest:**@127.0.0.1:{self.port}/{self.vhost}"
+
+    def ctl(self, *args: str) -> str:
+        done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self) -> "RabbitMQVhost":
+        self.ctl("add_vhost", self.vhost)
+        self.ctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+        return self
+
+    def stop(self) -> None:
+        self.ctl("delete_vhost", self.vhost)  # its queues, exchanges and policies go with it
+
+
+def rabbitmq_broker() -> "RabbitMQVhost | RabbitMQServer":
+    """A started broker for one test module: a vhost on the machine's server, else a private node."""
+    if machine_rabbitmq_missing() is None:
+        return RabbitMQVhost().start()
+    return RabbitMQServer().start()
+
+
 class RabbitMQServer:
+    vhost = "/"
+
     def __init__(self) -> None:
         self.port = free_port()
         self.dist_port = free_port()
@@ -47,6 +117,10 @@ class RabbitMQServer:
     def url(self) -> str:
         # guest may log in from loopback only, which is exactly where this node listens.
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def logged_url(self) -> str:
+        return f"amqp://guest:**@127.0.0.1:{self.port}//"
 
     def env(self) -> dict[str, str]:
         f = self.folder
@@ -67,7 +141,10 @@ class RabbitMQServer:
         user = pwd.getpwnam("rabbitmq")
         for path in [self.folder, *self.folder.rglob("*")]:
             os.chown(path, user.pw_uid, user.pw_gid)
-        self.process = subprocess.Popen(["rabbitmq-server"], env=self.env(), stdout=open(self.folder / "server.out", "wb"),
+        return self._launch(timeout)
+
+    def _launch(self, timeout: float) -> "RabbitMQServer":
+        self.process = subprocess.Popen(["rabbitmq-server"], env=self.env(), stdout=open(self.folder / "server.out", "ab"),
                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -77,9 +154,19 @@ class RabbitMQServer:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return self
             except OSError:
-                time.sleep(0.5)
+                time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"rabbitmq-server did not listen on {self.port} within {timeout:g}s: {self.output()}")
+
+    def halt(self) -> None:
+        """Stop this node, keeping its data folder (durable queues and their messages)."""
+        assert self.process is not None
+        self.ctl("stop")
+        self.process.wait(60)
+
+    def restart(self, timeout: float = 90.0) -> "RabbitMQServer":
+        self.halt()
+        return self._launch(timeout)
 
     def ctl(self, *args: str) -> str:
         done = subprocess.run(["rabbitmqctl", "-n", self.node, "-q", *args], env=self.env(),

@@ -76,9 +76,22 @@ class Bench:
         self.workers.append(worker)
         return worker
 
+    def reset(self) -> None:
+        """Between tests that share this bench and its workers: the sandbox forgets stock, poison,
+        counters and quota windows (keeping its configuration), Redis forgets every ymsync key
+        (Celery's own keys stay: the running workers' queues and bindings), the bench its values."""
+        self.admin("reset", {})
+        keys_left = list(self.redis.scan_iter(f"{keys.PREFIX}*", count=1000))
+        for start in range(0, len(keys_left), 500):
+            self.redis.delete(*keys_left[start:start + 500])
+        self.latest.clear()
+        self.stamps = Stamps()
+
     def stop(self) -> None:
+        """Teardown: SIGKILL (a graceful stop costs seconds per worker and no test here judges it; the
+        next test empties Redis, so nothing a killed worker leaves behind carries over)."""
         for worker in self.workers:
-            worker.stop()
+            worker.kill()
 
     # --- the sandbox's view ---------------------------------------------------------------
 

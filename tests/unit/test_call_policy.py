@@ -76,7 +76,21 @@ def test_a_quota_420_waits_until_its_until_on_the_markets_clock_and_pauses_every
 def test_a_420_asking_longer_than_the_quota_period_is_capped_at_it(limiter):
     exc = MarketQuotaExceeded("Hit rate limit", status=420, rate_limit=until(3600))
     reply = CallPolicy(limiter).attempt(Call("m", "b7", "b7", market_clock()), fail(exc))
-    assert reply.wait_s == pytest.approx(60)
+    # The period (60 s), the whole second Until rounds up to, and the clock's spread (1 s here:
+    # one Date header, received the instant it was sent) are all a 420 can truly ask.
+    assert reply.wait_s == pytest.approx(62)
+
+
+def test_a_420_until_the_next_whole_second_past_the_period_is_waited_out_in_full(limiter):
+    """The chaos storm's defect: the Market's window frees one period after the foreign spend,
+    its Until says the whole second after that; a pause cut at the period let workers send
+    (and get 200s) while the Market's Until still held. Fails when the cap is the period alone."""
+    exc = MarketQuotaExceeded("Hit rate limit", status=420, rate_limit=until(60.9))
+    policy = CallPolicy(limiter)
+    reply = policy.attempt(Call("m", "b7", "b7", market_clock()), fail(exc))
+    assert reply.wait_s == pytest.approx(60.9, abs=0.01)
+    assert limiter.paused_for("m", "b7") > 60.8
+    assert not isinstance(policy.admit(Call("m", "b7", "b7", market_clock())), Ticket)  # everyone holds
 
 
 def test_a_parallel_420_waits_a_moment_whatever_its_until(limiter):

@@ -182,3 +182,37 @@ def test_sandbox_stops_cleanly():
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/_admin/state", timeout=1)
     sandbox.stop()  # a second stop is harmless
+
+
+def test_a_fault_schedule_strikes_stock_updates_in_arrival_order_then_the_rates_apply():
+    """The seeded schedule: the n-th stock update meets the n-th entry (other calls draw none)."""
+    from ymsync.sandbox import Faults
+
+    schedule = ("500", "ok", "423", "lost", "late", "ok")
+    config = SandboxConfig(quotas={}, faults=Faults(late_apply_s=0.3, schedule=schedule))
+    body = {"skus": [{"sku": "S-1", "items": [{"count": 1}]}]}
+    with MarketSandbox(config=config) as market:
+        seen = []
+        for n in range(len(schedule) + 2):
+            body["skus"][0]["items"][0]["count"] = n
+            if n == 1:  # a read between updates takes no entry of the schedule
+                assert requests.post(f"{market.url}/v2/campaigns/5/offers/stocks", headers=HEADERS, json={},
+                                     timeout=5).status_code == 200
+            started = time.monotonic()
+            try:
+                status = requests.put(f"{market.url}/v2/campaigns/5/offers/stocks", headers=HEADERS, json=body,
+                                      timeout=5).status_code
+            except requests.ConnectionError:
+                status = "lost"
+            seen.append((status, round(time.monotonic() - started, 1) >= 0.3))
+        assert [s for s, _ in seen] == [500, 200, 423, "lost", 200, 200, 200, 200]
+        assert [late for _, late in seen] == [False, False, False, False, True, False, False, False]
+        stock = admin(market, "stocks/5")
+        assert stock["S-1"]["count"] == len(schedule) + 1  # "lost" applied, like every 200
+        assert admin(market, "state")["requests"]["updateStocks 0"] == 1
+        # A schedule set over the admin API starts with the next update.
+        admin(market, "faults", {"schedule": ["423"]})
+        assert requests.put(f"{market.url}/v2/campaigns/5/offers/stocks", headers=HEADERS, json=body,
+                            timeout=5).status_code == 423
+    with pytest.raises(ValueError, match="unknown scheduled faults"):
+        Faults(schedule=("teapot",))

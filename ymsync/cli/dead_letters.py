@@ -14,6 +14,7 @@ import redis
 from ymsync.cli import main
 from ymsync.cli.push import _buffer, _settings
 from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.group_target import campaign_stock_target
 from ymsync.engine.targets import SEP, business_target, split_key
 from ymsync.store import keys
 
@@ -28,11 +29,11 @@ class Where:
 
     def targets(self, buffer: StockBuffer) -> list[str]:
         if self.campaign is not None:
-            return [keys.campaign_target(self.campaign)]
+            return [campaign_stock_target(self.campaign)]  # a campaign of a group: the group's
         if self.business is not None:
             return [business_target(self.business)]
         return [keys.campaign_target(c) for c in buffer.campaigns()] + \
-            [business_target(b) for b in buffer.businesses()]
+            [business_target(b) for b in buffer.businesses()] + [keys.group_target(g) for g in buffer.groups()]
 
     def describe(self) -> str:
         if self.campaign is not None:

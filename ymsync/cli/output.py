@@ -33,6 +33,8 @@ def status_table(rows: Iterable[CampaignStatus]) -> Group:
     cells, reasons = [], []
     for r in rows:
         name = keys.describe_target(r.target) if r.target else str(r.campaign)
+        if r.campaigns:  # a warehouse group: which campaigns share its stock
+            name += f" ({','.join(map(str, r.campaigns))})"
         quota = f"{r.quota_used}/{r.quota_amount}" if r.quota_amount else "off"
         paused = f"{r.paused_until:%H:%M:%S}Z" if r.paused_until else "-"
         cells.append((name, str(r.pending), str(r.in_flight), str(r.delivered), str(r.dead_letters), quota, paused))

@@ -18,6 +18,7 @@ from ymsync.store import keys
 from ymsync.engine.producer import (InvalidInput, ItemError, check_business_updates, check_listed, check_updates,
                                     queue_updates)
 from ymsync.errors import Unavailable
+from ymsync.engine.group_target import campaign_stock_target
 from ymsync.engine.targets import business_target
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.config.settings import Settings, SettingsError, get_settings
@@ -94,7 +95,7 @@ def push(campaign_id: int | None, business_id: int | None, warehouse: int | None
             click.echo(f"{exc.errors[0].message}; nothing queued", err=True)
             sys.exit(EXIT_INVALID)
         checked = check_updates(read.items, read.labels)
-        where, target_id = f"campaign {campaign_id}", campaign_id
+        where, target_id = f"campaign {campaign_id}", campaign_stock_target(campaign_id)
     errors = sorted(read.problems + checked.errors, key=_line_number)
     if errors:
         for line in errors:

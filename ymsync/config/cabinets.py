@@ -13,6 +13,7 @@ Two ways to configure them, both parsed once at start by :func:`ymsync.config.se
       subscription = "medium"      # report quotas: basic 1 per 2 min, medium 1 per min
       campaigns = [1001, 1002]
       token_env = "YM_TOKEN_NORTH" # the token is read from this variable...
+      # warehouse_groups = [[1001, 1002]]  # v2 only: campaigns whose warehouses form one group
       # token_file = "/run/secrets/ym_north"   # ...or from this file (one of the two)
       # token_kind = "oauth"       # default "api-key"
 
@@ -39,7 +40,7 @@ TOKEN_KINDS = ("api-key", "oauth")
 # Quotas a Medium subscription makes faster: the stocks reports go from 1 per 2 minutes to 1 a minute.
 REPORT_QUOTAS = ("report_generate", "stocks_report_v3")
 _KEYS = {"business_id", "mode", "subscription", "campaigns", "fby_campaigns", "token_env", "token_file",
-         "token_kind"}
+         "token_kind", "warehouse_groups"}
 
 
 class CabinetNotFound(LookupError):
@@ -66,6 +67,16 @@ class Cabinet:
     fby_campaigns: tuple[int, ...] = ()  # FBY/LaaS campaigns: their reports keep campaignId
     # Where the token came from ("YM_API_KEY", "file /run/secrets/x"), for messages: never the token.
     token_source: str = ""
+    # Warehouse groups (v2): campaigns whose warehouses share one stock on the Market, each group
+    # in the order it was configured (its first campaign names it: ``g1001``).
+    warehouse_groups: tuple[tuple[int, ...], ...] = ()
+
+    def group_of(self, campaign_id: int) -> tuple[int, ...]:
+        """The configured warehouse group a campaign belongs to (``()``: none)."""
+        for group in self.warehouse_groups:
+            if int(campaign_id) in group:
+                return group
+        return ()
 
     @property
     def quota_key(self) -> str:
@@ -110,8 +121,9 @@ class Cabinet:
     def describe(self) -> str:
         # The simple case's cabinet serves every campaign; a file's cabinet only those it lists.
         campaigns = ",".join(map(str, self.campaigns)) or ("any" if self.name == "default" else "none")
+        groups = "".join(f", group {'+'.join(map(str, g))}" for g in self.warehouse_groups)
         return (f"{self.name}: business {self.business_id or '-'}, mode {self.mode}, {self.subscription}, "
-                f"campaigns {campaigns}, token from {self.token_source}")
+                f"campaigns {campaigns}{groups}, token from {self.token_source}")
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,18 @@ class Cabinets:
             return self.items[0]
         return self.by_business(business_id)
 
+    def group_of(self, campaign_id: int) -> tuple[int, ...]:
+        """The configured warehouse group of a campaign, in any cabinet (``()``: none)."""
+        for cabinet in self.items:
+            group = cabinet.group_of(campaign_id)
+            if group:
+                return group
+        return ()
+
+    def groups(self) -> list[tuple[int, ...]]:
+        """Every configured warehouse group."""
+        return [g for cabinet in self.items for g in cabinet.warehouse_groups]
+
     def secrets(self) -> list[str]:
         """Every raw token, for scrubbers that must never let one through."""
         return [s for c in self.items for s in c.credentials.secrets()]
@@ -191,12 +215,15 @@ def _choice(raw: Any, name: str, choices: tuple[str, ...], default: str) -> str:
 
 
 def from_environment(credentials: Credentials, *, mode: str = "", subscription: str = "",
-                     fby_campaigns: tuple[int, ...] = (), campaigns: tuple[int, ...] = ()) -> Cabinets:
+                     fby_campaigns: tuple[int, ...] = (), campaigns: tuple[int, ...] = (),
+                     warehouse_groups: tuple[tuple[int, ...], ...] = ()) -> Cabinets:
     """The simple case: today's single-cabinet variables (read by settings.py) make one cabinet
     named ``default``: YM_API_MODE, YM_SUBSCRIPTION, YM_FBY_CAMPAIGNS and YM_CAMPAIGN_IDS arrive as
     arguments. Without YM_CAMPAIGN_IDS the cabinet lists no campaign and serves every one (what
-    ymsync always did); with it, only those (and the FBY ones)."""
+    ymsync always did); with it, only those (and the FBY ones). YM_WAREHOUSE_GROUPS arrives as
+    ``warehouse_groups``."""
     mode = _choice(mode, "YM_API_MODE", MODES, "v2")
+    groups = check_groups(warehouse_groups, "YM_WAREHOUSE_GROUPS", mode, campaigns)
     tier = _choice(subscription, "YM_SUBSCRIPTION", SUBSCRIPTIONS, "basic")
     if mode == "v3" and credentials.business_id is None:
         raise SettingsError("YM_API_MODE=v3 needs YM_BUSINESS_ID (the v3 methods address a business)")
@@ -205,7 +232,36 @@ def from_environment(credentials: Credentials, *, mode: str = "", subscription: 
     source = "YM_API_KEY" if credentials.api_key is not None else "YM_OAUTH_TOKEN"
     listed = tuple(dict.fromkeys(tuple(campaigns) + tuple(fby_campaigns))) if campaigns else ()
     return Cabinets((Cabinet("default", credentials.business_id, credentials, mode, tier, listed,
-                             tuple(fby_campaigns), source),), "environment")
+                             tuple(fby_campaigns), source, groups),), "environment")
+
+
+def check_groups(raw: Any, where: str, mode: str, campaigns: tuple[int, ...] | list[int]) -> tuple[tuple[int, ...], ...]:
+    """Warehouse groups as given (a list of lists of campaign ids): each of at least two
+    campaigns, no campaign in two groups, every one listed by the cabinet (when it lists any),
+    and only in a v2 cabinet (v3 cabinets have no groups: the Market documents v2 for them)."""
+    if raw is None or raw == () or raw == []:
+        return ()
+    if not isinstance(raw, (list, tuple)) or not all(
+            isinstance(g, (list, tuple)) and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in g)
+            for g in raw):
+        raise SettingsError(f"{where}: warehouse groups must be lists of campaign ids, got {raw!r}")
+    if mode != "v2":
+        raise SettingsError(f"{where}: warehouse groups need mode v2 (a cabinet with groups uses the "
+                            "campaign-level methods)")
+    seen: set[int] = set()
+    groups = []
+    for group in raw:
+        group = tuple(dict.fromkeys(int(c) for c in group))
+        if len(group) < 2:
+            raise SettingsError(f"{where}: a warehouse group needs at least two campaigns, got {list(group)}")
+        for c in group:
+            if c in seen:
+                raise SettingsError(f"{where}: campaign {c} is in two warehouse groups")
+            if campaigns and c not in campaigns:
+                raise SettingsError(f"{where}: campaign {c} of a warehouse group is not among the cabinet's campaigns")
+            seen.add(c)
+        groups.append(group)
+    return tuple(groups)
 
 
 def load_file(path: Path, env: Mapping[str, str]) -> Cabinets:
@@ -269,8 +325,10 @@ def _cabinet(name: str, table: Any, where: str, env: Mapping[str, str]) -> Cabin
         except OSError as exc:
             raise SettingsError(f"{where}: cannot read token_file {token_file} ({exc.strerror or exc})") from None
         token = _secret(raw, f"{where}: token_file {token_file}")
+    listed = tuple(dict.fromkeys(campaigns + fby))
+    groups = check_groups(table.get("warehouse_groups"), f"{where}: warehouse_groups", mode, listed)
     return Cabinet(name, business, _credentials(kind, token, business), mode, tier,
-                   tuple(dict.fromkeys(campaigns + fby)), tuple(dict.fromkeys(fby)), source)
+                   listed, tuple(dict.fromkeys(fby)), source, groups)
 
 
 def _check_unique(cabinets: list[Cabinet], where: str) -> None:
@@ -288,5 +346,5 @@ def _check_unique(cabinets: list[Cabinet], where: str) -> None:
             campaigns[campaign] = cabinet.name
 
 
-__all__ = ["Cabinet", "CabinetModeError", "CabinetNotFound", "Cabinets", "from_environment", "load_file",
+__all__ = ["Cabinet", "CabinetModeError", "CabinetNotFound", "Cabinets", "check_groups", "from_environment", "load_file",
            "MODES", "SUBSCRIPTIONS"]

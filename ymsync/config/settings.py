@@ -36,6 +36,7 @@ DEFAULT_QUOTAS = {
     "update_stocks_v3": "50/60",
     "get_stocks_v3": "500/60",
     "warehouses_v3": "100/3600",
+    "warehouses_v2": "100/3600",  # getPagedWarehouses: a v2 cabinet's warehouse groups
     "stocks_report_v3": "1/120",
 }
 
@@ -74,6 +75,20 @@ class Settings:
     # for each reply, then raises ymsync.Unavailable (YM_PRODUCER_TIMEOUT_S): a web request is
     # held no longer by a stopped or hung Redis.
     producer_timeout_s: float = 1.0
+    # A batch's lease outlives the time its request may still land (unknown_outcome_s) by this
+    # margin (YM_LEASE_MARGIN_S); a flush task's slot outlives one request's deadline by it too.
+    lease_margin_s: float = 10.0
+    # A target whose quota counts requests lets a part-filled request wait this long for more
+    # values (YM_BATCH_WAIT_S); a full request goes at once.
+    batch_wait_s: float = 1.0
+    # One flush task works a target for at most this long before it hands over (YM_FLUSH_BUDGET_S).
+    flush_budget_s: float = 5.0
+    # A report job's step holds the job under a lease of this long, renewed every third of it: a
+    # worker that dies mid-step frees the job this long after at most (YM_REPORT_STEP_LEASE_S).
+    report_step_lease_s: float = 30.0
+    # A report step the scheduler sent but no worker started within this long (its message died in
+    # a killed worker's prefetch) is sent again (YM_REPORT_RESEND_S).
+    report_resend_s: float = 60.0
     # Celery beat (celeryconfig.beat_schedule): nothing is scheduled unless campaigns are named.
     reconcile_campaigns: tuple[int, ...] = ()
     reconcile_every_s: float = 3600.0
@@ -107,7 +122,7 @@ class Settings:
     def lease_s(self) -> float:
         """A batch's lease: it outlives any request its worker may still have at the Market, so
         a dead worker's batch comes back only once none of it can land any more."""
-        return self.unknown_outcome_s + 10
+        return self.unknown_outcome_s + self.lease_margin_s
 
     def require_credentials(self) -> Credentials:
         """The one token of a single-cabinet deployment (callers that address no cabinet)."""
@@ -296,6 +311,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         halt_probe_s=_number(env, "YM_HALT_PROBE_S", 120.0, minimum=1, integer=False),
         max_backoff_s=_number(env, "YM_MAX_BACKOFF_S", 60.0, minimum=0.1, integer=False),
         producer_timeout_s=_number(env, "YM_PRODUCER_TIMEOUT_S", 1.0, minimum=0.01, integer=False),
+        lease_margin_s=_number(env, "YM_LEASE_MARGIN_S", Settings.lease_margin_s, minimum=0.1, integer=False),
+        batch_wait_s=_number(env, "YM_BATCH_WAIT_S", Settings.batch_wait_s, minimum=0, integer=False),
+        flush_budget_s=_number(env, "YM_FLUSH_BUDGET_S", Settings.flush_budget_s, minimum=0.1, integer=False),
+        report_step_lease_s=_number(env, "YM_REPORT_STEP_LEASE_S", Settings.report_step_lease_s, minimum=0.3,
+                                    integer=False),
+        report_resend_s=_number(env, "YM_REPORT_RESEND_S", Settings.report_resend_s, minimum=0.5, integer=False),
         reconcile_campaigns=reconcile[0],
         reconcile_every_s=reconcile[1],
         reconcile_fix=_flag(env, "YM_RECONCILE_FIX", False),
@@ -315,13 +336,28 @@ def _cabinets(env: Mapping[str, str], credentials: Credentials) -> Cabinets:
         return cabinets_from_environment(credentials, mode=env.get("YM_API_MODE", "").strip(),
                                          subscription=env.get("YM_SUBSCRIPTION", "").strip(),
                                          fby_campaigns=_campaigns(env, "YM_FBY_CAMPAIGNS"),
-                                         campaigns=_campaigns(env, "YM_CAMPAIGN_IDS"))
-    clash = [name for name in ("YM_BUSINESS_ID", "YM_API_MODE", "YM_SUBSCRIPTION") if env.get(name, "").strip()]
+                                         campaigns=_campaigns(env, "YM_CAMPAIGN_IDS"),
+                                         warehouse_groups=_groups(env))
+    clash = [name for name in ("YM_BUSINESS_ID", "YM_API_MODE", "YM_SUBSCRIPTION", "YM_WAREHOUSE_GROUPS")
+             if env.get(name, "").strip()]
     if clash:
         # Two sources for one fact: refuse rather than guess which one the operator meant.
         raise SettingsError(f"{', '.join(clash)} cannot be combined with YM_CABINETS_FILE "
                             "(set business_id, mode and subscription per cabinet in the file)")
     return load_cabinets_file(Path(path), env)
+
+
+def _groups(env: Mapping[str, str]) -> tuple[tuple[int, ...], ...]:
+    """``YM_WAREHOUSE_GROUPS="1001,1002;2001,2002"``: groups separated by ``;``, campaigns by ``,``."""
+    raw = env.get("YM_WAREHOUSE_GROUPS", "").strip()
+    groups = []
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        try:
+            groups.append(tuple(int(c) for c in part.split(",") if c.strip()))
+        except ValueError:
+            raise SettingsError(f"YM_WAREHOUSE_GROUPS: expected campaign ids like \"1001,1002;2001,2002\", "
+                                f"got {raw!r}") from None
+    return tuple(groups)
 
 
 # Values a framework's own configuration gives (Django's ``YMSYNC`` setting), over the environment.

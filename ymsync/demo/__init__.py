@@ -20,6 +20,7 @@ from rich.live import Live
 
 from ymsync.demo import view
 from ymsync.demo.day import Day, DayResult, SnapshotGateway
+from ymsync.config.settings import configure
 from ymsync.files import write_json_atomic
 from ymsync.demo.stack import DEMO, LocalStack, stop_signals
 from ymsync.demo.world import BUSINESS, CAMPAIGNS, V2_BUSINESS, WAREHOUSES
@@ -57,6 +58,10 @@ def _run(options: DemoOptions, gateway_factory: Callable[[str], SnapshotGateway]
             console.print("stopped before the day began")
             return EXIT_INTERRUPTED
         _announce(console, stack)
+        # This process plays the shop: its push_stocks calls run with the stack's settings (the
+        # cabinets file names the warehouse group, so a push naming 1001 or 1002 goes to the group's
+        # one target), the way a framework configures them as it starts.
+        configure(stack.ymsync_env())
         gateway = gateway_factory(stack.settings().redis_url) if gateway_factory else None
         assert stack.market is not None
         day = Day(stack.settings(), stack.market, gateway, options.duration, catalog=options.catalog)
@@ -79,6 +84,7 @@ def _run(options: DemoOptions, gateway_factory: Callable[[str], SnapshotGateway]
         if day is not None:
             day.close()
         stack.stop()
+        configure(None)
         _say(console, f"stopped. Logs and reports are in {workdir}")
 
 

@@ -8,6 +8,11 @@ the Market answer 420 for a while, cabinet edits that make the Market drift from
 reconciliation of both cabinets that finds and fixes it, and a chord report snapshot mixing the
 campaigns' v2 reports with the business's v3 report.
 
+The v2 cabinet's two campaigns form one warehouse group: the shop pushes its stock to both (it
+sells through both, and names campaigns as before), ymsync coalesces them into the group's one
+target (``g1001``) and sends each SKU once, through one campaign; a hand edit in 1001's cabinet is
+seen through 1002 too, so the reconciliation reads the group once (through 1002) and finds it.
+
 Everything is pushed from one thread, so "the latest value we pushed" is well defined and the
 end of the day can check that the Market holds exactly the shop's stock.
 """
@@ -35,20 +40,31 @@ from ymsync.sandbox import MarketSandbox
 from ymsync.config.settings import Settings
 from ymsync.engine.status import campaign_status
 from ymsync.engine.targets import business_target, item_key, split_key
-from ymsync.demo.world import BUSINESS, CAMPAIGNS, WAREHOUSE_NAMES, WAREHOUSES
+from ymsync.demo.world import BUSINESS, CAMPAIGNS, GROUPS, WAREHOUSE_NAMES, WAREHOUSES
+from ymsync.store import keys as store_keys
 from ymsync.store.client import state_client
 
 DAY_START_H, DAY_HOURS = 8.0, 14.0
-# Where stock goes: each v2 campaign, and the v3 business by warehouse. Targets are the engine's
-# names (``c1001``, ``b200``); a business's values are keyed "<warehouse>\x1f<sku>".
-TARGETS = tuple(f"c{c}" for c in CAMPAIGNS) + (business_target(BUSINESS),)
+# Where stock goes: the v2 cabinet's warehouse group (one stock behind both campaigns), and the
+# v3 business by warehouse. Targets are the engine's names (``g1001``, ``b200``); a business's
+# values are keyed "<warehouse>\x1f<sku>". The shop still pushes naming a campaign (``c1001``).
+GROUP = GROUPS[0]
+GROUP_TARGET = store_keys.group_target(GROUP[0])
+TARGETS = (GROUP_TARGET, business_target(BUSINESS))
 PLACES: tuple[tuple[str, int | None], ...] = tuple((f"c{c}", None) for c in CAMPAIGNS) + tuple(
     (business_target(BUSINESS), w) for w in WAREHOUSES)
 V3_GRACE_S = 2.0  # the sandbox applies at once; the real Market needs minutes (YM_RECONCILE_GRACE)
 
 
+def target_of(place: str) -> str:
+    """The engine target a push naming ``place`` lands in: a campaign of the group goes to the group."""
+    return GROUP_TARGET if place.startswith("c") and int(place[1:]) in GROUP else place
+
+
 def label(target: str) -> str:
-    """A row's name: the campaign id, or the business with its API mode."""
+    """A row's name: the campaign id, the group's campaigns (``1001+1002``), or the business with its API mode."""
+    if target.startswith("g"):
+        return "+".join(map(str, GROUP))
     return target[1:] if target.startswith("c") else f"b{target[1:]} v3"
 
 
@@ -157,12 +173,15 @@ class Day:
 
     # --- producing ------------------------------------------------------------------------
 
-    def _push(self, target: str, levels: dict[str, int]) -> None:
-        """Queue ``levels`` (value key -> count) for ``target``, the way a shop's code would."""
-        if target.startswith("c"):
+    def _push(self, place: str, levels: dict[str, int]) -> None:
+        """Queue ``levels`` (value key -> count) for ``place`` (a campaign or the business), the way a
+        shop's code would; what the shop expects is kept per engine target (the group's one stock)."""
+        target = place
+        if place.startswith("c"):
             items = [{"sku": sku, "count": count} for sku, count in levels.items()]
             for start in range(0, len(items), 1000):
-                push_stocks(int(target[1:]), items[start:start + 1000], buffer=self.buffer)
+                push_stocks(int(place[1:]), items[start:start + 1000], buffer=self.buffer)
+            target = target_of(place)
         else:
             items = [{"sku": sku, "warehouse": wid, "count": count}
                      for (wid, sku), count in ((split_key(k), n) for k, n in levels.items())]
@@ -174,21 +193,26 @@ class Day:
     def _orders(self) -> None:
         """A few orders (and the odd restock) since the last tick: one SKU per push."""
         for _ in range(self.rng.randint(1, 4)):
-            target, warehouse = self.rng.choice(PLACES)
-            known = self.latest[target]
+            place, warehouse = self.rng.choice(PLACES)
+            known = self.latest[target_of(place)]
             sku = f"SKU-{self.rng.randrange(self.catalog):05d}"
             key = sku if warehouse is None else item_key(warehouse, sku)
             have = known.get(key, self.rng.randint(5, 40))
             count = have + self.rng.randint(10, 40) if self.rng.random() < 0.1 else max(0, have - self.rng.randint(1, 3))
-            self._push(target, {key: count})
+            self._push(place, {key: count})
 
     def _import(self, what: str) -> None:
-        for target, warehouse in PLACES:
-            skus = (f"SKU-{i:05d}" for i in range(self.catalog))
-            keys = skus if warehouse is None else (item_key(warehouse, sku) for sku in skus)
-            self._push(target, {key: self.rng.randint(0, 120) for key in keys})
+        group_levels: dict[str, int] | None = None
+        for place, warehouse in PLACES:
+            skus = [f"SKU-{i:05d}" for i in range(self.catalog)]
+            if warehouse is None:
+                # One stock behind the group's campaigns: the shop sends the same levels to each.
+                group_levels = group_levels or {sku: self.rng.randint(0, 120) for sku in skus}
+                self._push(place, group_levels)
+                continue
+            self._push(place, {item_key(warehouse, sku): self.rng.randint(0, 120) for sku in skus})
         self.note(f"{what}: {self.catalog * len(PLACES):,} updates over {self.catalog:,} SKUs in "
-                  f"{len(CAMPAIGNS)} campaigns (v2) and {len(WAREHOUSES)} warehouses of business {BUSINESS} (v3)")
+                  f"{len(CAMPAIGNS)} campaigns of one warehouse group (v2, sent once) and {len(WAREHOUSES)} warehouses of business {BUSINESS} (v3)")
 
     def _morning_import(self) -> None:
         self.phase = "morning stock import"
@@ -201,18 +225,20 @@ class Day:
     def _foreign_storm(self) -> None:
         self.phase = "a foreign integration spends the quota"
         seconds = max(2.0, self.duration * 0.06)
-        # Another integration on campaign 1002 makes the Market answer 420 for a while; ymsync's
-        # workers must all pause until the Market's Until, then catch up, losing nothing.
-        self.market.state.consume_foreign("updateStocks", str(CAMPAIGNS[1]), pause_s=seconds)
-        self.note(f"another integration exhausts campaign {CAMPAIGNS[1]}'s quota: the Market answers 420 "
+        # Another integration on campaign 1001 (the group's carrier) makes the Market answer 420
+        # for a while; ymsync's workers must all pause until the Market's Until, then catch up,
+        # losing nothing.
+        self.market.state.consume_foreign("updateStocks", str(GROUP[0]), pause_s=seconds)
+        self.note(f"another integration exhausts campaign {GROUP[0]}'s quota: the Market answers 420 "
                   f"for {seconds:.0f}s")
 
     def _cabinet_edit(self) -> None:
         self.phase = "cabinet edit"
-        campaign, latest = CAMPAIGNS[0], self.latest[f"c{CAMPAIGNS[0]}"]
+        campaign, latest = GROUP[0], self.latest[GROUP_TARGET]
         skus = self.rng.sample(sorted(latest), k=min(25, len(latest)))
         self.market.state.plant(campaign, {sku: latest[sku] + 7 for sku in skus})
-        self.note(f"someone edits {len(skus)} stock levels by hand in campaign {campaign}'s cabinet (drift)")
+        self.note(f"someone edits {len(skus)} stock levels by hand in campaign {campaign}'s cabinet (drift, "
+                  f"seen through the whole group {label(GROUP_TARGET)})")
         # And in the v3 cabinet, on one warehouse.
         warehouse, ours = WAREHOUSES[0], self.latest[business_target(BUSINESS)]
         keys = self.rng.sample(sorted(k for k in ours if split_key(k)[0] == warehouse), k=10)
@@ -227,12 +253,14 @@ class Day:
     def _reconcile(self) -> None:
         try:
             cabinets = self.settings.cabinets
-            for campaign in CAMPAIGNS:
-                client = connect.market_client(self.settings, cabinets.by_campaign(campaign))
-                result = Reconciler(self.buffer, StockReader(self.limiter, client)).run(campaign, fix=True)
-                self.reports.reconcile.append(result)
-                self.note(f"reconciled campaign {campaign}: {result.checked:,} checked, {result.drift} drifted, "
-                          f"{result.requeued} re-queued")
+            # The group is one stock: read once, through its last campaign (the edit was made in
+            # the first one's cabinet), judged once.
+            campaign = GROUP[-1]
+            client = connect.market_client(self.settings, cabinets.by_campaign(campaign))
+            result = Reconciler(self.buffer, StockReader(self.limiter, client)).run(campaign, fix=True)
+            self.reports.reconcile.append(result)
+            self.note(f"reconciled group {label(GROUP_TARGET)} through campaign {campaign}: {result.checked:,} "
+                      f"checked, {result.drift} drifted, {result.requeued} re-queued")
             client = connect.market_client(self.settings, cabinets.by_business(BUSINESS))
             business = BusinessReconciler(self.buffer, WarehouseStockReader(self.limiter, client),
                                           grace_s=V3_GRACE_S).run(BUSINESS, fix=True)
@@ -283,7 +311,7 @@ class Day:
             out.append(CampaignView(label(t), self.pushed[t], s.pending, s.in_flight, s.delivered, s.dead_letters,
                                     s.quota_used, s.quota_amount, int(stats.get("rate_limited", 0)),
                                     int(stats.get("retries", 0)), s.pause_reason,
-                                    "SKUs" if t.startswith("c") else "requests"))
+                                    "requests" if t.startswith("b") else "SKUs"))
         return out
 
     def market_counts(self) -> tuple[int, int]:
@@ -348,10 +376,13 @@ class Day:
         market = self.market.state
         in_sync: dict[str, tuple[int, int]] = {}
         with market.lock:
-            for c in CAMPAIGNS:
-                store, latest = market.stocks.get(c, {}), self.latest[f"c{c}"]
+            latest = self.latest[GROUP_TARGET]
+            for c in GROUP:  # the group's one stock, as each of its campaigns shows it
+                store = market.stocks.get(c, {})
                 same = sum(1 for sku, count in latest.items() if sku in store and store[sku].count == count)
-                in_sync[label(f"c{c}")] = (same, len(latest))
+                in_sync[f"{c}~{label(GROUP_TARGET)}"] = (same, len(latest))
+            in_sync[label(GROUP_TARGET)] = min((in_sync[f"{c}~{label(GROUP_TARGET)}"] for c in GROUP),
+                                               key=lambda v: v[0])
         final = self.business_final()
         per_warehouse = {f"{BUSINESS}@{wid}": (sum(1 for sku, n in skus.items() if final["market"].get(wid, {}).get(sku) == n),
                                                 len(skus)) for wid, skus in final["shop"].items()}
@@ -360,10 +391,12 @@ class Day:
                                                      sum(v[1] for v in per_warehouse.values()))
         in_sync.update(per_warehouse)
         quotas = market.snapshot()["quotas"]
-        windows = {label(f"c{c}"): f"updateStocks:{c}" for c in CAMPAIGNS}
-        windows[label(business_target(BUSINESS))] = f"updateStocksOnPartnerWarehouses:{BUSINESS}"
+        windows = {label(business_target(BUSINESS)): f"updateStocksOnPartnerWarehouses:{BUSINESS}"}
         peaks = {name: (quotas.get(w, {}).get("peak", 0), quotas.get(w, {}).get("amount", 0))
                  for name, w in windows.items()}
+        # The group is sent through one campaign at a time: its row shows the busiest one's window.
+        peaks[label(GROUP_TARGET)] = max(((quotas.get(f"updateStocks:{c}", {}).get("peak", 0),
+                                           quotas.get(f"updateStocks:{c}", {}).get("amount", 0)) for c in GROUP))
         r = self.reports
         return DayResult(completed, self.settled(), self.views(), in_sync, peaks, m420, list(r.reconcile),
                          r.business_reconcile, final, r.snapshot, list(self.events), time.monotonic() - self.started)
@@ -372,4 +405,4 @@ class Day:
         self.redis.close()
 
 
-__all__ = ["CAMPAIGNS", "CampaignView", "Day", "DayResult", "Snapshot", "SnapshotGateway", "TARGETS", "label"]
+__all__ = ["CAMPAIGNS", "GROUP", "GROUP_TARGET", "CampaignView", "Day", "DayResult", "Snapshot", "SnapshotGateway", "TARGETS", "label"]

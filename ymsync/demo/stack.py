@@ -209,7 +209,8 @@ class LocalStack:
         quotas = {**DEFAULT_QUOTAS, **{op: quota for op, quota in profile.quotas.values()}}
         self.market = MarketSandbox(port=self.ports.market or 0, config=SandboxConfig(
             tokens=(profile.token,), quotas=quotas, report_delay_s=profile.report_delay_s, seed=profile.seed,
-            campaigns=world.sandbox_campaigns(), businesses=world.sandbox_businesses())).start()
+            campaigns=world.sandbox_campaigns(), businesses=world.sandbox_businesses(),
+            warehouse_groups=world.sandbox_groups())).start()
         self.cabinets_file = world.write_cabinets(self.workdir / "cabinets", profile.token, profile.token_env)
         self.env = child_environ(self.ymsync_env())
         progress("starting the stocks and reports workers")

@@ -57,8 +57,13 @@ def summary(r: DayResult) -> RenderableType:
         if "@" in key:
             business, warehouse = key.split("@")
             lines.append(f"business {business} warehouse {warehouse}: the Market holds {same:,}/{total:,} SKUs as pushed")
+        elif "~" in key:  # a campaign of a warehouse group: the group's one stock, as it shows it
+            campaign, group = key.split("~")
+            lines.append(f"campaign {campaign} (warehouse group {group}): the Market holds {same:,}/{total:,} SKUs as pushed")
     for rec in r.reconcile:
-        lines.append(f"reconciliation {rec.campaign_id}: {rec.checked:,} SKUs checked, {rec.drift} drifted, "
+        name = (f"group {'+'.join(map(str, rec.campaigns))} (one stock, read through {rec.campaign_id})"
+                if rec.campaigns else str(rec.campaign_id))
+        lines.append(f"reconciliation {name}: {rec.checked:,} SKUs checked, {rec.drift} drifted, "
                      f"{rec.requeued} re-queued")
     if r.business_reconcile is not None:
         b = r.business_reconcile

@@ -1,7 +1,8 @@
 """The demo's Market: one v2 cabinet beside one v3 cabinet, and the cabinets file that names them.
 
 * ``shop-v2``: business 100 with warehouse groups (so it stays on the campaign-level methods),
-  campaigns 1001 and 1002 (FBS).
+  campaigns 1001 and 1002 (FBS), whose warehouses form one group: one stock, seen through both,
+  which ymsync pushes as one target (``g1001``) through one of them.
 * ``shop-v3``: business 200 without groups, two warehouses of its own (201, 202), stock pushed
   by (warehouse, SKU) through the business-level (v3) methods.
 
@@ -20,6 +21,7 @@ from ymsync.sandbox import CampaignConfig
 from ymsync.sandbox.business_state import BusinessConfig, WarehouseConfig
 
 CAMPAIGNS = (1001, 1002)
+GROUPS = (CAMPAIGNS,)  # the v2 cabinet's warehouse group: both campaigns share one stock
 V2_BUSINESS = 100
 BUSINESS = 200  # the v3 cabinet
 WAREHOUSES = (201, 202)
@@ -32,6 +34,7 @@ CABINETS_TOML = """\
 business_id = {v2}
 mode = "v2"            # warehouse groups: campaign-level stock methods
 campaigns = [{campaigns}]
+warehouse_groups = [[{campaigns}]]  # one stock behind both campaigns: pushed once, through one
 token_env = "{token_env}"
 
 [cabinets.shop-v3]
@@ -43,6 +46,10 @@ token_file = {token_file}
 
 def sandbox_campaigns() -> tuple[CampaignConfig, ...]:
     return tuple(CampaignConfig(c, V2_BUSINESS, "FBS") for c in CAMPAIGNS)
+
+
+def sandbox_groups() -> tuple[tuple[int, ...], ...]:
+    return GROUPS
 
 
 def sandbox_businesses() -> tuple[BusinessConfig, ...]:
@@ -65,5 +72,5 @@ def write_cabinets(folder: Path, token: str, token_env: str = TOKEN_ENV) -> Path
     return path
 
 
-__all__ = ["BUSINESS", "CAMPAIGNS", "TOKEN_ENV", "V2_BUSINESS", "WAREHOUSES", "WAREHOUSE_NAMES",
-           "sandbox_businesses", "sandbox_campaigns", "write_cabinets"]
+__all__ = ["BUSINESS", "CAMPAIGNS", "GROUPS", "TOKEN_ENV", "V2_BUSINESS", "WAREHOUSES", "WAREHOUSE_NAMES",
+           "sandbox_businesses", "sandbox_campaigns", "sandbox_groups", "write_cabinets"]

@@ -1,1 +1,3 @@
-"""The stock engine: targets, buffer, quota, schedule, flusher, producer."""
+"""The stock engine. Importing it registers every target kind (group_target.py registers ``g``)."""
+
+from ymsync.engine import group_target as _group_target  # noqa: F401  (registers the "g" kind)

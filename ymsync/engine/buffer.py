@@ -301,6 +301,10 @@ class StockBuffer:
     def businesses(self) -> list[int]:
         return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("b"))
 
+    def groups(self) -> list[int]:
+        """Warehouse groups with stock targets, by their first campaign (``g1001`` -> 1001)."""
+        return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("g"))
+
     def campaigns(self) -> list[int]:
         return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("c"))
 

@@ -14,7 +14,10 @@ directory, report generation and polling) goes through :class:`CallPolicy`, so t
   left this process (not sent);
 - **how long to wait after a 420**: its ``Until`` measured on the Market's clock
   (:class:`MarketClock`, from the replies' ``Date`` headers), never the worker's, at least
-  ``MIN_WAIT_S`` and at most the quota's period (a 420 asking longer is not believed); a parallel
+  ``MIN_WAIT_S`` and at most what the Market can truly ask: the quota's period, plus the second
+  Until is rounded up to, plus what the clock cannot tell (a 420 asking longer is not believed;
+  one asking a moment past the period is: its window frees at the period, its header says the
+  next whole second, and a request before it would be one the Market said to hold); a parallel
   420 waits at most ``PARALLEL_WAIT_S`` (another client's requests end in moments); every worker
   waits, through the limiter's pause;
 - **what a request costs** (:func:`cost_kept`), the Market's documented rule (README, "Quotas
@@ -47,6 +50,7 @@ T = TypeVar("T")
 
 MIN_WAIT_S = 0.05  # the shortest wait after a 420 or for a lease: the Market's clock has 1 s steps
 PARALLEL_WAIT_S = 1.0  # a parallel 420: slots held by another client free up within moments
+UNTIL_STEP_S = 1.0  # Until is an RFC 822 date: whole seconds, rounded up by the Market
 DEFAULT_MAX_PAUSE_S = 120.0  # cap of a 420's wait when the method has no quota to bound it
 NO_UNTIL_S = 1.0  # a resource 420 without Until (the Market always sends one): look again soon
 
@@ -245,13 +249,23 @@ class CallPolicy:
         wait = call.clock.seconds_until(until.timestamp()) if until is not None else NO_UNTIL_S
         if kind is Kind.PARALLEL:
             return max(MIN_WAIT_S, min(wait, PARALLEL_WAIT_S))
-        quota = self.limiter.quotas.get(call.method)
-        cap = max(1.0, quota.seconds) if quota is not None else DEFAULT_MAX_PAUSE_S
+        cap = self._believable_wait_s(call)
         if wait > cap:
             log.warning("%s %s: a 420 asked to wait %.0fs (Until %s); capped at %.0fs", call.method,
                         call.quota_key, wait, until.isoformat() if until else "-", cap)
             wait = cap
         return max(MIN_WAIT_S, wait)
+
+    def _believable_wait_s(self, call: Call) -> float:
+        """The longest wait a resource 420 can truly ask: its window frees within the quota's
+        period, Until rounds that up to the next whole second, and the wait is measured from the
+        Market's clock's lower bound, which trails its true time by at most the bounds' spread."""
+        quota = self.limiter.quotas.get(call.method)
+        if quota is None:
+            return DEFAULT_MAX_PAUSE_S
+        bounds = call.clock.bounds()
+        spread = max(0.0, bounds[1] - bounds[0]) if bounds is not None else UNTIL_STEP_S
+        return max(1.0, quota.seconds) + UNTIL_STEP_S + spread
 
     def _book_excess(self, call: Call, extra: int) -> None:
         """A reply that cost more than reserved (a read page with more offers than asked): book the

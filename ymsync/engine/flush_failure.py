@@ -42,6 +42,12 @@ def failed(parts: FlushParts, batch: Batch, skus: list[str], reply: Reply, slot:
     t, k, o = target(batch.target), keys.target_keys(batch.target), parts.options
     c, exc, r = t.name, reply.error, parts.redis
     assert exc is not None
+    if reply.kind is Kind.HALT and _next_carrier(parts, t.name, t.carriers(), slot, exc, o.halt_s):
+        # A warehouse group: another of its campaigns carries the stock (the Market updates the
+        # whole group through any one of them); this one is tried again after halt_s.
+        parts.buffer.settle(batch, "returned", skus)
+        r.hincrby(k["stats"], "carrier_refused", 1)
+        return 0, 0.0
     if reply.kind is Kind.HALT:
         # The token is refused: nothing can be delivered, but nothing is wrong with the stock.
         # Keep the backlog; probe with one request after halt_s (status and metrics say why).
@@ -82,3 +88,19 @@ def failed(parts: FlushParts, batch: Batch, skus: list[str], reply: Reply, slot:
     log.warning("%s: %s; retrying in %.1fs%s", c, exc.message, delay,
                 " (its SKUs are held while the request may still land)" if exc.outcome_unknown else "")
     return dead, delay
+
+
+def _next_carrier(parts: FlushParts, name: str, campaigns: tuple[int, ...], slot: Ticket, exc, halt_s: float) -> bool:
+    """Mark the refused carrier (the campaign whose cap the request held) and say whether another
+    campaign of the group is left to carry the stock."""
+    if not campaigns:
+        return False
+    carrier = int(slot.call.gate[1:]) if slot.call.gate else campaigns[0]
+    r = parts.redis
+    r.set(keys.refused_carrier(name, carrier), f"HTTP {exc.status}: {exc.message}"[:500], px=int(halt_s * 1000))
+    refused = r.mget([keys.refused_carrier(name, c) for c in campaigns])
+    left = [c for c, x in zip(campaigns, refused) if x is None]
+    if left:
+        log.error("%s: campaign %d refused (HTTP %s: %s); campaign %d of the group carries its stock",
+                  name, carrier, exc.status, exc.message, left[0])
+    return bool(left)

@@ -53,7 +53,8 @@ class FlushOptions:
     def from_settings(cls, settings: "Settings", lease_s: float) -> "FlushOptions":
         return cls(retry_max_age_s=settings.retry_max_age_s, lease_s=lease_s,
                    unknown_outcome_s=settings.unknown_outcome_s, halt_s=settings.halt_probe_s,
-                   max_backoff_s=settings.max_backoff_s)
+                   max_backoff_s=settings.max_backoff_s, batch_wait_s=settings.batch_wait_s,
+                   budget_s=settings.flush_budget_s)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,15 @@ class FlushParts:
 
     def call(self, t: Target, want: int, minimum: int) -> Call:
         return Call(t.method, t.quota_key, t.gate, self.client_for(t).clock, want=want, minimum=minimum)
+
+    def bound(self, t: Target) -> Target:
+        """``t`` sending through its carrier: for a warehouse group, its first campaign the Market
+        has not refused (``keys.refused_carrier``); all refused, the first (the group halts)."""
+        campaigns = t.carriers()
+        if not campaigns:
+            return t
+        refused = self.redis.mget([keys.refused_carrier(t.name, c) for c in campaigns])
+        return t.carried_by(next((c for c, r in zip(campaigns, refused) if r is None), campaigns[0]))
 
     def cost(self, t: Target, skus: int) -> int:
         """Quota units a request of ``skus`` values costs: one request, or its SKUs."""

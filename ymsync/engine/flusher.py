@@ -85,7 +85,7 @@ class Flusher:
         ``keep_going`` is asked before each request (the task layer answers whether its task
         slot is still held)."""
         p, o = self.parts, self.options
-        t = target(target_name)
+        t = p.bound(target(target_name))  # a warehouse group: through which of its campaigns
         c = t.name
         p.buffer.reclaim_expired(c)
         held = p.held_off(t)

@@ -131,7 +131,7 @@ class Isolation:
     def _run(self, work: Work, slot: Ticket, keep_going: Callable[[], bool],
              first: Grant | None = None) -> Tally:
         p, batch, tally = self.parts, work.batch, Tally()
-        t = target(batch.target)
+        t = p.bound(target(batch.target))
         client = p.client_for(t)
         while work.groups:
             group = work.groups[0]

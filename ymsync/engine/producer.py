@@ -26,6 +26,7 @@ from ymsync.market.schemas import (MAX_COUNT, PRODUCER_CLOCK_SKEW, StockUpdateSc
                              sku_problem, utcnow)
 from ymsync.config.cabinets import CabinetNotFound, Cabinets
 from ymsync.config.settings import get_settings
+from ymsync.engine.group_target import campaign_stock_target
 from ymsync.engine.targets import business_target, item_key
 from ymsync.errors import Unavailable, YmsyncError
 from ymsync.store.client import state_client, watch_sends
@@ -320,8 +321,9 @@ def push_stocks(campaign_id: int, items: Iterable[Mapping[str, Any]], *, skip_in
     checked = check_updates(check_items(items))
     if checked.errors and not skip_invalid:
         raise InvalidInput(checked.errors)
-    result = queue_updates(buffer or default_buffer(), campaign_id, checked.updates, force=force,
-                           what=f"campaign {campaign_id}")
+    # A campaign of a warehouse group: the group's one target (latest stamp wins across the group).
+    result = queue_updates(buffer or default_buffer(), campaign_stock_target(campaign_id), checked.updates,
+                           force=force, what=f"campaign {campaign_id}")
     return replace(result, refused=tuple(checked.errors)) if checked.errors else result
 
 

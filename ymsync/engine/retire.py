@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.group_target import campaign_stock_target
 from ymsync.engine.producer import (InvalidInput, ItemError, call_error, check_campaign, check_listed,
                                     default_buffer, unavailable_as)
 from ymsync.engine.targets import business_target, item_key
@@ -104,7 +105,7 @@ def retire_stocks(campaign_id: int, skus: Iterable[str], final_count: int | None
     :class:`InvalidInput` on bad input and :class:`ymsync.Unavailable` when Redis cannot take it."""
     campaign_id = check_listed(check_campaign(campaign_id))
     final, names = _final(final_count), _skus(skus)
-    return retire_target(buffer or default_buffer(), keys.campaign_target(campaign_id), names, final,
+    return retire_target(buffer or default_buffer(), campaign_stock_target(campaign_id), names, final,
                          f"campaign {campaign_id} (retiring)")
 
 

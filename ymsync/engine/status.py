@@ -28,7 +28,8 @@ class CampaignStatus:
     quota_amount: int | None  # None: quota switched off
     paused_until: datetime | None  # no traffic before this (401/403 halt, 420 pause, backoff)
     pause_reason: str | None
-    target: str = ""  # c1001 / b7
+    target: str = ""  # c1001 / b7 / g1001
+    campaigns: tuple[int, ...] = ()  # a warehouse group's campaigns (they share this target's stock)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -59,9 +60,10 @@ def campaign_status(buffer: StockBuffer, limiter: QuotaLimiter, campaign_id: int
     reason, longest = max(waits.items(), key=lambda kv: kv[1])
     paused_until = now + timedelta(milliseconds=longest) if longest > 0 else None
     return CampaignStatus(c, int(pending), int(in_flight), int(delivered or 0), int(dead) + int(invalid), used, amount,
-                          paused_until, reason if paused_until else None, t.name)
+                          paused_until, reason if paused_until else None, t.name, t.carriers())
 
 
 def all_statuses(buffer: StockBuffer, limiter: QuotaLimiter) -> list[CampaignStatus]:
     return [campaign_status(buffer, limiter, c) for c in buffer.campaigns()] + \
-        [campaign_status(buffer, limiter, business_target(b)) for b in buffer.businesses()]
+        [campaign_status(buffer, limiter, business_target(b)) for b in buffer.businesses()] + \
+        [campaign_status(buffer, limiter, keys.group_target(g)) for g in buffer.groups()]

@@ -4,6 +4,7 @@
 | --- | --- | --- | --- | --- | --- |
 | campaign (v2) | ``c1001`` | SKU | ``PUT v2/campaigns/{c}/offers/stocks`` | ``update_stocks`` (SKUs) | ``c1001`` |
 | business (v3) | ``b7`` | (warehouse, SKU) | ``POST v3/businesses/{b}/offers/stocks/update`` | ``update_stocks_v3`` (requests) | ``b7`` |
+| warehouse group (v2) | ``g1001`` | SKU | through one campaign of the group (group_target.py) | that campaign's | that campaign's |
 
 The parallel gate is the campaign's or the business's identity (``keys.lease``): reads, the
 warehouse directory and reports of the same campaign or business lease the same gate.
@@ -71,6 +72,14 @@ class Target:
     def sku_of(self, key: str) -> str:
         return key
 
+    def carriers(self) -> tuple[int, ...]:
+        """Campaigns that may each carry this target's requests (a warehouse group's); () for one path."""
+        return ()
+
+    def carried_by(self, campaign_id: int) -> "Target":
+        """This target sending through ``campaign_id`` (one of :meth:`carriers`)."""
+        return self
+
     def send(self, client, entries: Sequence[tuple[str, int, int | None]]) -> UpdateResult:
         """One request with ``(key, count, stamp in epoch ms)`` entries, through ``client`` (a
         MarketClient). The body is built straight from the tuples (ymsync.market.wire); the
@@ -119,7 +128,8 @@ class BusinessTarget(Target):
         return client.send_stocks_body_v3(self.id, business_stock_body(items))
 
 
-# A new kind (warehouse groups next) is one module with its class and one line here.
+# A new kind is one module with its class, registering itself here (group_target.py adds "g";
+# ymsync/engine/__init__.py imports it, so the kind is known wherever the engine is).
 KINDS: dict[str, type[Target]] = {"c": CampaignTarget, "b": BusinessTarget}
 
 

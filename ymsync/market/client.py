@@ -16,18 +16,16 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urljoin, urlsplit
 
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-
 import requests
-from requests.adapters import HTTPAdapter
 
 from ymsync.files import atomic_writer
 from ymsync import __version__
 from ymsync.config.settings import Credentials, Settings
 from ymsync.market import schemas as s
 from ymsync.market.business import V3_OPERATIONS, BusinessStockMethods
+from ymsync.market.warehouse_groups import WarehouseGroupMethods
 from ymsync.market.clock import MarketClock
+from ymsync.market.deadline import DeadlineAdapter, deadline, passed
 from ymsync.market.errors import (
     ApiError,
     DownloadRefused,
@@ -57,7 +55,7 @@ _CHUNK = 1024 * 1024
 _MAX_REDIRECTS = 5
 
 
-class MarketClient(BusinessStockMethods):
+class MarketClient(BusinessStockMethods, WarehouseGroupMethods):
     """Talks to the Market Partner API (or the sandbox, by pointing ``base_url`` at it); the
     business-level (v3) methods come from :class:`BusinessStockMethods`."""
 
@@ -78,15 +76,14 @@ class MarketClient(BusinessStockMethods):
         self.timeout = (connect_timeout, read_timeout)
         # A hard deadline for a whole API call (connect, send, every read): requests' timeouts
         # bound each socket operation, so a reply that trickles in could otherwise take far
-        # longer. What outlives it is abandoned; its outcome is unknown (the caller decides).
+        # longer. The adapter's connections give each socket operation only the time left
+        # (ymsync.market.deadline); a call past it fails with its outcome unknown.
         self.deadline_s = connect_timeout + read_timeout
         self.clock = MarketClock()
-        self._calls: ThreadPoolExecutor | None = None
-        self._pool_size = pool_size
         self.max_report_bytes = max_report_bytes
         self.download_hosts = tuple(download_hosts)
         self.session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
@@ -110,8 +107,6 @@ class MarketClient(BusinessStockMethods):
         return f"MarketClient(base_url={self.base_url!r})"
 
     def close(self) -> None:
-        if self._calls is not None:
-            self._calls.shutdown(wait=False, cancel_futures=True)
         self.session.close()
 
     def __enter__(self) -> "MarketClient":
@@ -234,25 +229,17 @@ class MarketClient(BusinessStockMethods):
             headers["Content-Type"] = "application/json; charset=utf-8"
         started = time.monotonic()
         sent_at = time.time()
-
-        def send() -> requests.Response:
-            # No redirects: requests would carry the Api-Key header to whatever host answered.
-            return self.session.request(method, self.base_url + path, params=params, data=data,
-                                        headers=headers, timeout=self.timeout, allow_redirects=False)
-
-        if self._calls is None:  # made lazily: a client built before a fork must not share threads
-            self._calls = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="ymsync-http")
-        future = self._calls.submit(send)
         try:
-            response = future.result(timeout=self.deadline_s)
-        except FutureTimeout:
-            if future.cancel():  # never started (every thread busy): nothing reached the Market
-                raise MarketNetworkError(f"{operation}: not sent, the client was busy", method=operation,
-                                         sent=False) from None
-            raise MarketNetworkError(f"{operation}: no reply within {self.deadline_s:g}s", method=operation) from None
-        except requests.Timeout as exc:
-            raise MarketNetworkError(f"{operation}: timed out ({type(exc).__name__})", method=operation) from None
+            with deadline(self.deadline_s) as ends_at:
+                # No redirects: requests would carry the Api-Key header to whatever host answered.
+                response = self.session.request(method, self.base_url + path, params=params, data=data,
+                                                headers=headers, timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as exc:
+            if passed(ends_at):  # the one monotonic check: the deadline, not one slow read
+                raise MarketNetworkError(f"{operation}: no reply within {self.deadline_s:g}s",
+                                         method=operation) from None
+            if isinstance(exc, requests.Timeout):
+                raise MarketNetworkError(f"{operation}: timed out ({type(exc).__name__})", method=operation) from None
             raise MarketNetworkError(f"{operation}: connection failed ({type(exc).__name__})", method=operation) from None
         self.clock.observe(response.headers.get("Date"), time.time(), sent_at)
         rate = RateLimitInfo.from_headers(response.headers)

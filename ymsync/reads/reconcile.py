@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Callable, Iterable, Mapping, Sequence
 
 from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.group_target import campaign_stock_target, group_campaigns, group_target_of
 from ymsync.engine.producer import push_stocks
 from ymsync.market import OfferStock
 from ymsync.market.schemas import parse_stamp
@@ -81,6 +82,8 @@ class ReconcileResult:
     # Offers listed on a warehouse other than the campaign's own (the FBS returns warehouse): not compared.
     other_warehouse: int = 0
     warehouse_id: int | None = None  # the warehouse compared (given, or the one ymsync's values are on)
+    # A warehouse group's campaigns: they share one stock, judged once through ``campaign_id``.
+    campaigns: tuple[int, ...] = ()
 
     @property
     def drift(self) -> int:
@@ -90,6 +93,7 @@ class ReconcileResult:
         return {"campaign": self.campaign_id, "checked": self.checked, "in_motion": self.in_motion,
                 "drift": self.drift, "requeued": self.requeued, "read": self.read.as_dict(),
                 "warehouse": self.warehouse_id, "other_warehouse": self.other_warehouse,
+                "campaigns": list(self.campaigns or (self.campaign_id,)),
                 "rows": [r.as_dict() for r in self.rows]}
 
 
@@ -142,10 +146,12 @@ class Reconciler:
         """Read the Market for every delivered SKU, list the drift, and re-queue it if ``fix``.
 
         Only the campaign's own warehouse is compared (``warehouse_id``, or :func:`own_warehouse`):
-        stock the Market lists on another one (its FBS returns warehouse) is not ymsync's to set."""
+        stock the Market lists on another one (its FBS returns warehouse) is not ymsync's to set.
+        A campaign of a warehouse group stands for the group: its one stock (the group target's
+        delivered values) is read once through this campaign and judged once."""
         c = int(campaign_id)
-        result = ReconcileResult(c)
-        before = self.buffer.delivered(c)
+        result = self.new_result(c)
+        before = self.buffer.delivered(campaign_stock_target(c))
         if not before:
             return result
         offers = list(self.reader.read(c, ReadOptions(offer_ids=tuple(sorted(before))), result.read))
@@ -162,8 +168,8 @@ class Reconciler:
         ``before`` is the delivered snapshot taken before the Market was read; SKUs delivered
         again since then are skipped, because the read may have caught either value."""
         c = int(campaign_id)
-        result = result or ReconcileResult(c)
-        after = self.buffer.delivered(c)
+        result = result or self.new_result(c)
+        after = self.buffer.delivered(campaign_stock_target(c))
         stable, moved = split_moved(after if before is None else before, after)
         result.in_motion += moved
         result.checked += len(stable)
@@ -176,12 +182,19 @@ class Reconciler:
             result.requeued += fixer.requeue(result.rows)
         return result
 
+    @staticmethod
+    def new_result(campaign_id: int) -> ReconcileResult:
+        group = group_campaigns(int(target[1:])) if (target := group_target_of(campaign_id)) else ()
+        return ReconcileResult(campaign_id, campaigns=group)
+
     def fixer(self, campaign_id: int) -> DriftFixer[str]:
         """The shared pending/re-queue rules, wired to this campaign's buffer and ``push_stocks``."""
         def push(items: list[tuple[str, int, datetime]]) -> None:
             self.push(campaign_id, [{"sku": sku, "count": count, "updatedAt": at} for sku, count, at in items],
                       force=True, buffer=self.buffer)
-        return DriftFixer(lambda skus: self.buffer.latest_of(campaign_id, list(skus)), push, self.clock)
+        # push_stocks maps a campaign of a group to the group's target: the fix goes where the value lives.
+        target = campaign_stock_target(campaign_id)
+        return DriftFixer(lambda skus: self.buffer.latest_of(target, list(skus)), push, self.clock)
 
 
 def render_table(result: ReconcileResult) -> str:
@@ -192,7 +205,9 @@ def render_table(result: ReconcileResult) -> str:
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
-    summary = (f"campaign {result.campaign_id}: {result.checked} SKUs checked, {result.drift} drifted"
+    name = (f"group {'+'.join(map(str, result.campaigns))} (read through {result.campaign_id})"
+            if result.campaigns else f"campaign {result.campaign_id}")
+    summary = (f"{name}: {result.checked} SKUs checked, {result.drift} drifted"
                f"{f', {result.requeued} re-queued' if result.requeued else ''}"
                f"{f', {result.in_motion} skipped (delivered during the read)' if result.in_motion else ''}"
                + (f", {result.other_warehouse} on another warehouse (FBS returns) ignored"

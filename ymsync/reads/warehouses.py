@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 import redis
@@ -135,24 +135,36 @@ class WarehouseDirectory:
 
     # --- the cache --------------------------------------------------------------------------
 
-    def _cached(self, business_id: int) -> WarehouseList | None:
-        raw = self.redis.get(keys.warehouses(business_id))
+    # A sibling directory (reads/warehouse_groups.py) keeps another list the same way: it
+    # overrides these four and _fetch.
+    def _key(self, business_id: int) -> str:
+        return keys.warehouses(business_id)
+
+    def _lock_key(self, business_id: int) -> str:
+        return keys.warehouses_lock(business_id)
+
+    def _decode(self, business_id: int, data: dict):
+        return WarehouseList(business_id, tuple(_from_dict(d) for d in data["warehouses"]), int(data["fetched_ms"]))
+
+    def _encode(self, listing) -> dict[str, object]:
+        return listing.to_json()
+
+    def _cached(self, business_id: int):
+        raw = self.redis.get(self._key(business_id))
         if not raw:
             return None
         try:
-            data = json.loads(raw)
-            return WarehouseList(business_id, tuple(_from_dict(d) for d in data["warehouses"]),
-                                 int(data["fetched_ms"]))
+            return self._decode(business_id, json.loads(raw))
         except (ValueError, KeyError, TypeError):
             log.warning("business %s: unreadable warehouses cache dropped", business_id)
             return None
 
     def _store(self, listing: WarehouseList) -> None:
-        self.redis.set(keys.warehouses(listing.business_id), json.dumps(listing.to_json(), ensure_ascii=False),
+        self.redis.set(self._key(listing.business_id), json.dumps(self._encode(listing), ensure_ascii=False),
                        ex=int(self.keep_s))
 
     def _refresh(self, business_id: int, cached: WarehouseList | None) -> WarehouseList:
-        lock = keys.warehouses_lock(business_id)
+        lock = self._lock_key(business_id)
         me = uuid.uuid4().hex
         deadline = time.monotonic() + self.max_wait_s
         while not self.redis.set(lock, me, nx=True, px=int((self.max_wait_s + 60) * 1000)):
@@ -181,7 +193,7 @@ class WarehouseDirectory:
             raise WarehousesUnavailable(why)
         log.warning("business %s: serving the warehouse list fetched %ds ago: %s", cached.business_id,
                     (self._now_ms() - cached.fetched_ms) // 1000, why)
-        return WarehouseList(cached.business_id, cached.warehouses, cached.fetched_ms, stale=True)
+        return replace(cached, stale=True)
 
     # --- the Market -------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ POST /_admin/poison/{campaign}     [sku, ...] or {skus, named?}: any updateStock
                                    whole with a 400 naming it ("Stock for 'X' cannot be updated: ..."),
                                    or, with named false, with one error that names no SKU
 POST /_admin/faults                {error_rate, lost_reply_rate, locked_rate, latency_min_ms, latency_max_ms,
-                                    late_apply_rate, late_apply_s}
+                                    late_apply_rate, late_apply_s, schedule: ["ok"|"500"|"423"|"lost"|"late", ...]}
+                                   (schedule: the next stock updates meet these in arrival order, then the rates)
 POST /_admin/quotas                {operation: "AMOUNT/SECONDS" | "0"}
 POST /_admin/consume               {operation, key, amount?, pause_s?}: a foreign client's usage
 POST /_admin/foreign               {campaign | business, share, operation?}: a foreign client spends SHARE (0..1) of
@@ -108,7 +109,11 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
         unknown = set(data) - {f.name for f in dataclasses.fields(state.config.faults)}
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
-        state.config.faults = dataclasses.replace(state.config.faults, **{k: float(v) for k, v in data.items()})
+        state.config.faults = dataclasses.replace(state.config.faults, **{
+            k: tuple(v) if k == "schedule" else float(v) for k, v in data.items()})
+        if "schedule" in data:
+            with state.lock:
+                state.scheduled = 0  # a new schedule starts with the next stock update
         return 200, dataclasses.asdict(state.config.faults)
     if route == "quotas":
         with state.lock:
@@ -184,6 +189,7 @@ def handle_admin(server: "SandboxServer", method: str, path: str, query: dict[st
             state.revision += 1
             state.archived.clear()
             state._sorted.clear()
+            state.link_groups()  # a warehouse group's campaigns share one stock again
             state.windows.clear()
             state.foreign.clear()
             state.paused_until.clear()

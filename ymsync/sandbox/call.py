@@ -29,6 +29,7 @@ class ApiCall:
     query: dict[str, str]  # the query string, last value of each name
     host: str  # for the download links the report info hands out
     token: str | None = None  # the caller's, once authenticated (access checks use its scope)
+    scheduled: str | None = None  # this stock update's entry of faults.schedule, if any
 
     def json(self, body: bytes, *, required: bool) -> Any:
         if not body:
@@ -84,8 +85,14 @@ class ApiCall:
             raise failure
 
     def faults(self) -> None:
-        """Injected failures (500, 423) at their configured rates."""
+        """Injected failures (500, 423): as scheduled, else at their configured rates."""
         faults, rng = self.state.config.faults, self.state.rng
+        if self.scheduled is not None:  # the schedule decides alone, no chance involved
+            if self.scheduled == "500":
+                raise ApiFailure(500, "INTERNAL_ERROR", "Internal error (injected)")
+            if self.scheduled == "423":
+                raise ApiFailure(423, "LOCKED", "Cabinet is being migrated, retry later (injected)")
+            return
         if faults.error_rate and rng.random() < faults.error_rate:
             raise ApiFailure(500, "INTERNAL_ERROR", "Internal error (injected)")
         if faults.locked_rate and rng.random() < faults.locked_rate:
@@ -94,6 +101,8 @@ class ApiCall:
     def lost(self) -> bool:
         """Whether this reply is lost on the way (applied, but the client never hears back)."""
         faults = self.state.config.faults
+        if self.scheduled is not None:
+            return self.scheduled == "lost"
         return bool(faults.lost_reply_rate) and self.state.rng.random() < faults.lost_reply_rate
 
 

@@ -79,6 +79,7 @@ def load(state: SandboxState, path: Path) -> int:
         state.archived.clear()
         state.archived.update(archived)
         state._sorted.clear()
+        state.link_groups()  # a warehouse group's campaigns share one stock again
         state.revision += 1
     return sum(len(store) for store in stocks.values()) + items
 

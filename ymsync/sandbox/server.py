@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ymsync.config.settings import SpecCheckSettings, load_spec_check
-from ymsync.sandbox import business, campaign
+from ymsync.sandbox import business, campaign, groups
 from ymsync.sandbox.call import ApiCall, MethodHandler
 from ymsync.sandbox.failures import ApiFailure
 from ymsync.sandbox.reports import ReportDesk
@@ -131,7 +131,8 @@ class Handler(BaseHTTPRequestHandler):
                                  f"for {kind} {gate.split(':', 1)[1]}")
             try:
                 faults = state.config.faults
-                delay = faults.latency(state.rng, operation)
+                call.scheduled = state.next_scheduled_fault(operation)
+                delay = faults.latency(state.rng, operation, call.scheduled)
                 if delay:
                     time.sleep(delay)
                 status, payload, cost, lost = handler(call, operation, key, body, *args)
@@ -166,7 +167,7 @@ class Handler(BaseHTTPRequestHandler):
         if operation in campaign.CAMPAIGN_PATHS:
             campaign_id = call.campaign_id(args[0])
             return str(campaign_id), f"campaign:{campaign_id}"
-        if operation in business.OPERATIONS:
+        if operation in business.OPERATIONS or operation in groups.OPERATIONS:
             business_id = call.business_id(args[0])
             return str(business_id), f"business:{business_id}"
         digest = hashlib.sha256(token.encode()).hexdigest()[:10]  # no piece of the token itself
@@ -208,7 +209,7 @@ class Handler(BaseHTTPRequestHandler):
 
 # (operation, (verb, path pattern), handler) for every API method, v2 and v3.
 _ROUTES: list[tuple[str, tuple[str, str], MethodHandler]] = [
-    (op, route, kind.HANDLERS[op]) for kind in (campaign, business) for op, route in kind.OPERATIONS.items()]
+    (op, route, kind.HANDLERS[op]) for kind in (campaign, business, groups) for op, route in kind.OPERATIONS.items()]
 
 
 class MarketSandbox:

@@ -33,6 +33,7 @@ DEFAULT_QUOTAS: dict[str, Quota | None] = {
     "updateStocksOnPartnerWarehouses": Quota(50, 60),
     "getStocksOnPartnerWarehouses": Quota(500, 60),
     "getPartnerWarehouses": Quota(100, 3600),
+    "getPagedWarehouses": Quota(100, 3600),  # v2, per business: warehouses with their groups
     "generateStocksReport": Quota(1, 120),
 }
 
@@ -81,14 +82,30 @@ class Faults:
     # that this late one then overwrites (``stale_writes`` counts it if it does).
     late_apply_rate: float = 0.0
     late_apply_s: float = 0.0
+    # A seeded fault schedule: the n-th stock update (either API) that gets past the quota and
+    # parallel checks meets ``schedule[n]``, in arrival order (one of SCHEDULED_FAULTS; "late"
+    # applies after ``late_apply_s``); once it runs out, the rates above apply. Tests that must see
+    # every fault strike say when instead of waiting for chance.
+    schedule: tuple[str, ...] = ()
 
-    def latency(self, rng: random.Random, operation: str = "") -> float:
+    def __post_init__(self) -> None:
+        self.schedule = tuple(self.schedule)
+        unknown = sorted(set(self.schedule) - SCHEDULED_FAULTS)
+        if unknown:
+            raise ValueError(f"unknown scheduled faults {unknown}: use {', '.join(sorted(SCHEDULED_FAULTS))}")
+
+    def latency(self, rng: random.Random, operation: str = "", scheduled: str | None = None) -> float:
         delay = 0.0
         if self.latency_max_ms > 0:
             delay = rng.uniform(self.latency_min_ms, max(self.latency_min_ms, self.latency_max_ms)) / 1000
+        if scheduled is not None:
+            return delay + (self.late_apply_s if scheduled == "late" else 0.0)
         if self.late_apply_rate and operation in LATE_APPLY_OPERATIONS and rng.random() < self.late_apply_rate:
             delay += self.late_apply_s
         return delay
+
+
+SCHEDULED_FAULTS = frozenset({"ok", "500", "423", "lost", "late"})
 
 
 @dataclass
@@ -111,6 +128,9 @@ class SandboxConfig:
     businesses: tuple[BusinessConfig, ...] = ()
     # Tokens (also listed in ``tokens``) that reach only some businesses/campaigns (else 403).
     token_scopes: dict[str, TokenScope] = field(default_factory=dict)
+    # Warehouse groups: campaigns whose warehouses share one stock, as on the Market: a write
+    # through any campaign of a group (or a cabinet edit) is seen through all of them.
+    warehouse_groups: tuple[tuple[int, ...], ...] = ()
 
 
 class SandboxState:
@@ -147,6 +167,37 @@ class SandboxState:
         self.business = BusinessStore(config.businesses, self.lock, self.now, self._changed)
         # Bumped by every change to stocks or archived offers: the state file saver's cue.
         self.revision = 0
+        self.scheduled = 0  # stock updates that have met their entry of faults.schedule
+        self.group_of = {c: tuple(g) for g in config.warehouse_groups for c in g}
+        self.link_groups()
+
+    def next_scheduled_fault(self, operation: str) -> str | None:
+        """The scheduled fault of this stock update, or None (not a stock update, or the schedule ran out)."""
+        if operation not in LATE_APPLY_OPERATIONS:
+            return None
+        with self.lock:
+            schedule = self.config.faults.schedule
+            if self.scheduled >= len(schedule):
+                return None
+            self.scheduled += 1
+            return schedule[self.scheduled - 1]
+
+    def link_groups(self) -> None:
+        """Make every campaign of a warehouse group hold the one same stock dict (the first
+        campaign's, or the first non-empty one's); called again whenever ``stocks`` is replaced."""
+        with self.lock:
+            for group in {g for g in self.group_of.values()}:
+                shared = next((self.stocks[c] for c in group if self.stocks.get(c)), None)
+                if shared is None:
+                    shared = self.stocks.get(group[0], {})
+                for c in group:
+                    self.stocks[c] = shared
+                    self._sorted.pop(c, None)
+
+    def _unsort(self, campaign_id: int) -> None:
+        """A SKU came or went: the sorted page index of the campaign (and of its group) is stale."""
+        for c in self.group_of.get(campaign_id, (campaign_id,)):
+            self._sorted.pop(c, None)
 
     # --- campaigns and stock --------------------------------------------------------------
 
@@ -171,7 +222,7 @@ class SandboxState:
                 stamp = item.get("updatedAt") or now
                 old = store.get(entry["sku"])
                 if old is None:
-                    self._sorted.pop(campaign_id, None)
+                    self._unsort(campaign_id)
                 elif stamp < old.updated_at:
                     # The real Market applies in arrival order too; counting these exposes
                     # a client that let an older value overtake a newer one.
@@ -202,7 +253,7 @@ class SandboxState:
             store = self.stocks.setdefault(campaign_id, {})
             for sku, count in levels.items():
                 if sku not in store:
-                    self._sorted.pop(campaign_id, None)
+                    self._unsort(campaign_id)
                 store[sku] = StockRecord(int(count), now)
             self.revision += 1
 

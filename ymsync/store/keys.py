@@ -72,9 +72,20 @@ def business_target(business_id: int) -> str:
     return f"b{int(business_id)}"
 
 
+def group_target(first_campaign: int) -> str:
+    """The stock target of a warehouse group, named by its first campaign: ``g1001``."""
+    return f"g{int(first_campaign)}"
+
+
+def refused_carrier(target: str, campaign_id: int) -> str:
+    """String with TTL: a campaign of a warehouse group the Market refused (401/403); the next one
+    of the group carries the group's stock until it expires (engine/group_target.py)."""
+    return f"{target_prefix(target)}refused:{int(campaign_id)}"
+
+
 def describe_target(target: str) -> str:
-    """How people name a target: ``campaign=1001`` for ``c1001``."""
-    kinds = {"c": "campaign", "b": "business"}
+    """How people name a target: ``campaign=1001`` for ``c1001``, ``group=1001`` for ``g1001``."""
+    kinds = {"c": "campaign", "b": "business", "g": "group"}
     return f"{kinds[target[0]]}={target[1:]}" if target[:1] in kinds else f"target={target}"
 
 
@@ -177,6 +188,8 @@ REPORT_EVENTS_PATTERN = PREFIX + "report:{*}:events"  # SCAN pattern for every j
 # === Cabinets (issue 13; owned by the cabinets side) =============================================
 #   warehouses:{b<id>}        string (TTL)  JSON: a business's warehouses from getPartnerWarehouses
 #   warehouses:{b<id>}:lock   string (PX)   one process refreshes them; the others wait for its copy
+#   warehouse-groups:{b<id>}  string (TTL)  JSON: a v2 business's warehouses, campaigns, groups (getPagedWarehouses)
+#   warehouse-groups:{b<id>}:lock string (PX) as warehouses' lock
 # Their own hash tag group: never touched by a script together with a stock target's keys.
 
 
@@ -186,4 +199,14 @@ def warehouses(business_id: int) -> str:
 
 def warehouses_lock(business_id: int) -> str:
     return f"{warehouses(business_id)}:lock"
+
+
+def warehouse_groups(business_id: int) -> str:
+    """JSON: a v2 business's warehouses with their campaigns and groups (getPagedWarehouses);
+    set with the directory's keep TTL, like ``warehouses``."""
+    return f"{PREFIX}warehouse-groups:{{{business_target(business_id)}}}"
+
+
+def warehouse_groups_lock(business_id: int) -> str:
+    return f"{warehouse_groups(business_id)}:lock"
 

@@ -1,0 +1,96 @@
+"""A warehouse group (v2): campaigns whose warehouses share one stock on the Market.
+
+The Market documents it: *for a warehouse group, send stocks for only one (any) warehouse; the
+other warehouses of the group are updated automatically.* So a group is one stock target,
+``g1001`` (named by its first campaign): pushes to any of its campaigns coalesce in one buffer
+(latest stamp wins across the group), and each request goes through one campaign of the group, the
+*carrier*, with that campaign's quota and parallel cap. A carrier the Market refuses (401/403) is
+marked refused for ``halt_s`` (``keys.refused_carrier``) and the next campaign of the group carries
+the stock; only when every one is refused does the group halt.
+
+| target | name | value key | request | quota (unit) | parallel gate |
+| --- | --- | --- | --- | --- | --- |
+| group (v2) | ``g1001`` | SKU | ``PUT v2/campaigns/{carrier}/offers/stocks`` | ``update_stocks`` of the carrier (SKUs) | ``c{carrier}`` |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import ClassVar, Sequence
+
+from ymsync.engine.targets import KINDS, Target
+from ymsync.market.models import UpdateResult
+from ymsync.market.wire import campaign_stock_body
+from ymsync.store import keys
+
+
+def group_campaigns(first_campaign: int) -> tuple[int, ...]:
+    """The configured group whose first campaign is ``first_campaign`` (just it when none is)."""
+    from ymsync.config.settings import get_settings  # settings are read where a group is met, never at import
+
+    group = get_settings().cabinets.group_of(first_campaign)
+    return group if group and group[0] == int(first_campaign) else (int(first_campaign),)
+
+
+def group_target_of(campaign_id: int) -> str | None:
+    """The group target a campaign's pushes go to (``g1001``), or None when it is in no group."""
+    from ymsync.config.settings import get_settings
+
+    group = get_settings().cabinets.group_of(campaign_id)
+    return keys.group_target(group[0]) if group else None
+
+
+def campaign_stock_target(campaign_id: int) -> str:
+    """Where a push naming this campaign goes: its group's target (``g1001``) when the campaign is
+    in a warehouse group, else its own (``c1002``). Producers keep naming campaigns."""
+    return group_target_of(campaign_id) or keys.campaign_target(campaign_id)
+
+
+def describe_group(name: str) -> str:
+    """How people name a target, a group with its campaigns: ``group=1001 campaigns=1001,1002``."""
+    shown = keys.describe_target(name)
+    if name.startswith("g") and name[1:].isdigit():
+        shown += " campaigns=" + ",".join(map(str, group_campaigns(int(name[1:]))))
+    return shown
+
+
+@dataclass(frozen=True)
+class GroupTarget(Target):
+    """A warehouse group: values keyed by SKU, sent through one campaign of the group (``carrier``)."""
+
+    carrier: int | None = None  # None: the group's first campaign
+    kind: ClassVar[str] = "group"
+    method: ClassVar[str] = "update_stocks"
+    per_request: ClassVar[bool] = False
+
+    @property
+    def campaigns(self) -> tuple[int, ...]:
+        return group_campaigns(self.id)
+
+    @property
+    def via(self) -> int:
+        """The campaign this target's requests go through now."""
+        return self.carrier if self.carrier is not None else self.campaigns[0]
+
+    @property
+    def quota_key(self) -> str:
+        # The carrier's own update quota (campaign quotas are keyed by the campaign id).
+        return str(self.via)
+
+    @property
+    def gate(self) -> str:
+        return keys.campaign_target(self.via)
+
+    def carriers(self) -> tuple[int, ...]:
+        return self.campaigns
+
+    def carried_by(self, campaign_id: int) -> "GroupTarget":
+        return replace(self, carrier=int(campaign_id))
+
+    def send(self, client, entries: Sequence[tuple[str, int, int | None]]) -> UpdateResult:
+        return client.send_stocks_body(self.via, campaign_stock_body(entries))
+
+
+KINDS["g"] = GroupTarget
+
+__all__ = ["GroupTarget", "campaign_stock_target", "describe_group", "group_campaigns", "group_target_of"]
