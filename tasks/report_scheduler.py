@@ -8,11 +8,11 @@ import threading
 import uuid
 from typing import Any
 
-import redis
 
 from ymsync.config.settings import get_settings
 from ymsync.reports.dispatch import run_report_scheduler
 from ymsync.reports.jobs import ReportJobs
+from ymsync.store.client import lasting_state_client
 
 from .app import app
 
@@ -32,6 +32,8 @@ class ReportScheduler(threading.Thread):
         self.stopping.set()
 
     def run(self) -> None:
-        client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=10)
+        client = lasting_state_client(get_settings(), self.stopping, "report scheduler", timeout_s=10)
+        if client is None:
+            return
         store = ReportJobs(client, resend_after_s=self.resend_after_s)
         run_report_scheduler(client, store, send_signature, self.identity, self.stopping)

@@ -17,11 +17,12 @@ from ymsync.engine.flusher import Flusher, FlushOptions
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.engine.schedule import Schedule
 from ymsync.config.settings import get_settings
+from ymsync.store.client import state_client
 
 
 @lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, health_check_interval=30)
+    return state_client(get_settings(), health_check_interval=30)
 
 
 @lru_cache(maxsize=1)

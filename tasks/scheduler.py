@@ -9,12 +9,11 @@ import socket
 import threading
 import uuid
 
-import redis
-
 from ymsync.config.settings import get_settings
 from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.dispatch import run_flush_scheduler
 from ymsync.engine.schedule import Schedule
+from ymsync.store.client import lasting_state_client
 
 from . import runtime
 
@@ -33,7 +32,10 @@ class FlushScheduler(threading.Thread):
 
         settings = get_settings()
         # Its own connection: BLPOP blocks it, and the task pool's must stay free.
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, client_name="ymsync-scheduler")
+        client = lasting_state_client(settings, self.stopping, "flush scheduler", timeout_s=10,
+                                      client_name="ymsync-scheduler")
+        if client is None:
+            return
         schedule = Schedule(client, max_parallel=settings.max_parallel, **runtime.slot_ttls())
         buffer = StockBuffer.from_settings(client, settings, schedule)
         run_flush_scheduler(schedule, buffer, send_flush, self.owner, self.stopping)

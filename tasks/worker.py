@@ -12,6 +12,7 @@ from celery import signals
 
 from ymsync.config.settings import SettingsError, get_settings
 from ymsync.store.eviction import eviction_problem
+from ymsync.store.client import state_client
 
 from .app import app
 
@@ -39,7 +40,7 @@ def _check_credentials(**_: object) -> None:
 def _check_redis_keeps_keys(**_: object) -> None:
     """An evicting Redis would drop pending values and leases without a trace: refuse to start.
     A Redis that does not answer yet is not refused here (the worker waits for it like for the broker)."""
-    client = redis.Redis.from_url(get_settings().redis_url, socket_connect_timeout=3, socket_timeout=5)
+    client = state_client(get_settings(), connect_timeout_s=3, timeout_s=5)
     try:
         problem = eviction_problem(client)
     except redis.RedisError:

@@ -24,6 +24,7 @@ from ymsync.engine.quota import QuotaLimiter
 from ymsync.config.settings import Settings
 from ymsync.engine.status import campaign_status
 from ymsync.engine.targets import business_target
+from ymsync.store.client import state_client
 
 # stats hash field -> (metric name without _total, help). Fields written by engine/buffer.py and engine/flusher.py.
 COUNTERS = {
@@ -163,7 +164,7 @@ class YmsyncCollector(Collector):
 
 def registry_for(settings: Settings, client: redis.Redis | None = None) -> CollectorRegistry:
     """A registry holding only ymsync's collector (no process metrics: those belong to the host)."""
-    client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    client = client or state_client(settings, timeout_s=5)
     limiter = connect.quota_limiter(client, settings)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(YmsyncCollector(client, limiter))

@@ -523,6 +523,12 @@ NOT_PASSED_THROUGH = {
     "FLOWER_PORT": "Flower's options are set on its command line",
     "FLOWER_PERSISTENT": "Flower's options are set on its command line",
     "FLOWER_DB": "Flower's options are set on its command line",
+    # The compose stack runs one Redis of its own (REDIS_URL is composed from REDIS_PASSWORD): a
+    # cluster's settings would have nothing to apply to.
+    "YM_REDIS_CLUSTER": "compose's state is its own single Redis",
+    "YM_REDIS_ACK_REPLICAS": "compose's state is its own single Redis",
+    "YM_REDIS_ACK_TIMEOUT_MS": "compose's state is its own single Redis",
+    "YM_REDIS_FAILOVER_S": "compose's state is its own single Redis",
 }
 
 

@@ -13,6 +13,7 @@ from ymsync.config.cabinets import Cabinet, CabinetModeError, CabinetNotFound
 from ymsync.market import MarketClient
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.config.settings import Settings, SettingsError, get_settings
+from ymsync.store.client import state_client
 
 
 def settings() -> Settings:
@@ -26,13 +27,15 @@ def settings() -> Settings:
         raise click.ClickException(f"configuration error: {exc}") from None
 
 
+# Built once per settings object (and business): it changes only when the configuration does.
+_built: dict[tuple[int, str, int], object] = {}
+
+
 def redis_client() -> redis.Redis:
-    return _redis(settings().redis_url)
-
-
-@lru_cache(maxsize=4)
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=30)
+    key = (id(settings()), "redis", 0)
+    if key not in _built:
+        _built[key] = state_client(settings(), timeout_s=30)
+    return _built[key]  # type: ignore[return-value]
 
 
 def cabinet(business_id: int, *, mode: str | None = None, what: str = "") -> Cabinet:
@@ -44,10 +47,6 @@ def cabinet(business_id: int, *, mode: str | None = None, what: str = "") -> Cab
         return found
     except (CabinetNotFound, CabinetModeError) as exc:
         raise click.ClickException(str(exc)) from None
-
-
-# Built once per (settings, business): the settings object changes only when the configuration does.
-_built: dict[tuple[int, str, int], object] = {}
 
 
 def client(business_id: int) -> MarketClient:

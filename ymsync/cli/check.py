@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 
 import click
-import redis
 
 from ymsync import checks
 from ymsync.checks import FAIL, OK, WARN, Finding
 from ymsync.cli import main
 from ymsync.config.settings import SettingsError, get_settings
+from ymsync.store.client import state_client
 
 _STYLE = {OK: "green", WARN: "yellow", FAIL: "bold red"}
 
@@ -43,7 +43,7 @@ def _findings(campaigns: tuple[int, ...], skip_market: bool) -> list[Finding]:
     except SettingsError as exc:  # nothing else can be checked without settings
         return [Finding("settings", FAIL, str(exc))]
     found = [Finding("settings", OK, f"{len(cabinets)} cabinet(s) from {cabinets.source}")]
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)
+    client = state_client(settings, connect_timeout_s=3, timeout_s=5)
     try:
         found += checks.check_redis(settings, client)
         redis_ok = not any(f.check == "redis" and f.status == FAIL for f in found)

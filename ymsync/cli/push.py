@@ -18,13 +18,13 @@ from ymsync.store import keys
 from ymsync.engine.producer import (InvalidInput, ItemError, check_business_updates, check_listed, check_updates,
                                     queue_updates)
 from ymsync.errors import Unavailable
-from ymsync.store.client import bounded_client
 from ymsync.engine.group_target import campaign_stock_target
 from ymsync.engine.targets import business_target
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.config.settings import Settings, SettingsError, get_settings
 from ymsync.engine.status import all_statuses, campaign_status
 from ymsync.cli import main
+from ymsync.store.client import state_client
 
 EXIT_INVALID = 1  # invalid input: nothing queued
 EXIT_UNDELIVERED = 3  # --wait: some SKUs were dead-lettered, or the wait timed out
@@ -40,7 +40,7 @@ def _settings() -> Settings:
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(_settings().redis_url, socket_timeout=30)
+    return state_client(_settings(), timeout_s=30)
 
 
 def _buffer() -> StockBuffer:
@@ -109,7 +109,7 @@ def push(campaign_id: int | None, business_id: int | None, warehouse: int | None
         sys.exit(EXIT_INVALID if errors else 0)
     buffer = _buffer()
     # Queued as push_stocks queues: no retries, YM_PRODUCER_TIMEOUT_S to connect and per reply.
-    producer = StockBuffer.from_settings(bounded_client(_settings().redis_url, _settings().producer_timeout_s),
+    producer = StockBuffer.from_settings(state_client(_settings(), bounded=True),
                                          _settings())
     try:
         pushed_after = server_time_ms(producer)

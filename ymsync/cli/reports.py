@@ -22,6 +22,7 @@ from ymsync.reports.request import ReportRequest
 from ymsync.config.settings import SettingsError, get_settings
 from ymsync.cli import main
 from ymsync.cli.port import TaskQueue, task_queue
+from ymsync.store.client import state_client
 
 _FINAL = {"DONE": 0, "FAILED": 1, "ERROR": 1}
 
@@ -88,7 +89,7 @@ def stocks_on_warehouses(campaign: int | None, warehouses: tuple[str, ...], repo
     if not wait:
         click.echo("follow it with --wait, or in Flower (task ymsync.reports.stocks_on_warehouses)")
         return
-    outcome = _follow(queue, job_id, redis.Redis.from_url(settings.redis_url, socket_timeout=30), timeout)
+    outcome = _follow(queue, job_id, state_client(settings, timeout_s=30), timeout)
     if out_dir and outcome.get("status") == "DONE":
         outcome = _copy_out(outcome, Path(out_dir))
     sys.exit(_show(outcome))
@@ -130,7 +131,7 @@ def business_stocks(business: int, warehouses: tuple[str, ...], categories: tupl
     if not wait:
         click.echo("follow it with --wait, or in Flower (task ymsync.reports.business_stocks)")
         return
-    outcome = _follow(queue, job_id, redis.Redis.from_url(settings.redis_url, socket_timeout=30), timeout)
+    outcome = _follow(queue, job_id, state_client(settings, timeout_s=30), timeout)
     if out_dir and outcome.get("status") == "DONE":
         outcome = _copy_out(outcome, Path(out_dir))
     sys.exit(_show(outcome))

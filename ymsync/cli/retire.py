@@ -9,7 +9,7 @@ import click
 from ymsync.cli import main
 from ymsync.engine.buffer import StockBuffer
 from ymsync.errors import Unavailable
-from ymsync.store.client import bounded_client
+from ymsync.store.client import state_client
 
 EXIT_INVALID, EXIT_UNAVAILABLE = 1, 4
 
@@ -41,7 +41,7 @@ def retire(campaign_id: int | None, business_id: int | None, warehouse: int | No
     if not names:
         raise click.UsageError("name the SKUs to retire (arguments or --file)")
     settings = _settings()
-    buffer = StockBuffer.from_settings(bounded_client(settings.redis_url, settings.producer_timeout_s), settings)
+    buffer = StockBuffer.from_settings(state_client(settings, bounded=True), settings)
     try:
         if business_id is not None:
             result = retire_business_stocks(business_id, names, warehouse=warehouse, final_count=final_count,

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from ymsync.config.cabinets import Cabinets, from_environment as cabinets_from_environment
 from ymsync.config.cabinets import load_file as load_cabinets_file
+from ymsync.config.redis_state import RedisState, redis_state
 # Re-exported: callers import the shared value types from here, as they always did.
 from ymsync.config.values import Credentials, Quota, Secret, SettingsError
 
@@ -47,6 +48,8 @@ class Settings:
     redis_url: str = DEFAULT_REDIS_URL
     broker_url: str = DEFAULT_REDIS_URL
     result_backend: str = DEFAULT_REDIS_URL
+    # One Redis or a cluster; replica acknowledgement and failover retries (ymsync.config.redis_state).
+    redis_state: RedisState = field(default_factory=RedisState)
     reports_dir: Path = Path("reports")
     quotas: Mapping[str, Quota | None] = field(default_factory=dict)
     max_parallel: int = 4
@@ -260,6 +263,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     business_id = int(_number(env, "YM_BUSINESS_ID", 0, minimum=1, integer=True)) if business else None
 
     redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
+    broker_url = _url(env, "CELERY_BROKER_URL", redis_url, ("redis", "rediss", "amqp", "amqps", "unix"))
+    result_backend = _url(env, "CELERY_RESULT_BACKEND", redis_url, ("redis", "rediss", "unix"))
     quotas = {
         method: parse_quota(f"YM_QUOTA_{method.upper()}", env.get(f"YM_QUOTA_{method.upper()}", "") or default)
         for method, default in DEFAULT_QUOTAS.items()
@@ -288,8 +293,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         credentials=credentials,
         cabinets=cabinets,
         redis_url=redis_url,
-        broker_url=_url(env, "CELERY_BROKER_URL", redis_url, ("redis", "rediss", "amqp", "amqps", "unix")),
-        result_backend=_url(env, "CELERY_RESULT_BACKEND", redis_url, ("redis", "rediss", "unix")),
+        broker_url=broker_url,
+        result_backend=result_backend,
+        redis_state=redis_state(env, redis_url, broker_url, result_backend),
         reports_dir=Path(env.get("YM_REPORTS_DIR", "").strip() or "reports"),
         quotas=quotas,
         max_parallel=int(_number(env, "YM_MAX_PARALLEL", 4, minimum=1, integer=True)),

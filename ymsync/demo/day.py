@@ -42,6 +42,7 @@ from ymsync.engine.status import campaign_status
 from ymsync.engine.targets import business_target, item_key, split_key
 from ymsync.demo.world import BUSINESS, CAMPAIGNS, GROUPS, WAREHOUSE_NAMES, WAREHOUSES
 from ymsync.store import keys as store_keys
+from ymsync.store.client import state_client
 
 DAY_START_H, DAY_HOURS = 8.0, 14.0
 # Where stock goes: the v2 cabinet's warehouse group (one stock behind both campaigns), and the
@@ -143,7 +144,7 @@ class Day:
         self.duration = max(5.0, duration)
         self.catalog = catalog
         self.rng = random.Random(seed)
-        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.redis = state_client(settings)
         self.buffer = StockBuffer.from_settings(self.redis, settings)
         self.limiter = connect.quota_limiter(self.redis, settings)
         self.latest: dict[str, dict[str, int]] = {t: {} for t in TARGETS}  # target -> value key -> count

@@ -40,6 +40,7 @@ from redis.commands.core import Script
 from ymsync.store import buffer_lua as lua
 from ymsync.store import ingest_lua
 from ymsync.store import keys
+from ymsync.store.cluster import ReplicaAck
 from ymsync.engine.schedule import Schedule
 from ymsync.config.settings import Settings
 
@@ -97,8 +98,9 @@ class IngestResult:
 
 class StockBuffer:
     def __init__(self, client: redis.Redis, *, schedule: Schedule | None = None, flush_delay_s: float = 0.25,
-                 horizon_s: float = 25 * 3600.0, chunk: int = 1000) -> None:
+                 horizon_s: float = 25 * 3600.0, chunk: int = 1000, ack: ReplicaAck = ReplicaAck()) -> None:
         self.redis = client
+        self.ack = ack  # an ingest returns once this many replicas have it (store/cluster.py)
         self.schedule = schedule if schedule is not None else Schedule(client)
         self.flush_delay_s = flush_delay_s
         self.horizon_ms = max(2, int(horizon_s * 1000))
@@ -120,7 +122,9 @@ class StockBuffer:
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings, schedule: Schedule | None = None) -> "StockBuffer":
         return cls(client, schedule=schedule or Schedule(client, max_parallel=settings.max_parallel),
-                   flush_delay_s=settings.flush_delay_ms / 1000, horizon_s=settings.state_horizon_s)
+                   flush_delay_s=settings.flush_delay_ms / 1000, horizon_s=settings.state_horizon_s,
+                   ack=ReplicaAck(settings.redis_state.ack_replicas, settings.redis_state.ack_timeout_ms,
+                                  settings.redis_state.failover_s))
 
     @staticmethod
     def target(target: int | str) -> str:
@@ -181,17 +185,26 @@ class StockBuffer:
                 entries = []
         if entries:
             chunks.append("\x1e".join(entries))
-        results = self._ingest_chunks(target, chunks, force)
+        results = self.ack.run(self.redis, lambda: self._ingest_chunks(target, chunks, force))
         accepted = sum(r[0] for r in results)
         # Values already pending wake the target too: a producer whose earlier call lost its answer
         # after the write (and before this wake-up) re-pushes them, and must not leave them unsent.
         woke = bool(accepted or (results and results[-1][4]))
-        if woke:
+        if woke and self.ack.replicas:  # the due entry is all that makes the values go: as durable as they
+            self.ack.run(self.redis, lambda: self._activate_acked(target))
+        elif woke:
             self.schedule.activate(self.target(target_id), self.flush_delay_s)
         elif results:  # registered even if nothing is to be sent, so status lists the campaign
             self.schedule.activate_registry_only(self.target(target_id))
         return IngestResult(accepted, sum(r[1] for r in results), woke, sum(r[2] for r in results),
                             sum(r[3] for r in results))
+
+    def _activate_acked(self, target: str) -> None:
+        pipe = self.ack.pipeline(self.redis, keys.DUE)
+        self.schedule.activate(target, self.flush_delay_s, client=pipe)
+        for reply in self.ack.execute(pipe):
+            if isinstance(reply, Exception):
+                raise reply
 
     def _ingest_chunks(self, target: str, chunks: list[str], force: bool) -> list[list[int]]:
         """Each chunk in one atomic script, pipelined. Chunks refused for naming the wrong
@@ -205,28 +218,22 @@ class StockBuffer:
         for _ in range(_ATTEMPTS):
             script_keys = [k["buf"], k["queue"], k["stats"], k["busy"],
                            *self._generation_keys(target, g, keys.hwm, keys.delivered)]
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.ack.pipeline(self.redis, k["buf"])  # the node's own connection: WAIT follows on it
             for i in waiting:
                 self._ingest(keys=script_keys, args=[g, self.generation_ms, self.horizon_ms, 1 if force else 0,
                                                      chunks[i]], client=pipe)
-            again, unloaded = [], False
-            for i, reply in zip(waiting, pipe.execute(raise_on_error=False)):
+            again = []  # a node's plain pipeline loads its scripts first (a cluster pipeline would not)
+            for i, reply in zip(waiting, self.ack.execute(pipe)):
                 named = _generation_named(reply)
                 if named is not None:
                     again.append(i)
                     g, self._clock = named, None
-                elif isinstance(reply, redis.exceptions.NoScriptError):
-                    # A cluster pipeline does not load scripts first (a plain one does): load, go again.
-                    again.append(i)
-                    unloaded = True
                 elif isinstance(reply, Exception):
                     raise reply
                 else:
                     done[i] = reply
             if not again:
                 return [done[i] for i in range(len(chunks))]
-            if unloaded:
-                self.redis.script_load(self._ingest.script)
             waiting = again
         raise RuntimeError(f"{target}: the Redis clock kept changing generation ({g})")
 

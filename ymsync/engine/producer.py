@@ -29,7 +29,7 @@ from ymsync.config.settings import get_settings
 from ymsync.engine.group_target import campaign_stock_target
 from ymsync.engine.targets import business_target, item_key
 from ymsync.errors import Unavailable, YmsyncError
-from ymsync.store.client import bounded_client, watch_sends
+from ymsync.store.client import state_client, watch_sends
 
 _SCHEMA = StockUpdateSchema()
 # Printable ASCII, 1 to 255 characters, no space at either end: a SKU sku_problem always accepts.
@@ -273,7 +273,7 @@ def check_listed(campaign_id: int, cabinets: Cabinets | None = None) -> int:
 
 @lru_cache(maxsize=4)
 def _buffer_for(redis_url: str, timeout_s: float) -> StockBuffer:
-    return StockBuffer.from_settings(bounded_client(redis_url, timeout_s), get_settings())
+    return StockBuffer.from_settings(state_client(get_settings(), timeout_s=timeout_s, bounded=True), get_settings())
 
 
 def default_buffer() -> StockBuffer:

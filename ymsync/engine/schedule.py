@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import redis
 
 from ymsync.store import keys
+from ymsync.store.cluster import node_client
 from ymsync.store.lock import RedisLock
 from ymsync.engine.quota import LEASE_SCRIPT, RENEW_SCRIPT
 
@@ -129,7 +130,9 @@ class Schedule:
 
     def next_due_in(self) -> float | None:
         """Seconds until the earliest due or check entry (0 if overdue); None if there is none."""
-        pipe = self.redis.pipeline(transaction=False)
+        # On the schedule's own node (a plain pipeline: a cluster's refuses TIME), so its clock is the
+        # one the due times were written by.
+        pipe = node_client(self.redis, keys.DUE).pipeline(transaction=False)
         pipe.zrange(keys.DUE, 0, 0, withscores=True)
         pipe.zrange(keys.CHECK, 0, 0, withscores=True)
         pipe.time()

@@ -51,8 +51,8 @@ def campaign_status(buffer: StockBuffer, limiter: QuotaLimiter, campaign_id: int
     pipe.get(k["halt"])
     pipe.pttl(k["backoff"])
     pipe.pttl(keys.pause(t.method, t.quota_key))
-    pipe.time()
-    pending, in_flight, delivered, dead, invalid, halt_ms, halt_reason, backoff_ms, pause_ms, (secs, micros) = pipe.execute()
+    pending, in_flight, delivered, dead, invalid, halt_ms, halt_reason, backoff_ms, pause_ms = pipe.execute()
+    secs, micros = buffer.redis.time()  # not in the pipeline: a cluster's refuses TIME there
     used, amount = limiter.usage(t.method, t.quota_key)
     now = datetime.fromtimestamp(int(secs) + int(micros) / 1e6, timezone.utc)
     waits = {"halted: " + halt_reason.decode() if halt_reason else "halted": halt_ms,
