@@ -86,7 +86,7 @@ def test_push_of_a_100k_line_file_with_wait_leaves_the_sandbox_equal_to_the_file
     status = json.loads(ymsync(env, "status", "--json").stdout)
     assert status == [{"campaign": KNOWN, "pending": 0, "in_flight": 0, "delivered": 100_000, "dead_letters": 0,
                        "quota_used": 100_000, "quota_amount": 100_000, "paused_until": None,
-                       "pause_reason": None, "target": f"c{KNOWN}"}]
+                       "pause_reason": None, "target": f"c{KNOWN}", "campaigns": []}]
 
 
 def test_invalid_lines_are_all_located_and_nothing_is_queued(env, tmp_path):

@@ -91,7 +91,7 @@ def workdir(tmp_path) -> Iterator[Path]:
 
 
 def test_demo_plays_a_day_and_ends_with_a_summary_and_no_orphans(workdir):
-    demo = Demo(workdir, "--duration", "8", "--no-flower")
+    demo = Demo(workdir, "--duration", "15", "--no-flower")
     try:
         code = demo.wait(120)
         out = demo.output

@@ -3,7 +3,6 @@ limiter, and one-line errors (a configuration problem, an unknown business, a wr
 
 from __future__ import annotations
 
-from functools import lru_cache
 
 import click
 import redis
