@@ -81,7 +81,12 @@ def run_interleaving(r: redis.Redis, ops: list[tuple]) -> None:
         return {sku: accepted_n[sku] for sku in values(batch)}
 
     def deliver(batch: Batch, seen: dict[str, int]) -> None:
-        delivered.update({sku: (value, seen[sku]) for sku, value in values(batch).items()})
+        for sku, value in values(batch).items():
+            delivered[sku] = (value, seen[sku])
+            # The same count pushed again while this one was in flight, and pending: the Market now
+            # has it, so it is not sent; the delivered record carries the newer stamp.
+            if accepted_n[sku] > seen[sku] and sku not in dead and latest[sku][0] == value[0]:
+                delivered[sku] = (latest[sku], accepted_n[sku])
 
     for op in ops:
         if op[0] == "ingest":
@@ -185,6 +190,30 @@ def test_an_unchanged_count_is_resent_when_a_different_value_is_pending_or_in_fl
     buf.settle(batch, "delivered")  # 7 is pending; another 5 ...
     assert buf.ingest(C, [("s", 5, BASE + 4)]).accepted == 1  # ... must win over it
     assert values(buf.take(C, 10, 10_000, 60)) == {"s": (5, BASE + 4)}
+
+
+def test_an_unchanged_count_pushed_while_in_flight_is_not_sent_again(buf, r) -> None:
+    """A warehouse group's stock pushed through both its campaigns (the same count, the second
+    stamp newer) while the first copy is in flight: once it is delivered the second is not sent.
+    Before, it was queued and sent again: twice the group's SKUs over its quota, and a copy
+    landing late could overwrite a cabinet edit made after the first (the demo's lost drift)."""
+    buf.ingest(C, [("s", 5, BASE), ("t", 1, BASE)])
+    batch = buf.take(C, 10, 10_000, 60)
+    assert buf.ingest(C, [("s", 5, BASE + 1), ("t", 2, BASE + 1)]).accepted == 2  # in flight: queued
+    buf.settle(batch, "delivered")
+    assert values(buf.take(C, 10, 10_000, 60)) == {"t": (2, BASE + 1)}  # only the changed count goes
+    assert buf.delivered(C)["s"][:2] == (5, BASE + 1)  # the delivered record carries the newer stamp
+    assert buf.latest_of(C, ["s"]) == [(BASE + 1, 5)]  # ... so the SKU is settled, not "pending"
+    assert int(r.hget(keys.campaign_keys(C)["stats"], "unchanged")) == 1
+    assert buf.ingest(C, [("s", 5, BASE)]).stale == 1  # the older stamp still loses
+    # Returned (a retry) or dead-lettered, the in-flight copy did not reach the Market: the pending
+    # copy goes.
+    for n, action in enumerate(("returned", "dead")):
+        buf.ingest(C, [(f"u{n}", 3, BASE + 10)])
+        batch = buf.take(C, 10, 10_000, 60)
+        buf.ingest(C, [(f"u{n}", 3, BASE + 11)])
+        buf.settle(batch, action, reason="test")
+        assert values(buf.take(C, 10, 10_000, 60)) == {f"u{n}": (3, BASE + 11)}, action
 
 
 def test_many_updates_coalesce_into_one(buf) -> None:

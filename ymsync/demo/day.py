@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-import redis
 import requests
 
 from ymsync import connect
@@ -150,6 +149,7 @@ class Day:
         self.latest: dict[str, dict[str, int]] = {t: {} for t in TARGETS}  # target -> value key -> count
         self.pushed = {t: 0 for t in TARGETS}
         self.events: list[str] = []
+        self.edited: dict[str, set[str]] = {t: set() for t in TARGETS}  # edited by hand: no orders till reconciled
         self.phase = "opening"
         self.reports = _Reports()
         self.started = 0.0
@@ -197,6 +197,8 @@ class Day:
             known = self.latest[target_of(place)]
             sku = f"SKU-{self.rng.randrange(self.catalog):05d}"
             key = sku if warehouse is None else item_key(warehouse, sku)
+            if key in self.edited[target_of(place)]:
+                continue
             have = known.get(key, self.rng.randint(5, 40))
             count = have + self.rng.randint(10, 40) if self.rng.random() < 0.1 else max(0, have - self.rng.randint(1, 3))
             self._push(place, {key: count})
@@ -232,16 +234,25 @@ class Day:
         self.note(f"another integration exhausts campaign {GROUP[0]}'s quota: the Market answers 420 "
                   f"for {seconds:.0f}s")
 
+    def _edit_keys(self, target: str, keys: list[str], k: int) -> list[str]:
+        """``k`` of ``keys`` at random among those at rest (newest value delivered: one still on its
+        way would overwrite the edit with the shop's value, no drift to find), held from orders."""
+        newest, done = self.buffer.latest_of(target, keys), self.buffer.delivered_of(target, keys)
+        rest = [key for key, n, d in zip(keys, newest, done) if n and d and d[:2] == (self.latest[target][key], n[0])]
+        chosen = self.rng.sample(rest, k=min(k, len(rest)))
+        self.edited[target].update(chosen)
+        return chosen
+
     def _cabinet_edit(self) -> None:
         self.phase = "cabinet edit"
         campaign, latest = GROUP[0], self.latest[GROUP_TARGET]
-        skus = self.rng.sample(sorted(latest), k=min(25, len(latest)))
+        skus = self._edit_keys(GROUP_TARGET, sorted(latest), 25)
         self.market.state.plant(campaign, {sku: latest[sku] + 7 for sku in skus})
         self.note(f"someone edits {len(skus)} stock levels by hand in campaign {campaign}'s cabinet (drift, "
                   f"seen through the whole group {label(GROUP_TARGET)})")
         # And in the v3 cabinet, on one warehouse.
         warehouse, ours = WAREHOUSES[0], self.latest[business_target(BUSINESS)]
-        keys = self.rng.sample(sorted(k for k in ours if split_key(k)[0] == warehouse), k=10)
+        keys = self._edit_keys(business_target(BUSINESS), sorted(k for k in ours if split_key(k)[0] == warehouse), 10)
         self.market.state.business.plant(BUSINESS, {warehouse: {split_key(k)[1]: ours[k] + 5 for k in keys}})
         self.note(f"and {len(keys)} on warehouse {warehouse} ({WAREHOUSE_NAMES[warehouse]}) of business {BUSINESS}")
 
@@ -271,6 +282,7 @@ class Day:
             self.reports.reconcile_error = f"{type(exc).__name__}: {exc}"
             self.note(f"reconciliation failed: {self.reports.reconcile_error}")
         finally:
+            self.edited = {t: set() for t in TARGETS}  # read (or failed): orders may touch them again
             self.reports.reconcile_done = True
 
     def _start_snapshot(self) -> None:

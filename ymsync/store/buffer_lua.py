@@ -108,8 +108,13 @@ return out
 # record of it: delivered, its records go (the final count itself clears the mark); returned or
 # dead, an older value is dropped. A value stamped after the retirement (the SKU came back) settles
 # as any other.
+# Delivered with a pending value of the same count behind it (pushed again while this one was in
+# flight: a warehouse group's stock pushed through each of its campaigns, a re-pushed catalogue),
+# the pending copy is dropped as ``unchanged``, the rule ingest applies once nothing is in flight:
+# the Market has just been given that count, and sending it again would spend quota and could land
+# over a cabinet edit made in the meantime. The delivered record takes the newer stamp.
 SETTLE = GENERATIONS + """local DEL = gens(9)
-local n, seen = 0, {}
+local n, seen, unchanged = 0, {}, 0
 local action = ARGV[4]
 for s = 6, #ARGV, 1000 do
   local slice = {}
@@ -119,7 +124,9 @@ for s = 6, #ARGV, 1000 do
   if #slice > 0 then
     local vals = redis.call('HMGET', KEYS[1], unpack(slice))
     local marks = redis.call('HMGET', KEYS[8], unpack(slice))
-    local found, delivered = {}, {}
+    local behind = {}  -- the pending value queued behind each (only a delivery looks at it)
+    if action == 'delivered' then behind = redis.call('HMGET', KEYS[4], unpack(slice)) end
+    local found, delivered, repeats = {}, {}, {}
     for i, sku in ipairs(slice) do
       local v = vals[i]
       if v then
@@ -140,8 +147,17 @@ for s = 6, #ARGV, 1000 do
               first_ms = tonumber(first), reason = ARGV[5], at_ms = tonumber(now)}))
           end
         elseif action == 'delivered' then
+          local kept = stamp
+          local p = behind[i]
+          if p then
+            local pc, ps = string.match(p, '^(%d+)|(%d+)|')
+            if pc == count then
+              repeats[#repeats + 1] = sku
+              if tonumber(ps) > tonumber(stamp) then kept = ps end
+            end
+          end
           delivered[#delivered + 1] = sku
-          delivered[#delivered + 1] = count .. '|' .. stamp .. '|' .. now
+          delivered[#delivered + 1] = count .. '|' .. kept .. '|' .. now
         elseif action == 'returned' then
           if redis.call('HEXISTS', KEYS[4], sku) == 0 then  -- a newer pending value wins over ours
             redis.call('HSET', KEYS[4], sku, v)
@@ -163,9 +179,15 @@ for s = 6, #ARGV, 1000 do
       redis.call('HDEL', KEYS[1], unpack(found))
       redis.call('SREM', KEYS[2], unpack(found))
     end
+    if #repeats > 0 then
+      -- Their queue entries stay: taking drops an entry without a value.
+      redis.call('HDEL', KEYS[4], unpack(repeats))
+      unchanged = unchanged + #repeats
+    end
   end
 end
 if n > 0 and action == 'delivered' then stamp_expiry(DEL) end
+if unchanged > 0 then redis.call('HINCRBY', KEYS[7], 'unchanged', unchanged) end
 if n > 0 and action ~= 'returned' then redis.call('HINCRBY', KEYS[7], action, n) end
 if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) end
 return n
