@@ -51,6 +51,24 @@ def _check_redis_keeps_keys(**_: object) -> None:
         _refuse(problem)
 
 
+@signals.worker_init.connect
+def _declare_every_exchange(**_: object) -> None:
+    """On RabbitMQ, Celery's delayed delivery binds every configured queue when a consumer starts,
+    but a worker declares only the exchanges of the queues it consumes: a stocks-only worker would
+    log "no exchange 'ymsync.reports'" at every connect and a reports retry could not be delayed
+    until some reports worker had run. Declaring them all here is idempotent and cheap."""
+    try:
+        with app.connection_for_write() as connection:
+            if connection.transport.driver_type != "amqp":
+                return
+            channel = connection.default_channel
+            for queue in app.conf.task_queues or ():
+                if queue.exchange is not None and queue.exchange.name:
+                    queue.exchange(channel).declare()
+    except Exception as exc:  # the broker may not answer yet: the consumer waits for it as usual
+        log.warning("could not declare ymsync's exchanges yet: %s", exc)
+
+
 @signals.worker_ready.connect
 def _say_ready(sender: object = None, **_: object) -> None:
     """One line an operator (or a supervisor's log) can wait for: the queues and the pool size. At
