@@ -165,12 +165,12 @@ if limit >= 0 then
   redis.call('HSET', MKEY, 'limit', limit)
 end
 if remaining >= 0 then
-  local foreign = 0
+  local reserved = 0
   if limit >= 0 then
     -- What the Market counted that our log does not hold: another client of this quota. Our
     -- log holds every request of ours the Market's window does (we stamp later), so this is
     -- never more than the foreign use; the largest in the last period is reserved.
-    foreign = math.max(0, limit - remaining - used)
+    local foreign = math.max(0, limit - remaining - used)
     -- Kept as the larger of this period's and the last period's largest estimates: a reply
     -- just as our own requests leave our window reads low (we stamp at the reply, the Market
     -- at arrival), the others of the window read true.
@@ -184,11 +184,12 @@ if remaining >= 0 then
       cur = math.max(cur, foreign)
     end
     local prev = tonumber(redis.call('HGET', MKEY, 'fprev') or '0')
-    redis.call('HSET', MKEY, 'fcur', cur, 'fstart', start, 'foreign', math.max(cur, prev), 'fexp', start + 2 * period)
+    reserved = math.max(cur, prev)
+    redis.call('HSET', MKEY, 'fcur', cur, 'fstart', start, 'foreign', reserved, 'fexp', start + 2 * period)
   end
-  if limit < 0 or foreign > 0 then
-    -- Someone else spends this quota (or the Market does not say its Limit): send no more than
-    -- it says is left. Requests of ours still open may not be in its count yet: they will be.
+  if limit < 0 or reserved > 0 then
+    -- Someone else spent this quota within the last two periods (or the Market does not say its
+    -- Limit): send no more than it says is left. Requests of ours still open may not be in its count yet: they will be.
     -- (Some of them may be already, so this errs low; it binds only while a foreign client is
     -- seen: with ymsync alone, our own log is the exact count and this bound would only cost
     -- parallel workers their share, measured at 93 % of the quota used instead of 99.7 %.)
