@@ -165,7 +165,15 @@ if limit >= 0 then
   redis.call('HSET', MKEY, 'limit', limit)
 end
 if remaining >= 0 then
-  local reserved = 0
+  -- Requests of ours still open may not be in the Market's count yet: they will be.
+  local open_units = 0
+  local entries = redis.call('ZRANGE', KEYS[1], 0, -1)
+  for _, e in ipairs(entries) do
+    if string.sub(e, 1, 2) == 'o:' then open_units = open_units + tonumber(string.match(e, ':(%d+)$')) end
+  end
+  if until_in < 0 then until_in = period end
+  redis.call('HSET', MKEY, 'left', remaining - open_units, 'until', now + until_in,
+             'f0', redis.call('HGET', MKEY, 'freed') or '0')
   if limit >= 0 then
     -- What the Market counted that our log does not hold: another client of this quota. Our
     -- log holds every request of ours the Market's window does (we stamp later), so this is
@@ -184,25 +192,7 @@ if remaining >= 0 then
       cur = math.max(cur, foreign)
     end
     local prev = tonumber(redis.call('HGET', MKEY, 'fprev') or '0')
-    reserved = math.max(cur, prev)
-    redis.call('HSET', MKEY, 'fcur', cur, 'fstart', start, 'foreign', reserved, 'fexp', start + 2 * period)
-  end
-  if limit < 0 or reserved > 0 then
-    -- Someone else spent this quota within the last two periods (or the Market does not say its
-    -- Limit): send no more than it says is left. Requests of ours still open may not be in its count yet: they will be.
-    -- (Some of them may be already, so this errs low; it binds only while a foreign client is
-    -- seen: with ymsync alone, our own log is the exact count and this bound would only cost
-    -- parallel workers their share, measured at 93 % of the quota used instead of 99.7 %.)
-    local open_units = 0
-    local entries = redis.call('ZRANGE', KEYS[1], 0, -1)
-    for _, e in ipairs(entries) do
-      if string.sub(e, 1, 2) == 'o:' then open_units = open_units + tonumber(string.match(e, ':(%d+)$')) end
-    end
-    if until_in < 0 then until_in = period end
-    redis.call('HSET', MKEY, 'left', remaining - open_units, 'until', now + until_in,
-               'f0', redis.call('HGET', MKEY, 'freed') or '0')
-  else
-    redis.call('HDEL', MKEY, 'left', 'until')
+    redis.call('HSET', MKEY, 'fcur', cur, 'fstart', start, 'foreign', math.max(cur, prev), 'fexp', start + 2 * period)
   end
 end
 redis.call('PEXPIRE', MKEY, tonumber(ARGV[10]))
