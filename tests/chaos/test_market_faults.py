@@ -96,7 +96,10 @@ def test_500s_lost_replies_423s_and_latency_at_once(bench_for, case):
 
 def test_foreign_quota_storm_and_held_parallel_slots(bench_for, case):
     """A foreign client eats the campaign's quota (420 storm), then holds every parallel slot"""
-    quota = Quota(20_000, 5)
+    # A window shorter than the hold below: ymsync spends each window in a burst, so a hold
+    # shorter than a window could fall wholly in a stretch where its own quota is spent and it
+    # rightly sends nothing; a window that frees inside the hold makes it probe the held slots.
+    quota = Quota(10_000, 2.5)
     bench = bench_for(sandbox_config(quota, faults=Faults(latency_min_ms=100, latency_max_ms=300)))
     campaign = 2301
     bench.push(campaign, [(f"Q-{i:05d}", i) for i in range(40_000)])

@@ -42,10 +42,15 @@ def test_foreign_use_is_reserved_in_the_next_window(r):
     q = limiter(r, 1000, 0.5)
     g = q.acquire(M, "c1", 100)
     q.settle(g, market=MarketCount(limit=1000, remaining=500, until_s=0.0))  # foreign: 400
-    assert q.market_view(M, "c1")["foreign"] == 400
-    # Until has passed, so "what is left" no longer binds; the foreign share still does.
+    # One reading is not believed yet (a request that overtook another reads high once)...
+    assert q.market_view(M, "c1")["foreign"] == 0
+    g = q.acquire(M, "c1", 50)
+    q.settle(g, market=MarketCount(limit=1000, remaining=450, until_s=0.0))  # foreign: 400 again
+    assert q.market_view(M, "c1")["foreign"] == 400  # ...two that agree are
+    import time
+    time.sleep(0.55)  # a period past Until: "what is left" no longer binds; the foreign share still does
     grant = q.acquire(M, "c1", 1000)
-    assert grant.granted == 1000 - 100 - 400
+    assert grant.granted == 1000 - 400
 
 
 def test_our_own_freed_units_are_added_back_to_what_the_market_left(r):
@@ -84,16 +89,18 @@ def test_the_policy_feeds_success_and_420_headers(r):
     q = limiter(r, 1000)
     policy = CallPolicy(q)
     call = Call(M, "c1", "c1", MarketClock(), want=100)
-    reply = policy.attempt(call, lambda n: UpdateResult(n, RateLimitInfo(limit=1000, remaining=200)))
-    assert reply.ok
+    for remaining in (200, 100):  # two readings that agree: 700 spent by someone else
+        reply = policy.attempt(call, lambda n, r=remaining: UpdateResult(n, RateLimitInfo(limit=1000, remaining=r)))
+        assert reply.ok
     view = q.market_view(M, "c1")
-    assert view["foreign"] == 700 and view["limit"] == 1000
+    assert view["foreign"] == 700 and view["limit"] == 1000 and view["flast"] == 700
 
     def refused(_n):
         raise MarketQuotaExceeded("420", status=420, rate_limit=RateLimitInfo(limit=1000, remaining=0))
 
     assert policy.attempt(Call(M, "c2", "c2", MarketClock(), want=100), refused).kind is Kind.QUOTA
-    assert q.market_view(M, "c2")["foreign"] == 900  # 100 of ours counted, 1000 used
+    # A refused request is not in the Market's count: all 1000 it counted are someone else's.
+    assert q.market_view(M, "c2")["flast"] == 1000
 
 
 def test_market_view_has_a_ttl(r):
@@ -101,3 +108,48 @@ def test_market_view_has_a_ttl(r):
     q.settle(q.acquire(M, "c1", 1), market=MarketCount(limit=1000, remaining=999, until_s=1))
     from ymsync.store import keys
     assert 0 < r.pttl(keys.quota_market(M, "c1")) <= 24 * 3600 * 1000
+
+
+def _granted_apart(q: QuotaLimiter, n: int, units: int) -> list:
+    import time
+    grants = []
+    for _ in range(n):
+        grants.append(q.acquire(M, "c1", units))
+        time.sleep(0.003)  # grants a few milliseconds apart, as parallel workers take them
+    return grants
+
+
+def test_parallel_requests_the_market_counted_are_not_taken_off_twice(r):
+    """The reply of the latest grant: every earlier request of ours is in the Market's Remaining
+    already. Taking them off again (as open) held 4 parallel workers to ~93 % of an idle quota."""
+    q = limiter(r, 1000)
+    grants = _granted_apart(q, 4, 100)
+    q.settle(grants[3], market=MarketCount(limit=1000, remaining=600, until_s=30))  # all 400 counted
+    assert q.acquire(M, "c1", 1000).granted == 600  # not 300
+
+
+def test_an_older_grants_reply_does_not_overwrite_a_fresher_one(r):
+    """Replies overtake each other: the latest grant's reply (Remaining 300: a foreign client
+    spent 300 beside our 400) is fresher than the first grant's, which the Market answered before
+    the other three arrived (Remaining 800)."""
+    q = limiter(r, 1000)
+    grants = _granted_apart(q, 4, 100)
+    q.settle(grants[3], market=MarketCount(limit=1000, remaining=300, until_s=30))
+    q.settle(grants[0], market=MarketCount(limit=1000, remaining=800, until_s=30))
+    assert q.acquire(M, "c1", 1000).granted == 300
+
+
+def test_a_refusal_is_not_credited_back_as_market_quota(r):
+    """A 420 stays in our own count for its window (the Market may count it), but when it leaves
+    our window it is not added to what the Market has left: the Market never had it."""
+    import time
+    q = limiter(r, 1000, 0.3)
+    ok = q.acquire(M, "c1", 500)
+    q.settle(ok, market=MarketCount(limit=1000, remaining=0, until_s=30))  # someone spent 500
+    assert q.acquire(M, "c1", 1000).granted == 0
+    time.sleep(0.35)  # our 500 left both windows; the Market view credits them back
+    refused = q.acquire(M, "c1", 200)
+    assert refused.granted == 200
+    q.settle(refused, 200, counted=False)  # a 420: kept in our log, not the Market's
+    time.sleep(0.35)  # the refusal left our window
+    assert q.acquire(M, "c1", 1000).granted == 300  # 500 credited, less the 200 granted; not 500

@@ -203,14 +203,14 @@ class CallPolicy:
         except MarketError as exc:
             kind = classify(exc)
             self.limiter.settle(grant, cost_kept(exc, carried, call.counts_response),
-                                market_count(call, exc.rate_limit))
+                                market_count(call, exc.rate_limit), counted=kind is Kind.REFUSED or kind is Kind.HALT)
             wait = self.wait_after(call, exc, kind) if kind.rate_limited else 0.0
             if kind in (Kind.PARALLEL, Kind.QUOTA):
                 # Set before the lease is released: no request of ours slips through the gap.
                 self.limiter.pause(call.method, call.quota_key, wait)
             return Reply(kind, error=exc, wait_s=wait)
         except BaseException:
-            self.limiter.settle(grant)  # interrupted mid-request: it may have been counted
+            self.limiter.settle(grant, counted=False)  # interrupted mid-request: it may have been counted
             raise
         spent = carried if used is None else used(value)
         # Every reply's headers carry the Market's own count: settle folds it in, one round trip.

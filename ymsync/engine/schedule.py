@@ -32,7 +32,7 @@ import redis
 from ymsync.store import keys
 from ymsync.store.cluster import node_client
 from ymsync.store.lock import RedisLock
-from ymsync.engine.quota import LEASE_SCRIPT, RENEW_SCRIPT
+from ymsync.engine.quota_lua import LEASE_SCRIPT, RENEW_SCRIPT
 
 # KEYS: targets due nudge; ARGV: target, delay_ms. Registers the target (last write: now) and
 # makes it due in delay_ms unless it is due already; a new entry nudges the scheduler.
