@@ -96,9 +96,9 @@ class QuotaLimiter:
         minimum = max(1, min(minimum, want, quota.amount))
         want = min(want, quota.amount)
         entry = uuid.uuid4().hex[:16]
-        qkey, gkey = keys.quota(method, key), keys.quota_grants(method, key)
+        qkey = keys.quota(method, key)
         granted, wait_ms, remaining, *window_used = self._acquire(
-            keys=[qkey, qkey + ":used", keys.pause(method, key), keys.quota_market(method, key), gkey, gkey + ":used"],
+            keys=[qkey, qkey + ":used", keys.pause(method, key), keys.quota_market(method, key)],
             args=[quota.amount, self._period_ms(quota), want, minimum, entry, self.lease_ttl_ms])
         return Grant(method, key, int(granted), int(wait_ms) / 1000, entry if granted else "", int(remaining),
                      int(window_used[0]) if window_used else -1)
@@ -112,13 +112,13 @@ class QuotaLimiter:
         quota = self.quotas.get(grant.method)
         if quota is None or not (grant.entry or market):
             return
-        qkey, gkey = keys.quota(grant.method, grant.key), keys.quota_grants(grant.method, grant.key)
+        qkey = keys.quota(grant.method, grant.key)
         keep = grant.granted if used is None else max(0, min(used, grant.granted))
         m = market or MarketCount()
         period = self._period_ms(quota)
         until_ms = -1 if m.until_s is None else max(0, int(m.until_s * 1000) + 1)
         _, changed = self._settle(
-            keys=[qkey, qkey + ":used", keys.quota_market(grant.method, grant.key), gkey, gkey + ":used"],
+            keys=[qkey, qkey + ":used", keys.quota_market(grant.method, grant.key)],
             args=[grant.entry or "-", grant.granted, keep, period, self.lease_ttl_ms,
                   -1 if m.limit is None else max(0, m.limit), -1 if m.remaining is None else max(0, m.remaining),
                   until_ms, quota.amount, max(MARKET_VIEW_TTL_MS, 2 * period + self.lease_ttl_ms),

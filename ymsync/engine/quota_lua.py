@@ -21,10 +21,7 @@ local now, stamp = math.floor(us / 1000), math.ceil(us / 1000)
 # worker is presumed dead and its units come back. Units of "s:" entries leaving are added to
 # the Market view's ``freed`` (below): the Market let them go no later than we do. The others'
 # are not: crediting units the Market never counted would promise quota it does not have.
-# The grants log (GLOG, sum in GUSED) holds the same requests stamped at their grant and never
-# re-stamped, "<entry>:<units>", less those the Market did not count: what the Market's own
-# window holds of ours, as near as we can tell (a request reaches it moments after its grant).
-# Needs: now, period, hold; KEYS[1] log, KEYS[2] used, MKEY the Market view, GLOG, GUSED.
+# Needs: now, period, hold; KEYS[1] log, KEYS[2] used, MKEY the Market view.
 CLEAN = """
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - period, 'WITHSCORES')
 local freed, gone = 0, 0
@@ -39,13 +36,6 @@ for i = 1, #old, 2 do
 end
 if gone > 0 then redis.call('DECRBY', KEYS[2], gone) end
 if freed > 0 and redis.call('EXISTS', MKEY) == 1 then redis.call('HINCRBY', MKEY, 'freed', freed) end
-local gold = redis.call('ZRANGEBYSCORE', GLOG, '-inf', now - period)
-if #gold > 0 then
-  local g = 0
-  for _, e in ipairs(gold) do g = g + tonumber(string.match(e, ':(%d+)$')) end
-  redis.call('ZREMRANGEBYSCORE', GLOG, '-inf', now - period)
-  redis.call('DECRBY', GUSED, g)
-end
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
 """
 
@@ -67,14 +57,14 @@ local used = tonumber(redis.call('GET', KEYS[2]) or '0')
 #                say otherwise (a gap in our own traffic tells nothing about it)
 #   flast        the last raw reading: a reading counts for as much as it and the one before agree
 
-# KEYS: log used pause market grants granted; ARGV: amount, period_ms, want, minimum, entry, hold_ms.
-# Returns {granted, wait_ms, units still free after it, ours in the grants log with it}.
+# KEYS: log used pause market; ARGV: amount, period_ms, want, minimum, entry, hold_ms.
+# Returns {granted, wait_ms, units still free after it, ours in the window with it}.
 ACQUIRE = CLOCK + """
 local paused = redis.call('PTTL', KEYS[3])
 if paused > 0 then return {0, paused, 0} end
 local amount, period, hold = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
 local want, minimum = tonumber(ARGV[3]), tonumber(ARGV[4])
-local MKEY, GLOG, GUSED = KEYS[4], KEYS[5], KEYS[6]
+local MKEY = KEYS[4]
 """ + CLEAN + """
 local m = redis.call('HMGET', MKEY, 'limit', 'left', 'until', 'freed', 'f0', 'foreign')
 if m[1] then amount = math.min(amount, tonumber(m[1])) end
@@ -94,11 +84,7 @@ if avail >= minimum and (left == nil or left >= minimum) then
   redis.call('PEXPIRE', KEYS[2], 2 * period + hold)
   local rest = avail - grant
   if left ~= nil then rest = math.min(rest, left - grant) end
-  redis.call('ZADD', GLOG, stamp, ARGV[5] .. ':' .. grant)
-  local ours = redis.call('INCRBY', GUSED, grant)
-  redis.call('PEXPIRE', GLOG, 2 * period + hold)
-  redis.call('PEXPIRE', GUSED, 2 * period + hold)
-  return {grant, 0, rest, ours}
+  return {grant, 0, rest, used + grant}
 end
 -- Refused: when will enough units have left? A settled entry leaves at stamp + period; an
 -- open one no sooner than now + period (if it settled this instant), at the latest when held
@@ -132,12 +118,12 @@ return {0, math.max(1, wait), 0}
 # Market counted the request somewhere between send and reply, so the reply is the safe stamp.
 # Settling twice, or after the grant was presumed dead, changes nothing. In the same call, the
 # reply's X-RateLimit-Resource-* headers (-1: absent) update the Market view (see above).
-# KEYS: log used market grants granted; ARGV: entry, granted, keep, period_ms, hold_ms, limit, remaining, until_in_ms,
+# KEYS: log used market; ARGV: entry, granted, keep, period_ms, hold_ms, limit, remaining, until_in_ms,
 # amount, view_ttl_ms, counted (1: a reply the Market counted), the grant's window_used (-1:
 # unknown). Returns {settled, the Market's
 # Limit changed (1) or not (0)}.
 SETTLE = CLOCK + """
-local period, hold, MKEY, GLOG, GUSED = tonumber(ARGV[4]), tonumber(ARGV[5]), KEYS[3], KEYS[4], KEYS[5]
+local period, hold, MKEY = tonumber(ARGV[4]), tonumber(ARGV[5]), KEYS[3]
 local open = 'o:' .. ARGV[1] .. ':' .. ARGV[2]
 local score = redis.call('ZSCORE', KEYS[1], open)
 local settled = 0
@@ -154,18 +140,6 @@ if score then
     end
   end
   if granted > keep then redis.call('DECRBY', KEYS[2], granted - keep) end
-  -- The grants log keeps what the Market counted: nothing of a request it did not count.
-  local gmember = ARGV[1] .. ':' .. granted
-  local gscore = redis.call('ZSCORE', GLOG, gmember)
-  if gscore then
-    local counted = keep
-    if ARGV[11] ~= '1' then counted = 0 end
-    if counted < granted then
-      redis.call('ZREM', GLOG, gmember)
-      redis.call('DECRBY', GUSED, granted - counted)
-      if counted > 0 then redis.call('ZADD', GLOG, gscore, ARGV[1] .. ':' .. counted) end
-    end
-  end
   settled = 1
 end
 local limit, remaining, until_in = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -201,9 +175,12 @@ if remaining >= 0 then
                'f0', redis.call('HGET', MKEY, 'freed') or '0')
     if limit >= 0 then
       -- What the Market counted beyond ours: another client of this quota. Ours it counted are
-      -- the grants log as this request's grant left it (``ARGV[12]``: nothing granted later, each
-      -- stamped at its grant as the Market stamps at arrival, moments later). It reads wrong by a
-      -- request or so where one overtook another on the way or sits on the window's edge.
+      -- at most our log as this request's grant left it (``ARGV[12]``): nothing granted later in,
+      -- and what left our window since, which the Market still counted when the request
+      -- arrived, still in. Our log stamps at the reply, later than the Market at arrival, and
+      -- keeps refusals it may not count, so this reads low, never high, but for a request
+      -- granted later that overtook this one on the way. Low is the safe side: it only reserves
+      -- less, and what the Market says is left (above) still binds.
       local ours = tonumber(ARGV[12])
       if ours < 0 then ours = used - open_units end
       -- This request itself, where the Market did not count it (a 420): not ours in its count.

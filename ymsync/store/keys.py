@@ -32,8 +32,7 @@ goes without any sweep (see buffer.py).
 
 Per quota key ``{q:k}``: ymsync:{q:k}:quota:<method> (zset log) and :used (its sum),
 ymsync:{q:k}:pause:<method> (string, TTL: a 420 told everyone to wait),
-ymsync:{q:k}:market:<method> (hash, TTL: the Market's own count from its X-RateLimit-* headers),
-ymsync:{q:k}:grants:<method> (zset, like the log but stamped at each grant) and :used (its sum).
+ymsync:{q:k}:market:<method> (hash, TTL: the Market's own count from its X-RateLimit-* headers).
 Per parallel gate ``{g:<identity>}``: ymsync:{g:<identity>}:lease (zset lease -> expiry ms). The Market caps
 requests in flight per campaign on campaign paths and per business on business paths, across every
 method, so the gate is named by that identity alone (``c1001``, ``b7``), never by the method: a v3
@@ -122,12 +121,6 @@ def inflight(target: str, batch: str) -> str:
 
 def quota(method: str, key: str) -> str:
     return f"{PREFIX}{{q:{key}}}:quota:{method}"
-
-
-def quota_grants(method: str, key: str) -> str:
-    """Zset: the quota log's requests stamped at their grant, less what the Market did not count
-    (its sum at this name + ":used"): our share of the Market's own window, for its headers."""
-    return f"{PREFIX}{{q:{key}}}:grants:{method}"
 
 
 def quota_market(method: str, key: str) -> str:
