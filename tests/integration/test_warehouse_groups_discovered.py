@@ -130,3 +130,22 @@ def test_the_group_sends_nothing_while_a_campaign_batch_is_in_flight_then_takes_
         assert stale.accepted == 0 and stale.stale == 1 and bench.buffer.latest_of("g1001", ["R-2"])[0][1] == 2
     finally:
         configure(None)
+
+
+def test_a_worker_discovers_the_group_itself_before_sending_a_campaign(bench_for, v2_cabinet):
+    """Nothing cached: the first flush of a campaign target refreshes the Market's groups (one
+    getPagedWarehouses), finds its campaign in a group and hands over; both campaigns' pushes then
+    go out once, through the group."""
+    bench = bench_for(sandbox_config(campaigns=tuple(CampaignConfig(c, 100) for c in GROUP), warehouse_groups=(GROUP,)))
+    bench.push(1001, [(f"W-{i}", i) for i in range(500)])
+    bench.push(1002, [(f"W-{i}", i + 1) for i in range(500)])  # newer stamps: these win
+    assert bench.buffer.pending("c1001") == bench.buffer.pending("c1002") == 500  # no group known yet
+    bench.start_worker("self-discover", YM_BUSINESS_ID="100")
+    expected = {f"W-{i}": i + 1 for i in range(500)}
+    wait_for(lambda: _quiet(bench) and bench.stocks(1001) == expected, 60, "the group's values on the Market",
+             interval=0.2)
+    assert bench.requests_by_status("getPagedWarehouses") == {200: 1}
+    assert bench.redis.exists(keys.warehouse_groups(100))
+    units = sum(bench.state()["campaigns"].get(str(c), {}).get("sku_units", 0) for c in GROUP)
+    assert units <= 1.05 * 500, units  # one stock sent once, not once per campaign
+    assert bench.state()["stale_writes"] == 0
