@@ -5,6 +5,7 @@ only keeps one of each per process (per cabinet where they differ)."""
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 
 import redis
@@ -18,6 +19,8 @@ from ymsync.engine.quota import QuotaLimiter
 from ymsync.engine.schedule import Schedule
 from ymsync.config.settings import get_settings
 from ymsync.store.client import state_client
+
+_log = logging.getLogger("ymsync.groups")
 
 
 @lru_cache(maxsize=1)
@@ -154,7 +157,31 @@ from ymsync.reads.warehouse_groups import GroupDirectory  # noqa: E402
 @lru_cache(maxsize=1)
 def group_directory() -> GroupDirectory:
     """A v2 cabinet's warehouse groups from the Market (getPagedWarehouses), the same shared cache."""
-    return GroupDirectory(redis_client(), client_for_business, limiter_for_business)
+    # A flush asks it: never wait long for the 100-an-hour quota (a stale copy is served meanwhile).
+    return GroupDirectory(redis_client(), client_for_business, limiter_for_business, max_wait_s=2.0)
+
+
+def refresh_groups(target: str) -> None:
+    """Before a flush of a campaign target of a v2 cabinet that configures no groups: the Market's
+    groups, fetched when the cached copy is older than the directory's TTL (else one Redis read),
+    so a campaign the Market reports in a group is routed to its group from then on. A refresh
+    that cannot be made (quota, the Market failing) keeps the cached copy; the flush goes on."""
+    if not (target.startswith("c") and target[1:].isdigit()):
+        return
+    from ymsync.config.cabinets import CabinetNotFound
+    from ymsync.market import MarketError
+    from ymsync.reads.warehouses import WarehousesUnavailable
+
+    try:
+        cabinet = cabinet_for_campaign(int(target[1:]))
+    except CabinetNotFound:
+        return
+    if cabinet.mode != "v2" or cabinet.warehouse_groups or cabinet.business_id is None:
+        return
+    try:
+        group_directory().get(cabinet.business_id)
+    except (MarketError, WarehousesUnavailable) as exc:
+        _log.warning("warehouse groups of business %s not refreshed: %s", cabinet.business_id, exc)
 
 
 def warehouse_check():

@@ -106,6 +106,7 @@ def flush(target: str, slot: str = "", due_ms: int = 0) -> None:
     if due_ms:
         _record_lateness(schedule, due_ms)
     try:
+        runtime.refresh_groups(target)  # a campaign the Market reports in a group hands over to it
         result = runtime.flusher().flush(target, keep_going=lambda: schedule.hold(target, slot))
     except Exception:
         schedule.release(target, slot)

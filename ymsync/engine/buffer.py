@@ -42,6 +42,7 @@ from ymsync.store import ingest_lua
 from ymsync.store import keys
 from ymsync.store.cluster import ReplicaAck
 from ymsync.engine.schedule import Schedule
+from ymsync.engine.group_target import DiscoveredGroups, use_discovered_groups
 from ymsync.config.settings import Settings
 
 MAX_INVALID = 10_000  # invalid-input dead letters kept per campaign (newest first)
@@ -118,6 +119,7 @@ class StockBuffer:
         # (server ms, local monotonic s) of the last look at Redis's clock: generations are named
         # from it, never ahead of the server (its reply is read after the server's TIME).
         self._clock: tuple[int, float] | None = None
+        use_discovered_groups(DiscoveredGroups(client))  # pushes route to the groups the Market reports
 
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings, schedule: Schedule | None = None) -> "StockBuffer":

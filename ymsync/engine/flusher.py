@@ -29,6 +29,7 @@ from ymsync.engine.buffer import Batch, Entry, StockBuffer
 from ymsync.engine.call_policy import CallPolicy, Ticket
 from ymsync.engine.flush_failure import failed, succeeded
 from ymsync.engine.flush_parts import FlushOptions, FlushParts, Tally
+from ymsync.engine.group_move import GroupMove
 from ymsync.engine.isolation import Isolation
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.engine.schedule import Schedule
@@ -67,6 +68,7 @@ class Flusher:
                                 schedule if schedule is not None else buffer.schedule, self.client_for,
                                 self.options)
         self.isolation = Isolation(self.parts)
+        self.groups = GroupMove(buffer)  # a campaign found in a group hands its values over
 
     @property
     def buffer(self) -> StockBuffer:
@@ -88,6 +90,9 @@ class Flusher:
         t = p.bound(target(target_name))  # a warehouse group: through which of its campaigns
         c = t.name
         p.buffer.reclaim_expired(c)
+        gate = self.groups.gate(t)  # a campaign now in a group moves its values; a group waits for them
+        if gate.stop:
+            return FlushResult(next_in=gate.next_in)
         held = p.held_off(t)
         if held > 0:
             return FlushResult(next_in=held)

@@ -15,8 +15,13 @@ the stock; only when every one is refused does the group halt.
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from dataclasses import dataclass, replace
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
+
+import redis
 
 from ymsync.engine.targets import KINDS, Target
 from ymsync.market.models import UpdateResult
@@ -24,19 +29,77 @@ from ymsync.market.wire import campaign_stock_body
 from ymsync.store import keys
 
 
-def group_campaigns(first_campaign: int) -> tuple[int, ...]:
-    """The configured group whose first campaign is ``first_campaign`` (just it when none is)."""
+class DiscoveredGroups:
+    """A v2 campaign's group as the Market states it: the cached getPagedWarehouses copy
+    (``keys.warehouse_groups``, written by ``reads/warehouse_groups.py``). Only for a v2 cabinet
+    with a business id that configures no groups: configured groups always win. Never calls the
+    Market. Read from Redis at each look by default (``ttl_s`` 0: one GET): every process then
+    sees a group from the moment the copy naming it is written, so no worker sends a group's stock
+    while another still treats one of its campaigns alone (engine/group_move.py relies on it)."""
+
+    def __init__(self, client: redis.Redis, ttl_s: float = 0.0) -> None:
+        self.redis, self.ttl_s = client, ttl_s
+        self._seen: dict[int, tuple[float, tuple[tuple[int, ...], ...]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, campaign_id: int) -> tuple[int, ...]:
+        from ymsync.config.cabinets import CabinetNotFound
+        from ymsync.config.settings import get_settings
+
+        try:
+            cabinet = get_settings().cabinets.serving(campaign_id=int(campaign_id))
+        except CabinetNotFound:
+            return ()
+        if cabinet.mode != "v2" or cabinet.warehouse_groups or cabinet.business_id is None:
+            return ()
+        return next((g for g in self.groups(cabinet.business_id) if int(campaign_id) in g), ())
+
+    def groups(self, business_id: int) -> tuple[tuple[int, ...], ...]:
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(business_id)
+        if seen is not None and now - seen[0] < self.ttl_s:
+            return seen[1]
+        try:
+            raw = self.redis.get(keys.warehouse_groups(business_id))
+        except redis.RedisError:  # the write that follows fails loudly; routing keeps what it knew
+            return seen[1] if seen else ()
+        groups = tuple(tuple(sorted(int(c) for c in g)) for g in json.loads(raw).get("groups", ())) if raw else ()
+        with self._lock:
+            self._seen[business_id] = (now, groups)
+        return groups
+
+
+_discovered: Callable[[int], tuple[int, ...]] | None = None
+
+
+def use_discovered_groups(source: Callable[[int], tuple[int, ...]] | None) -> None:
+    """Where this process learns groups the Market reports (a :class:`DiscoveredGroups` on its
+    state Redis; each StockBuffer installs one). None: configured groups only."""
+    global _discovered
+    _discovered = source
+
+
+def group_of(campaign_id: int) -> tuple[int, ...]:
+    """A campaign's warehouse group: the configured one, else the one the Market reports for a v2
+    cabinet that configures none (the cached copy); ``()`` when it is in none."""
     from ymsync.config.settings import get_settings  # settings are read where a group is met, never at import
 
-    group = get_settings().cabinets.group_of(first_campaign)
+    configured = get_settings().cabinets.group_of(campaign_id)
+    if configured:
+        return configured
+    return _discovered(int(campaign_id)) if _discovered is not None else ()
+
+
+def group_campaigns(first_campaign: int) -> tuple[int, ...]:
+    """The group whose first campaign is ``first_campaign`` (just it when none is)."""
+    group = group_of(first_campaign)
     return group if group and group[0] == int(first_campaign) else (int(first_campaign),)
 
 
 def group_target_of(campaign_id: int) -> str | None:
     """The group target a campaign's pushes go to (``g1001``), or None when it is in no group."""
-    from ymsync.config.settings import get_settings
-
-    group = get_settings().cabinets.group_of(campaign_id)
+    group = group_of(campaign_id)
     return keys.group_target(group[0]) if group else None
 
 
@@ -93,4 +156,4 @@ class GroupTarget(Target):
 
 KINDS["g"] = GroupTarget
 
-__all__ = ["GroupTarget", "campaign_stock_target", "describe_group", "group_campaigns", "group_target_of"]
+__all__ = ["DiscoveredGroups", "GroupTarget", "group_of", "use_discovered_groups", "campaign_stock_target", "describe_group", "group_campaigns", "group_target_of"]

@@ -152,10 +152,12 @@ class MarketWrongApiMode(MarketError):
 
 
 class MarketRateLimited(MarketError):
-    """420: some limit was hit; wait until ``until`` (if the Market said) and try again."""
+    """420: some limit was hit; wait until ``until`` (if the Market said) and try again.
+    ``kind`` names which of the three (``RATE_LIMIT_KINDS``) in logs and metrics."""
 
     status = 420
     retryable = True
+    kind = "quota"
 
     @property
     def until(self) -> datetime | None:
@@ -174,9 +176,13 @@ class MarketQuotaExceeded(MarketRateLimited):
 class MarketParallelLimitExceeded(MarketRateLimited):
     """420 "Hit rate limit of 4 parallel requests for campaignId …": retry in a moment."""
 
+    kind = "parallel"
+
 
 class MarketActiveReportsLimit(MarketRateLimited):
     """420 "Active reports limit exceeded": too many reports generating at once."""
+
+    kind = "active-reports"
 
 
 class MarketLocked(MarketError):
@@ -221,17 +227,35 @@ _BY_STATUS: dict[int, type[MarketError]] = {
 WAREHOUSE_GROUPS_RE = re.compile(r"warehouse groups?|групп\w* склад", re.IGNORECASE)
 
 
+# The three kinds of 420, in one table: (typed ``code`` or None for any, message pattern or None for
+# any) -> class; the first row matched by any error of the reply wins. The Market's
+# typed error format (ApiTypedErrorDTO: ``code`` from ApiErrorCodeType) has one code per resource's
+# per-period limit, REQUEST_LIMIT_EXCEEDED, and none for the parallel cap or the active-reports cap:
+# those keep LIMIT_EXCEEDED (the classic format's code for all three, and the sandbox's) and are told
+# apart by their message, in English or Russian. A 420 matching no row is a quota 420 (wait for Until).
+RATE_LIMIT_KINDS: tuple[tuple[str | None, re.Pattern[str] | None, type[MarketRateLimited]], ...] = (
+    (None, re.compile(r"parallel requests|параллельн\w* запрос", re.IGNORECASE), MarketParallelLimitExceeded),
+    (None, re.compile(r"active reports limit|активн\w* отч[её]т", re.IGNORECASE), MarketActiveReportsLimit),
+    ("REQUEST_LIMIT_EXCEEDED", None, MarketQuotaExceeded),
+    ("LIMIT_EXCEEDED", _QUOTA_RE, MarketQuotaExceeded),
+)
+
+
+def rate_limit_kind(errors: tuple[ApiError, ...]) -> type[MarketRateLimited]:
+    """The class (and so the kind) of a 420 from its errors, by ``RATE_LIMIT_KINDS``."""
+    for code, pattern, cls in RATE_LIMIT_KINDS:
+        for e in errors:
+            if (code is None or e.code == code) and (pattern is None or pattern.search(e.message)):
+                return cls
+    return MarketQuotaExceeded
+
+
 def error_for_status(status: int, errors: tuple[ApiError, ...]) -> type[MarketError]:
     """Pick the exception class for a failed response."""
     if status in (400, 403, 404) and any(WAREHOUSE_GROUPS_RE.search(e.message) for e in errors):
         return MarketWrongApiMode
     if status == 420:
-        text = " ".join(e.message for e in errors)
-        if "parallel requests" in text:
-            return MarketParallelLimitExceeded
-        if "Active reports limit" in text:
-            return MarketActiveReportsLimit
-        return MarketQuotaExceeded
+        return rate_limit_kind(errors)
     if status >= 500:
         return MarketServerError
     return _BY_STATUS.get(status, MarketError)

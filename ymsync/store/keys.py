@@ -210,3 +210,9 @@ def warehouse_groups(business_id: int) -> str:
 def warehouse_groups_lock(business_id: int) -> str:
     return f"{warehouse_groups(business_id)}:lock"
 
+
+
+def absorbed(target: str) -> str:
+    """String (TTL: the horizon): the group target (``g1001``) a campaign target's delivered
+    records were merged into once its campaign was found in a group (engine/group_move.py)."""
+    return f"{target_prefix(target)}absorbed"

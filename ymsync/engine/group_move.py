@@ -1,0 +1,138 @@
+"""A campaign found in a warehouse group: what its own target (``c1001``) still holds moves into
+the group's target (``g1001``), and the group never sends past a value of it still in flight.
+
+When it happens: a campaign may be pushed to before ymsync knows its group (the Market's groups are
+discovered from getPagedWarehouses, cached; a configured group may be added later). From the
+moment the campaign is known to be in a group, pushes naming it go to the group target
+(``group_target.campaign_stock_target``), and the values queued under the campaign target before
+then follow this rule:
+
+1. **Pending values move with their stamps.** A flush of the campaign target no longer sends: it
+   copies each pending value into the group target through the group's ordinary ingest (latest
+   stamp wins across the group: a newer group value keeps, an older one is replaced), then deletes
+   from the campaign target exactly the values it copied (one script; a value rewritten meanwhile
+   by a producer that had not yet seen the group stays, and moves on the next look). A crash
+   between the two steps moves the same values again, which the group drops as repeats.
+2. **In flight, the group waits.** A batch of the campaign target already sent (or being sent)
+   goes on to settle where it is; until no batch of any of its campaigns is in flight, the group
+   target sends nothing. So a value the campaign still carries can never land after a newer one
+   the group sent. A value such a batch returns (a failure) lands in the campaign's pending
+   values and moves by rule 1, where the group's newer value outranks it.
+3. **What the Market already accepted carries over once.** With nothing of the campaign in
+   flight, its delivered records (what the Market accepted through it within the horizon) are
+   merged into the group's latest-wins and delivered records, once per campaign
+   (``keys.absorbed``): a push to the group stamped older than a value the campaign delivered is
+   then refused as stale, and reconciliation of the group knows what was delivered. A pending
+   group value older than such a record (and not in flight) is dropped.
+
+Every script touches one target's keys (one hash tag), so this runs on a Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.group_target import GroupTarget, group_target_of
+from ymsync.engine.targets import CampaignTarget, Target
+from ymsync.store import group_lua, keys
+
+_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What a flush round does before sending: ``stop`` ends the round (``next_in`` as in
+    FlushResult: None, nothing more to do; else come back after that many seconds)."""
+
+    stop: bool = False
+    next_in: float | None = None
+
+
+GO = Gate()
+
+
+class GroupMove:
+    """``wait_s``: how soon a group whose campaign still has a batch in flight looks again."""
+
+    def __init__(self, buffer: StockBuffer, *, wait_s: float = 0.25) -> None:
+        self.buffer, self.redis, self.wait_s = buffer, buffer.redis, wait_s
+        self._merge = self.redis.register_script(group_lua.MERGE_DELIVERED)
+        self._drop = self.redis.register_script(group_lua.DROP_MOVED)
+
+    def gate(self, t: Target) -> Gate:
+        """For a campaign target whose campaign is in a group: move its values, wake the group, stop.
+        For a group target: stop while a campaign of it still has a batch in flight."""
+        if isinstance(t, CampaignTarget):
+            group = group_target_of(t.id)
+            if group is None:
+                return GO
+            wait = self.absorb(t.id, group)
+            self.buffer.schedule.activate(group, 0)
+            return Gate(True, wait)
+        if isinstance(t, GroupTarget):
+            wait = self.members(t)
+            return Gate(True, wait) if wait is not None else GO
+        return GO
+
+    def members(self, t: GroupTarget) -> float | None:
+        """Seconds to wait while a campaign of the group has a batch in flight, else None (each
+        campaign's leftovers moved first)."""
+        campaigns = t.campaigns
+        if len(campaigns) < 2:
+            return None
+        pipe = self.redis.pipeline(transaction=False)
+        for c in campaigns:
+            k = keys.target_keys(keys.campaign_target(c))
+            pipe.hlen(k["buf"])
+            pipe.zcard(k["batches"])
+            pipe.get(keys.absorbed(keys.campaign_target(c)))
+        replies = pipe.execute()
+        for i, c in enumerate(campaigns):
+            pending, batches, absorbed = replies[3 * i:3 * i + 3]
+            if pending or batches or absorbed != t.name.encode():
+                wait = self.absorb(c, t.name)
+                if wait is not None:
+                    return wait
+        return None
+
+    def absorb(self, campaign_id: int, group: str) -> float | None:
+        """Rules 1-3 for one campaign; seconds to wait while a batch of it is in flight, else None."""
+        c = keys.campaign_target(campaign_id)
+        self.buffer.reclaim_expired(c)  # a dead worker's batch comes back to pending, and moves
+        self._move_pending(c, group)
+        if self.redis.zcard(keys.target_keys(c)["batches"]):
+            return self.wait_s
+        if self.redis.get(keys.absorbed(c)) != group.encode():
+            self._merge_delivered(c, group)
+            self.redis.set(keys.absorbed(c), group, px=self.buffer.horizon_ms)
+        return None
+
+    def _move_pending(self, c: str, group: str) -> int:
+        raw = self.redis.hgetall(keys.target_keys(c)["buf"])
+        if not raw:
+            return 0
+        values = []
+        for sku, value in raw.items():
+            count, stamp, _first = value.split(b"|")
+            values.append((sku.decode(), int(count), int(stamp)))
+        self.buffer.ingest(group, values)  # the group's latest-wins judges each against its own
+        buf, dropped = keys.target_keys(c)["buf"], 0
+        pairs = list(raw.items())
+        for start in range(0, len(pairs), _CHUNK):
+            args = [x for pair in pairs[start:start + _CHUNK] for x in pair]
+            dropped += int(self._drop(keys=[buf], args=args))
+        return dropped
+
+    def _merge_delivered(self, c: str, group: str) -> int:
+        skip = {s.decode() for s in self.redis.hkeys(keys.target_keys(c)["buf"])}  # moves by rule 1
+        records = [(sku, *r) for sku, r in self.buffer.delivered(c).items() if sku not in skip]
+        k, merged = keys.target_keys(group), 0
+        for start in range(0, len(records), _CHUNK):
+            args = [str(x) for rec in records[start:start + _CHUNK] for x in rec]
+            merged += int(self.buffer._call_in_generation(self._merge, group, [k["buf"], k["busy"]],
+                                                          (keys.hwm, keys.delivered), args))
+        return merged
+
+
+__all__ = ["GO", "Gate", "GroupMove"]
