@@ -176,6 +176,10 @@ class RabbitMQServer:
         except ProcessLookupError:
             pass
 
+    def start_again(self, timeout: float = 90.0) -> "RabbitMQServer":
+        """After :meth:`halt`: the same node on the same ports and data folder."""
+        return self._launch(timeout)
+
     def restart(self, timeout: float = 90.0) -> "RabbitMQServer":
         self.halt()
         return self._launch(timeout)
