@@ -103,8 +103,10 @@ def connects(bench, url: str) -> int:
     return sum(w.log_path.read_text(errors="replace").count(f"Connected to {url}") for w in bench.workers)
 
 
-def test_rabbitmq_restart_under_load_loses_nothing_acknowledged(bench_for, redis_server, case, tmp_path: Path):
-    """RabbitMQ (the Celery broker) stopped and started again mid-load"""
+@pytest.mark.parametrize("how", ["stop", "crash"])
+def test_rabbitmq_restart_under_load_loses_nothing_acknowledged(bench_for, redis_server, case, tmp_path: Path,
+                                                                 how: str):
+    """RabbitMQ (the Celery broker) stopped or crashed, and started again, mid-load"""
     node = RabbitMQServer().start()
     sender: subprocess.Popen | None = None
     stop_file = tmp_path / "stop-sender"
@@ -127,7 +129,8 @@ def test_rabbitmq_restart_under_load_loses_nothing_acknowledged(bench_for, redis
         connects_before = connects(bench, node.logged_url)
         stopped = time.monotonic()
         stopped_wall = time.time()
-        node.halt()  # rabbitmqctl stop: the node's data folder (quorum queues, their messages) stays
+        # Either way the node's data folder (its quorum queues and their messages) stays.
+        node.halt() if how == "stop" else node.crash()
         halted_s = time.monotonic() - stopped
         # Down until the broker producer has been refused at least once (its sends cannot return now).
         wait_for(lambda: any(not s["ok"] and s["t"] >= stopped_wall for s in read_sends(sends_file)), 30,
@@ -165,7 +168,8 @@ def test_rabbitmq_restart_under_load_loses_nothing_acknowledged(bench_for, redis
         reconnects = connects(bench, node.logged_url) - connects_before
         case.figures.update({
             "broker": "RabbitMQ private node, quorum queues, publisher confirms",
-            "restart": "rabbitmqctl stop, start again on the same ports and data folder",
+            "restart": ("rabbitmqctl stop" if how == "stop" else "SIGKILL of the node's VM")
+                       + ", started again on the same ports and data folder",
             "stop_took_s": round(halted_s, 1), "broker_down_s": round(back - stopped, 1),
             "updates_acknowledged": sum(pusher.acked[c].__len__() for c in PUSHED) + len(sent_acked),
             "push_stocks_updates": pusher.done, "send_updates_calls": len(sends),
