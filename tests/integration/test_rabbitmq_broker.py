@@ -119,8 +119,10 @@ def test_push_pipeline_with_a_rabbitmq_broker_and_state_on_redis(rabbitmq, redis
         logs = "".join((tmp_path / f"worker{i}.log").read_text() for i in range(2))
         assert rabbitmq.logged_url in logs  # Celery's banner names its transport
         assert "ymsync.stocks.flush" in logs and "succeeded" in logs
-        # A stocks-only worker binds the reports queue too (Celery's delayed delivery): its exchange is
-        # declared at start, so no "no exchange 'ymsync.reports'" error at every connect.
+        # A stocks-only worker binds the reports queue too (Celery's delayed delivery): the queue and its
+        # exchange are declared at start, so no "no exchange"/"no queue 'reports'" error at every connect.
+        # (This module's first test declares both queues on a shared vhost; the broker-restart chaos
+        # case checks the same on a fresh node.)
         assert "Failed to bind" not in logs
         state = requests.get(f"{market.url}/_admin/state", timeout=10).json()
         assert state["stale_writes"] == 0 and state["requests"].get("updateStocks 420", 0) == 0
