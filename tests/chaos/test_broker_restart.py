@@ -175,6 +175,7 @@ def test_rabbitmq_restart_under_load_loses_nothing_acknowledged(bench_for, redis
             "push_stocks_updates": pusher.done, "send_updates_calls": len(sends),
             "sends_during_outage": len(outage), "sends_refused_unavailable": len(refused),
             "refused_maybe_queued": sum(1 for s in refused if s["maybe_queued"]),
+            "refusal_kinds": sorted({s["error"].partition(" (")[2][:120] or s["error"][:120] for s in refused}),
             "pending_or_in_flight_at_stop": in_flight_at_stop,
             "deliveries_resumed_after_s": round(resumed_s, 1), "converged_after_restart_s": round(converged_s, 1),
             "worker_reconnects": reconnects, "lost": lost, "stale_writes": state["stale_writes"],
