@@ -138,22 +138,27 @@ def send_flush(target: str, slot: str, due_ms: int) -> None:
 
 def _publish(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], argsrepr: str, what: str, count: int) -> None:
     """Send one message to the broker within ``YM_PRODUCER_TIMEOUT_S`` (connect, and each reply),
-    without Celery's publish retries; a broker that cannot take it raises :class:`Unavailable`."""
+    without Celery's publish retries; a broker that cannot take it raises :class:`Unavailable`.
+
+    ``maybe_queued`` follows where it failed, never the error's wording: a failed connect sent
+    nothing; a failure once connected (a reset while the publish or its confirm was on the wire,
+    as when the broker stops or crashes) may have left the message with the broker."""
     timeout = get_settings().producer_timeout_s
     options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "max_retries": 0}
-    try:
-        with app.connection_for_write(connect_timeout=timeout, transport_options=options) as connection:
+    with app.connection_for_write(connect_timeout=timeout, transport_options=options) as connection:
+        try:
+            connection.default_channel  # connects (and opens the channel) under the options above
+        except (OperationalError, redis.RedisError, OSError) as exc:
+            raise Unavailable(what, count, f"{type(exc).__name__}: {exc}", maybe_queued=False,
+                              where="the Celery broker") from exc
+        try:
             task.apply_async(args, kwargs, argsrepr=argsrepr, connection=connection, retry=False)
-    except (OperationalError, redis.RedisError, OSError) as exc:
-        if isinstance(exc.__cause__, MessageNacked):  # kombu's wrapping of a RabbitMQ publisher-confirm nack
-            raise Unavailable(what, count, "the broker refused the message (a publisher-confirm nack)",
-                              maybe_queued=False, where="the Celery broker") from exc
-        # Refused or not reached at connect: nothing left this process. Anything later (a reply
-        # that never came) may have been published: say so, a re-send is safe (latest wins).
-        text = str(exc)
-        sent = "connect" not in text.lower() and "refused" not in text.lower()
-        raise Unavailable(what, count, f"{type(exc).__name__}: {text}", maybe_queued=sent,
-                          where="the Celery broker") from exc
+        except (OperationalError, redis.RedisError, OSError) as exc:
+            if isinstance(exc.__cause__, MessageNacked):  # kombu's wrapping of a RabbitMQ publisher-confirm nack
+                raise Unavailable(what, count, "the broker refused the message (a publisher-confirm nack)",
+                                  maybe_queued=False, where="the Celery broker") from exc
+            raise Unavailable(what, count, f"{type(exc).__name__}: {exc}", maybe_queued=True,
+                              where="the Celery broker") from exc
 
 
 def send_business_updates(business_id: int, items: list[dict[str, Any]], warehouse: int | None = None) -> None:

@@ -52,21 +52,21 @@ def _check_redis_keeps_keys(**_: object) -> None:
 
 
 @signals.worker_init.connect
-def _declare_every_exchange(**_: object) -> None:
+def _declare_every_queue(**_: object) -> None:
     """On RabbitMQ, Celery's delayed delivery binds every configured queue when a consumer starts,
-    but a worker declares only the exchanges of the queues it consumes: a stocks-only worker would
-    log "no exchange 'ymsync.reports'" at every connect and a reports retry could not be delayed
-    until some reports worker had run. Declaring them all here is idempotent and cheap."""
+    but a worker declares only the queues (and exchanges) it consumes: on a fresh broker a
+    stocks-only worker would log "no queue 'reports'" at every connect, and a reports retry could
+    not be delayed until some reports worker had run. Declaring them all (exchange, queue,
+    binding) here is idempotent and cheap."""
     try:
         with app.connection_for_write() as connection:
             if connection.transport.driver_type != "amqp":
                 return
             channel = connection.default_channel
             for queue in app.conf.task_queues or ():
-                if queue.exchange is not None and queue.exchange.name:
-                    queue.exchange(channel).declare()
+                queue(channel).declare()
     except Exception as exc:  # the broker may not answer yet: the consumer waits for it as usual
-        log.warning("could not declare ymsync's exchanges yet: %s", exc)
+        log.warning("could not declare ymsync's queues yet: %s", exc)
 
 
 @signals.worker_ready.connect

@@ -42,6 +42,10 @@ CASES: list[tuple[str, str, str]] = [
     ("report_job_survives_a_killed_reports_worker", "12. A reports worker SIGKILLed mid-poll", "finished_s_after_heir_up"),
     ("v3_waves_over_two_warehouses_with_late_applies", "13. v3 (business) targets: waves over two warehouses, late "
      "applies", "stale_writes"),
+    ("rabbitmq_restart_under_load_loses_nothing_acknowledged-stop", "14a. RabbitMQ broker stopped and started "
+     "again mid-load", "converged_after_restart_s"),
+    ("rabbitmq_restart_under_load_loses_nothing_acknowledged-crash", "14b. RabbitMQ broker SIGKILLed and started "
+     "again mid-load", "converged_after_restart_s"),
 ]
 
 LIMITS = """\
@@ -72,6 +76,12 @@ LIMITS = """\
   not yet delivered, the flush schedule, dead letters and the "last delivered" memory (so the next
   push of an unchanged value is sent again). The figures of case 2b measure it for one load; the
   loss is bounded by what was pending at the moment of the restart. Run Redis with AOF.
+- **A RabbitMQ restart or crash loses nothing acknowledged** (cases 14a/b): `stocks` and `reports`
+  are quorum queues (on disk before the publisher confirm), so a message `send_updates` or the
+  scheduler got a confirm for survives; a send cut by the outage raises `Unavailable`
+  (`maybe_queued` when its publish had left: the message may be there, and a re-send is safe).
+  Should a broker lose a flush message all the same (a purged queue, a delivery limit), its task
+  slot frees 60 s after it was claimed and the scheduler sends the target again.
 - **Nothing scheduled lives in the broker**: due times are in Redis (AOF keeps them), so a Redis
   restart or a killed worker leaves no work waiting for the broker's 6 h visibility timeout.
 """

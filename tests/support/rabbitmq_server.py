@@ -167,14 +167,65 @@ class RabbitMQServer:
         self.process.wait(60)
         self._reap()
 
-    def _reap(self) -> None:
-        """Kill whatever is left of this node's process group (an Erlang port helper such as
-        erl_child_setup or inet_gethost), so nothing of it outlives the test or holds its port."""
+    def _node_pids(self) -> list[int]:
+        """This node's Erlang VM (its pid file) and every process under it. As root the server is
+        started through ``su``, which gives the VM a session of its own, and erl_child_setup puts
+        each port helper (inet_gethost, the disk monitor) in yet another: none of them is in the
+        process group of the command this class started, so they are found by ancestry."""
+        try:
+            beam = int((self.folder / "rabbitmq.pid").read_text().strip())
+        except (OSError, ValueError):
+            return []
+        parents: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            parents[int(stat.parent.name)] = int(fields[1])
+        try:  # a stale pid file may name a pid reused since: only this node's VM counts
+            if f"RABBITMQ_NODENAME={self.node}".encode() not in Path(f"/proc/{beam}/environ").read_bytes().split(b"\0"):
+                return []
+        except OSError:
+            return []
+        found, frontier = [beam], [beam]
+        while frontier:
+            children = [pid for pid, parent in parents.items() if parent in frontier]
+            found += children
+            frontier = children
+        return found
+
+    def crash(self) -> None:
+        """SIGKILL this node's VM and its helpers (a crash: nothing is flushed), keeping its data folder."""
+        pids = self._node_pids()
+        assert pids, "no running node found by its pid file"
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
         assert self.process is not None
+        self.process.wait(30)
+        self._reap()
+
+    def _reap(self) -> None:
+        """Kill whatever is left of this node: the wrapper's process group, and the VM with every
+        process under it (found through the pid file), so nothing of it outlives the test or holds
+        its port."""
+        assert self.process is not None
+        for pid in self._node_pids():
+            try:
+                os.kill(pid, 9)  # this node's own processes, found by ancestry from its pid file
+            except ProcessLookupError:
+                pass
         try:
             os.killpg(self.process.pid, 9)  # the session this node was started in, and nothing else
         except ProcessLookupError:
             pass
+
+    def start_again(self, timeout: float = 90.0) -> "RabbitMQServer":
+        """After :meth:`halt`: the same node on the same ports and data folder."""
+        return self._launch(timeout)
 
     def restart(self, timeout: float = 90.0) -> "RabbitMQServer":
         self.halt()

@@ -91,3 +91,28 @@ def test_the_report_scheduler_loop_holds_the_same_kind_of_lock_and_releases_it(c
     stopping.set()
     thread.join(5)
     assert not thread.is_alive() and clean_redis.get(keys.REPORT_SCHEDULER_LOCK) is None
+
+
+def test_a_target_whose_flush_messages_the_broker_lost_is_sent_again_once_their_slots_expire(clean_redis) -> None:
+    """A broker may lose a flush message after the scheduler sent it (a queue purged, a message
+    dropped at a delivery limit, a broker without durable queues): its slot is then held by a task
+    that will never run. Every slot of the target is taken here by such messages and the due entry
+    is dropped (the "each running flush re-activates" case); the target must still be sent again
+    once the slots' start time runs out, without any producer writing again."""
+    schedule = Schedule(clean_redis, max_parallel=2, task_ttl_s=5, queue_ttl_s=0.5)
+    buffer = StockBuffer(clean_redis, schedule=schedule, flush_delay_s=0)
+    sent: list[float] = []  # every message is lost: nothing ever runs, holds or releases a slot
+    thread, stopping = _run(run_flush_scheduler, schedule, buffer, lambda t, s, d: sent.append(time.monotonic()), "w1")
+    try:
+        for n in range(3):  # three writes: two take both slots, the third finds none and is dropped
+            buffer.ingest(7, [(f"SKU-{n}", n + 1, None)])
+            assert _until(lambda: len(sent) >= min(n + 1, 2) and not schedule.due())
+        assert len(sent) == 2 and schedule.tasks_out("c7") == 2
+        last_claim = sent[-1]
+        assert _until(lambda: len(sent) >= 3, timeout=5.0), "the target stayed stuck behind its lost messages"
+        waited = sent[2] - last_claim
+        assert 0.4 <= waited <= 2.5, waited  # after the slots' start time, not before, and not much later
+        assert schedule.tasks_out("c7") <= 2
+    finally:
+        stopping.set()
+        thread.join(5)
