@@ -46,6 +46,8 @@ CASES: list[tuple[str, str, str]] = [
      "again mid-load", "converged_after_restart_s"),
     ("rabbitmq_restart_under_load_loses_nothing_acknowledged-crash", "14b. RabbitMQ broker SIGKILLed and started "
      "again mid-load", "converged_after_restart_s"),
+    ("40k_updates_over_8_campaigns_through_a_master_failover", "15. A Redis Cluster master SIGKILLed under a "
+     "40,000-update load, a CLI wave during the failover", "lost"),
 ]
 
 LIMITS = """\
