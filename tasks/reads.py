@@ -23,6 +23,7 @@ from ymsync.config.cabinets import CabinetModeError, CabinetNotFound
 from ymsync.market import InvalidRequest, MarketWrongApiMode
 from ymsync.reads.business import WarehouseStockReader
 from ymsync.reads.campaign import FORMATS, ReadOptions, format_for
+from ymsync.reads.shared import shared_stocks
 from ymsync.config.settings import get_settings
 
 from . import app, runtime
@@ -49,7 +50,8 @@ def stocks(self: Any, campaign_id: int, out: str | None = None, fmt: str | None 
         result = runtime.reader(int(campaign_id)).export(int(campaign_id), options, out=path, fmt=fmt)
     except REFUSED as exc:
         return {"campaign": int(campaign_id), "error": str(exc)}
-    return {"campaign": int(campaign_id), **result.as_dict()}
+    # A campaign of a warehouse group: the stock read is the group's, shared by these campaigns.
+    return {"campaign": int(campaign_id), "campaigns": list(shared_campaigns(int(campaign_id))), **result.as_dict()}
 
 
 @app.task(name="ymsync.reads.reconcile", bind=True)
@@ -60,7 +62,8 @@ def reconcile(self: Any, campaign_id: int, fix: bool = False, out: str | None = 
     except REFUSED as exc:
         return {"campaign": int(campaign_id), "error": str(exc)}
     write_json_atomic(path, result.as_dict(), indent=1)
-    return {"campaign": result.campaign_id, "path": str(path), "checked": result.checked, "drift": result.drift,
+    return {"campaign": result.campaign_id, "campaigns": list(result.campaigns or (result.campaign_id,)),
+            "path": str(path), "checked": result.checked, "drift": result.drift,
             "requeued": result.requeued, "in_motion": result.in_motion}
 
 
@@ -95,6 +98,12 @@ def warehouse_stocks(self: Any, business_id: int, warehouse_id: int, out: str | 
     except REFUSED as exc:
         return {**where, "error": str(exc)}
     return {**where, **result.as_dict()}
+
+
+def shared_campaigns(campaign_id: int) -> tuple[int, ...]:
+    """The campaigns whose stock a read through ``campaign_id`` shows (its warehouse group, or itself)."""
+    runtime.buffer()  # installs the Market's groups (the cached getPagedWarehouses copy) in this process
+    return shared_stocks([campaign_id])[0].campaigns
 
 
 def output_path(name: str) -> Path:

@@ -38,7 +38,7 @@ from ymsync.reports.jobs import ReportJobs
 from ymsync.store import keys
 from ymsync.reports.poller import PollState, ReportOutcome, ReportPoller
 from ymsync.reports.request import ReportRequest
-from ymsync.reports.snapshot import failed_snapshot, merge_snapshot
+from ymsync.reports.snapshot import failed_snapshot, group_parts, merge_snapshot
 from ymsync.config.settings import get_settings
 
 from . import runtime
@@ -227,8 +227,17 @@ def _report(store: ReportJobs, job_id: str, token: str, outcome: dict[str, Any])
 
 
 @app.task(name="ymsync.reports.merge_snapshot")
-def merge(results: list[dict[str, Any]], snapshot_id: str, folder: str, labels: list[str]) -> dict[str, Any]:
-    return merge_snapshot(results, Path(folder), snapshot_id, labels)
+def merge(results: list[dict[str, Any]], snapshot_id: str, folder: str, labels: list[str],
+          groups: list[str] | None = None) -> dict[str, Any]:
+    return merge_snapshot(results, Path(folder), snapshot_id, labels, groups)
+
+
+def _group_of(campaign_id: int) -> tuple[int, ...]:
+    """A campaign's warehouse group (configured, else the Market's as last cached), or ``()``."""
+    from ymsync.engine.group_target import group_of
+
+    runtime.buffer()  # installs the Market's groups (the cached getPagedWarehouses copy) in this process
+    return group_of(campaign_id)
 
 
 @app.task(name="ymsync.reports.snapshot_failed")
@@ -251,6 +260,8 @@ def snapshot(self, requests: list[dict[str, Any]], out_dir: str | None = None) -
         return {"snapshot_id": snapshot_id, "status": "failed", "error": str(exc)}
     parts_dir = folder / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
+    # A warehouse group's campaigns share one stock: one report for the group, its rows marked GROUP.
+    requests, groups = group_parts(list(requests), _group_of)
     labels = [_label((r or {}).get("request"), (r or {}).get("format", "CSV"), (r or {}).get("api", "v2"))
               for r in requests]
     # A part is a v2 stocks-on-warehouses report or a v3 business stocks report ("api": "v3").
@@ -260,7 +271,7 @@ def snapshot(self, requests: list[dict[str, Any]], out_dir: str | None = None) -
         .set(argsrepr=f"({label}, snapshot {snapshot_id[:8]})", kwargsrepr="{}")
         for r, label in zip(requests, labels)
     ]
-    body = merge.s(snapshot_id, str(folder), labels).set(argsrepr=f"(snapshot {snapshot_id[:8]}, {len(header)} parts)")
+    body = merge.s(snapshot_id, str(folder), labels, groups).set(argsrepr=f"(snapshot {snapshot_id[:8]}, {len(header)} parts)")
     body = body.on_error(snapshot_failed.s(snapshot_id=snapshot_id, folder=str(folder)))
     result = chord(header)(body)
     return {"snapshot_id": snapshot_id, "folder": str(folder), "merge_task_id": result.id, "parts": labels}

@@ -121,7 +121,11 @@ def reconciler(campaign_id: int) -> Reconciler:
 
 @lru_cache(maxsize=None)
 def _reconciler(cabinet_name: str) -> Reconciler:
-    return Reconciler(buffer(), _reader(cabinet_name))
+    from ymsync.reads.shared import v2_business, warehouses_from
+
+    # A campaign's own warehouse from the Market's warehouse list (getPagedWarehouses), when it has one.
+    return Reconciler(buffer(), _reader(cabinet_name),
+                      warehouses_of=warehouses_from(group_directory(), lambda c: v2_business(get_settings().cabinets, c)))
 
 
 from ymsync.reads.business import WarehouseStockReader  # noqa: E402

@@ -84,6 +84,9 @@ class ReconcileResult:
     warehouse_id: int | None = None  # the warehouse compared (given, or the one ymsync's values are on)
     # A warehouse group's campaigns: they share one stock, judged once through ``campaign_id``.
     campaigns: tuple[int, ...] = ()
+    # How ``warehouse_id`` was chosen: given | market (getPagedWarehouses names the campaign's own)
+    # | guess (:func:`own_warehouse`, when the Market's warehouse list is not to be had or omits it).
+    warehouse_source: str = ""
 
     @property
     def drift(self) -> int:
@@ -92,7 +95,8 @@ class ReconcileResult:
     def as_dict(self) -> dict[str, object]:
         return {"campaign": self.campaign_id, "checked": self.checked, "in_motion": self.in_motion,
                 "drift": self.drift, "requeued": self.requeued, "read": self.read.as_dict(),
-                "warehouse": self.warehouse_id, "other_warehouse": self.other_warehouse,
+                "warehouse": self.warehouse_id, "warehouse_source": self.warehouse_source,
+                "other_warehouse": self.other_warehouse,
                 "campaigns": list(self.campaigns or (self.campaign_id,)),
                 "rows": [r.as_dict() for r in self.rows]}
 
@@ -135,9 +139,14 @@ def own_warehouse(offers: Sequence[OfferStock], delivered: Mapping[str, Record],
 
 
 class Reconciler:
+    """``warehouses_of(campaign)``: the campaign's own warehouses as the Market lists them
+    (getPagedWarehouses, reads/shared.py ``own_warehouses``); empty when not known."""
+
     def __init__(self, buffer: StockBuffer, reader: StockReader, *, stock_type: str = "FIT",
-                 push: Callable[..., object] = push_stocks, clock: Callable[[], float] = time.time) -> None:
+                 push: Callable[..., object] = push_stocks, clock: Callable[[], float] = time.time,
+                 warehouses_of: Callable[[int], frozenset[int]] | None = None) -> None:
         self.buffer, self.reader = buffer, reader
+        self.warehouses_of = warehouses_of
         self.stock_type = stock_type
         self.push = push
         self.clock = clock
@@ -145,8 +154,9 @@ class Reconciler:
     def run(self, campaign_id: int, *, fix: bool = False, warehouse_id: int | None = None) -> ReconcileResult:
         """Read the Market for every delivered SKU, list the drift, and re-queue it if ``fix``.
 
-        Only the campaign's own warehouse is compared (``warehouse_id``, or :func:`own_warehouse`):
-        stock the Market lists on another one (its FBS returns warehouse) is not ymsync's to set.
+        Only the campaign's own warehouse is compared (``warehouse_id``; else the one the Market's
+        warehouse list names for the campaign, ``warehouses_of``; else :func:`own_warehouse`'s
+        guess): stock the Market lists on another one (its FBS returns warehouse) is not ymsync's.
         A campaign of a warehouse group stands for the group: its one stock (the group target's
         delivered values) is read once through this campaign and judged once."""
         c = int(campaign_id)
@@ -155,10 +165,25 @@ class Reconciler:
         if not before:
             return result
         offers = list(self.reader.read(c, ReadOptions(offer_ids=tuple(sorted(before))), result.read))
-        own = warehouse_id if warehouse_id is not None else own_warehouse(offers, before, self.stock_type)
+        own, result.warehouse_source = self.own(c, offers, before, warehouse_id)
         mine = [o for o in offers if o.warehouse_id == own]
         result.warehouse_id, result.other_warehouse = own, len(offers) - len(mine)
         return self.compare(c, market_view(mine, self.stock_type), before, fix=fix, result=result)
+
+    def own(self, campaign_id: int, offers: Sequence[OfferStock], delivered: Mapping[str, Record],
+            given: int | None = None) -> tuple[int | None, str]:
+        """(the warehouse to compare, how it was chosen). The Market's list is trusted even when the
+        read shows nothing on that warehouse: a Market that lost every value must not make the
+        returns warehouse, the only one left listed, look like ours."""
+        if given is not None:
+            return given, "given"
+        known = self.warehouses_of(campaign_id) if self.warehouses_of is not None else frozenset()
+        if not known:
+            return own_warehouse(offers, delivered, self.stock_type), "guess"
+        on_known = [o for o in offers if o.warehouse_id in known]
+        # A campaign with several warehouses listed: the guess, among those only.
+        chosen = own_warehouse(on_known, delivered, self.stock_type) if len(known) > 1 else None
+        return (chosen if chosen is not None else min(known)), "market"
 
     def compare(self, campaign_id: int, market: Mapping[str, MarketStock],
                 before: Mapping[str, tuple[int, int, int]] | None = None, *, fix: bool = False,
@@ -205,7 +230,8 @@ def render_table(result: ReconcileResult) -> str:
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
-    name = (f"group {'+'.join(map(str, result.campaigns))} (read through {result.campaign_id})"
+    name = (f"group {'+'.join(map(str, result.campaigns))} (one stock shared by campaigns "
+            f"{', '.join(map(str, result.campaigns))}; read and judged once, through {result.campaign_id})"
             if result.campaigns else f"campaign {result.campaign_id}")
     summary = (f"{name}: {result.checked} SKUs checked, {result.drift} drifted"
                f"{f', {result.requeued} re-queued' if result.requeued else ''}"
