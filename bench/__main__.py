@@ -4,7 +4,7 @@ Rows are also kept in ``docs/benchmarks.json`` with the run that measured them: 
 --write`` re-measures those benchmarks and rewrites the document with their new rows beside the
 kept rows of the others (each row says when it was measured).
 
-Options: ``--only NAME[,NAME]`` (quota, throughput, producer, coalescing, latency, report,
+Options: ``--only NAME[,NAME]`` (quota, throughput, cluster, producer, coalescing, latency, report,
 footprint, churn, quota6, scheduler, idle, trickle, v3, profile) runs a subset and prints the table without rewriting the document unless
 ``--write`` is given; ``--out PATH`` writes elsewhere.
 """
@@ -22,11 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import cases, engine, profile
+from . import cases, cluster, engine, profile
 from .rig import ROOT, Rig
 
 COMMAND = ".venv/bin/python -m bench"
-ORDER = ["quota", "throughput", "producer", "coalescing", "latency", "report", "footprint", "churn", "quota6",
+ORDER = ["quota", "throughput", "cluster", "producer", "coalescing", "latency", "report", "footprint", "churn", "quota6",
          "scheduler", "idle", "trickle", "v3", "profile"]
 
 
@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                     profiles = profile.profile_throughput(rig)
                     print(profiles, flush=True)
                     continue
-                fn = getattr(cases, f"bench_{name}", None) or getattr(engine, f"bench_{name}")
+                fn = (getattr(cases, f"bench_{name}", None) or getattr(cluster, f"bench_{name}", None)
+                      or getattr(engine, f"bench_{name}"))
                 got = fn(rig, footprint) if name in ("throughput", "footprint") else fn(rig)
             except Exception:
                 traceback.print_exc()
