@@ -1,0 +1,191 @@
+"""Chaos: worker hosts that fail apart (network partitions, not process deaths).
+
+Three worker hosts, each a network namespace with its own veth links to the infrastructure host
+(the test's namespace: a private Redis for state and broker, the Market sandbox on a second
+address). A host's link is taken down on the infrastructure side while the sandbox holds one of
+its requests: its packets vanish, as on a real partition, so the worker learns nothing (no
+error, no reply) until the link is back. Kept down for longer than a batch lease, then brought
+back. The sandbox records every request's client address, so the figures say which host did what.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.support.netns import BoundRedis, Host, Network, start_worker_in, unavailable
+from tests.support.processes import wait_for
+from tests.support.stock_harness import Bench, sandbox_config
+from ymsync.sandbox import Faults, MarketSandbox, SandboxConfig
+
+pytestmark = [pytest.mark.chaos, pytest.mark.integration]
+
+HOSTS = 3
+CONCURRENCY = 2
+# The batch lease is YM_UNKNOWN_OUTCOME_S (2 s on the bench) + YM_LEASE_MARGIN_S (2 s here); a
+# flush task's slot frees one request's deadline (1 + 2 s) + the margin after its last hold.
+LEASE_S = 4.0
+ENV = {"YM_HTTP_CONNECT_TIMEOUT": "1", "YM_HTTP_READ_TIMEOUT": "2", "YM_LEASE_MARGIN_S": "2"}
+# Slow enough that a request is still at the sandbox a moment after we see it there.
+FAULTS = Faults(latency_min_ms=500, latency_max_ms=1000)
+CAMPAIGNS = (4101, 4102, 4103, 4104)
+PER_CAMPAIGN = 10_000
+
+
+@pytest.fixture()
+def partition(tmp_path) -> Iterator[tuple[Network, Callable[[SandboxConfig], Bench]]]:
+    """The hosts' network, a Redis on its infra address and ``make(config)``: a bench whose sandbox
+    listens on the market address. Everything is removed afterwards, whatever happened."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    net = Network.create(HOSTS)
+    stops: list[Callable[[], None]] = []
+    try:
+        server = BoundRedis(net.infra_ip, tmp_path / "redis")
+        stops.append(server.stop)
+        server.start()
+
+        def make(config: SandboxConfig) -> Bench:
+            market = MarketSandbox(host=net.market_ip, config=config).start()
+            stops.append(market.stop)
+            bench = Bench(market, server.url, tmp_path)
+            stops.append(bench.stop)  # workers first: they are killed before their sandbox and Redis go
+            return bench
+
+        yield net, make
+    finally:
+        errors = []
+        for stop in reversed(stops):
+            try:
+                stop()
+            except Exception as exc:  # one failed stop must not leave the namespaces behind
+                errors.append(exc)
+        net.close()
+        assert not errors, errors
+
+
+def start_hosts(net: Network, bench: Bench) -> None:
+    workers = [start_worker_in(bench, host, f"host{host.index}", concurrency=CONCURRENCY, **ENV) for host in net.hosts]
+    for worker in workers:
+        worker.wait_ready(bench.redis_url)
+
+
+def busiest_host(net: Network, bench: Bench) -> Host | None:
+    """The host the sandbox holds most requests of right now, if any."""
+    peers = bench.state()["in_flight_peers"]
+    host = max(net.hosts, key=lambda h: peers.get(h.market_ip, 0))
+    return host if peers.get(host.market_ip, 0) > 0 else None
+
+
+def unsent_to_market(host: Host, port: int) -> int:
+    """Bytes the host's kernel still holds for the Market (send queues of its sockets, closed ones
+    included): a request whose client gave up can still land while any are left."""
+    out = subprocess.run(["ip", "netns", "exec", host.name, "ss", "-tnH", "dst", f"{host.market_ip.rsplit('.', 1)[0]}.1",
+                          "dport", f"= {port}"], capture_output=True, text=True, check=True).stdout
+    return sum(int(line.split()[2]) for line in out.splitlines() if line.split())
+
+
+def push_wave(bench: Bench, base: int, every: int = 1) -> int:
+    pushed = 0
+    for c in CAMPAIGNS:
+        bench.push(c, [(f"P{c}-{i:05d}", base + i) for i in range(0, PER_CAMPAIGN, every)])
+        pushed += len(range(0, PER_CAMPAIGN, every))
+    return pushed
+
+
+def converged(bench: Bench) -> bool:
+    return all(bench.settled(c) for c in CAMPAIGNS) and all(bench.stocks(c) == bench.latest[c] for c in CAMPAIGNS)
+
+
+def cut_mid_flight(net: Network, bench: Bench, market_only: bool) -> tuple[Host, float]:
+    host = wait_for(lambda: busiest_host(net, bench), 20, "a host's request in flight at the sandbox", interval=0.02)
+    net.cut(host, market_only=market_only)
+    return host, time.time()
+
+
+def after(log: list[dict[str, Any]], t: float) -> list[dict[str, Any]]:
+    return [e for e in log if e["arrived"] >= t]
+
+
+def landed_late(bench: Bench, host: Host, port: int) -> None:
+    """Until nothing more of the host's can reach the Market: its kernel holds no unsent bytes for
+    the sandbox and the sandbox is handling nothing."""
+    wait_for(lambda: unsent_to_market(host, port) == 0 and not bench.state()["in_flight"], 60,
+             f"host {host.index}'s queued bytes for the Market to land or be dropped", interval=0.2)
+
+
+def test_a_worker_host_cut_off_mid_flight(partition, case):
+    """A worker host cut off (link down) while the sandbox holds its request, for longer than a lease, then back"""
+    net, make = partition
+    bench = make(sandbox_config(faults=FAULTS, seed=19))
+    port = int(bench.market.url.rsplit(":", 1)[1])
+    start_hosts(net, bench)
+    started = time.time()
+    pushed = push_wave(bench, 0)
+    victim, cut_at = cut_mid_flight(net, bench, market_only=False)
+    pushed += push_wave(bench, 100_000, every=3)  # newer values during the cut, some in the cut host's batch
+    reclaimed_at: list[float] = []
+
+    def taken_over() -> bool:
+        if not reclaimed_at and sum(bench.buffer.stats(c).get("reclaimed", 0) for c in CAMPAIGNS):
+            reclaimed_at.append(time.time())
+        return converged(bench)
+
+    wait_for(taken_over, 40, "the other hosts to deliver everything while the host is cut off", interval=0.2)
+    converged_at = time.time()
+    # Absence of the cut host is the point: keep it away for longer than a lease whatever happened.
+    wait_for(lambda: time.time() - cut_at > LEASE_S + 1, LEASE_S + 5, "the cut to outlast a lease")
+    log_at_heal = bench.log()
+    heal_at = time.time()
+    net.heal(victim)
+    bench.workers[victim.index].wait_ready(bench.redis_url)  # back: it answers the broker again
+    back_s = time.time() - heal_at
+    final = push_wave(bench, 200_000, every=10)
+    pushed += final
+    wait_for(lambda: converged(bench), 40, "the last wave (after the host came back) at the Market", interval=0.2)
+    landed_late(bench, victim, port)
+    assert converged(bench), "a late request moved the Market off the newest values"
+
+    log = bench.log()
+    state = bench.state()
+    held = [e for e in log_at_heal if e["peer"] == victim.market_ip and e["arrived"] < cut_at < e["t"]]
+    cut_campaigns = {e["key"] for e in held}
+    # Taken over: the first 200 for one of the cut host's campaigns, from another host, sent after
+    # the cut host's batch came back to the buffer (the request that can carry its SKUs).
+    reclaimed = reclaimed_at[0] if reclaimed_at else math.inf
+    first_other = min((e["t"] for e in after(log, reclaimed) if e["key"] in cut_campaigns and e["status"] == 200
+                       and e["peer"] != victim.market_ip), default=math.nan)
+    since_heal = after(log, heal_at)
+    ideal = sum(math.ceil(len(range(0, PER_CAMPAIGN, 10)) / 2000) for _ in CAMPAIGNS)
+    units_after = sum(e["cost"] for e in since_heal if e["status"] == 200)
+    final_stocks = {c: bench.stocks(c) for c in CAMPAIGNS}
+    lost = sum(final_stocks[c].get(sku) != n for c in CAMPAIGNS for sku, n in bench.latest[c].items())
+    stats = [bench.buffer.stats(c) for c in CAMPAIGNS]
+    case.figures.update({
+        "hosts": HOSTS, "concurrency_per_host": CONCURRENCY, "campaigns": len(CAMPAIGNS), "updates_pushed": pushed,
+        "lease_s": LEASE_S, "cut_host_requests_held_by_the_sandbox_at_cut": len(held),
+        "cut_s": round(heal_at - cut_at, 1),
+        "batch_reclaimed_s_after_cut": round(reclaimed - cut_at, 2) if reclaimed_at else None,
+        "taken_over_s_after_cut": round(first_other - cut_at, 2),
+        "everything_delivered_s_after_cut": round(converged_at - cut_at, 2),
+        "cut_host_back_s_after_heal": round(back_s, 2),
+        "requests_after_heal": len(since_heal), "requests_after_heal_ideal": ideal,
+        "requests_after_heal_from_cut_host": sum(e["peer"] == victim.market_ip for e in since_heal),
+        "skus_sent_after_heal": units_after, "skus_pushed_after_heal": final,
+        "batches_reclaimed_skus": sum(s.get("reclaimed", 0) for s in stats),
+        "requests_by_status": bench.requests_by_status(), "seconds": round(time.time() - started, 1),
+        "stale_writes": state["stale_writes"], "lost": lost,
+    })
+    case.check("the sandbox held a request of the cut host when its link went down", len(held) >= 1, log_at_heal[-5:])
+    case.check("the Market holds the newest value of every SKU (lost == 0)", lost == 0, lost)
+    case.check("no older value ever overwrote a newer one (stale_writes == 0)", state["stale_writes"] == 0, state)
+    case.check("the others delivered everything, the cut host's batch too, within a lease and 6 s of the cut",
+               converged_at - cut_at <= LEASE_S + 6, converged_at - cut_at)
+    case.check("no duplicate flood when it came back: requests after the heal <= 2 x ideal + the cut host's slots",
+               len(since_heal) <= 2 * ideal + CONCURRENCY, (len(since_heal), ideal))
+    case.check("nothing dead-lettered", not any(bench.buffer.dead_letters(c) for c in CAMPAIGNS))
