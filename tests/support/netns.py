@@ -15,6 +15,7 @@ is gone (the pid is in the namespace name and in each bridge's alias).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -29,6 +30,7 @@ from tests.support.processes import CeleryWorker
 from tests.support.redis_server import free_port, redis_binary
 
 PREFIX = "ymt-"
+LOCK = "/tmp/ymsync-test-netns.lock"
 # 10.231.N.0/24 (infra) and 10.232.N.0/24 (market); N is picked per network among unused ones.
 INFRA_NET, MARKET_NET = "10.231", "10.232"
 
@@ -37,8 +39,8 @@ def unavailable() -> str | None:
     """Why namespaces cannot be used here (a skip reason), or None."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    if shutil.which("ip") is None:
-        return "no `ip` command (iproute2)"
+    if shutil.which("ip") is None or shutil.which("ss") is None:
+        return "no `ip` or `ss` command (iproute2)"
     probe = f"{PREFIX}probe-{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
@@ -100,19 +102,23 @@ class Network:
 
     @classmethod
     def create(cls, hosts: int) -> "Network":
-        sweep_leftovers()
         net = cls()
         tag = uuid.uuid4().hex[:6]
-        n = _free_subnet()
-        net.infra_ip, net.market_ip = f"{INFRA_NET}.{n}.1", f"{MARKET_NET}.{n}.1"
         try:
-            for role, address in (("b", net.infra_ip), ("m", net.market_ip)):
-                bridge = f"ymt{role}{tag}"
-                ip("link", "add", bridge, "type", "bridge")
-                net.bridges.append(bridge)
-                ip("link", "set", "dev", bridge, "alias", f"ymt-{os.getpid()}")
-                ip("addr", "add", f"{address}/24", "dev", bridge)
-                ip("link", "set", bridge, "up")
+            # One creator at a time (pytest-xdist runs cases side by side): a subnet is free until
+            # its bridge holds it.
+            with open(LOCK, "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                sweep_leftovers()
+                n = _free_subnet()
+                net.infra_ip, net.market_ip = f"{INFRA_NET}.{n}.1", f"{MARKET_NET}.{n}.1"
+                for role, address in (("b", net.infra_ip), ("m", net.market_ip)):
+                    bridge = f"ymt{role}{tag}"
+                    ip("link", "add", bridge, "type", "bridge")
+                    net.bridges.append(bridge)
+                    ip("link", "set", "dev", bridge, "alias", f"ymt-{os.getpid()}")
+                    ip("addr", "add", f"{address}/24", "dev", bridge)
+                    ip("link", "set", bridge, "up")
             for k in range(hosts):
                 name = f"{PREFIX}{os.getpid()}-{tag}-{k}"
                 ip("netns", "add", name)
