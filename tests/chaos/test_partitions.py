@@ -263,3 +263,41 @@ def timed_out(bench: Bench, host: Host) -> int:
     worker = bench.workers[host.index]
     text = worker.log_path.read_text(errors="replace") if worker.log_path and worker.log_path.exists() else ""
     return sum("updateStocks: timed out" in line for line in text.splitlines())
+
+
+def test_a_request_queued_in_a_cut_hosts_kernel_never_lands_late(partition, case):
+    """A request sent into a cut link (queued in the host's kernel) never lands after its client gave up"""
+    net, make = partition
+    bench = make(sandbox_config(seed=31))
+    port = int(bench.market.url.rsplit(":", 1)[1])
+    campaign, skus = 4301, [f"Q-{i:04d}" for i in range(500)]
+    stuck, other = net.hosts[0], net.hosts[1]
+    start_worker_in(bench, stuck, "stuck", concurrency=1, **ENV).wait_ready(bench.redis_url)
+    bench.push(campaign, [(sku, i) for i, sku in enumerate(skus)])
+    bench.wait_latest(campaign, 30)  # the stuck host's connection to the Market is now open and idle in its pool
+    net.cut(stuck, market_only=True)
+    cut_at = time.time()
+    bench.push(campaign, [(sku, 10_000 + i) for i, sku in enumerate(skus)])
+    # The next request goes out on that open connection: the kernel takes it and keeps retrying.
+    queued = wait_for(lambda: unsent_to_market(stuck, port) > 1000 and unsent_to_market(stuck, port), 20,
+                      "the stuck host's request queued in its kernel")
+    start_worker_in(bench, other, "other", concurrency=1, **ENV).wait_ready(bench.redis_url)
+    bench.push(campaign, [(sku, 20_000 + i) for i, sku in enumerate(skus)])
+    bench.wait_latest(campaign, 40)  # the other host delivers once the stuck one's request can no longer land
+    delivered_s = time.time() - cut_at
+    heal_at = time.time()
+    net.heal(stuck)
+    landed_late(bench, stuck, port)
+    state = bench.state()
+    final = bench.stocks(campaign)
+    lost = sum(final.get(sku) != n for sku, n in bench.latest[campaign].items())
+    late = [e for e in after(bench.log(), heal_at) if e["peer"] == stuck.market_ip]
+    case.figures.update({
+        "skus": len(skus), "unknown_outcome_s": 2.0, "bytes_queued_in_the_cut_hosts_kernel": queued,
+        "newest_delivered_by_the_other_host_s_after_cut": round(delivered_s, 2), "cut_s": round(heal_at - cut_at, 1),
+        "requests_from_the_cut_host_landing_after_heal": len(late),
+        "requests_by_status": bench.requests_by_status(), "stale_writes": state["stale_writes"], "lost": lost,
+    })
+    case.check("the cut host's kernel held a whole request for the Market", queued > 1000, queued)
+    case.check("no older value ever overwrote a newer one (stale_writes == 0)", state["stale_writes"] == 0, state)
+    case.check("the Market holds the newest value of every SKU (lost == 0)", lost == 0, lost)
