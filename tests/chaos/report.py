@@ -42,6 +42,13 @@ CASES: list[tuple[str, str, str]] = [
     ("report_job_survives_a_killed_reports_worker", "12. A reports worker SIGKILLed mid-poll", "finished_s_after_heir_up"),
     ("v3_waves_over_two_warehouses_with_late_applies", "13. v3 (business) targets: waves over two warehouses, late "
      "applies", "stale_writes"),
+    # 16: numbered after main's 14 (RabbitMQ) and 15 (Redis Cluster failover).
+    ("a_worker_host_cut_off_mid_flight", "16a. A worker host (network namespace) cut off mid-flight for longer "
+     "than a lease", "everything_delivered_s_after_cut"),
+    ("only_the_path_to_the_market_cut", "16b. Only one host's path to the Market cut, Redis reachable",
+     "everything_delivered_s_after_cut"),
+    ("a_request_queued_in_a_cut_hosts_kernel_never_lands_late", "16c. A request queued in a cut host's kernel "
+     "when the link went down", "stale_writes"),
 ]
 
 LIMITS = """\
@@ -72,6 +79,13 @@ LIMITS = """\
   not yet delivered, the flush schedule, dead letters and the "last delivered" memory (so the next
   push of an unchanged value is sent again). The figures of case 2b measure it for one load; the
   loss is bounded by what was pending at the moment of the restart. Run Redis with AOF.
+- **A worker host cut off from the network loses nothing** (cases 16a-c, worker hosts in network
+  namespaces): its batches come back to the buffer when their lease runs out and the other hosts
+  deliver them; when it returns it sends nothing twice beyond its own batch. A host that reaches
+  Redis but not the Market times out (outcome unknown) and the others deliver. The client closes
+  a connection it gave up on with an RST, so a request written into a link that had just gone
+  down is dropped by its kernel, not retransmitted once the link is back (case 16c; before that
+  fix, every SKU of such a request landed over its newer value once the link was back).
 - **Nothing scheduled lives in the broker**: due times are in Redis (AOF keeps them), so a Redis
   restart or a killed worker leaves no work waiting for the broker's 6 h visibility timeout.
 """
