@@ -148,8 +148,11 @@ class Network:
             ip("link", "set", link, "up")
 
     def close(self) -> None:
-        # Deleting a namespace deletes its veth ends, and with them the pairs' root-side ends.
+        # The root-side ends first: a namespace outlives its name while a process is still in it
+        # (a worker that could not be killed), and its veth pairs would stay with it.
         for host in self.hosts:
+            for link in (host.infra_link, host.market_link):
+                subprocess.run(["ip", "link", "del", link], capture_output=True)
             subprocess.run(["ip", "netns", "del", host.name], capture_output=True)
         for bridge in self.bridges:
             subprocess.run(["ip", "link", "del", bridge], capture_output=True)
