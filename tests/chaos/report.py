@@ -48,6 +48,12 @@ CASES: list[tuple[str, str, str]] = [
      "again mid-load", "converged_after_restart_s"),
     ("40k_updates_over_8_campaigns_through_a_master_failover", "15. A Redis Cluster master SIGKILLed under a "
      "40,000-update load, a CLI wave during the failover", "lost"),
+    ("a_worker_host_cut_off_mid_flight", "16a. A worker host (network namespace) cut off mid-flight for longer "
+     "than a lease", "everything_delivered_s_after_cut"),
+    ("only_the_path_to_the_market_cut", "16b. Only one host's path to the Market cut, Redis reachable",
+     "everything_delivered_s_after_cut"),
+    ("a_request_queued_in_a_cut_hosts_kernel_never_lands_late", "16c. A request queued in a cut host's kernel "
+     "when the link went down", "stale_writes"),
 ]
 
 LIMITS = """\
@@ -84,6 +90,13 @@ LIMITS = """\
   (`maybe_queued` when its publish had left: the message may be there, and a re-send is safe).
   Should a broker lose a flush message all the same (a purged queue, a delivery limit), its task
   slot frees 60 s after it was claimed and the scheduler sends the target again.
+- **A worker host cut off from the network loses nothing** (cases 16a-c, worker hosts in network
+  namespaces): its batches come back to the buffer when their lease runs out and the other hosts
+  deliver them; when it returns it sends nothing twice beyond its own batch. A host that reaches
+  Redis but not the Market times out (outcome unknown) and the others deliver. The client closes
+  a connection it gave up on with an RST, so a request written into a link that had just gone
+  down is dropped by its kernel, not retransmitted once the link is back (case 16c; before that
+  fix, every SKU of such a request landed over its newer value once the link was back).
 - **Nothing scheduled lives in the broker**: due times are in Redis (AOF keeps them), so a Redis
   restart or a killed worker leaves no work waiting for the broker's 6 h visibility timeout.
 """

@@ -10,6 +10,12 @@ read that would start past the deadline raises ``TimeoutError`` at once, which u
 requests report as a read timeout; the caller tells a deadline from a slow read with one
 monotonic check (:func:`passed`).
 
+Every connection is also closed with an RST (``SO_LINGER`` 0): when a call is given up, the
+kernel must not keep sending its request. A plain close leaves unsent bytes (a request written
+into a link that has just gone down) in the kernel, which retransmits them once the link is back,
+possibly long after ``YM_UNKNOWN_OUTCOME_S``: the Market would then apply values older than ones
+delivered since (measured: ``tests/chaos/test_partitions.py``). An abortive close drops them.
+
 Outside a :func:`deadline` block (report downloads, which may take minutes) the connections
 behave exactly like urllib3's: the per-operation timeouts only.
 """
@@ -17,6 +23,8 @@ behave exactly like urllib3's: the per-operation timeouts only.
 from __future__ import annotations
 
 import io
+import socket
+import struct
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -100,13 +108,23 @@ class _DeadlineResponse(HTTPResponse):
         super().__init__(sock if at is None else _DeadlineSocketView(sock, at), *args, **kwargs)
 
 
+# Close with an RST: whatever the kernel still holds for the Market is dropped, never sent late.
+ABORTIVE_CLOSE = (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 class _DeadlineSending:
-    """Mixed into urllib3's connections: sends get the time left too, and replies are read
-    through :class:`_DeadlineResponse`."""
+    """Mixed into urllib3's connections: sends get the time left too, replies are read through
+    :class:`_DeadlineResponse`, and a close is abortive (see the module's docstring)."""
 
     response_class = _DeadlineResponse
     sock: Any
     timeout: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Passed, not a class attribute: urllib3 binds its default socket options at import.
+        options = kwargs.get("socket_options") or HTTPConnection.default_socket_options
+        kwargs["socket_options"] = [*options, ABORTIVE_CLOSE]
+        super().__init__(*args, **kwargs)
 
     def send(self, data: Any) -> None:
         at = _DEADLINE.get()

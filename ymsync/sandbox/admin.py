@@ -2,8 +2,9 @@
 
 No auth: the sandbox binds to loopback and exists to be poked at. Routes (JSON in and out):
 
-GET  /_admin/state                 counters, per-quota peaks, parallel peaks, stale writes, and the
-                                   largest updateStocks request (max_request_skus, max_request_bytes)
+GET  /_admin/state                 counters, per-quota peaks, parallel peaks, stale writes, requests in
+                                   flight per gate and per client address (in_flight, in_flight_peers),
+                                   and the largest updateStocks request (max_request_skus, max_request_bytes)
 GET  /_admin/stocks/{campaign}     {sku: {count, updatedAt}}
 POST /_admin/stocks/{campaign}     {sku: count, ...}: set stock behind the API's back
 POST /_admin/archive/{campaign}    [sku, ...]: mark offers archived
@@ -49,7 +50,8 @@ POST /_admin/tokens                {token, businesses?: [id], campaigns?: [id]}:
 GET  /_admin/state's "businesses":  per business {groups, warehouses, skus, item_units, stale_writes};
                                    "stale_writes" counts both APIs (v3: per (warehouse, sku))
 
-GET  /_admin/log?since=UNIX_TIME   recent API calls (t, op, key, status, cost; a quota 420 adds until)
+GET  /_admin/log?since=UNIX_TIME   recent API calls (t, arrived, op, key, status, cost, peer: the
+                                   client's address; a quota 420 adds until)
 POST /_admin/reset                 forget stock, quotas and counters
 """
 

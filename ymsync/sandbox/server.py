@@ -119,13 +119,13 @@ class Handler(BaseHTTPRequestHandler):
     def _api(self, operation: str, handler: MethodHandler, body: bytes, *args: str) -> None:
         state = self.server.state
         key, gate = "-", None
-        arrived = time.time()
+        arrived, peer = time.time(), str(self.client_address[0])
         host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
         call = ApiCall(state, self.server.desk, self.query, host)
         try:
             call.token = self._authenticate()
             key, gate = self._limit_key(operation, call, args)
-            if not state.enter(gate):
+            if not state.enter(gate, peer):
                 kind = "campaignId" if gate.startswith("campaign:") else "businessId" if gate.startswith("business:") else "token"
                 raise ApiFailure(420, "LIMIT_EXCEEDED", f"Hit rate limit of {state.config.max_parallel} parallel requests "
                                  f"for {kind} {gate.split(':', 1)[1]}")
@@ -137,12 +137,12 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(delay)
                 status, payload, cost, lost = handler(call, operation, key, body, *args)
             finally:
-                state.leave(gate)
+                state.leave(gate, peer)
         except ApiFailure as failure:
-            state.record(operation, key, failure.status, until=failure.until, arrived=arrived)
+            state.record(operation, key, failure.status, until=failure.until, arrived=arrived, peer=peer)
             headers = {**state.quota_headers(operation, key), **failure.headers} if gate else failure.headers
             return self._send_json(failure.status, {"status": "ERROR", "errors": failure.errors}, headers)
-        state.record(operation, key, 0 if lost else status, cost, arrived=arrived)
+        state.record(operation, key, 0 if lost else status, cost, arrived=arrived, peer=peer)
         if lost:
             self.close_connection = True  # applied, but the client never hears back
             return

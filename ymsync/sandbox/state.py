@@ -150,6 +150,7 @@ class SandboxState:
         self.paused_until: dict[tuple[str, str], float] = {}  # foreign storms: 420 until then
         self.foreign: dict[tuple[str, str], float] = {}  # a foreign client's share of each window
         self.in_flight: Counter[str] = Counter()
+        self.in_flight_peers: Counter[str] = Counter()  # by client address: which host holds requests
         self.parallel_peak: Counter[str] = Counter()
         self.parallel_refused: Counter[str] = Counter()  # 420 "parallel requests" answered, per gate
         self.requests: Counter[str] = Counter()  # "operation status" -> n
@@ -319,7 +320,7 @@ class SandboxState:
                 "X-RateLimit-Resource-Remaining": str(remaining),
                 "X-RateLimit-Resource-Until": http_date(epoch_in(reset, self.config.clock_offset_s))}
 
-    def enter(self, key: str) -> bool:
+    def enter(self, key: str, peer: str = "") -> bool:
         """Count one more request in flight on a gate (``campaign:ID``, ``business:ID``: every
         method of that campaign or business together, as the Market counts); False, and the
         refusal counted in ``parallel_refused``, when the cap is reached."""
@@ -328,12 +329,14 @@ class SandboxState:
                 self.parallel_refused[key] += 1
                 return False
             self.in_flight[key] += 1
+            self.in_flight_peers[peer] += 1
             self.parallel_peak[key] = max(self.parallel_peak[key], self.in_flight[key])
             return True
 
-    def leave(self, key: str) -> None:
+    def leave(self, key: str, peer: str = "") -> None:
         with self.lock:
             self.in_flight[key] -= 1
+            self.in_flight_peers[peer] -= 1
 
     def hold_slots(self, gate: str, slots: int, seconds: float) -> None:
         """A foreign client holding ``slots`` of ``gate``'s parallel requests for ``seconds``:
@@ -361,15 +364,15 @@ class SandboxState:
                     self._window(operation, key, quota, now).consume(amount, now)
 
     def record(self, operation: str, key: str, status: int, cost: int = 0, until: float | None = None,
-               arrived: float | None = None) -> None:
+               arrived: float | None = None, peer: str = "") -> None:
         """Count a call; ``until`` (a 420's X-RateLimit-Resource-Until, unix time) lets tests
         check that nobody called again before it. ``t``: when it was answered; ``arrived``:
-        when its request came in (both unix time)."""
+        when its request came in (both unix time); ``peer``: the client's address."""
         with self.lock:
             self.requests[f"{operation} {status}"] += 1
             now = time.time()
             entry: dict[str, Any] = {"t": now, "arrived": now if arrived is None else arrived, "op": operation,
-                                     "key": key, "status": status, "cost": cost}
+                                     "key": key, "status": status, "cost": cost, "peer": peer}
             if until is not None:
                 entry["until"] = until
             self.log.append(entry)
@@ -384,6 +387,7 @@ class SandboxState:
                 "parallel_peak": dict(self.parallel_peak),
                 "parallel_refused": dict(self.parallel_refused),
                 "in_flight": {k: v for k, v in self.in_flight.items() if v},
+                "in_flight_peers": {k: v for k, v in self.in_flight_peers.items() if v},
                 "requests": dict(self.requests),
                 "stale_writes": self.stale_writes,
                 "businesses": self.business.snapshot(),
