@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import redis
 import requests
 
 from tests.support.processes import ROOT, CeleryWorker, wait_for
@@ -38,6 +39,10 @@ def world(redis_server, market, tmp_path_factory) -> Iterator[dict[str, dict[str
     """The environments a shop's processes get, and one stocks worker serving both cabinets: a v2
     one with campaign 1001 and the v3 business 7."""
     folder = tmp_path_factory.mktemp("readme")
+    # The session's Redis may hold what earlier modules left (task slots of flush messages their
+    # killed workers never ran, which wait a minute; a cached warehouse directory of business 100):
+    # a shop's first deployment starts empty.
+    redis.Redis.from_url(redis_server.url).flushall()
     cabinets = folder / "cabinets.toml"
     cabinets.write_text('[cabinets.shop]\nbusiness_id = 100\ncampaigns = [1001]\ntoken_env = "YM_TOKEN"\n\n'
                         '[cabinets.north]\nbusiness_id = 7\nmode = "v3"\ntoken_env = "YM_TOKEN"\n')
