@@ -154,13 +154,19 @@ def test_wait_property(r, amount: int, weights: list[int], gaps: list[int]) -> N
     lim = limiter(r, amount, period)
     for weight, gap in zip(weights, gaps):
         time.sleep(gap / 1000)
+        asked = time.monotonic()  # no later than the server's clock read for this refusal
         g = lim.acquire(M, "h", weight, weight)
         if not g.granted:
             assert 0 < g.wait_s <= period + 0.002
             if g.wait_s > 0.04:
                 time.sleep(g.wait_s - 0.03)
                 early = lim.acquire(M, "h", weight, weight)
-                assert early.granted == 0, "granted 30 ms before the announced wait"
+                # Only a probe that surely came before the announced wait must be refused: on a
+                # busy machine the sleep above may overrun it.
+                if time.monotonic() - asked < g.wait_s:
+                    assert early.granted == 0, "granted before the announced wait"
+                elif early.granted:
+                    lim.settle(early, 0)
                 time.sleep(early.wait_s)
             else:
                 time.sleep(g.wait_s)
