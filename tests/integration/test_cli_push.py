@@ -84,8 +84,12 @@ def test_push_of_a_100k_line_file_with_wait_leaves_the_sandbox_equal_to_the_file
     assert state["campaigns"][str(KNOWN)]["sku_units"] == 100_000
 
     status = json.loads(ymsync(env, "status", "--json").stdout)
+    # The window holds the 100,000 units sent, less what left it: on a busy machine the test may
+    # outlast the quota's minute.
+    used = status[0].pop("quota_used")
+    assert 0 < used <= 100_000, used
     assert status == [{"campaign": KNOWN, "pending": 0, "in_flight": 0, "delivered": 100_000, "dead_letters": 0,
-                       "quota_used": 100_000, "quota_amount": 100_000, "paused_until": None,
+                       "quota_amount": 100_000, "paused_until": None,
                        "pause_reason": None, "target": f"c{KNOWN}", "campaigns": []}]
 
 
