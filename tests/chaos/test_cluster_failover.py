@@ -109,7 +109,7 @@ def test_40k_updates_over_8_campaigns_through_a_master_failover(redis_cluster, r
         cmd = [sys.executable, "-m", "ymsync.cli", "push", "--campaign", "1001", str(wave2_file)]
         first = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)
-        wait_for(lambda: _failed_over(cluster, victim), 30, "the replica to take over")
+        wait_for(lambda: cluster.failed_over(victim, keys.campaign_keys(1001)["buf"]), 30, "the replica to take over")
         failover_s = time.monotonic() - killed_at
         # The promoted replica has no replica of its own until the killed node rejoins as one: an
         # acknowledgement needs one (WAIT), so pushes to its slots are refused until then.
@@ -167,11 +167,3 @@ def test_40k_updates_over_8_campaigns_through_a_master_failover(redis_cluster, r
     case.check("a report still runs to a file", report.returncode == 0 and Path(lines[-2]).is_file(),
                report.stdout + report.stderr)
     case.figures["report_rows"] = lines[-1].split(";")[0]
-
-
-def _failed_over(cluster: RedisCluster, victim: int) -> bool:
-    try:
-        return b"cluster_state:ok" in cluster.node(cluster.live()[0]).execute_command("CLUSTER", "INFO") and \
-            cluster.master_of(keys.campaign_keys(1001)["buf"]) != victim
-    except Exception:
-        return False

@@ -171,7 +171,7 @@ def test_a_master_killed_under_load_loses_no_acknowledged_update(cluster, broker
         wait_for(lambda: len(acked[1001]) >= 1000, 30, "pushes to be under way")
         cluster.kill(victim)
         wait_for(lambda: cluster.info(cluster.live()[0], "cluster")["cluster_enabled"] == 1
-                 and _failed_over(cluster, victim), 30, "the replica to take over")
+                 and cluster.failed_over(victim, keys.campaign_keys(1001)["buf"]), 30, "the replica to take over")
         # The promoted replica has no replica of its own until the killed node is back (it rejoins
         # as one): pushes to its slots are refused (Unavailable) until then, never acknowledged.
         cluster.restart(victim)
@@ -196,13 +196,6 @@ def test_a_master_killed_under_load_loses_no_acknowledged_update(cluster, broker
     print(f"acknowledged {sum(len(v) for v in acked.values())} updates, refused {len(refused)} pushes:",
           refused[:1])
 
-
-def _failed_over(cluster: RedisCluster, victim: int) -> bool:
-    try:
-        return b"cluster_state:ok" in cluster.node(cluster.live()[0]).execute_command("CLUSTER", "INFO") and \
-            cluster.master_of(keys.campaign_keys(1001)["buf"]) != victim
-    except Exception:
-        return False
 
 
 def _diagnose(market: MarketSandbox, buf: StockBuffer, campaign: int, acked: dict[str, int], tmp_path) -> str:

@@ -123,6 +123,14 @@ class RedisCluster:
         self.processes[port].send_signal(signal.SIGKILL)
         self.processes[port].wait()
 
+    def failed_over(self, victim: int, key: str) -> bool:
+        """The cluster is whole again and ``key``'s slot is served by a node other than ``victim``."""
+        try:
+            return b"cluster_state:ok" in self.node(self.live()[0]).execute_command("CLUSTER", "INFO") and \
+                self.master_of(key) != victim
+        except Exception:
+            return False
+
     def pause(self, port: int) -> None:
         os.kill(self.processes[port].pid, signal.SIGSTOP)
 
