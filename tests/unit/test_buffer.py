@@ -496,3 +496,34 @@ def test_a_rewritten_record_moves_to_the_current_generation(r) -> None:
     assert buf.latest_of(C, ["s"])[0][1] == 5
     copies = sum(r.hexists(k, "s") for k in r.scan_iter("ymsync:{c%d}:hwm:*" % C))
     assert copies == 1, "one record per SKU, not one per generation"
+
+
+def test_clamped_stamps_never_go_backwards_between_processes_a_second_apart(buf) -> None:
+    """Chaos case 10 under three test processes: every worker's clock runs ahead of the Market's,
+    so stamps are clamped to what each process learnt of the Market's clock from whole-second Date
+    headers, which two processes can know a second apart. A SKU's next value, sent by the process
+    that knows less, must not carry an older stamp than the one the other process sent."""
+    from email.utils import format_datetime
+    from datetime import datetime, timezone
+
+    local = time.time()
+    market = local - 10.3  # the Market's clock: 10.3 s behind this machine's
+    ahead, behind = MarketClock(), MarketClock()  # both know the Market is behind, a second apart
+    date = format_datetime(datetime.fromtimestamp(int(market), timezone.utc), usegmt=True)
+    ahead.observe(date, received_at=local, sent_at=local)
+    behind.observe(date, received_at=local + 0.95, sent_at=local + 0.95)  # a slow reply: lower bound ~1 s less
+    assert ahead.stamp_cap_ms() - behind.stamp_cap_ms() > 500  # the two caps differ by most of a second
+    now_ms = int(local * 1000)  # the producer stamps "now" by this machine's clock: ahead of both caps
+    sent: list[int] = []
+    for n, clock in enumerate([ahead, behind, ahead, behind]):
+        buf.ingest(C, [("s", n, now_ms + n)])
+        batch = buf.take(C, 10, 10_000, 60, clock.stamp_cap_ms())
+        assert batch is not None
+        ((_sku, count, stamp),) = Flusher._levels(  # type: ignore[arg-type]
+            SimpleNamespace(client_for=lambda _t, c=clock: SimpleNamespace(clock=c)), target(C), batch.entries,
+            cap_ms=batch.cap_ms)
+        assert count == n and stamp is not None
+        sent.append(stamp)
+        buf.settle(batch, "delivered")
+    assert sent == sorted(sent), sent
+    assert max(sent) <= ahead.stamp_cap_ms()  # never past what a process knows of the Market's clock

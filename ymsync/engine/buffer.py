@@ -74,6 +74,9 @@ class Batch:
     target: str
     batch_id: str
     entries: tuple[Entry, ...]
+    # The newest stamp its values may carry (epoch ms): the taker's cap on the Market's clock or a
+    # higher one an earlier batch of the target took (see TAKE); None: the sender's clock decides.
+    cap_ms: int | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -239,20 +242,25 @@ class StockBuffer:
             waiting = again
         raise RuntimeError(f"{target}: the Redis clock kept changing generation ({g})")
 
-    def take(self, target_id: int | str, max_skus: int, max_bytes: int, lease_s: float) -> Batch | None:
-        """Move up to ``max_skus`` pending SKUs (and ~``max_bytes`` of JSON) into a new batch."""
+    def take(self, target_id: int | str, max_skus: int, max_bytes: int, lease_s: float,
+             cap_ms: int = 0) -> Batch | None:
+        """Move up to ``max_skus`` pending SKUs (and ~``max_bytes`` of JSON) into a new batch.
+        ``cap_ms``: the caller's newest stamp worth sending (MarketClock.stamp_cap_ms); the batch's
+        ``cap_ms`` is the highest any batch of the target took, so a SKU's clamped stamps never go
+        backwards between processes whose clocks learnt the Market's time a second apart."""
         k = keys.target_keys(self.target(target_id))
         batch_id = uuid.uuid4().hex[:12]
         raw = self._take(keys=[k["buf"], k["queue"], k["busy"], k["batches"],
-                               keys.inflight(self.target(target_id), batch_id)],
-                         args=[max_skus, max_bytes, int(lease_s * 1000), batch_id])
+                               keys.inflight(self.target(target_id), batch_id), k["floor"]],
+                         args=[max_skus, max_bytes, int(lease_s * 1000), batch_id, int(cap_ms)])
         if not raw:
             return None
+        floor = int(raw[-1])
         entries = []
-        for i in range(0, len(raw), 2):
+        for i in range(0, len(raw) - 1, 2):
             count, stamp, first = raw[i + 1].split(b"|")
             entries.append(Entry(raw[i].decode(), int(count), int(stamp), int(first)))
-        return Batch(self.target(target_id), batch_id, tuple(entries))
+        return Batch(self.target(target_id), batch_id, tuple(entries), floor if cap_ms else None)
 
     def settle(self, batch: Batch, action: str, skus: Sequence[str] | None = None, reason: str = "") -> int:
         """``delivered``, ``returned`` or ``dead`` for ``skus`` of the batch (default: all)."""

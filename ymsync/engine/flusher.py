@@ -139,7 +139,7 @@ class Flusher:
                     p.limiter.settle(grant, 0)
                     return result(paused)
                 batch = p.buffer.take(c, MAX_SKUS_PER_UPDATE if t.per_request else grant.granted,
-                                      MAX_BODY_BYTES - 1024, o.lease_s)
+                                      MAX_BODY_BYTES - 1024, o.lease_s, self.client_for(t).clock.stamp_cap_ms())
                 if batch is None:
                     p.limiter.settle(grant, 0)
                     return result(None)
@@ -161,7 +161,8 @@ class Flusher:
         """One request for the batch and its consequences."""
         p = self.parts
         sent = time.monotonic()
-        reply = p.policy.send(slot, lambda _units: t.send(self.client_for(t), self._levels(t, batch.entries)),
+        reply = p.policy.send(slot, lambda _units: t.send(self.client_for(t), self._levels(t, batch.entries,
+                                                                                          cap_ms=batch.cap_ms)),
                               units=p.cost(t, len(batch)))
         if isinstance(reply.error, MarketBadRequest):
             outcome = self.isolation.start(batch, reply.error, slot, keep_going)
@@ -172,7 +173,7 @@ class Flusher:
             return Tally(0, dead, 1, wait)
         return Tally(succeeded(p, batch), 0, 1, None)
 
-    def _levels(self, t: Target, entries: tuple[Entry, ...] | list[Entry],
-                strict: bool = False) -> list[tuple[str, int, int | None]]:
+    def _levels(self, t: Target, entries: tuple[Entry, ...] | list[Entry], strict: bool = False,
+                cap_ms: int | None = None) -> list[tuple[str, int, int | None]]:
         """(key, count, stamp in epoch ms) per entry, stamps clamped to the target's Market clock (stamps.py)."""
-        return levels(self.client_for(t).clock, entries, strict)
+        return levels(self.client_for(t).clock, entries, strict, cap_ms)

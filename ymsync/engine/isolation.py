@@ -70,14 +70,15 @@ class Work:
     def encode(self) -> str:
         return json.dumps({"entries": [[e.sku, e.count, e.stamp_ms, e.first_ms] for g in self.groups
                                        for e in g.entries],
-                           "groups": [[g.skus, g.strict, g.depth] for g in self.groups]})
+                           "groups": [[g.skus, g.strict, g.depth] for g in self.groups],
+                           "cap_ms": self.batch.cap_ms})
 
     @classmethod
     def decode(cls, target_name: str, batch_id: str, raw: str | bytes) -> "Work":
         data = json.loads(raw)
         entries = {sku: Entry(sku, int(count), int(stamp), int(first)) for sku, count, stamp, first in data["entries"]}
         groups = [Group([entries[s] for s in skus], bool(strict), int(depth)) for skus, strict, depth in data["groups"]]
-        return cls(Batch(target_name, batch_id, tuple(entries.values())), groups)
+        return cls(Batch(target_name, batch_id, tuple(entries.values()), data.get("cap_ms")), groups)
 
 
 @dataclass(frozen=True)
@@ -156,8 +157,9 @@ class Isolation:
                 return tally
             work.groups.pop(0)
             sent = time.monotonic()
+            cap = work.batch.cap_ms
             reply = p.policy.send(Ticket(slot.call, grant, slot.lease_id),
-                                  lambda _units: t.send(client, levels(client.clock, group.entries, group.strict)))
+                                  lambda _units: t.send(client, levels(client.clock, group.entries, group.strict, cap)))
             tally.requests += 1
             if isinstance(reply.error, MarketBadRequest):
                 split = self._split(batch, group.entries, reply.error, group)

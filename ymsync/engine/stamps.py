@@ -23,14 +23,17 @@ def is_clock_refusal(message: str) -> bool:
     return bool(_CLOCK.search(message))
 
 
-def levels(clock: MarketClock, entries: Iterable[Entry],
-           strict: bool = False) -> list[tuple[str, int, int | None]]:
+def levels(clock: MarketClock, entries: Iterable[Entry], strict: bool = False,
+           cap_ms: int | None = None) -> list[tuple[str, int, int | None]]:
     """(key, count, stamp in epoch ms) per entry; the stamp becomes text only in the body
     (ymsync.market.wire, no datetime per SKU). Stamps are capped at the Market's clock as this
     process knows it from replies' Date headers (MarketClock.stamp_cap_ms): a clock running ahead
     would be "in the future". ``strict``: at its lower bound (after such a refusal). A stamp older
-    than a day is None: the Market refuses those, so it stamps the value "now"."""
-    now_ms = clock.stamp_cap_ms(strict)
+    than a day is None: the Market refuses those, so it stamps the value "now".
+    ``cap_ms``: the batch's cap (Batch.cap_ms, shared by every process sending the target) instead
+    of this process's; a strict retry ignores it and takes this process's lower bound, which the
+    Market has just shown to be needed."""
+    now_ms = cap_ms if cap_ms is not None and not strict else clock.stamp_cap_ms(strict)
     oldest_ms = now_ms - STALE_STAMP_MS
     return [(e.sku, e.count, None if e.stamp_ms < oldest_ms else (e.stamp_ms if e.stamp_ms < now_ms else now_ms))
             for e in entries]

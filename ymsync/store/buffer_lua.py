@@ -46,7 +46,7 @@ end
 
 # INGEST (the producers' write) lives in ingest_lua.py.
 
-# KEYS: buf queue busy batches inflight; ARGV: max_n, max_bytes, lease_ms, batch_id
+# KEYS: buf queue busy batches inflight floor; ARGV: max_n, max_bytes, lease_ms, batch_id, cap_ms
 # The queue is a list of pending SKUs in arrival order, each once (ingest, returns and replays
 # append a SKU only when it enters buf). Pages of 500 are popped from its head; what is not
 # taken (SKUs whose older value is still in flight, the rest of the last page) goes back to the
@@ -97,7 +97,19 @@ for s = 1, #picked, 1000 do
   redis.call('HDEL', KEYS[1], unpack(moved))
   redis.call('SADD', KEYS[3], unpack(moved))
 end
-if #out > 0 then redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4]) end
+if #out > 0 then
+  redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4])
+  -- The stamp cap of this batch: the newest of the caller's and every cap sent before it.
+  -- Each is the Market's time at a lower bound, so the floor is never in its future; taking
+  -- the highest keeps a SKU's stamps rising though processes know the Market's clock apart.
+  local cap = tonumber(ARGV[5])
+  local floor = tonumber(redis.call('GET', KEYS[6]) or '0')
+  if cap > floor then
+    floor = cap
+    redis.call('SET', KEYS[6], floor, 'PX', 90000000)
+  end
+  out[#out + 1] = tostring(floor)
+end
 return out
 """
 

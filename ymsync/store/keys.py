@@ -26,6 +26,7 @@ Per target ``{t}``:
   ymsync:{t}:tasks       zset  token -> expiry ms                 flush tasks sent and not finished (<= max_parallel)
   ymsync:{t}:halt        string (TTL)                             401/403: no traffic until it expires
   ymsync:{t}:backoff     string (TTL)                             failures: wait before the next try
+  ymsync:{t}:floor       string (TTL 25 h)                        the highest stamp cap a batch took (stamps.py)
 Generations: a per-SKU record lives in the hash of the generation it was last written in; a
 generation's hash expires three generations after it began, so a record idle past the horizon
 goes without any sweep (see buffer.py).
@@ -58,7 +59,8 @@ NUDGE = _SCHED + "nudge"
 SCHEDULER_LOCK = _SCHED + "lock"
 SCHEDULER_STATS = _SCHED + "stats"
 
-TARGET_KEYS = ("buf", "queue", "busy", "batches", "dead", "invalid", "stats", "tasks", "halt", "backoff", "retired")
+TARGET_KEYS = ("buf", "queue", "busy", "batches", "dead", "invalid", "stats", "tasks", "halt", "backoff", "retired",
+               "floor")
 
 
 def campaign_target(campaign_id: int) -> str:
