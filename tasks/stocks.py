@@ -28,7 +28,6 @@ from ymsync.engine.producer import (Checked, InvalidInput, ItemError, call_error
 from ymsync.engine.group_target import campaign_stock_target, describe_group
 from ymsync.engine.targets import business_target
 from ymsync.store.keys import describe_target
-from ymsync.engine.schedule import server_ms
 
 from . import app, runtime
 
@@ -101,13 +100,14 @@ def flush(target: str, slot: str = "", due_ms: int = 0) -> None:
     schedule, buffer = runtime.schedule(), runtime.buffer()
     if not slot or not isinstance(target, str):
         return  # a 0.1 message (campaign id, no slot) left in the broker: `ymsync migrate` scheduled its work
-    if not schedule.hold(target, slot):
+    now_ms = schedule.hold_at(target, slot)
+    if not now_ms:
         return  # the slot expired (this message waited too long, or was redelivered): not ours
     if due_ms:
-        _record_lateness(schedule, due_ms)
+        _record_lateness(schedule, due_ms, now_ms)
     try:
         runtime.refresh_groups(target)  # a campaign the Market reports in a group hands over to it
-        result = runtime.flusher().flush(target, keep_going=lambda: schedule.hold(target, slot))
+        result = runtime.flusher().flush(target, slot=slot)  # each request renews the slot
     except Exception:
         schedule.release(target, slot)
         schedule.defer(target, 1.0)  # the round failed (Redis, a bug): try again, not never
@@ -124,8 +124,8 @@ def flush(target: str, slot: str = "", due_ms: int = 0) -> None:
         schedule.defer(target, result.next_in)
 
 
-def _record_lateness(schedule, due_ms: int) -> None:
-    late_ms = max(0, server_ms(schedule.redis) - int(due_ms))
+def _record_lateness(schedule, due_ms: int, now_ms: int) -> None:
+    late_ms = max(0, now_ms - int(due_ms))
     bucket = "late_le_10ms" if late_ms <= 10 else "late_le_50ms" if late_ms <= 50 else \
         "late_le_250ms" if late_ms <= 250 else "late_gt_250ms"
     schedule.record(flush_tasks=1, late_ms_sum=late_ms, **{bucket: 1})

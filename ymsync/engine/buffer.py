@@ -151,7 +151,7 @@ class StockBuffer:
         """Generation hashes for the scripts' KEYS, newest first, per record kind (keys.hwm, ...)."""
         return [name(target, generation) for name in names for generation in (g, g - 1, g - 2)]
 
-    def _call_in_generation(self, script: Script, target: str, fixed_keys: list[str],
+    def call_in_generation(self, script: Script, target: str, fixed_keys: list[str],
                             names: tuple[Callable[[str, int], str], ...], args: list[object]) -> Any:
         """One call of a script that touches generation hashes; retried (nothing was written) with
         the generation it names when the estimate was off, at a generation's turn."""
@@ -269,7 +269,7 @@ class StockBuffer:
         names = [e.sku for e in batch.entries] if skus is None else list(skus)
         if not names:
             return 0
-        return int(self._call_in_generation(
+        return int(self.call_in_generation(
             self._settle, batch.target, [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"],
                                          k["buf"], k["queue"], k["dead"], k["stats"], k["retired"]],
             (keys.delivered,), [batch.batch_id, action, reason[:2000], *names]))
@@ -402,7 +402,7 @@ class StockBuffer:
         """Put dead letters back in the buffer, unless a newer value has arrived since."""
         target = self.target(target_id)
         k = keys.target_keys(target)
-        n = int(self._call_in_generation(self._replay, target, [k["dead"], k["buf"], k["queue"]], (keys.hwm,),
+        n = int(self.call_in_generation(self._replay, target, [k["dead"], k["buf"], k["queue"]], (keys.hwm,),
                                          list(skus)))
         if n:
             self.schedule.activate(self.target(target_id), 0)

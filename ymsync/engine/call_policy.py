@@ -188,11 +188,14 @@ class CallPolicy:
         return Ticket(call, grant, lease_id)
 
     def send(self, ticket: Ticket, request: Callable[[int], T],
-             used: Callable[[T], int] | None = None, units: int | None = None) -> Reply[T]:
+             used: Callable[[T], int] | None = None, units: int | None = None, *,
+             settle_success: bool = True) -> Reply[T]:
         """Send one request with the ticket's granted units and settle its quota: ``units`` is
         what the request carries (default: the grant; a batch may be smaller), ``used`` what a
         success cost (default: ``units``). 420s pause every worker. The lease is kept:
-        :meth:`release` it (the Flusher holds it across a batch's isolation)."""
+        :meth:`release` it (the Flusher holds it across a batch's isolation).
+        ``settle_success=False``: a success is left to the caller to settle (with
+        :func:`market_count` of its reply), in the same call as its own bookkeeping."""
         call, grant = ticket.call, ticket.grant
         carried = grant.granted if units is None else max(0, min(units, grant.granted))
         try:
@@ -212,6 +215,8 @@ class CallPolicy:
         except BaseException:
             self.limiter.settle(grant, counted=False)  # interrupted mid-request: it may have been counted
             raise
+        if not settle_success:
+            return Reply(Kind.OK, value)
         spent = carried if used is None else used(value)
         # Every reply's headers carry the Market's own count: settle folds it in, one round trip.
         self.limiter.settle(grant, spent, market_count(call, getattr(value, "rate_limit", None)))

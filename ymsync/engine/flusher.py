@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ymsync.engine.buffer import Batch, Entry, StockBuffer
-from ymsync.engine.call_policy import CallPolicy, Ticket
-from ymsync.engine.flush_failure import failed, succeeded
+from ymsync.engine.call_policy import CallPolicy, Ticket, market_count
+from ymsync.engine.flush_failure import failed
 from ymsync.engine.flush_parts import FlushOptions, FlushParts, Tally
 from ymsync.engine.group_move import GroupMove
 from ymsync.engine.isolation import Isolation
 from ymsync.engine.quota import QuotaLimiter
+from ymsync.engine.request_path import RequestPath
 from ymsync.engine.schedule import Schedule
 from ymsync.engine.stamps import STALE_STAMP_MS, levels
 from ymsync.engine.targets import Target, target
@@ -69,6 +70,7 @@ class Flusher:
                                 self.options)
         self.isolation = Isolation(self.parts)
         self.groups = GroupMove(buffer)  # a campaign found in a group hands its values over
+        self.path = RequestPath(self.parts)  # a request's Redis work in two calls
 
     @property
     def buffer(self) -> StockBuffer:
@@ -82,11 +84,14 @@ class Flusher:
     def redis(self) -> "redis.Redis":
         return self.parts.redis
 
-    def flush(self, target_name: str | int, keep_going: Callable[[], bool] = lambda: True) -> FlushResult:
+    def flush(self, target_name: str | int, keep_going: Callable[[], bool] | None = None,
+              slot: str | None = None) -> FlushResult:
         """One bounded round for a target (a name like ``c1001``/``b7``, or a campaign id).
-        ``keep_going`` is asked before each request (the task layer answers whether its task
-        slot is still held)."""
+        ``slot``: the flush task's slot (schedule.py), renewed by each request's first Redis call;
+        ``keep_going`` is asked before each request instead when there is no slot (tools, tests)."""
         p, o = self.parts, self.options
+        if keep_going is None:
+            keep_going = (lambda: p.schedule.hold(t.name, slot)) if slot else (lambda: True)
         t = p.bound(target(target_name))  # a warehouse group: through which of its campaigns
         c = t.name
         p.buffer.reclaim_expired(c)
@@ -96,7 +101,7 @@ class Flusher:
         held = p.held_off(t)
         if held > 0:
             return FlushResult(next_in=held)
-        tally, fanned_out = Tally(), False
+        tally, fanned_out, watched = Tally(), False, False
         deadline = time.monotonic() + o.budget_s
 
         def result(next_in: float | None) -> FlushResult:
@@ -110,68 +115,58 @@ class Flusher:
             if tally.add(resumed).wait is not None:
                 return result(tally.wait)
 
+        max_values = MAX_SKUS_PER_UPDATE
         while time.monotonic() < deadline:
-            if not keep_going():
+            if not slot and not keep_going():
                 return result(None)
-            pending = p.buffer.pending(c)
-            if pending == 0:
-                return result(None)
-            if t.per_request and pending < MAX_SKUS_PER_UPDATE:
-                # The quota counts requests: a part-filled one waits a little for company (a full
-                # one never does), so a backlog goes out in full requests and an idle update in
-                # about batch_wait_s.
-                waited = p.buffer.oldest_pending_age_s(c)
-                if waited < o.batch_wait_s:
-                    return result(o.batch_wait_s - waited)
-            want = p.cost(t, min(MAX_SKUS_PER_UPDATE, pending))
-            # Quota, then one of the target's parallel slots (shared with reads of the same
-            # campaign or business); a wait is written back as the due time, never slept.
-            slot = p.policy.admit(p.call(t, want, p.cost(t, min(want, o.min_batch))))
-            if not isinstance(slot, Ticket):
-                return result(slot)
-            grant = slot.grant
+            # Slot, pause/halt/backoff, quota, one of the target's parallel slots (shared with
+            # reads of the same campaign or business) and the batch, in one call; a wait is
+            # written back as the due time, never slept.
+            begun = self.path.begin(t, p.call(t, max_values, p.cost(t, o.min_batch)), slot, max_values,
+                                    MAX_BODY_BYTES - 1024, self.client_for(t).clock.stamp_cap_ms())
+            if begun.status != "batch":
+                return result(begun.wait_s if begun.wait_s > 0 else None)
+            ticket, batch = begun.ticket, begun.batch
+            assert ticket is not None and batch is not None
+            ended = False
             try:
-                # A 420 may have paused everyone since the grant (or a 401 halted the campaign, a
-                # 5xx started a backoff): a slot is only freed after its holder has set that, so
-                # checking here, holding a slot, lets no request through the gap.
-                paused = p.held_off(t)
-                if paused > 0:
-                    p.limiter.settle(grant, 0)
-                    return result(paused)
-                batch = p.buffer.take(c, MAX_SKUS_PER_UPDATE if t.per_request else grant.granted,
-                                      MAX_BODY_BYTES - 1024, o.lease_s, self.client_for(t).clock.stamp_cap_ms())
-                if batch is None:
-                    p.limiter.settle(grant, 0)
-                    return result(None)
-                p.watch_lease(t, o.lease_s)
+                if not watched:
+                    # If this worker dies holding a batch, the scheduler looks once its lease is out
+                    # (and from then on at each next lease: dispatch.check_target).
+                    p.schedule.watch(c, begun.now_ms + int(o.lease_s * 1000) + 100)
+                    watched = True
                 enough = MAX_SKUS_PER_UPDATE if t.per_request else o.min_batch
-                if not fanned_out and grant.remaining >= p.cost(t, o.min_batch) \
-                        and p.buffer.pending(c) >= enough:
+                if not fanned_out and ticket.grant.remaining >= p.cost(t, o.min_batch) and begun.pending >= enough:
                     # The quota has room for another request now: a sibling sends it in parallel.
                     p.schedule.activate(c, 0)
                     fanned_out = True
-                outcome = self._send(t, batch, slot, keep_going)
+                outcome, ended = self._send(t, batch, ticket, keep_going)
             finally:
-                p.policy.release(slot)
+                if not ended:
+                    p.policy.release(ticket)
             if tally.add(outcome).wait is not None:
                 return result(tally.wait)
         return result(0.0)
 
-    def _send(self, t: Target, batch: Batch, slot: Ticket, keep_going: Callable[[], bool]) -> Tally:
-        """One request for the batch and its consequences."""
+    def _send(self, t: Target, batch: Batch, slot: Ticket, keep_going: Callable[[], bool]) -> tuple[Tally, bool]:
+        """One request for the batch and its consequences; True when its lease is released too."""
         p = self.parts
         sent = time.monotonic()
+        units = p.cost(t, len(batch))
         reply = p.policy.send(slot, lambda _units: t.send(self.client_for(t), self._levels(t, batch.entries,
                                                                                           cap_ms=batch.cap_ms)),
-                              units=p.cost(t, len(batch)))
+                              units=units, settle_success=False)
         if isinstance(reply.error, MarketBadRequest):
             outcome = self.isolation.start(batch, reply.error, slot, keep_going)
             outcome.requests += 1
-            return outcome
+            return outcome, False
         if not reply.ok:
             dead, wait = failed(p, batch, [e.sku for e in batch.entries], reply, slot, sent)
-            return Tally(0, dead, 1, wait)
-        return Tally(succeeded(p, batch), 0, 1, None)
+            return Tally(0, dead, 1, wait), False
+        # Values, failure streak, quota (with the reply's own count of it) and lease: one call.
+        delivered = self.path.end(t, slot, batch, min(units, slot.grant.granted),
+                                  market_count(slot.call, getattr(reply.value, "rate_limit", None)))
+        return Tally(delivered, 0, 1, None), True
 
     def _levels(self, t: Target, entries: tuple[Entry, ...] | list[Entry], strict: bool = False,
                 cap_ms: int | None = None) -> list[tuple[str, int, int | None]]:

@@ -130,7 +130,7 @@ class GroupMove:
         k, merged = keys.target_keys(group), 0
         for start in range(0, len(records), _CHUNK):
             args = [str(x) for rec in records[start:start + _CHUNK] for x in rec]
-            merged += int(self.buffer._call_in_generation(self._merge, group, [k["buf"], k["busy"]],
+            merged += int(self.buffer.call_in_generation(self._merge, group, [k["buf"], k["busy"]],
                                                           (keys.hwm, keys.delivered), args))
         return merged
 

@@ -81,8 +81,13 @@ class QuotaLimiter:
         self._pause = client.register_script(PAUSE)
 
     @staticmethod
-    def _period_ms(quota: Quota) -> int:
+    def period_ms(quota: Quota) -> int:
         return max(1, int(quota.seconds * 1000))  # a sub-millisecond period would be no window at all
+
+    def view_ttl_ms(self, quota: Quota | None) -> int:
+        """How long the Market view outlives its last reply."""
+        return MARKET_VIEW_TTL_MS if quota is None else max(MARKET_VIEW_TTL_MS, 2 * self.period_ms(quota)
+                                                            + self.lease_ttl_ms)
 
     def acquire(self, method: str, key: str, want: int, minimum: int = 1) -> Grant:
         """Grant between ``minimum`` and ``want`` units now, or say how long to wait."""
@@ -99,7 +104,7 @@ class QuotaLimiter:
         qkey = keys.quota(method, key)
         granted, wait_ms, remaining, *window_used = self._acquire(
             keys=[qkey, qkey + ":used", keys.pause(method, key), keys.quota_market(method, key)],
-            args=[quota.amount, self._period_ms(quota), want, minimum, entry, self.lease_ttl_ms])
+            args=[quota.amount, self.period_ms(quota), want, minimum, entry, self.lease_ttl_ms])
         return Grant(method, key, int(granted), int(wait_ms) / 1000, entry if granted else "", int(remaining),
                      int(window_used[0]) if window_used else -1)
 
@@ -109,28 +114,40 @@ class QuotaLimiter:
         ``market``: the reply's own count of this quota, folded into every worker's view in the
         same call (see the Market view above the scripts). ``counted``: a reply the Market surely
         counted (False for a 420 or no reply: the units stay ours, the Market view is not owed them)."""
-        quota = self.quotas.get(grant.method)
-        if quota is None or not (grant.entry or market):
+        args = self.settle_args(grant, used, market, counted=counted)
+        if args is None:
             return
         qkey = keys.quota(grant.method, grant.key)
+        _, changed = self._settle(keys=[qkey, qkey + ":used", keys.quota_market(grant.method, grant.key)], args=args)
+        if changed:
+            self.warn_limit_changed(grant, market)
+
+    def settle_args(self, grant: Grant, used: int | None = None, market: MarketCount | None = None, *,
+                    counted: bool = True) -> list[int | str] | None:
+        """quota_lua.SETTLE's arguments for :meth:`settle` (request_lua.END runs it in one call
+        with the buffer's settlement); None when there is nothing to settle."""
+        quota = self.quotas.get(grant.method)
+        if quota is None or not (grant.entry or market):
+            return None
         keep = grant.granted if used is None else max(0, min(used, grant.granted))
         m = market or MarketCount()
-        period = self._period_ms(quota)
         until_ms = -1 if m.until_s is None else max(0, int(m.until_s * 1000) + 1)
-        _, changed = self._settle(
-            keys=[qkey, qkey + ":used", keys.quota_market(grant.method, grant.key)],
-            args=[grant.entry or "-", grant.granted, keep, period, self.lease_ttl_ms,
-                  -1 if m.limit is None else max(0, m.limit), -1 if m.remaining is None else max(0, m.remaining),
-                  until_ms, quota.amount, max(MARKET_VIEW_TTL_MS, 2 * period + self.lease_ttl_ms),
-                  1 if counted else 0, grant.window_used])
-        if changed and m.limit is not None:
-            if m.limit != quota.amount:
-                log.warning("%s %s: the Market's limit is %d per %gs, configured %d: %d holds (a subscription "
-                            "change? set the quota to match)", grant.method, grant.key, m.limit, quota.seconds,
-                            quota.amount, min(m.limit, quota.amount))
-            else:
-                log.warning("%s %s: the Market's limit is back to the configured %d per %gs", grant.method,
-                            grant.key, quota.amount, quota.seconds)
+        return [grant.entry or "-", grant.granted, keep, self.period_ms(quota), self.lease_ttl_ms,
+                -1 if m.limit is None else max(0, m.limit), -1 if m.remaining is None else max(0, m.remaining),
+                until_ms, quota.amount, self.view_ttl_ms(quota), 1 if counted else 0, grant.window_used]
+
+    def warn_limit_changed(self, grant: Grant, market: MarketCount | None) -> None:
+        """A settlement found the Market's Limit changed: say so once."""
+        quota = self.quotas.get(grant.method)
+        if quota is None or market is None or market.limit is None:
+            return
+        if market.limit != quota.amount:
+            log.warning("%s %s: the Market's limit is %d per %gs, configured %d: %d holds (a subscription "
+                        "change? set the quota to match)", grant.method, grant.key, market.limit, quota.seconds,
+                        quota.amount, min(market.limit, quota.amount))
+        else:
+            log.warning("%s %s: the Market's limit is back to the configured %d per %gs", grant.method,
+                        grant.key, quota.amount, quota.seconds)
 
     def market_view(self, method: str, key: str) -> dict[str, int]:
         """The Market's count of this quota as every worker sees it (status, metrics, tests)."""
@@ -143,7 +160,7 @@ class QuotaLimiter:
         if quota is None:
             return 0, None
         seconds, micros = self.redis.time()
-        since = seconds * 1000 + micros // 1000 - self._period_ms(quota)
+        since = seconds * 1000 + micros // 1000 - self.period_ms(quota)
         members = self.redis.zrangebyscore(keys.quota(method, key), f"({since - self.lease_ttl_ms}", "+inf",
                                            withscores=True)
         return sum(int(m.rsplit(b":", 1)[1]) for m, score in members

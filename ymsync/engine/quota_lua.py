@@ -224,7 +224,7 @@ return 0
 """
 
 # Renew a slot only if it is still held: an expired one may already be someone else's.
-# KEYS: leases; ARGV: id, ttl_ms. 1 if renewed.
+# KEYS: leases; ARGV: id, ttl_ms. The server's clock (ms, never 0) if renewed, else 0.
 RENEW_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -232,7 +232,7 @@ local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not expiry or tonumber(expiry) <= now then return 0 end
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) * 2 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2) end
-return 1
+return now
 """
 
 # A pause only ever grows: a short 420 must not cut a longer one short.

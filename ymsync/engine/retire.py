@@ -86,7 +86,7 @@ def retire_target(buffer: StockBuffer, target: str, skus: list[str], final_count
     totals = [0, 0, 0]
     with unavailable_as(what, len(skus)):
         for start in range(0, len(skus), CHUNK):
-            got = buffer._call_in_generation(  # noqa: SLF001 (the buffer's generation-keyed call)
+            got = buffer.call_in_generation(
                 script, target, [k["buf"], k["queue"], k["stats"], k["busy"], k["dead"], k["invalid"], k["retired"]],
                 (keys.hwm, keys.delivered), [buffer.horizon_ms, "" if final_count is None else final_count,
                                              *skus[start:start + CHUNK]])

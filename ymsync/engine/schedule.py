@@ -176,7 +176,11 @@ class Schedule:
 
     def hold(self, target: str, token: str) -> bool:
         """Keep a slot alive; False if it expired (its task must do nothing more)."""
-        return bool(self._hold(keys=[keys.target_keys(target)["tasks"]], args=[token, self.task_ttl_ms]))
+        return self.hold_at(target, token) > 0
+
+    def hold_at(self, target: str, token: str) -> int:
+        """:meth:`hold`, answering the server's clock (ms) when held, 0 when the slot expired."""
+        return int(self._hold(keys=[keys.target_keys(target)["tasks"]], args=[token, self.task_ttl_ms]))
 
     def release(self, target: str, token: str) -> None:
         self.redis.zrem(keys.target_keys(target)["tasks"], token)

@@ -91,6 +91,13 @@ def describe_target(target: str) -> str:
     return f"{kinds[target[0]]}={target[1:]}" if target[:1] in kinds else f"target={target}"
 
 
+def hash_tag(key: str) -> str:
+    """The part of a key Redis Cluster hashes: between the first ``{`` and the next ``}``."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1:end] if start >= 0 and end > start + 1 else key
+
+
 def target_prefix(target: str) -> str:
     return f"{PREFIX}{{{target}}}:"
 

@@ -1,0 +1,159 @@
+"""One stock request's Redis work in two calls: :meth:`RequestPath.begin` and :meth:`RequestPath.end`.
+
+``begin`` renews the flush task's slot, checks pause, halt and backoff, lets a part-filled v3
+request wait for company, takes quota and a parallel lease and takes the batch, and says why not
+when it cannot; ``end`` settles a delivered batch, its quota (with the reply's own count of it),
+the failure streak and the lease. Each is one script (request_lua.py) when its keys share a Redis
+Cluster slot, which they do for campaign and business targets (keys.py), and always on one Redis.
+A warehouse group sends through a campaign's quota and gate, another slot: on a Cluster its
+steps then run one by one, as the parts' own calls, with the same outcome but more round trips.
+
+Failures (a refusal, a 420, no reply) keep their own paths (flush_failure.py, isolation.py): they
+are rare, and each needs decisions between its steps.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from ymsync.engine.buffer import Batch, Entry
+from ymsync.engine.call_policy import MIN_WAIT_S, Call, Ticket
+from ymsync.engine.flush_parts import FlushParts
+from ymsync.engine.quota import UNLIMITED, Grant, MarketCount
+from ymsync.engine.request_lua import BEGIN, END
+from ymsync.engine.targets import Target
+from ymsync.store import keys
+from ymsync.store.cluster import is_cluster
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What :meth:`RequestPath.begin` found. ``status``: ``batch`` (``ticket`` and ``batch`` are
+    set), or why not: ``slot`` (the task slot is not ours any more), ``empty`` (nothing pending),
+    ``none`` (nothing takeable: every pending value waits for an older one in flight), ``held``,
+    ``young``, ``quota`` or ``lease`` (then ``wait_s`` says for how long)."""
+
+    status: str
+    wait_s: float = 0.0
+    ticket: Ticket | None = None
+    batch: Batch | None = None
+    pending: int = 0  # values still pending after the take
+    now_ms: int = 0  # the Redis server's clock when the batch was taken
+
+
+_WAITS = {"held", "young", "quota"}
+
+
+class RequestPath:
+    def __init__(self, parts: FlushParts) -> None:
+        self.parts = parts
+        self._begin = parts.redis.register_script(BEGIN)
+        self._end = parts.redis.register_script(END)
+
+    def _one_script(self, t: Target) -> bool:
+        """Whether one script may touch every key of the request: always on one Redis; on a
+        Cluster only when the quota's and the gate's keys share the target's slot."""
+        if not is_cluster(self.parts.redis):
+            return True
+        method, tag = t.method, keys.hash_tag(keys.target_prefix(t.name))
+        return keys.hash_tag(keys.quota(method, t.quota_key)) == tag and keys.hash_tag(keys.lease(t.gate)) == tag
+
+    # --- begin ---------------------------------------------------------------------------------
+
+    def begin(self, t: Target, call: Call, slot: str | None, max_values: int, max_bytes: int,
+              cap_ms: int) -> Begun:
+        """Everything one request needs, or why it cannot go now (see :class:`Begun`)."""
+        p, o = self.parts, self.parts.options
+        quota = p.limiter.quotas.get(call.method)
+        entry = uuid.uuid4().hex[:16]
+        lease_id = uuid.uuid4().hex[:16] if call.gate is not None else ""
+        batch_id = uuid.uuid4().hex[:12]
+        if not self._one_script(t):
+            return self._begin_by_parts(t, call, slot, max_values, max_bytes, cap_ms)
+        k = keys.target_keys(t.name)
+        qkey = keys.quota(call.method, call.quota_key)
+        period = p.limiter.period_ms(quota) if quota is not None else 0
+        raw = self._begin(
+            keys=[k["tasks"], k["buf"], k["queue"], k["busy"], k["batches"], keys.inflight(t.name, batch_id),
+                  k["floor"], k["halt"], k["backoff"], qkey, qkey + ":used", keys.pause(call.method, call.quota_key),
+                  keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name)],
+            args=[slot or "", p.schedule.task_ttl_ms, 1 if t.per_request else 0, int(o.batch_wait_s * 1000),
+                  max_values, max_bytes, int(o.lease_s * 1000), batch_id, cap_ms,
+                  1 if quota is not None else 0, quota.amount if quota else 0, period,
+                  p.cost(t, o.min_batch), entry, p.limiter.lease_ttl_ms, p.limiter.view_ttl_ms(quota),
+                  lease_id, p.limiter.max_parallel, p.limiter.lease_ttl_ms])
+        status = raw[0].decode()
+        if status != "batch":
+            wait = int(raw[1]) / 1000 if status in _WAITS else MIN_WAIT_S if status == "lease" else 0.0
+            return Begun(status, max(MIN_WAIT_S, wait) if status == "quota" else wait)
+        granted, remaining, window_used, pending, now_ms, floor = (int(x) for x in raw[1:7])
+        entries = []
+        for i in range(7, len(raw), 2):
+            count, stamp, first = raw[i + 1].split(b"|")
+            entries.append(Entry(raw[i].decode(), int(count), int(stamp), int(first)))
+        grant = Grant(call.method, call.quota_key, granted, 0.0, entry if quota is not None else "",
+                      remaining if quota is not None else UNLIMITED, window_used)
+        return Begun("batch", ticket=Ticket(call, grant, lease_id or None),
+                     batch=Batch(t.name, batch_id, tuple(entries), floor if cap_ms else None),
+                     pending=pending, now_ms=now_ms)
+
+    def _begin_by_parts(self, t: Target, call: Call, slot: str | None, max_values: int, max_bytes: int,
+                        cap_ms: int) -> Begun:
+        """:meth:`begin` as the parts' own calls (keys in several Cluster slots)."""
+        p, o, c = self.parts, self.parts.options, t.name
+        if slot and not p.schedule.hold(c, slot):
+            return Begun("slot")
+        pending = p.buffer.pending(c)
+        if pending == 0:
+            return Begun("empty")
+        if t.per_request and pending < max_values:
+            waited = p.buffer.oldest_pending_age_s(c)
+            if waited < o.batch_wait_s:
+                return Begun("young", o.batch_wait_s - waited)
+        want = p.cost(t, min(max_values, pending))
+        ticket = p.policy.admit(Call(call.method, call.quota_key, call.gate, call.clock, want=want,
+                                     minimum=p.cost(t, min(want, o.min_batch))))
+        if not isinstance(ticket, Ticket):
+            return Begun("quota", ticket)
+        # A 420 may have paused everyone since the grant (or a 401 halted the target, a 5xx started
+        # a backoff): checked holding a lease, so no request slips through the gap.
+        held = p.held_off(t)
+        if held > 0:
+            p.policy.cancel(ticket)
+            return Begun("held", held)
+        batch = p.buffer.take(c, max_values if t.per_request else ticket.grant.granted, max_bytes, o.lease_s, cap_ms)
+        if batch is None:
+            p.policy.cancel(ticket)
+            return Begun("none")
+        seconds, micros = p.redis.time()
+        return Begun("batch", ticket=ticket, batch=batch, pending=p.buffer.pending(c),
+                     now_ms=int(seconds) * 1000 + int(micros) // 1000)
+
+    # --- end -----------------------------------------------------------------------------------
+
+    def end(self, t: Target, ticket: Ticket, batch: Batch, spent: int, market: MarketCount | None) -> int:
+        """Settle a delivered batch: its values, the failure streak, the quota (``spent`` units,
+        with the reply's count of it) and the lease. How many values were settled."""
+        p = self.parts
+        if not self._one_script(t):
+            n = p.buffer.settle(batch, "delivered")
+            p.redis.hdel(keys.target_keys(batch.target)["stats"], "failstreak")
+            p.limiter.settle(ticket.grant, spent, market)
+            p.policy.release(ticket)
+            return n
+        k = keys.target_keys(batch.target)
+        call, grant = ticket.call, ticket.grant
+        settle = p.limiter.settle_args(grant, spent, market)
+        qkey = keys.quota(call.method, call.quota_key)
+        n, changed = p.buffer.call_in_generation(
+            self._end, batch.target,
+            [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"], k["buf"], k["queue"], k["dead"],
+             k["stats"], k["retired"], qkey, qkey + ":used", keys.quota_market(call.method, call.quota_key),
+             keys.lease(call.gate or t.name)],
+            (keys.delivered,),
+            [batch.batch_id, "delivered", "", 1 if settle is not None else 0, *(settle or [0] * 12),
+             ticket.lease_id or "", int(ticket.keep_s * 1000), *(e.sku for e in batch.entries)])
+        if changed:
+            p.limiter.warn_limit_changed(grant, market)
+        return int(n)
