@@ -14,7 +14,7 @@ from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.flusher import Flusher
 from ymsync.engine.producer import push_stocks
 from ymsync.engine.quota import MarketCount, QuotaLimiter
-from ymsync.engine.request_path import RequestPath
+from ymsync.engine.request_path import Next, RequestPath
 from ymsync.engine.targets import target
 from ymsync.market.clock import MarketClock
 from ymsync.store import keys
@@ -33,9 +33,12 @@ def path_of(r: redis.Redis, quota: Quota | None, *, one_script: bool, **options)
     return path
 
 
+def next_request(path: RequestPath, slot: str | None = None, max_values: int = 2000) -> Next:
+    return Next(T, path.parts.call(T, max_values, 1), slot, max_values, 1 << 20, 0)
+
+
 def begin(path: RequestPath, slot: str | None = None, max_values: int = 2000):
-    call = path.parts.call(T, max_values, 1)
-    return path.begin(T, call, slot, max_values, 1 << 20, 0)
+    return path.begin(next_request(path, slot, max_values))
 
 
 def open_entries(r: redis.Redis) -> list[bytes]:
@@ -64,8 +67,8 @@ def test_a_request_begins_and_ends_in_one_call_each(clean_redis, one_script) -> 
     assert refused.status == "quota" and refused.wait_s > 0
     assert path.parts.buffer.in_flight(1001) == 20 and path.parts.limiter.leases_in_use(T.gate) == 1
 
-    n = path.end(T, begun.ticket, begun.batch, 20, MarketCount(limit=20, remaining=0, until_s=9.0))
-    assert n == 20
+    n, nothing = path.end(T, begun.ticket, begun.batch, 20, MarketCount(limit=20, remaining=0, until_s=9.0))
+    assert n == 20 and nothing is None
     assert open_entries(r) == [] and path.parts.limiter.usage("update_stocks", T.quota_key) == (20, 20)
     assert path.parts.limiter.leases_in_use(T.gate) == 0 and path.parts.buffer.in_flight(1001) == 0
     assert path.parts.limiter.market_view("update_stocks", T.quota_key)["limit"] == 20
@@ -113,8 +116,9 @@ def test_a_lost_task_slot_or_an_empty_buffer_begins_nothing(clean_redis, one_scr
 
 
 def test_the_one_script_path_and_the_parts_path_leave_the_same_state(clean_redis) -> None:
-    """The same requests, through one script each and through the parts' calls: the same batches,
-    grants and settled state (besides ids and times)."""
+    """The same requests, through one script each (a settlement beginning the next request in the
+    same call) and through the parts' calls: the same batches, grants and settled state (besides
+    ids and times)."""
     outcomes = []
     for one_script in (True, False):
         clean_redis.flushdb()
@@ -122,15 +126,19 @@ def test_the_one_script_path_and_the_parts_path_leave_the_same_state(clean_redis
         push_stocks(1001, [{"sku": f"S{i:03d}", "count": i} for i in range(250)], buffer=buffer)
         path = path_of(clean_redis, Quota(100, 10.0), one_script=one_script)
         seen = []
+        begun = begin(path, max_values=60)
         for _ in range(4):
-            begun = begin(path, max_values=60)
             seen.append((begun.status, len(begun.batch) if begun.batch else 0, begun.pending,
                          begun.ticket.grant.granted if begun.ticket else 0))
-            if begun.status == "batch":
-                assert begun.ticket is not None and begun.batch is not None
-                path.end(T, begun.ticket, begun.batch, len(begun.batch), None)
+            if begun.status != "batch":
+                break
+            assert begun.ticket is not None and begun.batch is not None
+            _, begun = path.end(T, begun.ticket, begun.batch, len(begun.batch), None,
+                                next_request(path, max_values=60))
+            assert begun is not None
         outcomes.append((seen, buffer.pending(1001), buffer.stats(1001).get("delivered"),
-                         path.parts.limiter.usage("update_stocks", T.quota_key)))
+                         path.parts.limiter.usage("update_stocks", T.quota_key),
+                         path.parts.limiter.leases_in_use(T.gate)))
     assert outcomes[0] == outcomes[1]
-    assert outcomes[0][0][:2] == [("batch", 60, 190, 60), ("batch", 40, 150, 40)]
-    assert outcomes[0][0][2][0] == "quota"
+    assert outcomes[0][0] == [("batch", 60, 190, 60), ("batch", 40, 150, 40), ("quota", 0, 0, 0)]
+    assert outcomes[0][1:] == (150, 100, (100, 100), 0)

@@ -32,7 +32,7 @@ from ymsync.engine.flush_parts import FlushOptions, FlushParts, Tally
 from ymsync.engine.group_move import GroupMove
 from ymsync.engine.isolation import Isolation
 from ymsync.engine.quota import QuotaLimiter
-from ymsync.engine.request_path import RequestPath
+from ymsync.engine.request_path import Begun, Next, RequestPath
 from ymsync.engine.schedule import Schedule
 from ymsync.engine.stamps import STALE_STAMP_MS, levels
 from ymsync.engine.targets import Target, target
@@ -115,41 +115,60 @@ class Flusher:
             if tally.add(resumed).wait is not None:
                 return result(tally.wait)
 
-        max_values = MAX_SKUS_PER_UPDATE
+        def next_request() -> Next:
+            return Next(t, p.call(t, MAX_SKUS_PER_UPDATE, p.cost(t, o.min_batch)), slot, MAX_SKUS_PER_UPDATE,
+                        MAX_BODY_BYTES - 1024, self.client_for(t).clock.stamp_cap_ms())
+
+        begun: Begun | None = None  # the next request, when the last one's settlement began it
         while time.monotonic() < deadline:
             if not slot and not keep_going():
                 return result(None)
             # Slot, pause/halt/backoff, quota, one of the target's parallel slots (shared with
             # reads of the same campaign or business) and the batch, in one call; a wait is
             # written back as the due time, never slept.
-            begun = self.path.begin(t, p.call(t, max_values, p.cost(t, o.min_batch)), slot, max_values,
-                                    MAX_BODY_BYTES - 1024, self.client_for(t).clock.stamp_cap_ms())
+            if begun is None:
+                begun = self.path.begin(next_request())
             if begun.status != "batch":
                 return result(begun.wait_s if begun.wait_s > 0 else None)
             ticket, batch = begun.ticket, begun.batch
             assert ticket is not None and batch is not None
-            ended = False
+            if not watched:
+                # If this worker dies holding a batch, the scheduler looks once its lease is out
+                # (and from then on at each next lease: dispatch.check_target).
+                p.schedule.watch(c, begun.now_ms + int(o.lease_s * 1000) + 100)
+                watched = True
+            enough = MAX_SKUS_PER_UPDATE if t.per_request else o.min_batch
+            if not fanned_out and ticket.grant.remaining >= p.cost(t, o.min_batch) and begun.pending >= enough:
+                # The quota has room for another request now: a sibling sends it in parallel.
+                p.schedule.activate(c, 0)
+                fanned_out = True
+            ended, begun = False, None
             try:
-                if not watched:
-                    # If this worker dies holding a batch, the scheduler looks once its lease is out
-                    # (and from then on at each next lease: dispatch.check_target).
-                    p.schedule.watch(c, begun.now_ms + int(o.lease_s * 1000) + 100)
-                    watched = True
-                enough = MAX_SKUS_PER_UPDATE if t.per_request else o.min_batch
-                if not fanned_out and ticket.grant.remaining >= p.cost(t, o.min_batch) and begun.pending >= enough:
-                    # The quota has room for another request now: a sibling sends it in parallel.
-                    p.schedule.activate(c, 0)
-                    fanned_out = True
-                outcome, ended = self._send(t, batch, ticket, keep_going)
+                # The settlement of a success begins the next request in the same call while the
+                # round has time left (one round trip per request under a backlog).
+                more = time.monotonic() < deadline and (bool(slot) or keep_going())
+                outcome, ended, begun = self._send(t, batch, ticket, keep_going, next_request if more else None)
             finally:
                 if not ended:
                     p.policy.release(ticket)
             if tally.add(outcome).wait is not None:
+                if begun is not None and begun.status == "batch":
+                    self._cancel(begun)
                 return result(tally.wait)
+        if begun is not None and begun.status == "batch":
+            self._cancel(begun)  # begun as the round ran out of time: not sent, given back
         return result(0.0)
 
-    def _send(self, t: Target, batch: Batch, slot: Ticket, keep_going: Callable[[], bool]) -> tuple[Tally, bool]:
-        """One request for the batch and its consequences; True when its lease is released too."""
+    def _cancel(self, begun: Begun) -> None:
+        """Give back a request that was begun and will not be sent: its values, quota and lease."""
+        assert begun.ticket is not None and begun.batch is not None
+        self.parts.buffer.settle(begun.batch, "returned")
+        self.parts.policy.cancel(begun.ticket)
+
+    def _send(self, t: Target, batch: Batch, slot: Ticket, keep_going: Callable[[], bool],
+              then: Callable[[], Next] | None) -> tuple[Tally, bool, Begun | None]:
+        """One request for the batch and its consequences; True when its lease is released too, and
+        the next request when ``then`` asked for it and the request succeeded."""
         p = self.parts
         sent = time.monotonic()
         units = p.cost(t, len(batch))
@@ -159,14 +178,16 @@ class Flusher:
         if isinstance(reply.error, MarketBadRequest):
             outcome = self.isolation.start(batch, reply.error, slot, keep_going)
             outcome.requests += 1
-            return outcome, False
+            return outcome, False, None
         if not reply.ok:
             dead, wait = failed(p, batch, [e.sku for e in batch.entries], reply, slot, sent)
-            return Tally(0, dead, 1, wait), False
-        # Values, failure streak, quota (with the reply's own count of it) and lease: one call.
-        delivered = self.path.end(t, slot, batch, min(units, slot.grant.granted),
-                                  market_count(slot.call, getattr(reply.value, "rate_limit", None)))
-        return Tally(delivered, 0, 1, None), True
+            return Tally(0, dead, 1, wait), False, None
+        # Values, failure streak, quota (with the reply's own count of it), lease, and the next
+        # request: one call.
+        delivered, begun = self.path.end(t, slot, batch, min(units, slot.grant.granted),
+                                         market_count(slot.call, getattr(reply.value, "rate_limit", None)),
+                                         then() if then is not None else None)
+        return Tally(delivered, 0, 1, None), True, begun
 
     def _levels(self, t: Target, entries: tuple[Entry, ...] | list[Entry], strict: bool = False,
                 cap_ms: int | None = None) -> list[tuple[str, int, int | None]]:

@@ -26,6 +26,7 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
           + _part("quota_settle", QUOTA_SETTLE) + _part("lease", LEASE_SCRIPT) + _part("take", TAKE)
           + _part("buffer_settle", BUFFER_SETTLE))
 
+# BEGIN:
 # KEYS: 1 tasks, 2 buf, 3 queue, 4 busy, 5 batches, 6 inflight:<batch>, 7 floor, 8 halt, 9 backoff,
 #       10 quota log, 11 its :used, 12 pause, 13 market view, 14 parallel gate
 # ARGV: 1 task slot ('' = none to hold), 2 slot ttl ms, 3 per_request (1/0), 4 batch_wait_ms,
@@ -37,57 +38,7 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
 # company; {'quota', ms} no quota now; {'lease'} every parallel slot is taken; {'none'} nothing
 # takeable (all in flight); {'batch', granted, remaining, window_used, pending after, server ms,
 # stamp floor, sku, value, sku, value...}.
-BEGIN = _PARTS + """
-if ARGV[1] ~= '' and renew({KEYS[1]}, {ARGV[1], ARGV[2]}) == 0 then return {'slot'} end
-local pending = redis.call('HLEN', KEYS[2])
-if pending == 0 then return {'empty'} end
--- A 420 pause, a halt (401/403) or a backoff holds every request of the target.
-local held = math.max(redis.call('PTTL', KEYS[12]), redis.call('PTTL', KEYS[8]), redis.call('PTTL', KEYS[9]))
-if held > 0 then return {'held', held} end
-local maxn, per_request = tonumber(ARGV[5]), ARGV[3] == '1'
-if per_request and pending < maxn then
-  local age, patience = oldest_age({KEYS[2], KEYS[3]}, {}), tonumber(ARGV[4])
-  if age < patience then return {'young', patience - age} end
-end
-local want = math.min(maxn, pending)
-if per_request then want = 1 end
-local granted, remaining, window_used = want, 1073741824, -1
-local entry = ARGV[14]
-if ARGV[10] == '1' then
-  local minimum = math.min(want, tonumber(ARGV[13]))
-  local g = acquire({KEYS[10], KEYS[11], KEYS[12], KEYS[13]},
-                    {ARGV[11], ARGV[12], tostring(want), tostring(minimum), entry, ARGV[15]})
-  if tonumber(g[1]) == 0 then return {'quota', g[2]} end
-  granted, remaining = tonumber(g[1]), tonumber(g[3])
-  if g[4] then window_used = tonumber(g[4]) end
-end
-local function give_back()
-  if ARGV[10] == '1' then
-    quota_settle({KEYS[10], KEYS[11], KEYS[13]}, {entry, tostring(granted), '0', ARGV[12], ARGV[15], '-1', '-1',
-                                                 '-1', ARGV[11], ARGV[16], '1', tostring(window_used)})
-  end
-end
-if ARGV[17] ~= '' and lease({KEYS[14]}, {ARGV[18], ARGV[19], ARGV[17]}) == 0 then
-  give_back()
-  return {'lease'}
-end
-local take_n = granted
-if per_request then take_n = maxn end
-local out = take({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]},
-                 {tostring(take_n), ARGV[6], ARGV[7], ARGV[8], ARGV[9]})
-if #out == 0 then
-  give_back()
-  if ARGV[17] ~= '' then redis.call('ZREM', KEYS[14], ARGV[17]) end
-  return {'none'}
-end
-local floor = table.remove(out)
-local t = redis.call('TIME')
-local res = {'batch', granted, remaining, window_used, pending - #out / 2,
-             tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), floor}
-for i = 1, #out do res[#res + 1] = out[i] end
-return res
-"""
-
+# END:
 # KEYS: 1 inflight:<batch>, 2 busy, 3 batches, 4 buf, 5 queue, 6 dead, 7 stats, 8 retired,
 #       9 quota log, 10 its :used, 11 market view, 12 parallel gate,
 #       13-15 delivered:<g>, <g-1>, <g-2> (appended by StockBuffer's generation retry)
@@ -97,26 +48,102 @@ return res
 # The buffer's settlement goes first: a generation the caller named wrong fails the whole call
 # before anything is written, and the caller retries it with the generation the error names.
 # Returns {values settled, the Market's Limit changed (1/0)}.
-END = _PARTS + """
-local skus = {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]}
-for i = 21, #ARGV do skus[#skus + 1] = ARGV[i] end
-local n = buffer_settle({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
-                         KEYS[13], KEYS[14], KEYS[15]}, skus)
-if type(n) == 'table' and n.err then return n end
--- The Market works again: the failure streak ends (flush_failure.py).
-if ARGV[4] == 'delivered' then redis.call('HDEL', KEYS[7], 'failstreak') end
-local changed = 0
-if ARGV[6] == '1' then
-  local q = {}
-  for i = 7, 18 do q[#q + 1] = ARGV[i] end
-  changed = quota_settle({KEYS[9], KEYS[10], KEYS[11]}, q)[2]
-end
-if ARGV[19] ~= '' then
-  if tonumber(ARGV[20]) > 0 then
-    renew({KEYS[12]}, {ARGV[19], ARGV[20]})
-  else
-    redis.call('ZREM', KEYS[12], ARGV[19])
+
+_MAINS = _PARTS + """
+local function begin_request(K, A)
+  if A[1] ~= '' and renew({K[1]}, {A[1], A[2]}) == 0 then return {'slot'} end
+  local pending = redis.call('HLEN', K[2])
+  if pending == 0 then return {'empty'} end
+  -- A 420 pause, a halt (401/403) or a backoff holds every request of the target.
+  local held = math.max(redis.call('PTTL', K[12]), redis.call('PTTL', K[8]), redis.call('PTTL', K[9]))
+  if held > 0 then return {'held', held} end
+  local maxn, per_request = tonumber(A[5]), A[3] == '1'
+  if per_request and pending < maxn then
+    local age, patience = oldest_age({K[2], K[3]}, {}), tonumber(A[4])
+    if age < patience then return {'young', patience - age} end
   end
+  local want = math.min(maxn, pending)
+  if per_request then want = 1 end
+  local granted, remaining, window_used = want, 1073741824, -1
+  local entry = A[14]
+  if A[10] == '1' then
+    local minimum = math.min(want, tonumber(A[13]))
+    local g = acquire({K[10], K[11], K[12], K[13]},
+                      {A[11], A[12], tostring(want), tostring(minimum), entry, A[15]})
+    if tonumber(g[1]) == 0 then return {'quota', g[2]} end
+    granted, remaining = tonumber(g[1]), tonumber(g[3])
+    if g[4] then window_used = tonumber(g[4]) end
+  end
+  local function give_back()
+    if A[10] == '1' then
+      quota_settle({K[10], K[11], K[13]}, {entry, tostring(granted), '0', A[12], A[15], '-1', '-1',
+                                                   '-1', A[11], A[16], '1', tostring(window_used)})
+    end
+  end
+  if A[17] ~= '' and lease({K[14]}, {A[18], A[19], A[17]}) == 0 then
+    give_back()
+    return {'lease'}
+  end
+  local take_n = granted
+  if per_request then take_n = maxn end
+  local out = take({K[2], K[3], K[4], K[5], K[6], K[7]},
+                   {tostring(take_n), A[6], A[7], A[8], A[9]})
+  if #out == 0 then
+    give_back()
+    if A[17] ~= '' then redis.call('ZREM', K[14], A[17]) end
+    return {'none'}
+  end
+  local floor = table.remove(out)
+  local t = redis.call('TIME')
+  local res = {'batch', granted, remaining, window_used, pending - #out / 2,
+               tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), floor}
+  for i = 1, #out do res[#res + 1] = out[i] end
+  return res
 end
-return {n, changed}
+
+local function end_request(K, A, first_sku)
+  local skus = {A[1], A[2], A[3], A[4], A[5]}
+  for i = first_sku, #A do skus[#skus + 1] = A[i] end
+  local n = buffer_settle({K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8],
+                           K[13], K[14], K[15]}, skus)
+  if type(n) == 'table' and n.err then return n end
+  -- The Market works again: the failure streak ends (flush_failure.py).
+  if A[4] == 'delivered' then redis.call('HDEL', K[7], 'failstreak') end
+  local changed = 0
+  if A[6] == '1' then
+    local q = {}
+    for i = 7, 18 do q[#q + 1] = A[i] end
+    changed = quota_settle({K[9], K[10], K[11]}, q)[2]
+  end
+  if A[19] ~= '' then
+    if tonumber(A[20]) > 0 then
+      renew({K[12]}, {A[19], A[20]})
+    else
+      redis.call('ZREM', K[12], A[19])
+    end
+  end
+  return {n, changed}
+end
+"""
+
+BEGIN = _MAINS + "return begin_request(KEYS, ARGV)\n"
+END = _MAINS + "return end_request(KEYS, ARGV, 21)\n"
+
+# END, then BEGIN of the next request, in one call: a request under a backlog costs one round trip.
+# KEYS: END's 1-12, BEGIN's 1-14 (as 13-26), END's generation hashes (27-29, appended last);
+# ARGV: END's 1-20, BEGIN's 1-19 (as 21-39), the SKUs to settle (40...).
+# Returns {values settled, Limit changed, BEGIN's reply...}.
+END_BEGIN = _MAINS + """
+local ek = {}
+for i = 1, 12 do ek[i] = KEYS[i] end
+ek[13], ek[14], ek[15] = KEYS[27], KEYS[28], KEYS[29]
+local done = end_request(ek, ARGV, 40)
+if done.err then return done end
+local bk, ba = {}, {}
+for i = 13, 26 do bk[#bk + 1] = KEYS[i] end
+for i = 21, 39 do ba[#ba + 1] = ARGV[i] end
+local nxt = begin_request(bk, ba)
+local out = {done[1], done[2]}
+for i = 1, #nxt do out[#out + 1] = nxt[i] end
+return out
 """

@@ -21,7 +21,7 @@ from ymsync.engine.buffer import Batch, Entry
 from ymsync.engine.call_policy import MIN_WAIT_S, Call, Ticket
 from ymsync.engine.flush_parts import FlushParts
 from ymsync.engine.quota import UNLIMITED, Grant, MarketCount
-from ymsync.engine.request_lua import BEGIN, END
+from ymsync.engine.request_lua import BEGIN, END, END_BEGIN
 from ymsync.engine.targets import Target
 from ymsync.store import keys
 from ymsync.store.cluster import is_cluster
@@ -45,11 +45,35 @@ class Begun:
 _WAITS = {"held", "young", "quota"}
 
 
+@dataclass(frozen=True)
+class Next:
+    """What :meth:`RequestPath.begin` needs to begin a request (and :meth:`RequestPath.end` to
+    begin the next one in the same call)."""
+
+    target: Target
+    call: Call
+    slot: str | None
+    max_values: int
+    max_bytes: int
+    cap_ms: int
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    keys: list[str]
+    args: list[object]
+    entry: str
+    lease_id: str
+    batch_id: str
+    quota_on: bool
+
+
 class RequestPath:
     def __init__(self, parts: FlushParts) -> None:
         self.parts = parts
         self._begin = parts.redis.register_script(BEGIN)
         self._end = parts.redis.register_script(END)
+        self._end_begin = parts.redis.register_script(END_BEGIN)
 
     def _one_script(self, t: Target) -> bool:
         """Whether one script may touch every key of the request: always on one Redis; on a
@@ -61,28 +85,34 @@ class RequestPath:
 
     # --- begin ---------------------------------------------------------------------------------
 
-    def begin(self, t: Target, call: Call, slot: str | None, max_values: int, max_bytes: int,
-              cap_ms: int) -> Begun:
+    def begin(self, n: Next) -> Begun:
         """Everything one request needs, or why it cannot go now (see :class:`Begun`)."""
-        p, o = self.parts, self.parts.options
+        if not self._one_script(n.target):
+            return self._begin_by_parts(n)
+        prepared = self._prepare(n)
+        return self._begun(n, prepared, self._begin(keys=prepared.keys, args=prepared.args))
+
+    def _prepare(self, n: Next) -> _Prepared:
+        p, o, t, call = self.parts, self.parts.options, n.target, n.call
         quota = p.limiter.quotas.get(call.method)
-        entry = uuid.uuid4().hex[:16]
+        entry, batch_id = uuid.uuid4().hex[:16], uuid.uuid4().hex[:12]
         lease_id = uuid.uuid4().hex[:16] if call.gate is not None else ""
-        batch_id = uuid.uuid4().hex[:12]
-        if not self._one_script(t):
-            return self._begin_by_parts(t, call, slot, max_values, max_bytes, cap_ms)
         k = keys.target_keys(t.name)
         qkey = keys.quota(call.method, call.quota_key)
-        period = p.limiter.period_ms(quota) if quota is not None else 0
-        raw = self._begin(
-            keys=[k["tasks"], k["buf"], k["queue"], k["busy"], k["batches"], keys.inflight(t.name, batch_id),
-                  k["floor"], k["halt"], k["backoff"], qkey, qkey + ":used", keys.pause(call.method, call.quota_key),
-                  keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name)],
-            args=[slot or "", p.schedule.task_ttl_ms, 1 if t.per_request else 0, int(o.batch_wait_s * 1000),
-                  max_values, max_bytes, int(o.lease_s * 1000), batch_id, cap_ms,
-                  1 if quota is not None else 0, quota.amount if quota else 0, period,
-                  p.cost(t, o.min_batch), entry, p.limiter.lease_ttl_ms, p.limiter.view_ttl_ms(quota),
-                  lease_id, p.limiter.max_parallel, p.limiter.lease_ttl_ms])
+        return _Prepared(
+            [k["tasks"], k["buf"], k["queue"], k["busy"], k["batches"], keys.inflight(t.name, batch_id), k["floor"],
+             k["halt"], k["backoff"], qkey, qkey + ":used", keys.pause(call.method, call.quota_key),
+             keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name)],
+            [n.slot or "", p.schedule.task_ttl_ms, 1 if t.per_request else 0, int(o.batch_wait_s * 1000),
+             n.max_values, n.max_bytes, int(o.lease_s * 1000), batch_id, n.cap_ms,
+             1 if quota is not None else 0, quota.amount if quota else 0,
+             p.limiter.period_ms(quota) if quota is not None else 0, p.cost(t, o.min_batch), entry,
+             p.limiter.lease_ttl_ms, p.limiter.view_ttl_ms(quota), lease_id, p.limiter.max_parallel,
+             p.limiter.lease_ttl_ms],
+            entry, lease_id, batch_id, quota is not None)
+
+    @staticmethod
+    def _begun(n: Next, prepared: _Prepared, raw: list) -> Begun:
         status = raw[0].decode()
         if status != "batch":
             wait = int(raw[1]) / 1000 if status in _WAITS else MIN_WAIT_S if status == "lease" else 0.0
@@ -92,26 +122,27 @@ class RequestPath:
         for i in range(7, len(raw), 2):
             count, stamp, first = raw[i + 1].split(b"|")
             entries.append(Entry(raw[i].decode(), int(count), int(stamp), int(first)))
-        grant = Grant(call.method, call.quota_key, granted, 0.0, entry if quota is not None else "",
-                      remaining if quota is not None else UNLIMITED, window_used)
-        return Begun("batch", ticket=Ticket(call, grant, lease_id or None),
-                     batch=Batch(t.name, batch_id, tuple(entries), floor if cap_ms else None),
+        call = n.call
+        grant = Grant(call.method, call.quota_key, granted, 0.0, prepared.entry if prepared.quota_on else "",
+                      remaining if prepared.quota_on else UNLIMITED, window_used)
+        return Begun("batch", ticket=Ticket(call, grant, prepared.lease_id or None),
+                     batch=Batch(n.target.name, prepared.batch_id, tuple(entries), floor if n.cap_ms else None),
                      pending=pending, now_ms=now_ms)
 
-    def _begin_by_parts(self, t: Target, call: Call, slot: str | None, max_values: int, max_bytes: int,
-                        cap_ms: int) -> Begun:
+    def _begin_by_parts(self, n: Next) -> Begun:
         """:meth:`begin` as the parts' own calls (keys in several Cluster slots)."""
-        p, o, c = self.parts, self.parts.options, t.name
-        if slot and not p.schedule.hold(c, slot):
+        p, o, t, c = self.parts, self.parts.options, n.target, n.target.name
+        if n.slot and not p.schedule.hold(c, n.slot):
             return Begun("slot")
         pending = p.buffer.pending(c)
         if pending == 0:
             return Begun("empty")
-        if t.per_request and pending < max_values:
+        if t.per_request and pending < n.max_values:
             waited = p.buffer.oldest_pending_age_s(c)
             if waited < o.batch_wait_s:
                 return Begun("young", o.batch_wait_s - waited)
-        want = p.cost(t, min(max_values, pending))
+        want = p.cost(t, min(n.max_values, pending))
+        call = n.call
         ticket = p.policy.admit(Call(call.method, call.quota_key, call.gate, call.clock, want=want,
                                      minimum=p.cost(t, min(want, o.min_batch))))
         if not isinstance(ticket, Ticket):
@@ -122,7 +153,8 @@ class RequestPath:
         if held > 0:
             p.policy.cancel(ticket)
             return Begun("held", held)
-        batch = p.buffer.take(c, max_values if t.per_request else ticket.grant.granted, max_bytes, o.lease_s, cap_ms)
+        batch = p.buffer.take(c, n.max_values if t.per_request else ticket.grant.granted, n.max_bytes, o.lease_s,
+                              n.cap_ms)
         if batch is None:
             p.policy.cancel(ticket)
             return Begun("none")
@@ -132,28 +164,38 @@ class RequestPath:
 
     # --- end -----------------------------------------------------------------------------------
 
-    def end(self, t: Target, ticket: Ticket, batch: Batch, spent: int, market: MarketCount | None) -> int:
+    def end(self, t: Target, ticket: Ticket, batch: Batch, spent: int, market: MarketCount | None,
+            then: Next | None = None) -> tuple[int, Begun | None]:
         """Settle a delivered batch: its values, the failure streak, the quota (``spent`` units,
-        with the reply's count of it) and the lease. How many values were settled."""
+        with the reply's count of it) and the lease; and begin the ``then`` request in the same
+        call. (values settled, the next request's :class:`Begun` or None if not asked)."""
         p = self.parts
-        if not self._one_script(t):
+        if not self._one_script(t) or (then is not None and not self._one_script(then.target)):
             n = p.buffer.settle(batch, "delivered")
             p.redis.hdel(keys.target_keys(batch.target)["stats"], "failstreak")
             p.limiter.settle(ticket.grant, spent, market)
             p.policy.release(ticket)
-            return n
+            return n, (self.begin(then) if then is not None else None)
         k = keys.target_keys(batch.target)
         call, grant = ticket.call, ticket.grant
         settle = p.limiter.settle_args(grant, spent, market)
         qkey = keys.quota(call.method, call.quota_key)
-        n, changed = p.buffer.call_in_generation(
-            self._end, batch.target,
-            [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"], k["buf"], k["queue"], k["dead"],
-             k["stats"], k["retired"], qkey, qkey + ":used", keys.quota_market(call.method, call.quota_key),
-             keys.lease(call.gate or t.name)],
-            (keys.delivered,),
-            [batch.batch_id, "delivered", "", 1 if settle is not None else 0, *(settle or [0] * 12),
-             ticket.lease_id or "", int(ticket.keep_s * 1000), *(e.sku for e in batch.entries)])
+        end_keys = [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"], k["buf"], k["queue"],
+                    k["dead"], k["stats"], k["retired"], qkey, qkey + ":used",
+                    keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name)]
+        end_args = [batch.batch_id, "delivered", "", 1 if settle is not None else 0, *(settle or [0] * 12),
+                    ticket.lease_id or "", int(ticket.keep_s * 1000)]
+        skus = [e.sku for e in batch.entries]
+        if then is None:
+            n, changed = p.buffer.call_in_generation(self._end, batch.target, end_keys, (keys.delivered,),
+                                                     [*end_args, *skus])
+            begun = None
+        else:
+            prepared = self._prepare(then)
+            raw = p.buffer.call_in_generation(self._end_begin, batch.target, [*end_keys, *prepared.keys],
+                                              (keys.delivered,), [*end_args, *prepared.args, *skus])
+            n, changed = raw[0], raw[1]
+            begun = self._begun(then, prepared, raw[2:])
         if changed:
             p.limiter.warn_limit_changed(grant, market)
-        return int(n)
+        return int(n), begun
