@@ -49,7 +49,8 @@ def test_a_quota_of_no_target_keeps_a_tag_no_target_can_have() -> None:
 
 
 def test_the_quota_pattern_finds_every_log_and_parse_keeps_only_logs(clean_redis) -> None:
-    logs = {keys.quota("update_stocks", "1001"), keys.quota("update_stocks_v3", "b7"), keys.quota("report_generate", "all")}
+    logs = {keys.quota("update_stocks", "1001"), keys.quota("update_stocks_v3", "b7"),
+            keys.quota("report_generate", "all")}
     others = [*keys.target_keys("c1001").values(), keys.inflight("c1001", "x}:quota:y"), keys.hwm("c1001", 3),
               keys.pause("update_stocks", "1001"), keys.quota_market("update_stocks", "1001"), keys.lease("c1001"),
               keys.DUE, keys.report_job("j1"), keys.warehouses(7),
@@ -71,7 +72,8 @@ def test_names_before_issue_18_map_to_their_successors() -> None:
     assert keys.legacy_tagged("ymsync:{q:b7}:pause:update_stocks_v3") == ("pause", "ymsync:{b7}:pause:update_stocks_v3")
     assert keys.legacy_tagged("ymsync:{q:b7}:market:get_stocks_v3") == ("market", "ymsync:{b7}:market:get_stocks_v3")
     assert keys.legacy_tagged("ymsync:{g:c1001}:lease") == ("lease", "ymsync:{c1001}:lease")
-    assert keys.legacy_tagged("ymsync:{q:all}:quota:report_generate") == ("quota", "ymsync:{q:all}:quota:report_generate")
+    assert keys.legacy_tagged("ymsync:{q:all}:quota:report_generate") == \
+        ("quota", "ymsync:{q:all}:quota:report_generate")
     for other in ("ymsync:{c1001}:quota:update_stocks", "ymsync:{q:1}:market:m:used", "ymsync:{q:1}:buf",
                   "ymsync:{g:c1}:tasks", "ymsync:quota:update_stocks:1001"):
         assert keys.legacy_tagged(other) is None, other
