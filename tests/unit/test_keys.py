@@ -86,3 +86,16 @@ def test_the_schedulers_global_keys_share_their_own_tag() -> None:
 
 def test_a_report_jobs_keys_share_its_tag() -> None:
     assert tag(keys.report_job("j1")) == tag(keys.report_events("j1")) == "j1"
+
+
+def test_a_campaign_or_business_request_is_one_slot() -> None:
+    """What request_path.py's one-script path asks of the names: the quota's and the gate's keys in
+    the target's slot. A warehouse group sends through a campaign's quota and gate: another slot."""
+    from ymsync.engine.targets import target
+
+    for name in ("c1001", "b7"):
+        t = target(name)
+        tag = keys.hash_tag(keys.target_prefix(t.name))
+        assert keys.hash_tag(keys.quota(t.method, t.quota_key)) == keys.hash_tag(keys.lease(t.gate)) == tag == name
+        assert keys.hash_tag(keys.pause(t.method, t.quota_key)) == tag
+        assert keys.hash_tag(keys.quota_market(t.method, t.quota_key)) == tag
