@@ -8,6 +8,7 @@ about 15 s (the cluster's node timeout is 1 s, so a failover takes ~2 s).
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
@@ -205,3 +206,32 @@ def _diagnose(market: MarketSandbox, buf: StockBuffer, campaign: int, acked: dic
     return (f"{len(missing)} of {len(acked)} missing, e.g. {list(missing.items())[:3]}; pending={buf.pending(campaign)} "
             f"in_flight={buf.in_flight(campaign)} stats={buf.stats(campaign)} "
             f"due={buf.redis.zrange(keys.DUE, 0, -1, withscores=True)}\n" + "\n".join(log[-40:]))
+
+
+def test_migrate_moves_quota_state_to_its_targets_slot(cluster: RedisCluster) -> None:
+    """`ymsync migrate` moves a quota log, pause, Market count and gate written with one tag per
+    quota (before issue 18) to the target's tag on another master: no command spans two slots."""
+    from ymsync.config.settings import Quota
+    from ymsync.engine.migrate import migrate
+    from ymsync.engine.quota import QuotaLimiter
+
+    settings = load_settings(cluster_env(cluster, "redis://127.0.0.1:9/0"))
+    client = state_client(settings)
+    m = "update_stocks"
+    c = next(c for c in range(1001, 1100)
+             if cluster.master_of(f"ymsync:{{q:{c}}}:quota:{m}") != cluster.master_of(keys.quota(m, str(c))))
+    now = int(time.time() * 1000)
+    client.zadd(f"ymsync:{{q:{c}}}:quota:{m}", {"s:e1:60": now - 1000})
+    client.set(f"ymsync:{{q:{c}}}:quota:{m}:used", 60)
+    client.pexpire(f"ymsync:{{q:{c}}}:quota:{m}", 240_000)
+    client.hset(f"ymsync:{{q:{c}}}:market:{m}", mapping={"limit": 70})
+    client.set(f"ymsync:{{q:{c}}}:pause:get_stocks", "1", px=30_000)
+    client.zadd(f"ymsync:{{g:c{c}}}:lease", {"l1": now + 60_000})
+    result = migrate(client, StockBuffer.from_settings(client, settings))
+    assert result.tagged == {"quota": 1, "market": 1, "pause": 1, "lease": 1}
+    lim = QuotaLimiter(client, {m: Quota(100, 60), "get_stocks": Quota(100, 60)}, max_parallel=1)
+    assert lim.usage(m, str(c)) == (60, 100) and 230_000 < client.pttl(keys.quota(m, str(c))) <= 240_000
+    assert lim.acquire(m, str(c), 100).granted == 10  # the Market's 70, less the 60 used
+    assert lim.paused_for("get_stocks", str(c)) > 25 and lim.lease(f"c{c}") is None
+    assert not client.exists(f"ymsync:{{q:{c}}}:quota:{m}") and not client.exists(f"ymsync:{{g:c{c}}}:lease")
+    assert migrate(client, StockBuffer.from_settings(client, settings)).tagged == {}

@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("ymsync.cli.metrics",
                 "Serve ymsync's metrics on http://HOST:PORT/metrics until Ctrl-C or SIGTERM."),
     "migrate": ("ymsync.cli.migrate",
-                "Upgrade Redis state written by ymsync 0.1 (stop every stocks worker first)."),
+                "Upgrade Redis state written by an older ymsync (stop every worker first)."),
     "push": ("ymsync.cli.push",
              "Queue stock updates from a CSV (sku,count[,updatedAt][,warehouse]) or JSON Lines file."),
     "reconcile": ("ymsync.cli.reads",

@@ -1,7 +1,8 @@
 """Redis Cluster for ymsync's state: a client that rides out a failover, and replica acknowledgement.
 
-Every script and pipeline ymsync runs touches one hash tag (``{c1001}``, ``{b7}``, ``{q:...}``,
-``{g:...}``, ``{sched}``, a report job's ``{id}``), so each runs on one node. What a cluster adds:
+Every script and pipeline ymsync runs touches one hash tag (a target's ``{c1001}``, ``{b7}``, which
+also holds its quotas and parallel gate; a quota of no target's ``{q:...}``; ``{sched}``; a report
+job's ``{id}``), so each runs on one node. What a cluster adds:
 
 * A failover. For the seconds between a master's death and its replica's promotion, its slots
   answer CLUSTERDOWN, TRYAGAIN, MOVED or nothing. :class:`FailoverCluster` retries every command

@@ -1,9 +1,11 @@
 """Every Redis key ymsync uses, built in one place. All share the ``ymsync:`` prefix.
 
 Keys are grouped by hash tag (the part in braces) so that every script touches one Redis Cluster
-slot: a stock target's keys share ``{<target>}``, a quota key's share ``{q:<key>}``, the
-scheduler's global keys share ``{sched}``. No script mixes two groups; a producer's write to a
-target and its due-time write to the scheduler are two calls.
+slot: a stock target's keys share ``{<target>}``, and so do the quota, pause, Market view and
+parallel gate of that target's identity (issue 18: everything one request touches is in one slot,
+so one script can later do a request's whole work); quotas of no target (a token's report quota,
+``all``) share ``{q:<key>}``; the scheduler's global keys share ``{sched}``. A producer's write to
+a target and its due-time write to the scheduler are two calls.
 
 A stock target is where one request goes and what one quota counts: ``c1001`` is campaign 1001
 (values keyed by SKU), ``b7`` is business 7 (values keyed by warehouse and SKU, see targets.py).
@@ -27,17 +29,32 @@ Per target ``{t}``:
   ymsync:{t}:halt        string (TTL)                             401/403: no traffic until it expires
   ymsync:{t}:backoff     string (TTL)                             failures: wait before the next try
   ymsync:{t}:floor       string (TTL 25 h)                        the highest stamp cap a batch took (stamps.py)
+  ymsync:{t}:quota:<method>  zset (TTL) "o|s|u:<entry>:<units>" -> stamp ms   the quota log of the
+                                                                  identity's ``method`` (quota_lua.py)
+  ymsync:{t}:quota:<method>:used  string (TTL)                    the sum of that log's units
+  ymsync:{t}:pause:<method>  string (TTL)                         a 420 told everyone to wait
+  ymsync:{t}:market:<method> hash (TTL a day past the last reply) the Market's own count of that quota,
+                                                                  from its X-RateLimit-* headers
+  ymsync:{t}:lease       zset  lease -> expiry ms                 the parallel gate (max_parallel requests
+                                                                  in flight), across every method
 Generations: a per-SKU record lives in the hash of the generation it was last written in; a
 generation's hash expires three generations after it began, so a record idle past the horizon
 goes without any sweep (see buffer.py).
 
-Per quota key ``{q:k}``: ymsync:{q:k}:quota:<method> (zset log) and :used (its sum),
-ymsync:{q:k}:pause:<method> (string, TTL: a 420 told everyone to wait),
-ymsync:{q:k}:market:<method> (hash, TTL: the Market's own count from its X-RateLimit-* headers).
-Per parallel gate ``{g:<identity>}``: ymsync:{g:<identity>}:lease (zset lease -> expiry ms). The Market caps
-requests in flight per campaign on campaign paths and per business on business paths, across every
-method, so the gate is named by that identity alone (``c1001``, ``b7``), never by the method: a v3
-push, a v3 read, the warehouse directory and a v3 report generate of business 7 all lease ``{g:b7}``.
+Quota keys and their tags (``quota_tag``): the QuotaLimiter names a quota by a key. A campaign's
+is its bare id (``1001``, kept from 0.1 and shared by its stock reads), tagged as the campaign
+target ``{c1001}``; an identity (``b7``, ``g1001``, ``c1001``) is tagged as itself (so ``c1001``
+and ``1001`` are one quota: both name campaign 1001's); any other key (a token's report quotas:
+``all``, ``cabinet:<name>``) keeps ``{q:<key>}``, which no target's tag can equal:
+ymsync:{q:k}:quota:<method> (+ ``:used``), ymsync:{q:k}:pause:<method>, ymsync:{q:k}:market:<method>,
+as above. ``parse_quota``
+gives back the key the limiter uses (``1001`` for ``{c1001}``), for metrics.
+The parallel gate is named by the identity alone (``c1001``, ``b7``), never by the method: the
+Market caps requests in flight per campaign on campaign paths and per business on business paths,
+across every method, so a v3 push, a v3 read, the warehouse directory and a v3 report generate of
+business 7 all lease ``ymsync:{b7}:lease``. A gate that is no identity (tests) keeps ``{g:<gate>}``.
+Until issue 18 every quota key had its own ``{q:<key>}`` and every gate ``{g:<identity>}``;
+``ymsync migrate`` moves such state (``legacy_tagged``).
 
 Scheduler ``{sched}``:
   ymsync:{sched}:due      zset  target -> due ms        targets whose flush should be sent then
@@ -49,6 +66,8 @@ Scheduler ``{sched}``:
 """
 
 from __future__ import annotations
+
+import re
 
 PREFIX = "ymsync:"
 _SCHED = PREFIX + "{sched}:"
@@ -128,37 +147,90 @@ def inflight(target: str, batch: str) -> str:
     return f"{target_prefix(target)}inflight:{batch}"
 
 
+_ID = "(?:0|[1-9][0-9]*)"  # an id as str(int) writes it: "01001" is not campaign 1001
+_CAMPAIGN_ID = re.compile(_ID)
+_IDENTITY = re.compile(f"[cbg]{_ID}")  # campaign, business, warehouse group (targets.py)
+_OTHER = "q:"  # the tag prefix of a quota that is no target's: no target name contains ':'
+_QUOTA_LOG = re.compile(re.escape(PREFIX) + r"\{([^{}]+)\}:quota:([^:{}]+)")
+
+
+def quota_tag(key: str) -> str:
+    """The hash tag of quota ``key``'s keys: ``c1001`` for ``1001`` or ``c1001``, ``b7`` for
+    ``b7``, ``q:all`` for ``all`` (see above)."""
+    if _CAMPAIGN_ID.fullmatch(key):
+        return campaign_target(int(key))
+    if _IDENTITY.fullmatch(key):
+        return key
+    return _OTHER + key
+
+
+def _quota_prefix(key: str) -> str:
+    return f"{PREFIX}{{{quota_tag(key)}}}:"
+
+
 def quota(method: str, key: str) -> str:
-    return f"{PREFIX}{{q:{key}}}:quota:{method}"
+    """Zset: the quota log of ``method`` at ``key`` (its sum is this name + ``:used``)."""
+    return f"{_quota_prefix(key)}quota:{method}"
 
 
 def quota_market(method: str, key: str) -> str:
     """Hash: the Market's own count of a quota (its headers' Limit, Remaining, Until, and the
     foreign use they reveal), shared by every worker; TTL a day past its last reply."""
-    return f"{PREFIX}{{q:{key}}}:market:{method}"
+    return f"{_quota_prefix(key)}market:{method}"
 
 
 def quota_pattern() -> str:
-    """SCAN pattern matching every quota log (and its ``:used`` sum)."""
-    return PREFIX + "{q:*}:quota:*"
+    """SCAN pattern matching every quota log (and its ``:used`` sum, and possibly other names:
+    filter with :func:`parse_quota`)."""
+    return PREFIX + "{*}:quota:*"
 
 
 def parse_quota(name: str) -> tuple[str, str] | None:
-    """(method, key) of a quota log key, None for anything else (its ``:used`` sum included)."""
-    head = PREFIX + "{q:"
-    if not name.startswith(head) or name.endswith(":used"):
+    """(method, key) of a quota log key, with the key the limiter was given (``1001`` for a
+    campaign's log under ``{c1001}``); None for anything else (its ``:used`` sum included)."""
+    found = _QUOTA_LOG.fullmatch(name)
+    if found is None:
         return None
-    key, sep, rest = name[len(head):].partition("}:quota:")
-    return (rest, key) if sep and rest else None
+    tag, method = found.groups()
+    key = tag[len(_OTHER):] if tag.startswith(_OTHER) else tag[1:] if tag[:1] == "c" else tag
+    # Only a name quota() builds: a log left in the layout before issue 18 (``{q:1001}``) must not
+    # show beside its successor as a second sample of the same quota.
+    return (method, key) if key and quota(method, key) == name else None
 
 
 def pause(method: str, key: str) -> str:
-    return f"{PREFIX}{{q:{key}}}:pause:{method}"
+    """String (TTL): a 420 told every worker to wait before the next ``method`` call on ``key``."""
+    return f"{_quota_prefix(key)}pause:{method}"
 
 
 def lease(identity: str) -> str:
-    """The parallel gate of a campaign (``campaign_target``) or a business (``business_target``)."""
-    return f"{PREFIX}{{g:{identity}}}:lease"
+    """The parallel gate of a campaign (``campaign_target``) or a business (``business_target``),
+    under its target's tag; a gate that is no identity keeps a tag of its own (``{g:<gate>}``)."""
+    tag = identity if _IDENTITY.fullmatch(identity) else f"g:{identity}"
+    return f"{PREFIX}{{{tag}}}:lease"
+
+
+# Names before issue 18 (one tag per quota key and per gate), read only by ``ymsync migrate``.
+LEGACY_PATTERNS = (PREFIX + "{q:*}:*", PREFIX + "{g:*}:lease")
+_LEGACY = re.compile(re.escape(PREFIX) + r"(?:\{q:([^{}]+)\}:(quota|pause|market):([^:{}]+)(:used)?"
+                     r"|\{g:([^{}]+)\}:lease)")
+
+
+def legacy_tagged(name: str) -> tuple[str, str] | None:
+    """(kind, current name) of a key in the layout before issue 18, ``kind`` one of ``quota``,
+    ``used``, ``pause``, ``market``, ``lease``; None for any other name. The current name may be
+    the same (a quota of no target: ``{q:all}``)."""
+    found = _LEGACY.fullmatch(name)
+    if found is None:
+        return None
+    key, kind, method, used, gate = found.groups()
+    if gate is not None:
+        return "lease", lease(gate)
+    if kind == "quota":
+        return ("used", quota(method, key) + ":used") if used else ("quota", quota(method, key))
+    if used:
+        return None
+    return kind, pause(method, key) if kind == "pause" else quota_market(method, key)
 
 
 # === Report jobs (issue 11 item 6, issue 12 item 5; owned by the reports side) ====================
