@@ -25,6 +25,7 @@ from ymsync.errors import Unavailable
 
 from ymsync.engine.producer import (Checked, InvalidInput, ItemError, call_error, check_business_updates,
                                     check_campaign, check_listed, check_updates, queue_updates, stamp_items)
+from ymsync.engine.dispatch import round_ended
 from ymsync.engine.group_target import campaign_stock_target, describe_group
 from ymsync.engine.targets import business_target
 from ymsync.store.keys import describe_target
@@ -107,21 +108,12 @@ def flush(target: str, slot: str = "", due_ms: int = 0) -> None:
         _record_lateness(schedule, due_ms, now_ms)
     try:
         runtime.refresh_groups(target)  # a campaign the Market reports in a group hands over to it
-        result = runtime.flusher().flush(target, slot=slot)  # each request renews the slot
+        result = runtime.flusher().flush(target, slot=slot, now_ms=now_ms)  # each request renews the slot
     except Exception:
         schedule.release(target, slot)
         schedule.defer(target, 1.0)  # the round failed (Redis, a bug): try again, not never
         raise
-    # Release first, then decide: a producer that wrote meanwhile either saw a free slot (its
-    # due entry gets a task) or wrote before the check below (which then sees its work).
-    schedule.release(target, slot)
-    if result.next_in is None:
-        if buffer.takeable(target):
-            schedule.activate(target, 0)
-    elif result.next_in <= 0:
-        schedule.activate(target, 0)
-    else:
-        schedule.defer(target, result.next_in)
+    round_ended(schedule, buffer, target, slot, result.next_in)
 
 
 def _record_lateness(schedule, due_ms: int, now_ms: int) -> None:

@@ -283,20 +283,25 @@ class StockBuffer:
 
     def reclaim_expired(self, target_id: int | str) -> int:
         """Return batches whose lease ran out (their worker died) to the buffer, in one script."""
+        k = keys.target_keys(self.target(target_id))
+        # Earliest deadlines first; the script returns those whose lease has run out by its clock.
+        return self.reclaim(target_id, [b.decode() for b in self.redis.zrange(k["batches"], 0, 999)])
+
+    def reclaim(self, target_id: int | str, batches: Sequence[str]) -> int:
+        """Return those of ``batches`` whose lease ran out (by the server's clock) to the buffer."""
         target = self.target(target_id)
         k = keys.target_keys(target)
-        # Earliest deadlines first; the script returns those whose lease has run out by its clock.
-        batches = [b.decode() for b in self.redis.zrange(k["batches"], 0, 999)]
         if not batches:
             return 0
         _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"], k["retired"],
                                                  *(keys.inflight(target, b) for b in batches)], args=batches)
         return int(returned)
 
-    def takeable(self, target_id: int | str) -> bool:
-        """True if some pending SKU can be taken now (its older value is not still in flight)."""
+    def takeable(self, target_id: int | str, *, client: Any = None) -> bool:
+        """True if some pending SKU can be taken now (its older value is not still in flight).
+        ``client``: a pipeline to queue the check on (its result comes with the pipeline's)."""
         k = keys.target_keys(self.target(target_id))
-        return bool(self._takeable(keys=[k["buf"], k["busy"]]))
+        return bool(self._takeable(keys=[k["buf"], k["busy"]], client=client))
 
     def lease_deadline_ms(self, target_id: int | str) -> int | None:
         """The earliest lease deadline of the campaign's open batches (server ms), None if none."""

@@ -24,6 +24,8 @@ import redis
 
 from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.schedule import Due, Schedule
+from ymsync.store import keys
+from ymsync.store.cluster import node_client
 
 log = logging.getLogger("ymsync.scheduler")
 LOCK_TTL_S = 5.0
@@ -114,3 +116,24 @@ def check_target(schedule: Schedule, buffer: StockBuffer, entry: Due) -> None:
     later = [t for t in (buffer.lease_deadline_ms(campaign), live_until) if t is not None]
     if later:
         schedule.watch(entry.target, min(later) + 100)
+
+
+def round_ended(schedule: Schedule, buffer: StockBuffer, target: str, slot: str, next_in: float | None) -> None:
+    """A flush round of ``target`` ended, wanting to run again after ``next_in`` s (None: when
+    there is work). Its slot is released first, then the decision: a producer that wrote
+    meanwhile either saw a free slot (its due entry gets a task) or wrote before the check below
+    (which then sees its work). Release and check go in one round trip (one slot, in order)."""
+    if next_in is None:
+        # The node's own plain pipeline: it loads its scripts first (a cluster pipeline would not).
+        pipe = node_client(schedule.redis, keys.target_keys(target)["tasks"]).pipeline(transaction=False)
+        schedule.release(target, slot, client=pipe)
+        buffer.takeable(target, client=pipe)
+        _, takeable = pipe.execute()
+        if takeable:
+            schedule.activate(target, 0)
+        return
+    schedule.release(target, slot)
+    if next_in <= 0:
+        schedule.activate(target, 0)
+    else:
+        schedule.defer(target, next_in)

@@ -85,22 +85,23 @@ class Flusher:
         return self.parts.redis
 
     def flush(self, target_name: str | int, keep_going: Callable[[], bool] | None = None,
-              slot: str | None = None) -> FlushResult:
+              slot: str | None = None, now_ms: int | None = None) -> FlushResult:
         """One bounded round for a target (a name like ``c1001``/``b7``, or a campaign id).
         ``slot``: the flush task's slot (schedule.py), renewed by each request's first Redis call;
-        ``keep_going`` is asked before each request instead when there is no slot (tools, tests)."""
+        ``keep_going`` is asked before each request instead when there is no slot (tools, tests).
+        ``now_ms``: the server's clock when the slot was last renewed (RequestPath.start_round)."""
         p, o = self.parts, self.options
         if keep_going is None:
             keep_going = (lambda: p.schedule.hold(t.name, slot)) if slot else (lambda: True)
         t = p.bound(target(target_name))  # a warehouse group: through which of its campaigns
         c = t.name
-        p.buffer.reclaim_expired(c)
+        start = self.path.start_round(t, now_ms)
+        p.buffer.reclaim(c, start.expired)  # a dead worker's batch comes back first
         gate = self.groups.gate(t)  # a campaign now in a group moves its values; a group waits for them
         if gate.stop:
             return FlushResult(next_in=gate.next_in)
-        held = p.held_off(t)
-        if held > 0:
-            return FlushResult(next_in=held)
+        if start.held_s > 0:
+            return FlushResult(next_in=start.held_s)
         tally, fanned_out, watched = Tally(), False, False
         deadline = time.monotonic() + o.budget_s
 
@@ -108,8 +109,10 @@ class Flusher:
             return FlushResult(tally.delivered, tally.dead, tally.requests, next_in, fanned_out)
 
         # Isolation a quota wait parked goes first: its batch is leased and holds its SKUs back.
-        while time.monotonic() < deadline and keep_going():
-            resumed = self.isolation.resume(t, keep_going)
+        parked: list[bytes] | None = start.parked
+        while parked != [] and time.monotonic() < deadline and keep_going():
+            resumed = self.isolation.resume(t, keep_going, parked)
+            parked = None  # read again after each piece: a sibling may have parked or claimed some
             if resumed is None:
                 break
             if tally.add(resumed).wait is not None:

@@ -26,7 +26,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from ymsync.engine.buffer import Batch, Entry
 from ymsync.engine.call_policy import MIN_WAIT_S, Ticket
@@ -102,11 +102,12 @@ class Isolation:
             return tally
         return tally.add(self._run(Work(batch, split.groups), slot, keep_going))
 
-    def resume(self, t: Target, keep_going: Callable[[], bool]) -> Tally | None:
-        """Go on with one piece of parked work of the target; None when there is none."""
+    def resume(self, t: Target, keep_going: Callable[[], bool], fields: Sequence[bytes] | None = None) -> Tally | None:
+        """Go on with one piece of parked work of the target; None when there is none.
+        ``fields``: the parked work's ids if the caller has just read them."""
         p = self.parts
         parked = keys.isolating(t.name)
-        for field in p.redis.hkeys(parked):
+        for field in p.redis.hkeys(parked) if fields is None else fields:
             pipe = p.redis.pipeline(transaction=True)
             pipe.hget(parked, field)
             pipe.hdel(parked, field)

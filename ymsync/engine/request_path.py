@@ -46,6 +46,16 @@ _WAITS = {"held", "young", "quota"}
 
 
 @dataclass(frozen=True)
+class RoundStart:
+    """What a flush round looks at first, read in one pipeline: how long the target is held off
+    (pause, halt, backoff), its batches whose lease may have run out, its parked isolation work."""
+
+    held_s: float
+    expired: list[str]
+    parked: list[bytes]
+
+
+@dataclass(frozen=True)
 class Next:
     """What :meth:`RequestPath.begin` needs to begin a request (and :meth:`RequestPath.end` to
     begin the next one in the same call)."""
@@ -82,6 +92,23 @@ class RequestPath:
             return True
         method, tag = t.method, keys.hash_tag(keys.target_prefix(t.name))
         return keys.hash_tag(keys.quota(method, t.quota_key)) == tag and keys.hash_tag(keys.lease(t.gate)) == tag
+
+    def start_round(self, t: Target, now_ms: int | None) -> RoundStart:
+        """One round trip for what a round checks before its first request. ``now_ms``: the
+        server's clock as the flush task found it (its slot's renewal); batches whose lease runs
+        out by then are candidates (RECLAIM checks again by its own clock); None: every batch."""
+        k = keys.target_keys(t.name)
+        pipe = self.parts.redis.pipeline(transaction=False)
+        if now_ms is None:
+            pipe.zrange(k["batches"], 0, 999)
+        else:
+            pipe.zrangebyscore(k["batches"], "-inf", now_ms, start=0, num=1000)
+        pipe.pttl(keys.pause(t.method, t.quota_key))
+        pipe.pttl(k["halt"])
+        pipe.pttl(k["backoff"])
+        pipe.hkeys(keys.isolating(t.name))
+        batches, pause, halt, backoff, parked = pipe.execute()
+        return RoundStart(max(0, pause, halt, backoff) / 1000, [b.decode() for b in batches], list(parked))
 
     # --- begin ---------------------------------------------------------------------------------
 

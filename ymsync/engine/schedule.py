@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -182,8 +183,9 @@ class Schedule:
         """:meth:`hold`, answering the server's clock (ms) when held, 0 when the slot expired."""
         return int(self._hold(keys=[keys.target_keys(target)["tasks"]], args=[token, self.task_ttl_ms]))
 
-    def release(self, target: str, token: str) -> None:
-        self.redis.zrem(keys.target_keys(target)["tasks"], token)
+    def release(self, target: str, token: str, *, client: Any = None) -> None:
+        """Free a slot (``client``: a pipeline to queue it on)."""
+        (client or self.redis).zrem(keys.target_keys(target)["tasks"], token)
 
     def slots_expiry(self, target: str) -> int | None:
         """When the first live slot of ``target`` expires (server ms); None if none is live."""
