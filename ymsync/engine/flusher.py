@@ -123,13 +123,15 @@ class Flusher:
                         MAX_BODY_BYTES - 1024, self.client_for(t).clock.stamp_cap_ms())
 
         begun: Begun | None = None  # the next request, when the last one's settlement began it
-        while time.monotonic() < deadline:
-            if not slot and not keep_going():
-                return result(None)
-            # Slot, pause/halt/backoff, quota, one of the target's parallel slots (shared with
-            # reads of the same campaign or business) and the batch, in one call; a wait is
-            # written back as the due time, never slept.
+        while True:
             if begun is None:
+                if time.monotonic() >= deadline:
+                    return result(0.0)
+                if not slot and not keep_going():
+                    return result(None)
+                # Slot, pause/halt/backoff, quota, one of the target's parallel slots (shared with
+                # reads of the same campaign or business) and the batch, in one call; a wait is
+                # written back as the due time, never slept.
                 begun = self.path.begin(next_request())
             if begun.status != "batch":
                 return result(begun.wait_s if begun.wait_s > 0 else None)
@@ -148,25 +150,16 @@ class Flusher:
             ended, begun = False, None
             try:
                 # The settlement of a success begins the next request in the same call while the
-                # round has time left (one round trip per request under a backlog).
+                # round has time left (one round trip per request under a backlog); a request
+                # begun is sent, even if the round's time runs out meanwhile.
                 more = time.monotonic() < deadline and (bool(slot) or keep_going())
                 outcome, ended, begun = self._send(t, batch, ticket, keep_going, next_request if more else None)
             finally:
                 if not ended:
                     p.policy.release(ticket)
             if tally.add(outcome).wait is not None:
-                if begun is not None and begun.status == "batch":
-                    self._cancel(begun)
+                assert begun is None  # only a success begins the next request
                 return result(tally.wait)
-        if begun is not None and begun.status == "batch":
-            self._cancel(begun)  # begun as the round ran out of time: not sent, given back
-        return result(0.0)
-
-    def _cancel(self, begun: Begun) -> None:
-        """Give back a request that was begun and will not be sent: its values, quota and lease."""
-        assert begun.ticket is not None and begun.batch is not None
-        self.parts.buffer.settle(begun.batch, "returned")
-        self.parts.policy.cancel(begun.ticket)
 
     def _send(self, t: Target, batch: Batch, slot: Ticket, keep_going: Callable[[], bool],
               then: Callable[[], Next] | None) -> tuple[Tally, bool, Begun | None]:
