@@ -41,6 +41,7 @@ from ymsync.store import buffer_lua as lua
 from ymsync.store import ingest_lua
 from ymsync.store import keys
 from ymsync.store.cluster import ReplicaAck
+from ymsync.engine.buffer_reads import BufferReads
 from ymsync.engine.schedule import Schedule
 from ymsync.engine.group_target import DiscoveredGroups, use_discovered_groups
 from ymsync.config.settings import Settings
@@ -100,7 +101,7 @@ class IngestResult:
     refused: tuple[Any, ...] = ()
 
 
-class StockBuffer:
+class StockBuffer(BufferReads):
     def __init__(self, client: redis.Redis, *, schedule: Schedule | None = None, flush_delay_s: float = 0.25,
                  horizon_s: float = 25 * 3600.0, chunk: int = 1000, ack: ReplicaAck = ReplicaAck()) -> None:
         self.redis = client
@@ -312,80 +313,6 @@ class StockBuffer:
         """Seconds the oldest pending value has waited (-0.001 if none is pending)."""
         k = keys.target_keys(self.target(target_id))
         return int(self._oldest_age(keys=[k["buf"], k["queue"]])) / 1000
-
-    def businesses(self) -> list[int]:
-        return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("b"))
-
-    def groups(self) -> list[int]:
-        """Warehouse groups with stock targets, by their first campaign (``g1001`` -> 1001)."""
-        return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("g"))
-
-    def campaigns(self) -> list[int]:
-        return sorted(int(t[1:]) for t in self.schedule.targets() if t.startswith("c"))
-
-    def pending(self, target_id: int | str) -> int:
-        return int(self.redis.hlen(keys.target_keys(self.target(target_id))["buf"]))
-
-    def in_flight(self, target_id: int | str) -> int:
-        return int(self.redis.scard(keys.target_keys(self.target(target_id))["busy"]))
-
-    def stats(self, target_id: int | str) -> dict[str, int]:
-        raw = self.redis.hgetall(keys.target_keys(self.target(target_id))["stats"])
-        return {k.decode(): int(v) for k, v in raw.items()}
-
-    def generations(self) -> list[int]:
-        """Live generations, oldest first (server clock)."""
-        seconds, micros = self.redis.time()
-        g = (int(seconds) * 1000 + int(micros) // 1000) // self.generation_ms
-        return [g - 2, g - 1, g]
-
-    def delivered(self, target_id: int | str) -> dict[str, tuple[int, int, int]]:
-        """sku -> (count, stamp_ms, delivered_at_ms) of the last value the Market accepted, for
-        SKUs written within the horizon (older records are gone, by design)."""
-        target = self.target(target_id)
-        out: dict[str, tuple[int, int, int]] = {}
-        for g in self.generations():  # newer generations override older ones
-            for k, v in self.redis.hgetall(keys.delivered(target, g)).items():
-                out[k.decode()] = tuple(int(x) for x in v.split(b"|"))  # type: ignore[assignment]
-        return out
-
-    def delivered_of(self, target_id: int | str, skus: Sequence[str]) -> list[tuple[int, int, int] | None]:
-        """``delivered`` for the given SKUs only, in their order (None: no record)."""
-        return self._records(keys.delivered, target_id, skus)
-
-    def latest_of(self, target_id: int | str, skus: Sequence[str]) -> list[tuple[int, int] | None]:
-        """(stamp_ms, count) of the newest value accepted for each SKU (None: no record)."""
-        return self._records(keys.hwm, target_id, skus)  # type: ignore[return-value]
-
-    def _records(self, name, target_id: int | str, skus: Sequence[str]) -> list:
-        if not skus:
-            return []
-        target = self.target(target_id)
-        pipe = self.redis.pipeline(transaction=False)
-        gens = list(reversed(self.generations()))  # newest first
-        for g in gens:
-            pipe.hmget(name(target, g), list(skus))
-        rows = pipe.execute()
-        out = []
-        for i in range(len(skus)):
-            raw = next((row[i] for row in rows if row[i] is not None), None)
-            out.append(tuple(int(x) for x in raw.split(b"|")) if raw is not None else None)
-        return out
-
-    def dead_letters(self, target_id: int | str) -> list[dict]:
-        k = keys.target_keys(self.target(target_id))
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hvals(k["dead"])
-        pipe.lrange(k["invalid"], 0, -1)
-        values, invalid = pipe.execute()
-        return sorted((json.loads(v) for v in [*values, *invalid]), key=lambda d: (d["at_ms"], d["sku"]))
-
-    def dead_letter_count(self, target_id: int | str) -> int:
-        k = keys.target_keys(self.target(target_id))
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hlen(k["dead"])
-        pipe.llen(k["invalid"])
-        return sum(pipe.execute())
 
     def dead_letter_raw(self, target_id: int | str, ident: str, record: dict) -> None:
         """A dead letter that never entered the buffer (invalid input from a foreign producer).
