@@ -33,7 +33,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import redis
 
@@ -113,8 +113,18 @@ def applied(rig: Rig) -> bool:
     return sum(have.get(str(c), {}).get("sku_units", 0) for c in CAMPAIGNS) >= TOTAL
 
 
-def run(rig: Rig, code: Path, prefilled: bool) -> dict[str, Any]:
-    """One measured run of ``code``'s producer and worker against the rig's sandbox and redis-server."""
+class Probe(Protocol):
+    """Watches a run from its start (the producer told to go) to its end (all applied)."""
+
+    def start(self, pids: dict[str, list[int]]) -> None: ...
+
+    def stop(self, pids: dict[str, list[int]]) -> None: ...
+
+
+def run(rig: Rig, code: Path, prefilled: bool, probe: Probe | None = None) -> dict[str, Any]:
+    """One measured run of ``code``'s producer and worker against the rig's sandbox and redis-server;
+    ``probe`` (``bench/hotmonitor.py``) is started just before the producer is told to go and
+    stopped once all is applied, while every process still runs."""
     rig.clean("0")
     # YM_PRODUCER_TIMEOUT_S: a 10k-chunk ingest may wait more than the default 1 s for its reply on
     # 2 shared cores, which would end the run rather than measure it (as in benchmark 2b).
@@ -131,11 +141,15 @@ def run(rig: Rig, code: Path, prefilled: bool) -> dict[str, Any]:
             assert rig.sandbox.process is not None and rig.redis_server.process is not None and rig.redis is not None
             pids = {"producer": [producer.process.pid], "workers": w.pids(),
                     "redis": [rig.redis_server.process.pid], "sandbox": [rig.sandbox.process.pid]}
+            if probe is not None:
+                probe.start(pids)
             cpu0, (reads0, calls0) = _cpu(pids), redis_counters(rig.redis)
             clock = producer.go()
             wait_for(lambda: applied(rig), 300, f"{TOTAL:,} SKU units applied over {len(CAMPAIGNS)} campaigns")
             end = time.time()
             cpu1, (reads1, calls1) = _cpu(pids), redis_counters(rig.redis)
+            if probe is not None:
+                probe.stop(pids)
     finally:
         if producer is not None:
             producer.close()
@@ -178,8 +192,24 @@ def measure(rig: Rig, ref: str | None) -> dict[str, dict[str, Any]]:
     return out
 
 
+def monitored(rig: Rig) -> tuple[float, str]:
+    """A further end-to-end run of this checkout under MONITOR: commands clients sent per request
+    (the round trips' content) and by which process; its rate and CPU are not kept."""
+    from .hotmonitor import LUA, CommandMonitor, describe
+
+    assert rig.redis is not None
+    monitor = CommandMonitor(rig.redis)
+    got = run(rig, ROOT, False, probe=monitor)
+    summary = monitor.summary(got["requests"])
+    sent = sum(sum(calls.values()) for who, calls in summary.items() if who != LUA)
+    note = describe(summary)
+    print(f"  monitored: {sent:.2f} commands sent per request; {note}", flush=True)
+    return sent, note
+
+
 def bench_hot(rig: Rig, ref: str | None = None) -> list[Row]:
     got = measure(rig, ref)
+    sent, by_process = monitored(rig)
     ours, pre = got["ours"], got["ours-prefilled"]
     base, base_pre = got.get("ref"), got.get("ref-prefilled")
 
@@ -224,6 +254,12 @@ def bench_hot(rig: Rig, ref: str | None = None) -> list[Row]:
                  "call as well, so these are not all round trips. Top 8 by calls per request: this code "
                  f"{_top(ours['calls'], ours['requests'])}" + (f"; {ref}: {_top(base['calls'], base['requests'])}"
                                                                if base else ""), better="lower"),
+        row(LABEL, "Redis commands per updateStocks request sent by clients (MONITOR run)", sent, None, "",
+            note="a further end-to-end run of this code with a MONITOR client attached (its rate and CPU not "
+                 "kept: MONITOR slows the server), counting commands by the process whose socket sent them "
+                 "(/proc/net/tcp → /proc/PID/fd), per updateStocks request; a pipeline or MULTI/EXEC sends "
+                 "several in one round trip. By process, with its 4 most frequent commands: " + by_process,
+            better="lower"),
         row(LABEL, "SKU updates/s, buffer pre-filled → all applied", rate_pre, pick(base_pre, lambda r: r["rate"]),
             "/s", "≥ 100,000/s", rate_pre >= 100_000,
             "the same updates pushed first with no worker flushing (the 10 targets taken off the due-time "
