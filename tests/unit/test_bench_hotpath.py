@@ -4,6 +4,7 @@ code from a worktree it removes afterwards."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from typing import Any
 
@@ -53,3 +54,18 @@ def test_another_ref_is_checked_out_apart_and_removed_after() -> None:
     assert not code.exists() and str(code) not in _git("worktree", "list")
     with checkout(None) as code:
         assert code == ROOT
+
+
+def test_the_monitor_tells_commands_sent_from_commands_scripts_call_and_who_sent_them(
+        clean_redis: redis.Redis) -> None:
+    from bench.hotmonitor import CommandMonitor, describe
+
+    monitor = CommandMonitor(clean_redis)
+    monitor.start({})
+    clean_redis.set("a", 1)
+    clean_redis.eval("redis.call('GET', 'a'); return redis.call('GET', 'a')", 0)
+    monitor.stop({"producer": [os.getpid()]})  # this process stands for the producer
+    clean_redis.set("after", 1)  # after the end mark: not counted
+    summary = monitor.summary(requests=2)
+    assert summary == {"producer": {"set": 0.5, "eval": 0.5}, "lua": {"get": 1.0}}
+    assert describe(summary).endswith("called by Lua scripts (no round trip) 1.00 (GET 1.00)")
