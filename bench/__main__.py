@@ -5,8 +5,9 @@ Rows are also kept in ``docs/benchmarks.json`` with the run that measured them: 
 kept rows of the others (each row says when it was measured).
 
 Options: ``--only NAME[,NAME]`` (quota, throughput, cluster, producer, coalescing, latency, report,
-footprint, churn, quota6, scheduler, idle, trickle, v3, profile) runs a subset and prints the table without rewriting the document unless
-``--write`` is given; ``--out PATH`` writes elsewhere.
+footprint, churn, quota6, scheduler, idle, trickle, v3, hot, profile) runs a subset and prints the table without rewriting the document unless
+``--write`` is given; ``--out PATH`` writes elsewhere. ``--hot-ref REF`` also runs benchmark 13
+(``hot``, issue 18's hot-path method) on git ref REF's code, in its baseline column.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import cases, cluster, engine, profile
+from . import cases, cluster, engine, hotpath, profile
 from .rig import ROOT, Rig
 
 COMMAND = ".venv/bin/python -m bench"
 ORDER = ["quota", "throughput", "cluster", "producer", "coalescing", "latency", "report", "footprint", "churn", "quota6",
-         "scheduler", "idle", "trickle", "v3", "profile"]
+         "scheduler", "idle", "trickle", "v3", "hot", "profile"]
 
 
 def machine_facts(rig: Rig) -> dict[str, str]:
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated subset of: " + ", ".join(ORDER))
     parser.add_argument("--write", action="store_true", help="with --only: still write the document")
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    parser.add_argument("--hot-ref", default=None, metavar="REF",
+                        help="hot: also measure git ref REF's code (producer and worker), in the baseline column")
     args = parser.parse_args(argv)
     chosen = [n for n in ORDER if not args.only or n in args.only.split(",")]
     started = time.time()
@@ -174,9 +177,12 @@ def main(argv: list[str] | None = None) -> int:
                     profiles = profile.profile_throughput(rig)
                     print(profiles, flush=True)
                     continue
-                fn = (getattr(cases, f"bench_{name}", None) or getattr(cluster, f"bench_{name}", None)
-                      or getattr(engine, f"bench_{name}"))
-                got = fn(rig, footprint) if name in ("throughput", "footprint") else fn(rig)
+                if name == "hot":
+                    got = hotpath.bench_hot(rig, args.hot_ref)
+                else:
+                    fn = (getattr(cases, f"bench_{name}", None) or getattr(cluster, f"bench_{name}", None)
+                          or getattr(engine, f"bench_{name}"))
+                    got = fn(rig, footprint) if name in ("throughput", "footprint") else fn(rig)
             except Exception:
                 traceback.print_exc()
                 failed.append(name)

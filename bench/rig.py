@@ -80,16 +80,32 @@ class Sandbox:
         stop_process(self.process)
 
 
+class _Worker(CeleryWorker):
+    """A ``celery worker`` started in ``cwd``: ``-m celery`` puts its working directory first on
+    ``sys.path``, so ``tasks``, ``celeryconfig`` and ``ymsync`` come from that checkout."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, **kwargs: Any) -> None:
+        super().__init__(env, **kwargs)
+        self.cwd = cwd
+
+    def start(self) -> "_Worker":
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        return self
+
+
 class Workers:
-    """``count`` worker instances of app ``app`` (``tasks`` or ``bench.baseline``), each ``-c concurrency``."""
+    """``count`` worker instances of app ``app`` (``tasks`` or ``bench.baseline``), each ``-c concurrency``;
+    ``cwd``: the checkout whose code they run (this one unless another git ref's worktree is given)."""
 
     def __init__(self, app: str, env: dict[str, str], count: int = 1, concurrency: int = 1,
-                 queues: str = "stocks", name: str = "w") -> None:
+                 queues: str = "stocks", name: str = "w", cwd: Path = ROOT) -> None:
         self.workers: list[CeleryWorker] = []
         LOGS.mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            w = CeleryWorker(env, queues=queues, concurrency=concurrency, name=f"{name}{i}",
-                             log_path=LOGS / f"{name}{i}.log")
+            w = _Worker(env, cwd, queues=queues, concurrency=concurrency, name=f"{name}{i}",
+                        log_path=LOGS / f"{name}{i}.log")
             w.args[w.args.index("-A") + 1] = app
             w.args[w.args.index("--loglevel") + 1] = "WARNING"  # per-task INFO lines would cost the workers CPU
             self.workers.append(w)
