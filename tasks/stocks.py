@@ -98,7 +98,7 @@ def flush(target: str, slot: str = "", due_ms: int = 0) -> None:
     """Internal: one bounded round of pushing for a stock target, sent by the scheduler into one
     of the target's task slots. Stores no result: nobody reads it, and an idle shop runs
     thousands a day. What to do next is written back to the schedule, never re-enqueued here."""
-    schedule, buffer = runtime.schedule(), runtime.buffer()
+    schedule = runtime.schedule()
     if not slot or not isinstance(target, str):
         return  # a 0.1 message (campaign id, no slot) left in the broker: `ymsync migrate` scheduled its work
     now_ms = schedule.hold_at(target, slot)
@@ -113,7 +113,7 @@ def flush(target: str, slot: str = "", due_ms: int = 0) -> None:
         schedule.release(target, slot)
         schedule.defer(target, 1.0)  # the round failed (Redis, a bug): try again, not never
         raise
-    round_ended(schedule, buffer, target, slot, result.next_in)
+    round_ended(schedule, target, slot, result.next_in)
 
 
 def _record_lateness(schedule, due_ms: int, now_ms: int) -> None:

@@ -116,3 +116,24 @@ def test_a_target_whose_flush_messages_the_broker_lost_is_sent_again_once_their_
     finally:
         stopping.set()
         thread.join(5)
+
+
+def test_a_round_that_ends_releases_its_slot_and_makes_the_target_due_only_for_takeable_work(clean_redis) -> None:
+    from ymsync.engine.dispatch import round_ended
+
+    schedule = Schedule(clean_redis, max_parallel=2, task_ttl_s=5)
+    buffer = StockBuffer(clean_redis, schedule=schedule)
+    buffer.ingest("c1", [("A", 1, None), ("B", 1, None)])
+    clean_redis.delete(keys.DUE)
+    batch = buffer.take("c1", 10, 10_000, 60)  # A and B in flight
+    buffer.ingest("c1", [("A", 2, None)])  # pending, but its older value is in flight
+    clean_redis.delete(keys.DUE)
+    slot = schedule.claim("c1")
+    round_ended(schedule, "c1", slot, None)
+    assert schedule.tasks_out("c1") == 0 and schedule.due() == []  # released; nothing takeable: not due
+    slot = schedule.claim("c1")
+    buffer.ingest("c1", [("C", 1, None)])  # takeable
+    clean_redis.delete(keys.DUE)
+    round_ended(schedule, "c1", slot, None)
+    assert schedule.tasks_out("c1") == 0 and [d.target for d in schedule.due()] == ["c1"]
+    buffer.settle(batch, "delivered")

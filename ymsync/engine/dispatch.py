@@ -23,9 +23,9 @@ from typing import Callable
 import redis
 
 from ymsync.engine.buffer import StockBuffer
+from ymsync.engine.request_lua import ROUND_END
 from ymsync.engine.schedule import Due, Schedule
 from ymsync.store import keys
-from ymsync.store.cluster import node_client
 
 log = logging.getLogger("ymsync.scheduler")
 LOCK_TTL_S = 5.0
@@ -118,18 +118,14 @@ def check_target(schedule: Schedule, buffer: StockBuffer, entry: Due) -> None:
         schedule.watch(entry.target, min(later) + 100)
 
 
-def round_ended(schedule: Schedule, buffer: StockBuffer, target: str, slot: str, next_in: float | None) -> None:
+def round_ended(schedule: Schedule, target: str, slot: str, next_in: float | None) -> None:
     """A flush round of ``target`` ended, wanting to run again after ``next_in`` s (None: when
     there is work). Its slot is released first, then the decision: a producer that wrote
     meanwhile either saw a free slot (its due entry gets a task) or wrote before the check below
-    (which then sees its work). Release and check go in one round trip (one slot, in order)."""
+    (which then sees its work). Release and look go in one script (request_lua.ROUND_END)."""
     if next_in is None:
-        # The node's own plain pipeline: it loads its scripts first (a cluster pipeline would not).
-        pipe = node_client(schedule.redis, keys.target_keys(target)["tasks"]).pipeline(transaction=False)
-        schedule.release(target, slot, client=pipe)
-        buffer.takeable(target, client=pipe)
-        _, takeable = pipe.execute()
-        if takeable:
+        k = keys.target_keys(target)
+        if schedule.redis.register_script(ROUND_END)(keys=[k["tasks"], k["buf"], k["busy"]], args=[slot]):
             schedule.activate(target, 0)
         return
     schedule.release(target, slot)

@@ -15,7 +15,7 @@ sending through a campaign's quota), request_path.py runs the parts one by one o
 from __future__ import annotations
 
 from ymsync.engine.quota_lua import ACQUIRE, LEASE_SCRIPT, RENEW_SCRIPT, SETTLE as QUOTA_SETTLE
-from ymsync.store.buffer_lua import OLDEST_AGE, SETTLE as BUFFER_SETTLE, TAKE
+from ymsync.store.buffer_lua import OLDEST_AGE, SETTLE as BUFFER_SETTLE, TAKE, TAKEABLE
 
 
 def _part(name: str, body: str) -> str:
@@ -146,4 +146,13 @@ local nxt = begin_request(bk, ba)
 local out = {done[1], done[2]}
 for i = 1, #nxt do out[#out + 1] = nxt[i] end
 return out
+"""
+
+# A flush round's end: free its task slot, then say whether some pending value can be taken now
+# (dispatch.round_ended makes the target due if so). In this order, in one call: a producer that
+# wrote meanwhile either saw a free slot or wrote before the look.
+# KEYS: tasks buf busy; ARGV: the slot. 1 if something is takeable.
+ROUND_END = _part("takeable", TAKEABLE) + """
+redis.call('ZREM', KEYS[1], ARGV[1])
+return takeable({KEYS[2], KEYS[3]}, {})
 """

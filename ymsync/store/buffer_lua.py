@@ -249,6 +249,9 @@ return {#expired, returned}
 TAKEABLE = """
 local pending = redis.call('HLEN', KEYS[1])
 if pending == 0 then return 0 end
+-- More pending than in flight: some pending value has no older one in flight (a backlog's case,
+-- answered without walking thousands of in-flight SKUs).
+if pending > redis.call('SCARD', KEYS[2]) then return 1 end
 local busy = 0
 for _, sku in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   busy = busy + redis.call('HEXISTS', KEYS[1], sku)
