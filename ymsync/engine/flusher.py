@@ -119,8 +119,11 @@ class Flusher:
                 return result(tally.wait)
 
         def next_request() -> Next:
+            # Only a clock that has seen the Market's Date headers raises the target's stamp floor:
+            # before that, the local clock is all a process knows, and it may run ahead.
+            clock = self.client_for(t).clock
             return Next(t, p.call(t, MAX_SKUS_PER_UPDATE, p.cost(t, o.min_batch)), slot, MAX_SKUS_PER_UPDATE,
-                        MAX_BODY_BYTES - 1024, self.client_for(t).clock.stamp_cap_ms())
+                        MAX_BODY_BYTES - 1024, clock.stamp_cap_ms() if clock.known() else 0)
 
         begun: Begun | None = None  # the next request, when the last one's settlement began it
         while True:
