@@ -14,7 +14,7 @@ starting point; only the delivery between them is not measured):
 - ``update``: a re-push with new counts over those delivered records (nothing pending).
 
 Figures per update: redis-server's CPU (utime+stime from /proc/<pid>/stat, 10 ms ticks), the
-scripts' own time (INFO commandstats, evalsha) and the client's CPU (``time.process_time``: the
+scripts. wall time (INFO commandstats, evalsha: includes time the kernel gave others) and the client's CPU (``time.process_time``: the
 producer's validation and packing, and waiting on nothing). The old and new scripts alternate
 chain by chain (old first in even rounds), so a busy machine's noise falls on both alike; the
 IngestResult totals of both must agree, case by case, or the run stops.
@@ -135,7 +135,7 @@ def main() -> None:
             assert all(v == first for v in seen.values()), f"the scripts disagree: {seen}"
         print(f"\n{args.updates:,} updates per case over {len(CAMPAIGNS)} campaigns, calls of {CALL:,}; "
               f"{args.rounds} rounds; µs per update, median (min-max)")
-        print(f"{'case':10} {'script':7} {'redis-server CPU':>24} {'script time':>24} {'client CPU':>24}")
+        print(f"{'case':10} {'script':7} {'redis-server CPU':>24} {'script wall time':>24} {'client CPU':>24}")
         for case in CASES:
             for name in scripts:
                 f = figures[name][case]
