@@ -14,10 +14,11 @@ starting point; only the delivery between them is not measured):
 - ``update``: a re-push with new counts over those delivered records (nothing pending).
 
 Figures per update: redis-server's CPU (utime+stime from /proc/<pid>/stat, 10 ms ticks), the
-scripts. wall time (INFO commandstats, evalsha: includes time the kernel gave others) and the client's CPU (``time.process_time``: the
-producer's validation and packing, and waiting on nothing). The old and new scripts alternate
-chain by chain (old first in even rounds), so a busy machine's noise falls on both alike; the
-IngestResult totals of both must agree, case by case, or the run stops.
+scripts' wall time (INFO commandstats, evalsha: on a busy machine it includes time the kernel
+gave to others, so read the CPU) and the client's CPU (``time.process_time``: the producer's
+validation and packing). The old and new scripts alternate chain by chain (old first in even
+rounds), so a busy machine's noise falls on both alike; the IngestResult totals of both must
+agree, case by case, or the run stops.
 """
 
 from __future__ import annotations

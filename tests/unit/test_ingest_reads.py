@@ -45,7 +45,8 @@ def test_first_writes_read_no_hash_that_does_not_exist(buf, clean_redis) -> None
     assert buf.pending(C) == 100
 
 
-def test_a_repush_over_pending_values_reads_neither_the_in_flight_set_nor_the_delivered_records(buf, clean_redis) -> None:
+def test_a_repush_over_pending_values_reads_neither_the_in_flight_set_nor_the_delivered_records(
+        buf, clean_redis) -> None:
     r = clean_redis
     buf.ingest(C, [(f"s{i}", 1, BASE) for i in range(50)])
     buf.settle(buf.take(C, 10, 10**6, 60), "delivered")  # s0..s9 have delivered records

@@ -9,13 +9,13 @@ from ymsync.store.buffer_lua import GENERATIONS
 # control character, a business item key's \x1f aside; buffer.py refuses any other).
 # Returns {accepted, stale, unchanged, too_old, pending after this chunk}.
 # One argument, bulk reads (one HMGET per hash) and bulk writes (one HSET per hash written).
-# Redis's work per SKU is what it costs (issue 18 item 4, bench/ingest.py), so each structure is
-# read only for the SKUs whose verdict can depend on it: an older generation only for the SKUs
-# the newer ones lack and only if its hash exists; the pending values only if any are pending;
-# the in-flight set and the delivered records only for SKUs with nothing pending (a pending value
-# alone decides the others), the delivered records only for those not in flight, and none of it
-# under ``force``. Per SKU the loop keeps to one concatenation per value written and at most one
-# pattern match per record read (the new latest-wins record doubles as the repeat test).
+# Redis's CPU per update is mostly this script's work per SKU (issue 18 item 4; measured by
+# ``python -m bench.ingest``), so a structure is read only for the SKUs whose verdict can depend
+# on it: an older generation only for the SKUs the newer ones lack, and no hash that does not
+# exist; the in-flight set and the delivered records only for SKUs with nothing pending (a pending
+# value alone decides the others), the delivered records only for those not in flight, neither
+# under ``force``. In the loop, string work is the cost: a record's stamp is cut out with a plain
+# find, and tonumber and a number's text are memoised per chunk (its SKUs share a few stamps).
 # The writes overlay what this chunk wrote, so a SKU twice in one chunk is judged against its own
 # earlier update exactly as one call per update would judge it.
 INGEST = GENERATIONS + """
