@@ -8,134 +8,160 @@ from ymsync.store.buffer_lua import GENERATIONS
 # "sku<GS>count<GS>stamp" entries (stamp '' = now) joined by <RS> (\x1d and \x1e: a SKU holds no
 # control character, a business item key's \x1f aside; buffer.py refuses any other).
 # Returns {accepted, stale, unchanged, too_old, pending after this chunk}.
-# One argument, bulk reads (one HMGET per hash) and bulk writes (one HSET per hash written): a
-# re-push of an unchanged catalogue, the documented repair after an outage, costs ~1 us a SKU in
-# Redis where one argument and one call per record cost several times that on both sides.
-# ``lookup`` overlays what this chunk wrote, so a SKU twice in one chunk is judged against its own
+# One argument, bulk reads (one HMGET per hash) and bulk writes (one HSET per hash written).
+# Redis's CPU per update is mostly this script's work per SKU (issue 18 item 4; measured by
+# ``python -m bench.ingest``), so a structure is read only for the SKUs whose verdict can depend
+# on it: an older generation only for the SKUs the newer ones lack, and no hash that does not
+# exist; the in-flight set and the delivered records only for SKUs with nothing pending (a pending
+# value alone decides the others), the delivered records only for those not in flight, neither
+# under ``force``. In the loop, string work is the cost: a record's stamp is cut out with a plain
+# find, and tonumber and a number's text are memoised per chunk (its SKUs share a few stamps).
+# The writes overlay what this chunk wrote, so a SKU twice in one chunk is judged against its own
 # earlier update exactly as one call per update would judge it.
 INGEST = GENERATIONS + """
 local HWM, DEL = gens(5), gens(8)
 local accepted, stale, coalesced, unchanged, too_old = 0, 0, 0, 0, 0
 local force = ARGV[4] == '1'
-local oldest = tonumber(now) - tonumber(ARGV[3])
-local skus, counts, stamps = {}, {}, {}
+local now_n = tonumber(now)
+local oldest = now_n - tonumber(ARGV[3])
+local skus, counts, stamps, n = {}, {}, {}, 0
 for sku, count, stamp in string.gmatch(ARGV[5] or '', '([^\\29\\30]+)\\29(%d+)\\29(%d*)') do
-  local n = #skus + 1
+  n = n + 1
   skus[n], counts[n], stamps[n] = sku, count, stamp
 end
-if #skus == 0 then return {0, 0, 0, 0, redis.call('HLEN', KEYS[1])} end
--- rows[g][j]: SKU j's record in generation g, read newest first and an older generation only for
--- the SKUs the newer ones lack (a catalogue pushed within a generation needs one HMGET).
-local function records(gs)
-  local rows = {redis.call('HMGET', gs[1], unpack(skus)), {}, {}}
-  local miss, at = {}, {}
-  for j = 1, #skus do
-    if not rows[1][j] then miss[#miss + 1] = skus[j]; at[#at + 1] = j end
-  end
-  for g = 2, 3 do
-    if #miss == 0 then break end
-    local got, miss2, at2 = redis.call('HMGET', gs[g], unpack(miss)), {}, {}
-    for m = 1, #miss do
-      if got[m] then rows[g][at[m]] = got[m] else miss2[#miss2 + 1] = miss[m]; at2[#at2 + 1] = at[m] end
-    end
-    miss, at = miss2, at2
-  end
-  return rows
-end
-local hw, dl = records(HWM), records(DEL)
-local bufv = redis.call('HMGET', KEYS[1], unpack(skus))
-local busy = redis.call('SMISMEMBER', KEYS[4], unpack(skus))
--- What this chunk wrote, per SKU: the newest generation's value (found = 1 from then on).
-local hwm_new, del_new, buf_new = {}, {}, {}
-local hwm_order, del_order, buf_order, queued = {}, {}, {}, {}
-local hdel = {{}, {}, {}, {}, {}, {}}  -- HWM g-1, g-2, DEL g-1, g-2 (slots 2, 3, 5, 6)
-local function lookup(rows, written, j, sku)
-  if written[sku] then return written[sku], 1 end
+if n == 0 then return {0, 0, 0, 0, redis.call('HLEN', KEYS[1])} end
+-- vals[j], from[j]: the record of SKU j (of those in names, at their positions at[m], or 1..n
+-- without at) and its generation, read newest first; a hash that does not exist is not read.
+local function records(gs, names, at, vals, from)
   for g = 1, 3 do
-    local v = rows[g][j]
-    if v then return v, g end
+    if #names == 0 then return end
+    if redis.call('EXISTS', gs[g]) == 1 then
+      local got, names2, at2, k = redis.call('HMGET', gs[g], unpack(names)), {}, {}, 0
+      for m = 1, #names do
+        local j = at and at[m] or m
+        if got[m] then vals[j], from[j] = got[m], g else k = k + 1; names2[k], at2[k] = names[m], j end
+      end
+      names, at = names2, at2
+    end
   end
-  return nil, 0
 end
-local function put(written, order, base, sku, value, found)
-  if not written[sku] then order[#order + 1] = sku end
-  written[sku] = value
-  if found > 1 then hdel[base + found][#hdel[base + found] + 1] = sku end
+local hw, hwg, bufv, busy, dl, dlg = {}, {}, {}, {}, {}, {}
+records(HWM, skus, nil, hw, hwg)
+if redis.call('EXISTS', KEYS[1]) == 1 then bufv = redis.call('HMGET', KEYS[1], unpack(skus)) end
+if not force then
+  local idle, at, k = {}, {}, 0
+  for j = 1, n do
+    if not bufv[j] then k = k + 1; idle[k], at[k] = skus[j], j end
+  end
+  if k > 0 and redis.call('EXISTS', KEYS[4]) == 1 then
+    local member, idle2, at2, k2 = redis.call('SMISMEMBER', KEYS[4], unpack(idle)), {}, {}, 0
+    for m = 1, k do
+      if member[m] == 1 then busy[at[m]] = true else k2 = k2 + 1; idle2[k2], at2[k2] = idle[m], at[m] end
+    end
+    idle, at = idle2, at2
+  end
+  records(DEL, idle, at, dl, dlg)
 end
-for j, sku in ipairs(skus) do
-  local count, stamp = counts[j], stamps[j]
-  if stamp == '' then stamp = now end
-  local h, hat = lookup(hw, hwm_new, j, sku)
+-- What this chunk writes, per hash: HSET arguments in first-write order, and each SKU's place
+-- in them (a SKU written again replaces its value in place).
+local hwm_args, hwm_at, hn = {}, {}, 0
+local del_args, del_at, dn = {}, {}, 0
+local buf_args, buf_at, bn = {}, {}, 0
+local queued, qn = {}, 0
+local hdel = {{}, {}, {}, {}, {}, {}}  -- HWM g-1, g-2, DEL g-1, g-2 (slots 2, 3, 5, 6)
+local find, sub, match, max = string.find, string.sub, string.match, math.max
+-- tonumber (strtod) and a number's text are the loop's dearest steps, and a chunk meets the same
+-- few stamps again and again (its own, the one its records were written with): both memoised
+-- (pure functions: the same text and numbers as calling them each time).
+local nums, texts = {}, {}
+local function num(s) local v = tonumber(s); nums[s] = v; return v end
+local function text(v) local s = v .. ''; texts[v] = s; return s end
+for j = 1, n do
+  local sku, count, stamp = skus[j], counts[j], stamps[j]
+  local stamp_n
+  if stamp == '' then stamp, stamp_n = now, now_n else stamp_n = nums[stamp] or num(stamp) end
+  local record = stamp .. '|' .. count  -- the latest-wins record this update would write
+  local h, hat = nil, 1
+  if hwm_at[sku] then h = hwm_args[hwm_at[sku]] elseif hw[j] then h, hat = hw[j], hwg[j] end
   local drop = false
-  if tonumber(stamp) < oldest then
+  if stamp_n < oldest then
     -- Older than the horizon: the Market refuses it, and the records that could order it against
     -- a newer value may be gone. Nothing that old can be sent safely.
     drop = true
     too_old = too_old + 1
   elseif h then
-    local hs, hc = string.match(h, '^(%d+)|(%d+)$')
-    if tonumber(stamp) < tonumber(hs) or (stamp == hs and count == hc) then drop = true end
+    -- Older than the newest value accepted, or that very value again (the same stamp and count).
+    if h == record then
+      drop = true
+    else
+      local hs = sub(h, 1, find(h, '|', 1, true) - 1)
+      drop = stamp_n < (nums[hs] or num(hs))
+    end
   end
-  local old = buf_new[sku] or bufv[j]
+  local old, old_first = nil, nil
+  if buf_at[sku] then old = buf_args[buf_at[sku]] else old = bufv[j] end
   if not drop and old then
     -- A pending value outlives its generation record when the Market is unreachable for long.
-    local ps = string.match(old, '^%d+|(%d+)|')
-    if tonumber(stamp) < tonumber(ps) then drop = true end
+    local ps, pf = match(old, '^%d+|(%d+)|(%d+)$')
+    if stamp_n < (nums[ps] or num(ps)) then drop = true else old_first = pf end
   end
   local same = false
-  if not drop and not force and not old and busy[j] == 0 then
+  if not drop and not force and not old and not busy[j] then
     -- Nothing pending or in flight, and the Market was last given this very count: sending it
     -- again would only spend quota. The stamps still move forward, so an older update keeps
     -- losing and a waiting producer sees its value settled.
-    local d, dat = lookup(dl, del_new, j, sku)
-    if d then
-      local dc, ds, at = string.match(d, '^(%d+)|(%d+)|(%d+)$')
-      if dc == count then
-        same = true
-        put(del_new, del_order, 3, sku, dc .. '|' .. math.max(tonumber(ds), tonumber(stamp)) .. '|' .. at, dat)
+    local d, dat = nil, 1
+    if del_at[sku] then d = del_args[del_at[sku]] elseif dl[j] then d, dat = dl[j], dlg[j] end
+    if d and sub(d, 1, find(d, '|', 1, true) - 1) == count then
+      local ds, at = match(d, '^%d+|(%d+)|(%d+)$')
+      local m = max(nums[ds] or num(ds), stamp_n)
+      same = true
+      local value = count .. '|' .. (texts[m] or text(m)) .. '|' .. at
+      if del_at[sku] then
+        del_args[del_at[sku]] = value
+      else
+        del_args[dn + 1], del_args[dn + 2], del_at[sku], dn = sku, value, dn + 2, dn + 2
+        if dat > 1 then hdel[3 + dat][#hdel[3 + dat] + 1] = sku end
       end
     end
   end
   if drop then
     stale = stale + 1
   else
-    put(hwm_new, hwm_order, 0, sku, stamp .. '|' .. count, hat)
+    if hwm_at[sku] then
+      hwm_args[hwm_at[sku]] = record
+    else
+      hwm_args[hn + 1], hwm_args[hn + 2], hwm_at[sku], hn = sku, record, hn + 2, hn + 2
+      if hat > 1 then hdel[hat][#hdel[hat] + 1] = sku end
+    end
     if same then
       unchanged = unchanged + 1
     else
-      local first = now
-      if old then first = string.match(old, '|(%d+)$'); coalesced = coalesced + 1 end
-      if not buf_new[sku] then buf_order[#buf_order + 1] = sku end
-      buf_new[sku] = count .. '|' .. stamp .. '|' .. first
-      if not old then queued[#queued + 1] = sku end
+      local value = count .. '|' .. stamp .. '|' .. (old_first or now)
+      if buf_at[sku] then
+        buf_args[buf_at[sku]] = value
+      else
+        buf_args[bn + 1], buf_args[bn + 2], buf_at[sku], bn = sku, value, bn + 2, bn + 2
+      end
+      if old then coalesced = coalesced + 1 else qn = qn + 1; queued[qn] = sku end
       accepted = accepted + 1
     end
   end
 end
-local function hset(key, order, written)
-  for s = 1, #order, 500 do
-    local args = {}
-    for k = s, math.min(s + 499, #order) do
-      args[#args + 1] = order[k]
-      args[#args + 1] = written[order[k]]
-    end
-    redis.call('HSET', key, unpack(args))
-  end
+local function each(key, cmd, list, step)
+  for s = 1, #list, step do redis.call(cmd, key, unpack(list, s, math.min(s + step - 1, #list))) end
 end
-local function each(key, cmd, list)
-  for s = 1, #list, 1000 do redis.call(cmd, key, unpack(list, s, math.min(s + 999, #list))) end
-end
-hset(HWM[1], hwm_order, hwm_new)
-hset(DEL[1], del_order, del_new)
-hset(KEYS[1], buf_order, buf_new)
-each(KEYS[2], 'RPUSH', queued)
-each(HWM[2], 'HDEL', hdel[2])
-each(HWM[3], 'HDEL', hdel[3])
-each(DEL[2], 'HDEL', hdel[5])
-each(DEL[3], 'HDEL', hdel[6])
+each(HWM[1], 'HSET', hwm_args, 1000)  -- 500 fields a call: even steps keep pairs together
+each(DEL[1], 'HSET', del_args, 1000)
+each(KEYS[1], 'HSET', buf_args, 1000)
+each(KEYS[2], 'RPUSH', queued, 1000)
+each(HWM[2], 'HDEL', hdel[2], 1000)
+each(HWM[3], 'HDEL', hdel[3], 1000)
+each(DEL[2], 'HDEL', hdel[5], 1000)
+each(DEL[3], 'HDEL', hdel[6], 1000)
 if accepted + unchanged > 0 then stamp_expiry(HWM) end
 if unchanged > 0 then stamp_expiry(DEL) end
-redis.call('HINCRBY', KEYS[3], 'received', #skus)
+redis.call('HINCRBY', KEYS[3], 'received', n)
 if stale > 0 then redis.call('HINCRBY', KEYS[3], 'stale', stale) end
 if too_old > 0 then redis.call('HINCRBY', KEYS[3], 'too_old', too_old) end
 if coalesced > 0 then redis.call('HINCRBY', KEYS[3], 'coalesced', coalesced) end
