@@ -128,6 +128,11 @@ return out
 SETTLE = GENERATIONS + """local DEL = gens(9)
 local n, seen, unchanged = 0, {}, 0
 local action = ARGV[4]
+-- Structures that do not exist are not read or cleaned per SKU: no retirement marks (the usual
+-- case), no older generation of delivered records (a young deployment, or a quiet day).
+local any_marks = redis.call('EXISTS', KEYS[8]) == 1
+local older = {}
+for g = 2, 3 do if redis.call('EXISTS', DEL[g]) == 1 then older[#older + 1] = DEL[g] end end
 for s = 6, #ARGV, 1000 do
   local slice = {}
   for i = s, math.min(s + 999, #ARGV) do
@@ -135,7 +140,8 @@ for s = 6, #ARGV, 1000 do
   end
   if #slice > 0 then
     local vals = redis.call('HMGET', KEYS[1], unpack(slice))
-    local marks = redis.call('HMGET', KEYS[8], unpack(slice))
+    local marks = {}
+    if any_marks then marks = redis.call('HMGET', KEYS[8], unpack(slice)) end
     local behind = {}  -- the pending value queued behind each (only a delivery looks at it)
     if action == 'delivered' then behind = redis.call('HMGET', KEYS[4], unpack(slice)) end
     local found, delivered, repeats = {}, {}, {}
@@ -184,8 +190,7 @@ for s = 6, #ARGV, 1000 do
     if #delivered > 0 then
       -- In bulk: the record goes to the current generation, and any copy in the two before it goes.
       redis.call('HSET', DEL[1], unpack(delivered))
-      redis.call('HDEL', DEL[2], unpack(found))
-      redis.call('HDEL', DEL[3], unpack(found))
+      for _, key in ipairs(older) do redis.call('HDEL', key, unpack(found)) end
     end
     if #found > 0 then
       redis.call('HDEL', KEYS[1], unpack(found))
