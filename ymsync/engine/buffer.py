@@ -298,11 +298,10 @@ class StockBuffer(BufferReads):
                                                  *(keys.inflight(target, b) for b in batches)], args=batches)
         return int(returned)
 
-    def takeable(self, target_id: int | str, *, client: Any = None) -> bool:
-        """True if some pending SKU can be taken now (its older value is not still in flight).
-        ``client``: a pipeline to queue the check on (its result comes with the pipeline's)."""
+    def takeable(self, target_id: int | str) -> bool:
+        """True if some pending SKU can be taken now (its older value is not still in flight)."""
         k = keys.target_keys(self.target(target_id))
-        return bool(self._takeable(keys=[k["buf"], k["busy"]], client=client))
+        return bool(self._takeable(keys=[k["buf"], k["busy"]]))
 
     def lease_deadline_ms(self, target_id: int | str) -> int | None:
         """The earliest lease deadline of the campaign's open batches (server ms), None if none."""

@@ -23,9 +23,7 @@ from typing import Callable
 import redis
 
 from ymsync.engine.buffer import StockBuffer
-from ymsync.engine.request_lua import ROUND_END
 from ymsync.engine.schedule import Due, Schedule
-from ymsync.store import keys
 
 log = logging.getLogger("ymsync.scheduler")
 LOCK_TTL_S = 5.0
@@ -122,10 +120,9 @@ def round_ended(schedule: Schedule, target: str, slot: str, next_in: float | Non
     """A flush round of ``target`` ended, wanting to run again after ``next_in`` s (None: when
     there is work). Its slot is released first, then the decision: a producer that wrote
     meanwhile either saw a free slot (its due entry gets a task) or wrote before the check below
-    (which then sees its work). Release and look go in one script (request_lua.ROUND_END)."""
+    (which then sees its work). Release and look go in one script (Schedule.release_and_look)."""
     if next_in is None:
-        k = keys.target_keys(target)
-        if schedule.redis.register_script(ROUND_END)(keys=[k["tasks"], k["buf"], k["busy"]], args=[slot]):
+        if schedule.release_and_look(target, slot):
             schedule.activate(target, 0)
         return
     schedule.release(target, slot)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
@@ -34,6 +33,7 @@ from ymsync.store import keys
 from ymsync.store.cluster import node_client
 from ymsync.store.lock import RedisLock
 from ymsync.engine.quota_lua import LEASE_SCRIPT, RENEW_SCRIPT
+from ymsync.engine.request_lua import ROUND_END
 
 # KEYS: targets due nudge; ARGV: target, delay_ms. Registers the target (last write: now) and
 # makes it due in delay_ms unless it is due already; a new entry nudges the scheduler.
@@ -100,6 +100,7 @@ class Schedule:
         self._remove_if = client.register_script(_REMOVE_IF)
         # A task slot is a lease in the target's ``tasks`` set, taken and renewed like the parallel
         # leases of the QuotaLimiter (the same scripts).
+        self._release_and_look = client.register_script(ROUND_END)
         self._claim = client.register_script(LEASE_SCRIPT)
         self._hold = client.register_script(RENEW_SCRIPT)
         self._lock = RedisLock(client, keys.SCHEDULER_LOCK)
@@ -183,9 +184,15 @@ class Schedule:
         """:meth:`hold`, answering the server's clock (ms) when held, 0 when the slot expired."""
         return int(self._hold(keys=[keys.target_keys(target)["tasks"]], args=[token, self.task_ttl_ms]))
 
-    def release(self, target: str, token: str, *, client: Any = None) -> None:
-        """Free a slot (``client``: a pipeline to queue it on)."""
-        (client or self.redis).zrem(keys.target_keys(target)["tasks"], token)
+    def release(self, target: str, token: str) -> None:
+        self.redis.zrem(keys.target_keys(target)["tasks"], token)
+
+    def release_and_look(self, target: str, token: str) -> bool:
+        """Free a slot, then say whether the target has a pending value that can be taken now (the
+        buffer's TAKEABLE), in one script: a producer that wrote meanwhile either saw the slot
+        free or wrote before the look."""
+        k = keys.target_keys(target)
+        return bool(self._release_and_look(keys=[k["tasks"], k["buf"], k["busy"]], args=[token]))
 
     def slots_expiry(self, target: str) -> int | None:
         """When the first live slot of ``target`` expires (server ms); None if none is live."""
