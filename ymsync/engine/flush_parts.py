@@ -88,13 +88,17 @@ class FlushParts:
         """Quota units a request of ``skus`` values costs: one request, or its SKUs."""
         return 1 if t.per_request else skus
 
+    @staticmethod
+    def hold_keys(t: Target) -> list[str]:
+        """The keys whose TTL holds the target's requests back: a 420 pause, a halt, a backoff."""
+        k = keys.target_keys(t.name)
+        return [keys.pause(t.method, t.quota_key), k["halt"], k["backoff"]]
+
     def held_off(self, t: Target) -> float:
         """Seconds until the target may send again: the longest of pause, halt and backoff."""
-        k = keys.target_keys(t.name)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.pttl(keys.pause(t.method, t.quota_key))
-        pipe.pttl(k["halt"])
-        pipe.pttl(k["backoff"])
+        for key in self.hold_keys(t):
+            pipe.pttl(key)
         return max(0, *pipe.execute()) / 1000
 
     def watch_lease(self, t: Target, seconds: float) -> None:

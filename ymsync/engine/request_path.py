@@ -103,12 +103,11 @@ class RequestPath:
             pipe.zrange(k["batches"], 0, 999)
         else:
             pipe.zrangebyscore(k["batches"], "-inf", now_ms, start=0, num=1000)
-        pipe.pttl(keys.pause(t.method, t.quota_key))
-        pipe.pttl(k["halt"])
-        pipe.pttl(k["backoff"])
+        for key in FlushParts.hold_keys(t):
+            pipe.pttl(key)
         pipe.hkeys(keys.isolating(t.name))
-        batches, pause, halt, backoff, parked = pipe.execute()
-        return RoundStart(max(0, pause, halt, backoff) / 1000, [b.decode() for b in batches], list(parked))
+        batches, *held, parked = pipe.execute()
+        return RoundStart(max(0, *held) / 1000, [b.decode() for b in batches], list(parked))
 
     # --- begin ---------------------------------------------------------------------------------
 
