@@ -308,6 +308,45 @@ def test_reclaim_returns_a_dead_workers_batch(buf) -> None:
     assert buf.reclaim_expired(C) == 0
 
 
+def test_a_batch_settled_in_pieces_stays_in_flight_until_its_last_piece(buf, r) -> None:
+    # Isolation settles a refused batch piece by piece; what is not settled yet stays leased.
+    buf.ingest(C, [(s, 1, BASE) for s in "abcd"])
+    batch = buf.take(C, 10, 10_000, 60)
+    batches, busy = keys.campaign_keys(C)["batches"], keys.campaign_keys(C)["busy"]
+    assert buf.settle(batch, "delivered", ["a", "b", "zz"]) == 2  # zz is not in the batch
+    assert buf.settle(batch, "delivered", ["a"]) == 0  # settled once only
+    assert r.zscore(batches, batch.batch_id) is not None
+    assert {m.decode() for m in r.smembers(busy)} == {"c", "d"}
+    assert buf.settle(batch, "returned", ["c"]) == 1
+    assert values(buf.take(C, 10, 10_000, 60)) == {"c": (1, BASE)}  # d is still in flight
+    assert buf.settle(batch, "dead", ["d"], reason="x") == 1
+    assert r.zscore(batches, batch.batch_id) is None
+    assert not r.exists(keys.inflight(buf.target(C), batch.batch_id))
+    assert buf.stats(C)["delivered"] == 2 and buf.stats(C)["dead"] == 1
+
+
+@pytest.mark.parametrize("outcome", ["delivered", "reclaimed"])
+def test_a_batch_taken_by_the_release_that_kept_a_hash_settles_and_reclaims(buf, r, outcome: str) -> None:
+    # A deployment upgraded with batches in flight: the release before kept each in-flight value
+    # as a field of a hash (the layout of buf).
+    buf.ingest(C, [("s", 1, BASE), ("t", 2, BASE)])
+    batch = buf.take(C, 10, 10_000, 60 if outcome == "delivered" else 0.03)
+    inflight = keys.inflight(buf.target(C), batch.batch_id)
+    r.delete(inflight)
+    r.hset(inflight, mapping={"s": f"1|{BASE}|{BASE}", "t": f"2|{BASE}|{BASE}"})
+    if outcome == "delivered":
+        assert buf.settle(batch, "delivered", ["s"]) == 1
+        assert r.type(inflight) == b"string"  # the rest, in this release's layout
+        assert buf.settle(batch, "delivered") == 1
+        assert buf.stats(C)["delivered"] == 2
+    else:
+        time.sleep(0.05)
+        assert buf.reclaim_expired(C) == 2
+        assert values(buf.take(C, 10, 10_000, 60)) == {"s": (1, BASE), "t": (2, BASE)}
+    assert not r.exists(inflight)
+    assert r.zscore(keys.campaign_keys(C)["batches"], batch.batch_id) is None
+
+
 def test_extend_keeps_a_live_batch(buf) -> None:
     buf.ingest(C, [("s", 1, BASE)])
     batch = buf.take(C, 10, 10_000, 0.05)

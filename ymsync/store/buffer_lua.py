@@ -52,12 +52,14 @@ end
 # taken (SKUs whose older value is still in flight, the rest of the last page) goes back to the
 # head in order. A list costs ~15 B a SKU where a sorted set costs ~100. Needs Redis >= 6.2.
 TAKE = NOW + """local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out, picked, values, keep, bytes, scanned, full = {}, {}, {}, {}, 0, 0, false
+local out, picked, keep, bytes, scanned, full = {}, {}, {}, 0, 0, false
 while not full and scanned < maxn * 4 + 1000 do
   local skus = redis.call('LPOP', KEYS[2], 500)
   if not skus then break end
   local busy = redis.call('SMISMEMBER', KEYS[3], unpack(skus))
   local vals = redis.call('HMGET', KEYS[1], unpack(skus))
+  -- One look at the whole page for a character JSON escapes (rare): a look per SKU cost a fifth of this script.
+  local escapes = string.find(table.concat(skus), '[%c"\\\\]') ~= nil
   for i, sku in ipairs(skus) do
     if full or busy[i] == 1 then
       keep[#keep + 1] = sku
@@ -65,7 +67,7 @@ while not full and scanned < maxn * 4 + 1000 do
       scanned = scanned + 1
       -- JSON bytes of this entry in the request: the SKU (escapes double), fixed keys, count, stamp.
       local cost = #sku + 100
-      if string.find(sku, '[%c"\\\\]') then cost = cost + select(2, string.gsub(sku, '[%c"\\\\]', '')) end
+      if escapes and string.find(sku, '[%c"\\\\]') then cost = cost + select(2, string.gsub(sku, '[%c"\\\\]', '')) end
       if bytes + cost > maxb then
         full = true
         keep[#keep + 1] = sku
@@ -74,7 +76,6 @@ while not full and scanned < maxn * 4 + 1000 do
         out[#out + 1] = sku
         out[#out + 1] = vals[i]
         picked[#picked + 1] = sku
-        values[#picked] = vals[i]
         full = #picked >= maxn
       end
     end  -- queued without a value: nothing to send, the entry is dropped
@@ -87,17 +88,13 @@ for e = #keep, 1, -1000 do
   redis.call('LPUSH', KEYS[2], unpack(back))
 end
 for s = 1, #picked, 1000 do
-  local hset, moved = {}, {}
-  for i = s, math.min(s + 999, #picked) do
-    hset[#hset + 1] = picked[i]
-    hset[#hset + 1] = values[i]
-    moved[#moved + 1] = picked[i]
-  end
-  redis.call('HSET', KEYS[5], unpack(hset))
-  redis.call('HDEL', KEYS[1], unpack(moved))
-  redis.call('SADD', KEYS[3], unpack(moved))
+  local e = math.min(s + 999, #picked)
+  redis.call('HDEL', KEYS[1], unpack(picked, s, e))
+  redis.call('SADD', KEYS[3], unpack(picked, s, e))
 end
 if #out > 0 then
+  -- The batch is one value (see BATCH below): one write here, one read and one delete at settling.
+  redis.call('SET', KEYS[5], cmsgpack.pack(out))
   redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4])
   -- The stamp cap of this batch: the newest of the caller's and every cap sent before it.
   -- Each is the Market's time at a lower bound, so the floor is never in its future; taking
@@ -114,6 +111,18 @@ return out
 """
 
 
+# A batch in flight is one string, {sku, value, sku, value...} packed by msgpack (C, both ways):
+# a hash field per SKU cost a write at taking and a read and a delete at settling. A batch taken
+# by a release that kept a hash reads the same (a deployment upgraded with batches in flight).
+BATCH = """
+local function batch_pairs(key)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'string' then return cmsgpack.unpack(redis.call('GET', key)) end
+  if kind == 'hash' then return redis.call('HGETALL', key) end
+  return {}
+end
+"""
+
 # KEYS: inflight busy batches buf queue dead stats retired delivered:g delivered:g-1 delivered:g-2;
 # ARGV: generation, generation_ms, batch_id, action, reason, skus...
 # A SKU retired (``retired``: sku -> the retirement's stamp) after its value was taken keeps no
@@ -125,33 +134,54 @@ return out
 # the pending copy is dropped as ``unchanged``, the rule ingest applies once nothing is in flight:
 # the Market has just been given that count, and sending it again would spend quota and could land
 # over a cabinet edit made in the meantime. The delivered record takes the newer stamp.
-SETTLE = GENERATIONS + """local DEL = gens(9)
-local n, seen, unchanged = 0, {}, 0
+# The SKUs not named stay in flight (isolation settles a refused batch piece by piece).
+SETTLE = GENERATIONS + BATCH + """local DEL = gens(9)
+local n, unchanged = 0, 0
 local action = ARGV[4]
 -- Structures that do not exist are not read or cleaned per SKU: no retirement marks (the usual
 -- case), no older generation of delivered records (a young deployment, or a quiet day).
 local any_marks = redis.call('EXISTS', KEYS[8]) == 1
 local older = {}
 for g = 2, 3 do if redis.call('EXISTS', DEL[g]) == 1 then older[#older + 1] = DEL[g] end end
-for s = 6, #ARGV, 1000 do
-  local slice = {}
-  for i = s, math.min(s + 999, #ARGV) do
-    if not seen[ARGV[i]] then seen[ARGV[i]] = true; slice[#slice + 1] = ARGV[i] end
+local pairs_in = batch_pairs(KEYS[1])  -- none if the lease ran out and the batch was reclaimed
+local held = {}
+for i = 1, #pairs_in, 2 do held[pairs_in[i]] = pairs_in[i + 1] end
+local settled = {}
+local delivered, repeats, d, tail = {}, {}, 0, '|' .. now
+-- The record of a value the Market accepted. The same count pending behind it is dropped as
+-- unchanged, its newer stamp kept.
+local function deliver(sku, v, behind)
+  local record = string.match(v, '^%d+|%d+')
+  if behind then
+    local count, stamp = string.match(record, '^(%d+)|(%d+)$')
+    local pc, ps = string.match(behind, '^(%d+)|(%d+)|')
+    if pc == count then
+      repeats[#repeats + 1] = sku
+      if tonumber(ps) > tonumber(stamp) then record = count .. '|' .. ps end
+    end
   end
-  if #slice > 0 then
-    local vals = redis.call('HMGET', KEYS[1], unpack(slice))
+  delivered[d + 1], delivered[d + 2], d = sku, record .. tail, d + 2
+end
+for s = 6, #ARGV, 1000 do
+  local found = {}  -- the SKUs of this slice still in the batch, each once
+  for i = s, math.min(s + 999, #ARGV) do
+    local sku = ARGV[i]
+    if held[sku] and not settled[sku] then settled[sku] = true; found[#found + 1] = sku end
+  end
+  if #found > 0 then
+    n = n + #found
     local marks = {}
-    if any_marks then marks = redis.call('HMGET', KEYS[8], unpack(slice)) end
+    if any_marks then marks = redis.call('HMGET', KEYS[8], unpack(found)) end
     local behind = {}  -- the pending value queued behind each (only a delivery looks at it)
-    if action == 'delivered' then behind = redis.call('HMGET', KEYS[4], unpack(slice)) end
-    local found, delivered, repeats = {}, {}, {}
-    for i, sku in ipairs(slice) do
-      local v = vals[i]
-      if v then
-        n = n + 1
-        found[#found + 1] = sku
-        local count, stamp, first = string.match(v, '^(%d+)|(%d+)|(%d+)$')
-        local mark = marks[i] and tonumber(marks[i])
+    if action == 'delivered' then behind = redis.call('HMGET', KEYS[4], unpack(found)) end
+    delivered, repeats, d = {}, {}, 0
+    for i, sku in ipairs(found) do
+      local v, mark = held[sku], marks[i]
+      if not mark and action == 'delivered' then  -- the usual case, kept tight
+        deliver(sku, v, behind[i])
+      else
+        local count, stamp = string.match(v, '^(%d+)|(%d+)|')
+        mark = mark and tonumber(mark)
         if mark and (tonumber(stamp) < mark or (tonumber(stamp) == mark and action ~= 'returned')) then
           -- Sent before (or as) the SKU's retirement: nothing of it is kept (a final count returned
           -- for a retry goes back to the buffer below, as any value).
@@ -162,20 +192,10 @@ for s = 6, #ARGV, 1000 do
             if tonumber(stamp) == mark then redis.call('HDEL', KEYS[8], sku) end
           elseif action == 'dead' and tonumber(stamp) == mark then  -- the final count failed: say so
             redis.call('HSET', KEYS[6], sku, cjson.encode({sku = sku, count = tonumber(count), stamp_ms = tonumber(stamp),
-              first_ms = tonumber(first), reason = ARGV[5], at_ms = tonumber(now)}))
+              first_ms = tonumber(string.match(v, '|(%d+)$')), reason = ARGV[5], at_ms = tonumber(now)}))
           end
-        elseif action == 'delivered' then
-          local kept = stamp
-          local p = behind[i]
-          if p then
-            local pc, ps = string.match(p, '^(%d+)|(%d+)|')
-            if pc == count then
-              repeats[#repeats + 1] = sku
-              if tonumber(ps) > tonumber(stamp) then kept = ps end
-            end
-          end
-          delivered[#delivered + 1] = sku
-          delivered[#delivered + 1] = count .. '|' .. kept .. '|' .. now
+        elseif action == 'delivered' then  -- stamped after the SKU's retirement: it came back
+          deliver(sku, v, behind[i])
         elseif action == 'returned' then
           if redis.call('HEXISTS', KEYS[4], sku) == 0 then  -- a newer pending value wins over ours
             redis.call('HSET', KEYS[4], sku, v)
@@ -183,19 +203,16 @@ for s = 6, #ARGV, 1000 do
           end
         else
           redis.call('HSET', KEYS[6], sku, cjson.encode({sku = sku, count = tonumber(count), stamp_ms = tonumber(stamp),
-            first_ms = tonumber(first), reason = ARGV[5], at_ms = tonumber(now)}))
+            first_ms = tonumber(string.match(v, '|(%d+)$')), reason = ARGV[5], at_ms = tonumber(now)}))
         end
       end
     end
-    if #delivered > 0 then
+    if d > 0 then
       -- In bulk: the record goes to the current generation, and any copy in the two before it goes.
       redis.call('HSET', DEL[1], unpack(delivered))
       for _, key in ipairs(older) do redis.call('HDEL', key, unpack(found)) end
     end
-    if #found > 0 then
-      redis.call('HDEL', KEYS[1], unpack(found))
-      redis.call('SREM', KEYS[2], unpack(found))
-    end
+    redis.call('SREM', KEYS[2], unpack(found))
     if #repeats > 0 then
       -- Their queue entries stay: taking drops an entry without a value.
       redis.call('HDEL', KEYS[4], unpack(repeats))
@@ -203,10 +220,19 @@ for s = 6, #ARGV, 1000 do
     end
   end
 end
+if n * 2 == #pairs_in then  -- all of it settled now (or before: the batch is gone)
+  if n > 0 then redis.call('DEL', KEYS[1]) end
+  redis.call('ZREM', KEYS[3], ARGV[3])
+elseif n > 0 then
+  local rest = {}
+  for i = 1, #pairs_in, 2 do
+    if not settled[pairs_in[i]] then rest[#rest + 1] = pairs_in[i]; rest[#rest + 1] = pairs_in[i + 1] end
+  end
+  redis.call('SET', KEYS[1], cmsgpack.pack(rest))
+end
 if n > 0 and action == 'delivered' then stamp_expiry(DEL) end
 if unchanged > 0 then redis.call('HINCRBY', KEYS[7], 'unchanged', unchanged) end
 if n > 0 and action ~= 'returned' then redis.call('HINCRBY', KEYS[7], action, n) end
-if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) end
 return n
 """
 
@@ -215,7 +241,7 @@ return n
 # clock (its worker died, or is too slow to be trusted) to the buffer in one step, so nothing can
 # extend a lease between "found expired" and "returned" (EXTEND refuses an expired lease too).
 # {batches reclaimed, SKUs returned to the buffer}.
-RECLAIM = NOW + """
+RECLAIM = NOW + BATCH + """
 local expired = {}
 for i, batch in ipairs(ARGV) do
   local deadline = redis.call('ZSCORE', KEYS[1], batch)
@@ -224,7 +250,7 @@ end
 local returned = 0
 for _, i in ipairs(expired) do
   local batch, inflight = ARGV[i], KEYS[6 + i]
-  local entries = redis.call('HGETALL', inflight)
+  local entries = batch_pairs(inflight)
   local skus = {}
   for i = 1, #entries, 2 do
     local sku, v = entries[i], entries[i + 1]

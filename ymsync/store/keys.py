@@ -16,7 +16,7 @@ Per target ``{t}``:
   ymsync:{t}:hwm:<gen>   hash  sku -> "stamp_ms|count"            newest value accepted, by generation
   ymsync:{t}:delivered:<gen> hash sku -> "count|stamp_ms|at_ms"   last value the Market accepted, by generation
   ymsync:{t}:busy        set   sku                                SKUs inside an in-flight batch
-  ymsync:{t}:inflight:<batch> hash, like buf                      one batch being sent
+  ymsync:{t}:inflight:<batch> string  msgpack [sku, value, ...]   one batch being sent (values as in buf)
   ymsync:{t}:batches     zset  batch -> lease deadline ms         in-flight batches (expired = worker died)
   ymsync:{t}:isolating   hash  batch -> JSON                      isolation of a refused batch, parked for quota
   ymsync:{t}:dead        hash  sku -> JSON                        dead letters (bounded by the catalogue)
