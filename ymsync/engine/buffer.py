@@ -267,8 +267,8 @@ class StockBuffer(BufferReads):
         """``delivered``, ``returned`` or ``dead`` for ``skus`` of the batch (default: all)."""
         assert action in ("delivered", "returned", "dead")
         k = keys.target_keys(batch.target)
-        names = [e.sku for e in batch.entries] if skus is None else list(skus)
-        if not names:
+        names = [] if skus is None else list(skus)  # none named: the script settles the whole batch
+        if skus is not None and not names:
             return 0
         return int(self.call_in_generation(
             self._settle, batch.target, [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"],

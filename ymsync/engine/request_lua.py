@@ -44,7 +44,7 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
 #       13-15 delivered:<g>, <g-1>, <g-2> (appended by StockBuffer's generation retry)
 # ARGV: 1 generation, 2 generation ms, 3 batch id, 4 action, 5 reason, 6 quota on (1/0),
 #       7-18 the quota settlement (quota_lua.SETTLE's ARGV), 19 lease id ('' = none),
-#       20 keep the lease this many ms more (0: release it), 21... the batch's SKUs to settle.
+#       20 keep the lease this many ms more (0: release it), 21... the batch's SKUs to settle (none: all).
 # The buffer's settlement goes first: a generation the caller named wrong fails the whole call
 # before anything is written, and the caller retries it with the generation the error names.
 # Returns {values settled, the Market's Limit changed (1/0)}.
@@ -131,7 +131,7 @@ END = _MAINS + "return end_request(KEYS, ARGV, 21)\n"
 
 # END, then BEGIN of the next request, in one call: a request under a backlog costs one round trip.
 # KEYS: END's 1-12, BEGIN's 1-14 (as 13-26), END's generation hashes (27-29, appended last);
-# ARGV: END's 1-20, BEGIN's 1-19 (as 21-39), the SKUs to settle (40...).
+# ARGV: END's 1-20, BEGIN's 1-19 (as 21-39), the SKUs to settle (40...; none: all).
 # Returns {values settled, Limit changed, BEGIN's reply...}.
 END_BEGIN = _MAINS + """
 local ek = {}

@@ -211,15 +211,14 @@ class RequestPath:
                     keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name)]
         end_args = [batch.batch_id, "delivered", "", 1 if settle is not None else 0, *(settle or [0] * 12),
                     ticket.lease_id or "", int(ticket.keep_s * 1000)]
-        skus = [e.sku for e in batch.entries]
+        # No SKUs named: the script settles the batch it holds, all of it (the request sent it whole).
         if then is None:
-            n, changed = p.buffer.call_in_generation(self._end, batch.target, end_keys, (keys.delivered,),
-                                                     [*end_args, *skus])
+            n, changed = p.buffer.call_in_generation(self._end, batch.target, end_keys, (keys.delivered,), end_args)
             begun = None
         else:
             prepared = self._prepare(then)
             raw = p.buffer.call_in_generation(self._end_begin, batch.target, [*end_keys, *prepared.keys],
-                                              (keys.delivered,), [*end_args, *prepared.args, *skus])
+                                              (keys.delivered,), [*end_args, *prepared.args])
             n, changed = raw[0], raw[1]
             begun = self._begun(then, prepared, raw[2:])
         if changed:

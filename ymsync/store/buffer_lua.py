@@ -124,7 +124,7 @@ end
 """
 
 # KEYS: inflight busy batches buf queue dead stats retired delivered:g delivered:g-1 delivered:g-2;
-# ARGV: generation, generation_ms, batch_id, action, reason, skus...
+# ARGV: generation, generation_ms, batch_id, action, reason, skus... (none: every SKU of the batch)
 # A SKU retired (``retired``: sku -> the retirement's stamp) after its value was taken keeps no
 # record of it: delivered, its records go (the final count itself clears the mark); returned or
 # dead, an older value is dropped. A value stamped after the retirement (the SKU came back) settles
@@ -162,10 +162,15 @@ local function deliver(sku, v, behind)
   end
   delivered[d + 1], delivered[d + 2], d = sku, record .. tail, d + 2
 end
-for s = 6, #ARGV, 1000 do
+local names, first = ARGV, 6
+if #ARGV < 6 then  -- none named: the whole batch (a request sends it whole; no 2,000 names to send back)
+  names, first = {}, 1
+  for i = 1, #pairs_in, 2 do names[#names + 1] = pairs_in[i] end
+end
+for s = first, #names, 1000 do
   local found = {}  -- the SKUs of this slice still in the batch, each once
-  for i = s, math.min(s + 999, #ARGV) do
-    local sku = ARGV[i]
+  for i = s, math.min(s + 999, #names) do
+    local sku = names[i]
     if held[sku] and not settled[sku] then settled[sku] = true; found[#found + 1] = sku end
   end
   if #found > 0 then
