@@ -101,26 +101,17 @@ def flush(target: str, slot: str = "", due_ms: int = 0) -> None:
     schedule = runtime.schedule()
     if not slot or not isinstance(target, str):
         return  # a 0.1 message (campaign id, no slot) left in the broker: `ymsync migrate` scheduled its work
-    now_ms = schedule.hold_at(target, slot)
-    if not now_ms:
-        return  # the slot expired (this message waited too long, or was redelivered): not ours
-    if due_ms:
-        _record_lateness(schedule, due_ms, now_ms)
     try:
         runtime.refresh_groups(target)  # a campaign the Market reports in a group hands over to it
-        result = runtime.flusher().flush(target, slot=slot, now_ms=now_ms)  # each request renews the slot
+        # The round renews the slot first (each request again); its lateness figures ride along.
+        result = runtime.flusher().flush(target, slot=slot, due_ms=int(due_ms or 0))
     except Exception:
         schedule.release(target, slot)
         schedule.defer(target, 1.0)  # the round failed (Redis, a bug): try again, not never
         raise
+    if result.slot_lost:
+        return  # the slot expired (this message waited too long, or was redelivered): not ours
     round_ended(schedule, target, slot, result.next_in)
-
-
-def _record_lateness(schedule, due_ms: int, now_ms: int) -> None:
-    late_ms = max(0, now_ms - int(due_ms))
-    bucket = "late_le_10ms" if late_ms <= 10 else "late_le_50ms" if late_ms <= 50 else \
-        "late_le_250ms" if late_ms <= 250 else "late_gt_250ms"
-    schedule.record(flush_tasks=1, late_ms_sum=late_ms, **{bucket: 1})
 
 
 def send_flush(target: str, slot: str, due_ms: int) -> None:

@@ -142,3 +142,33 @@ def test_the_one_script_path_and_the_parts_path_leave_the_same_state(clean_redis
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == [("batch", 60, 190, 60), ("batch", 40, 150, 40), ("quota", 0, 0, 0)]
     assert outcomes[0][1:] == (150, 100, (100, 100), 0)
+
+
+def test_a_round_starts_with_one_round_trip_that_renews_its_slot_and_counts_its_lateness(clean_redis) -> None:
+    r = clean_redis
+    push_stocks(1001, [{"sku": f"S{i}", "count": i} for i in range(5)], buffer=StockBuffer(r))
+    path = path_of(r, None, one_script=True, lease_s=0.05)
+    schedule = path.parts.schedule
+    expired = path.parts.buffer.take(1001, 2, 1 << 20, 0.001)
+    live = path.parts.buffer.take(1001, 2, 1 << 20, 60)
+    assert expired is not None and live is not None
+    slot = schedule.claim(T.name)
+    assert slot is not None
+    seconds, micros = r.time()
+    server_ms = int(seconds) * 1000 + int(micros) // 1000
+    path.start_round(T, slot, due_ms=server_ms)  # the first loads the scripts (redis-py's path, on a miss)
+    reads = r.info("stats")["total_reads_processed"]
+    start = path.start_round(T, slot, due_ms=server_ms - 5_000)  # sent 5 s late (the server's clock)
+    assert r.info("stats")["total_reads_processed"] - reads == 2, "one read for the round, one for INFO"
+    assert not start.slot_lost and start.now_ms >= server_ms
+    assert start.expired == [expired.batch_id]  # the live batch's lease still runs
+    stats = schedule.stats()
+    assert stats["flush_tasks"] == 2 and stats.get("late_le_10ms", 0) + stats.get("late_le_50ms", 0) == 1
+    assert stats["late_gt_250ms"] == 1 and 5_000 <= stats["late_ms_sum"] < 7_000
+    # A slot that expired (its message waited too long) starts nothing, whatever the target holds.
+    r.zrem(keys.target_keys(T.name)["tasks"], slot)
+    assert path.start_round(T, slot).slot_lost
+    flusher_result = Flusher(path.parts.buffer, path.parts.limiter, SimpleNamespace(clock=MarketClock()),  # type: ignore[arg-type]
+                             min_batch=1).flush(T.name, slot=slot)
+    assert flusher_result.slot_lost and flusher_result.requests == 0
+    assert path.parts.buffer.in_flight(1001) == 4  # nothing reclaimed by a round that was not its to run

@@ -228,7 +228,7 @@ class StockBuffer(BufferReads):
             for i in waiting:
                 self._ingest(keys=script_keys, args=[g, self.generation_ms, self.horizon_ms, 1 if force else 0,
                                                      chunks[i]], client=pipe)
-            again = []  # a node's plain pipeline loads its scripts first (a cluster pipeline would not)
+            again = []  # a node's plain pipeline: its scripts run (or load on a miss) there, not on the Cluster client
             for i, reply in zip(waiting, self.ack.execute(pipe)):
                 named = _generation_named(reply)
                 if named is not None:

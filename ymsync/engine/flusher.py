@@ -52,6 +52,7 @@ class FlushResult:
     requests: int = 0
     next_in: float | None = None  # None: nothing takeable seen; 0: run again now; else after this many s
     fanned_out: bool = False  # made the target due again at once for a parallel sibling
+    slot_lost: bool = False  # the task's slot had expired: the round did nothing, and ends nothing
 
 
 class Flusher:
@@ -85,24 +86,30 @@ class Flusher:
         return self.parts.redis
 
     def flush(self, target_name: str | int, keep_going: Callable[[], bool] | None = None,
-              slot: str | None = None, now_ms: int | None = None) -> FlushResult:
+              slot: str | None = None, due_ms: int = 0) -> FlushResult:
         """One bounded round for a target (a name like ``c1001``/``b7``, or a campaign id).
-        ``slot``: the flush task's slot (schedule.py), renewed by each request's first Redis call;
-        ``keep_going`` is asked before each request instead when there is no slot (tools, tests).
-        ``now_ms``: the server's clock when the slot was last renewed (RequestPath.start_round)."""
+        ``slot``: the flush task's slot (schedule.py), renewed as the round starts and by each
+        request's first Redis call; ``keep_going`` is asked before each request instead when there
+        is no slot (tools, tests). ``due_ms``: when the task came due (server ms), for the
+        scheduler's lateness figures."""
         p, o = self.parts, self.options
         if keep_going is None:
             keep_going = (lambda: p.schedule.hold(t.name, slot)) if slot else (lambda: True)
         t = p.bound(target(target_name))  # a warehouse group: through which of its campaigns
         c = t.name
-        start = self.path.start_round(t, now_ms)
+        start = self.path.start_round(t, slot, due_ms)
+        if start.slot_lost:
+            return FlushResult(slot_lost=True)
         p.buffer.reclaim(c, start.expired)  # a dead worker's batch comes back first
         gate = self.groups.gate(t)  # a campaign now in a group moves its values; a group waits for them
         if gate.stop:
             return FlushResult(next_in=gate.next_in)
         if start.held_s > 0:
             return FlushResult(next_in=start.held_s)
-        tally, fanned_out, watched = Tally(), False, False
+        # A scheduled round (it has a slot) is watched already: the scheduler set a look at its
+        # target when it sent the task, and each look sets the next while a slot or lease is open
+        # (dispatch.check_target), so a worker dying with a batch leaves it to be reclaimed.
+        tally, fanned_out, watched = Tally(), False, bool(slot)
         deadline = time.monotonic() + o.budget_s
 
         def result(next_in: float | None) -> FlushResult:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from ymsync.engine.buffer import Batch, Entry
 from ymsync.engine.call_policy import MIN_WAIT_S, Call, Ticket
@@ -23,7 +24,7 @@ from ymsync.engine.flush_parts import FlushParts
 from ymsync.engine.quota import UNLIMITED, Grant, MarketCount
 from ymsync.engine.request_lua import BEGIN, END, END_BEGIN
 from ymsync.engine.targets import Target
-from ymsync.store import keys
+from ymsync.store import keys, pipelines
 from ymsync.store.cluster import is_cluster
 
 
@@ -47,12 +48,15 @@ _WAITS = {"held", "young", "quota"}
 
 @dataclass(frozen=True)
 class RoundStart:
-    """What a flush round looks at first, read in one pipeline: how long the target is held off
-    (pause, halt, backoff), its batches whose lease may have run out, its parked isolation work."""
+    """What a flush round looks at first, read in one pipeline: whether its task slot is still
+    its own, how long the target is held off (pause, halt, backoff), its batches whose lease may
+    have run out, its parked isolation work; and the server's clock."""
 
     held_s: float
     expired: list[str]
     parked: list[bytes]
+    now_ms: int = 0
+    slot_lost: bool = False  # the task's slot expired (the message waited too long): not ours to run
 
 
 @dataclass(frozen=True)
@@ -93,21 +97,39 @@ class RequestPath:
         method, tag = t.method, keys.hash_tag(keys.target_prefix(t.name))
         return keys.hash_tag(keys.quota(method, t.quota_key)) == tag and keys.hash_tag(keys.lease(t.gate)) == tag
 
-    def start_round(self, t: Target, now_ms: int | None) -> RoundStart:
-        """One round trip for what a round checks before its first request. ``now_ms``: the
-        server's clock as the flush task found it (its slot's renewal); batches whose lease runs
-        out by then are candidates (RECLAIM checks again by its own clock); None: every batch."""
-        k = keys.target_keys(t.name)
-        pipe = self.parts.redis.pipeline(transaction=False)
-        if now_ms is None:
-            pipe.zrange(k["batches"], 0, 999)
-        else:
-            pipe.zrangebyscore(k["batches"], "-inf", now_ms, start=0, num=1000)
+    def start_round(self, t: Target, slot: str | None = None, due_ms: int = 0) -> RoundStart:
+        """One round trip for what a round checks before its first request: the renewal of the
+        flush task's ``slot`` (if any), the task's lateness after ``due_ms`` (if given: the
+        scheduler's figures ride along), the target's hold-offs, batches and parked work. Batches
+        whose lease ran out by the slot renewal's server clock are candidates (RECLAIM checks
+        again by its own); without a slot, every batch is."""
+        k, p = keys.target_keys(t.name), self.parts
+        # A Cluster pipeline would not load a script on a master that lacks it (a promoted
+        # replica): there the scripts go first, as their own calls.
+        scripts_apart = is_cluster(p.redis)
+        pipe = p.redis.pipeline(transaction=False)
+        renewed: Any = None
+        if slot:
+            renewed = p.schedule.hold_at(t.name, slot, client=None if scripts_apart else pipe)
+        if due_ms:
+            p.schedule.record_lateness(due_ms, client=None if scripts_apart else pipe)
+        if slot and scripts_apart and not int(renewed):
+            return RoundStart(0.0, [], [], slot_lost=True)
+        pipe.zrange(k["batches"], 0, 999, withscores=True)
         for key in FlushParts.hold_keys(t):
             pipe.pttl(key)
         pipe.hkeys(keys.isolating(t.name))
-        batches, *held, parked = pipe.execute()
-        return RoundStart(max(0, *held) / 1000, [b.decode() for b in batches], list(parked))
+        replies = pipe.execute() if scripts_apart else pipelines.raise_first(pipelines.execute(pipe))
+        if not scripts_apart:
+            renewed = replies.pop(0) if slot else None
+            if due_ms:
+                replies.pop(0)
+        batches, *held, parked = replies
+        now_ms = int(renewed) if slot else 0
+        if slot and now_ms == 0:
+            return RoundStart(0.0, [], [], slot_lost=True)
+        expired = [b.decode() for b, deadline in batches if not slot or deadline <= now_ms]
+        return RoundStart(max(0, *held) / 1000, expired, list(parked), now_ms)
 
     # --- begin ---------------------------------------------------------------------------------
 

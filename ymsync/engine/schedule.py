@@ -75,6 +75,22 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZRE
 return 0
 """
 
+# KEYS: scheduler stats; ARGV: the due time (server ms) a flush task was sent for. A flush task
+# began: how late after its due time, by the server's clock (a worker's clock may differ), counted
+# into buckets. It rides in the round's first pipeline, so it costs no round trip of its own.
+_LATENESS = """
+local t = redis.call('TIME')
+local late = math.max(0, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[1]))
+local bucket = 'late_gt_250ms'
+if late <= 10 then bucket = 'late_le_10ms' elseif late <= 50 then bucket = 'late_le_50ms'
+elseif late <= 250 then bucket = 'late_le_250ms' end
+redis.call('HINCRBYFLOAT', KEYS[1], 'flush_tasks', 1)
+redis.call('HINCRBYFLOAT', KEYS[1], 'late_ms_sum', late)
+redis.call('HINCRBYFLOAT', KEYS[1], bucket, 1)
+return late
+"""
+
+
 @dataclass(frozen=True)
 class Due:
     target: str
@@ -103,6 +119,7 @@ class Schedule:
         self._release_and_look = client.register_script(ROUND_END)
         self._claim = client.register_script(LEASE_SCRIPT)
         self._hold = client.register_script(RENEW_SCRIPT)
+        self._lateness = client.register_script(_LATENESS)
         self._lock = RedisLock(client, keys.SCHEDULER_LOCK)
 
     # --- due times -----------------------------------------------------------------------------
@@ -178,11 +195,16 @@ class Schedule:
 
     def hold(self, target: str, token: str) -> bool:
         """Keep a slot alive; False if it expired (its task must do nothing more)."""
-        return self.hold_at(target, token) > 0
+        return int(self.hold_at(target, token)) > 0
 
-    def hold_at(self, target: str, token: str) -> int:
-        """:meth:`hold`, answering the server's clock (ms) when held, 0 when the slot expired."""
-        return int(self._hold(keys=[keys.target_keys(target)["tasks"]], args=[token, self.task_ttl_ms]))
+    def hold_at(self, target: str, token: str, *, client: redis.client.Pipeline | None = None) -> int:
+        """:meth:`hold`, answering the server's clock (ms) when held, 0 when the slot expired
+        (with ``client``: queued in that pipeline, its reply is the pipeline's)."""
+        return self._hold(keys=[keys.target_keys(target)["tasks"]], args=[token, self.task_ttl_ms], client=client)
+
+    def record_lateness(self, due_ms: int, *, client: redis.client.Pipeline | None = None) -> None:
+        """Count a flush task begun ``due_ms`` (server ms) after its due time came, by the server's clock."""
+        self._lateness(keys=[keys.SCHEDULER_STATS], args=[int(due_ms)], client=client)
 
     def release(self, target: str, token: str) -> None:
         self.redis.zrem(keys.target_keys(target)["tasks"], token)
@@ -220,13 +242,6 @@ class Schedule:
 
     def targets(self) -> list[str]:
         return [t.decode() for t in self.redis.zrange(keys.TARGETS, 0, -1)]
-
-    def record(self, **counters: float) -> None:
-        """Add to the scheduler's counters (wake-ups, lateness) for metrics and benchmarks."""
-        pipe = self.redis.pipeline(transaction=False)
-        for name, value in counters.items():
-            pipe.hincrbyfloat(keys.SCHEDULER_STATS, name, value)
-        pipe.execute()
 
     def stats(self) -> dict[str, float]:
         return {k.decode(): float(v) for k, v in self.redis.hgetall(keys.SCHEDULER_STATS).items()}

@@ -26,6 +26,8 @@ from redis.exceptions import (AskError, ClusterDownError, ClusterError, MovedErr
                               RedisClusterUnreachableError, SlotNotCoveredError, TryAgainError)
 from redis.retry import Retry
 
+from ymsync.store import pipelines
+
 StateClient = Union[redis.Redis, RedisCluster]
 T = TypeVar("T")
 
@@ -128,9 +130,10 @@ class ReplicaAck:
     def execute(self, pipe: redis.client.Pipeline) -> list[Any]:
         """Run ``pipe``, then (when replicas are asked for) ``WAIT`` on its connection; the replies
         of ``pipe``'s own commands. Raises :class:`NotReplicated` when too few replicas answered."""
-        if self.replicas:
-            pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
-        replies = pipe.execute(raise_on_error=False)
+        wait = ("WAIT", self.replicas, self.timeout_ms) if self.replicas else None
+        if wait is not None:
+            pipe.execute_command(*wait)
+        replies = pipelines.execute(pipe, then=wait)  # no SCRIPT EXISTS round trip before it
         if self.replicas:
             acked = replies.pop()
             if isinstance(acked, Exception):
