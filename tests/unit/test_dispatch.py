@@ -40,6 +40,24 @@ def test_drain_due_sends_one_flush_per_due_target_under_a_claimed_slot(clean_red
     schedule.release("c1", slot)
 
 
+def test_sending_a_due_target_costs_the_scheduler_two_round_trips(clean_redis) -> None:
+    # One to read what is due, one to claim a slot, drop the entry and set the look for a lost task.
+    r = clean_redis
+    schedule = Schedule(r, max_parallel=1, task_ttl_s=5, queue_ttl_s=7)
+    schedule.activate("c1", 0)
+    drain_due(schedule, lambda *_: None)  # the scripts load once
+    r.delete(keys.target_keys("c1")["tasks"], keys.CHECK)
+    schedule.activate("c1", 0)
+    sent: list[tuple[str, str, int]] = []
+    before = int(r.info("stats")["total_reads_processed"])
+    assert drain_due(schedule, lambda *args: sent.append(args)) == 1
+    assert int(r.info("stats")["total_reads_processed"]) - before == 3, "due, claim, and this INFO"
+    [(target, slot, due_ms)] = sent
+    assert schedule.tasks_out("c1") == 1 and schedule.due() == []
+    [(watched, at_ms)] = r.zrange(keys.CHECK, 0, -1, withscores=True)
+    assert watched == b"c1" and 7_000 < at_ms - due_ms < 8_000  # when the slot would expire
+
+
 def test_a_failed_send_gives_its_slot_back_and_keeps_the_target_due(clean_redis) -> None:
     schedule = Schedule(clean_redis, max_parallel=1, task_ttl_s=5)
     schedule.activate("c1", 0)

@@ -74,21 +74,20 @@ def drain_due(schedule: Schedule, send_flush: SendFlush) -> int:
     """Send a flush for each due target with a free slot; how many entries were handled."""
     entries = schedule.due(BATCH)
     for entry in entries:
-        token = schedule.claim(entry.target)
+        # A slot, the entry gone and a look at the target for when the slot would expire (a task
+        # dying before it ends, SIGKILLed with its message unacked, is not left to the broker's
+        # visibility timeout): one round trip. No slot free: every slot is out, and each running
+        # flush re-activates the target when it ends with work left, so dropping the entry
+        # strands nothing.
+        token = schedule.claim_due(entry)
         if token is None:
-            # Every slot is out: each running flush re-activates the target when it ends with
-            # work left, so dropping the entry strands nothing.
-            schedule.done(entry)
             continue
         try:
             send_flush(entry.target, token, entry.due_ms)
         except Exception:
-            schedule.release(entry.target, token)  # the entry stays due: the next turn retries
+            schedule.release(entry.target, token)
+            schedule.activate(entry.target, 0)  # due again: the next turn retries
             raise
-        schedule.done(entry)
-        # If the task dies before it ends (SIGKILL with the message unacked), its slot expires:
-        # look then, so its target is not left waiting for the broker's visibility timeout.
-        schedule.watch(entry.target, entry.now_ms + schedule.queue_ttl_ms + 100)
     return len(entries)
 
 

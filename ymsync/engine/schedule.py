@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import redis
 
-from ymsync.store import keys
-from ymsync.store.cluster import node_client
+from ymsync.store import keys, pipelines
+from ymsync.store.cluster import is_cluster, node_client
 from ymsync.store.lock import RedisLock
 from ymsync.engine.quota_lua import LEASE_SCRIPT, RENEW_SCRIPT
 from ymsync.engine.request_lua import ROUND_END
@@ -192,6 +192,27 @@ class Schedule:
         token = uuid.uuid4().hex[:12]
         ok = self._claim(keys=[keys.target_keys(target)["tasks"]], args=[self.max_parallel, self.queue_ttl_ms, token])
         return token if ok else None
+
+    def claim_due(self, entry: Due) -> str | None:
+        """For a due entry: :meth:`claim` a slot, remove the entry (:meth:`done`) and set a look at
+        the target for when the slot's task could be lost (:meth:`watch`), in one round trip on
+        one Redis (on a Cluster the slot lives under the target's tag: three calls). The entry
+        goes whether a slot was free or not (when none is, each running flush makes the target
+        due again as it ends with work left); a caller whose send then fails releases the slot and
+        makes the target due again. The look stands either way: it is only a look."""
+        token = uuid.uuid4().hex[:12]
+        tasks, watch_at = keys.target_keys(entry.target)["tasks"], entry.now_ms + self.queue_ttl_ms + 100
+        if is_cluster(self.redis):
+            claimed = self._claim(keys=[tasks], args=[self.max_parallel, self.queue_ttl_ms, token])
+            self.done(entry)
+            self.watch(entry.target, watch_at)
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            self._claim(keys=[tasks], args=[self.max_parallel, self.queue_ttl_ms, token], client=pipe)
+            self._remove_if(keys=[keys.DUE], args=[entry.target, entry.due_ms], client=pipe)
+            pipe.zadd(keys.CHECK, {entry.target: watch_at}, lt=True)
+            claimed = pipelines.raise_first(pipelines.execute(pipe))[0]
+        return token if claimed else None
 
     def hold(self, target: str, token: str) -> bool:
         """Keep a slot alive; False if it expired (its task must do nothing more)."""
