@@ -32,7 +32,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import redis
 from redis.commands.core import Script
@@ -60,14 +60,20 @@ def _generation_named(reply: object) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A SKU's value inside a batch: ``stamp_ms`` orders it, ``first_ms`` dates its first try."""
+class Entry(NamedTuple):
+    """A SKU's value inside a batch: ``stamp_ms`` orders it, ``first_ms`` dates its first try.
+    A named tuple: a request makes 2,000 of them, and a frozen dataclass cost ~1 µs each."""
 
     sku: str
     count: int
     stamp_ms: int
     first_ms: int
+
+
+def entries_of(raw: list[bytes], start: int) -> tuple[Entry, ...]:
+    """The entries of a take's reply: ``sku, "count|stamp_ms|first_ms"`` pairs from ``raw[start]`` on."""
+    values = (v.split(b"|") for v in raw[start + 1::2])
+    return tuple(Entry(sku.decode(), int(c), int(s), int(f)) for sku, (c, s, f) in zip(raw[start::2], values))
 
 
 @dataclass(frozen=True)
@@ -259,12 +265,8 @@ class StockBuffer(BufferReads):
                          args=[max_skus, max_bytes, int(lease_s * 1000), batch_id, int(cap_ms)])
         if not raw:
             return None
-        floor = int(raw[-1])
-        entries = []
-        for i in range(0, len(raw) - 1, 2):
-            count, stamp, first = raw[i + 1].split(b"|")
-            entries.append(Entry(raw[i].decode(), int(count), int(stamp), int(first)))
-        return Batch(self.target(target_id), batch_id, tuple(entries), floor if cap_ms else None)
+        floor = int(raw.pop())
+        return Batch(self.target(target_id), batch_id, entries_of(raw, 0), floor if cap_ms else None)
 
     def settle(self, batch: Batch, action: str, skus: Sequence[str] | None = None, reason: str = "") -> int:
         """``delivered``, ``returned`` or ``dead`` for ``skus`` of the batch (default: all)."""

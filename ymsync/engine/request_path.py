@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ymsync.engine.buffer import Batch, Entry
+from ymsync.engine.buffer import Batch, entries_of
 from ymsync.engine.call_policy import MIN_WAIT_S, Call, Ticket
 from ymsync.engine.flush_parts import FlushParts
 from ymsync.engine.quota import UNLIMITED, Grant, MarketCount
@@ -166,15 +166,11 @@ class RequestPath:
             wait = int(raw[1]) / 1000 if status in _WAITS else MIN_WAIT_S if status == "lease" else 0.0
             return Begun(status, max(MIN_WAIT_S, wait) if status == "quota" else wait)
         granted, remaining, window_used, pending, now_ms, floor = (int(x) for x in raw[1:7])
-        entries = []
-        for i in range(7, len(raw), 2):
-            count, stamp, first = raw[i + 1].split(b"|")
-            entries.append(Entry(raw[i].decode(), int(count), int(stamp), int(first)))
         call = n.call
         grant = Grant(call.method, call.quota_key, granted, 0.0, prepared.entry if prepared.quota_on else "",
                       remaining if prepared.quota_on else UNLIMITED, window_used)
         return Begun("batch", ticket=Ticket(call, grant, prepared.lease_id or None),
-                     batch=Batch(n.target.name, prepared.batch_id, tuple(entries), floor if n.cap_ms else None),
+                     batch=Batch(n.target.name, prepared.batch_id, entries_of(raw, 7), floor if n.cap_ms else None),
                      pending=pending, now_ms=now_ms)
 
     def _begin_by_parts(self, n: Next) -> Begun:
