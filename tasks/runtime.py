@@ -35,11 +35,11 @@ def schedule() -> Schedule:
 
 
 def slot_ttls() -> dict[str, float]:
-    """A flush-task slot waits up to a minute for its task to start, then each hold (before every
-    request) keeps it for one request's hard deadline and a margin: a slow-but-alive task never
-    shares its target with one slot too many, and a killed one frees its slot soon."""
+    """A flush-task slot waits up to ``YM_FLUSH_START_S`` for its task to start, then each hold
+    (before every request) keeps it for one request's hard deadline and a margin: a slow-but-alive
+    task never shares its target with one slot too many, and a killed one frees its slot soon."""
     s = get_settings()
-    return {"task_ttl_s": s.request_deadline_s + s.lease_margin_s, "queue_ttl_s": 60.0}
+    return {"task_ttl_s": s.request_deadline_s + s.lease_margin_s, "queue_ttl_s": s.flush_start_s}
 
 
 @lru_cache(maxsize=1)

@@ -235,15 +235,17 @@ def test_v3_quotas_from_the_environment() -> None:
 
 def test_engine_timings_default_to_the_production_values_and_can_be_shortened():
     """The timings tests shorten (YM_REPORT_STEP_LEASE_S, YM_REPORT_RESEND_S, YM_LEASE_MARGIN_S,
-    YM_BATCH_WAIT_S, YM_FLUSH_BUDGET_S): production values by default, read from the environment."""
+    YM_BATCH_WAIT_S, YM_FLUSH_BUDGET_S, YM_FLUSH_START_S): production values by default, read from the
+    environment."""
     s = load_settings({})
-    assert (s.report_step_lease_s, s.report_resend_s, s.lease_margin_s, s.batch_wait_s, s.flush_budget_s) == (
-        30.0, 60.0, 10.0, 1.0, 5.0)
+    assert (s.report_step_lease_s, s.report_resend_s, s.lease_margin_s, s.batch_wait_s, s.flush_budget_s,
+            s.flush_start_s) == (30.0, 60.0, 10.0, 1.0, 5.0, 60.0)
     assert s.lease_s == s.unknown_outcome_s + 10
     short = load_settings({"YM_REPORT_STEP_LEASE_S": "1.5", "YM_REPORT_RESEND_S": "3", "YM_LEASE_MARGIN_S": "2",
-                           "YM_BATCH_WAIT_S": "0.2", "YM_FLUSH_BUDGET_S": "1", "YM_UNKNOWN_OUTCOME_S": "2"})
+                           "YM_BATCH_WAIT_S": "0.2", "YM_FLUSH_BUDGET_S": "1", "YM_UNKNOWN_OUTCOME_S": "2",
+                           "YM_FLUSH_START_S": "4"})
     assert (short.report_step_lease_s, short.report_resend_s, short.lease_margin_s, short.batch_wait_s,
-            short.flush_budget_s) == (1.5, 3.0, 2.0, 0.2, 1.0)
+            short.flush_budget_s, short.flush_start_s) == (1.5, 3.0, 2.0, 0.2, 1.0, 4.0)
     assert short.lease_s == 4.0
 
 
@@ -253,6 +255,7 @@ def test_engine_timings_default_to_the_production_values_and_can_be_shortened():
     ("YM_LEASE_MARGIN_S", "0", "YM_LEASE_MARGIN_S: must be at least 0.1, got '0'"),
     ("YM_BATCH_WAIT_S", "-1", "YM_BATCH_WAIT_S: must be at least 0, got '-1'"),
     ("YM_FLUSH_BUDGET_S", "inf", "YM_FLUSH_BUDGET_S: expected a finite number, got 'inf'"),
+    ("YM_FLUSH_START_S", "0.1", "YM_FLUSH_START_S: must be at least 0.5, got '0.1'"),
 ])
 def test_malformed_engine_timings(name, raw, message):
     with pytest.raises(SettingsError) as info:

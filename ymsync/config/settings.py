@@ -83,6 +83,10 @@ class Settings:
     batch_wait_s: float = 1.0
     # One flush task works a target for at most this long before it hands over (YM_FLUSH_BUDGET_S).
     flush_budget_s: float = 5.0
+    # A flush task's slot waits this long for its task to start; then it frees (the message died in
+    # a killed worker's prefetch, or waited behind a long queue) and the target gets a new task
+    # (YM_FLUSH_START_S).
+    flush_start_s: float = 60.0
     # A report job's step holds the job under a lease of this long, renewed every third of it: a
     # worker that dies mid-step frees the job this long after at most (YM_REPORT_STEP_LEASE_S).
     report_step_lease_s: float = 30.0
@@ -314,6 +318,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lease_margin_s=_number(env, "YM_LEASE_MARGIN_S", Settings.lease_margin_s, minimum=0.1, integer=False),
         batch_wait_s=_number(env, "YM_BATCH_WAIT_S", Settings.batch_wait_s, minimum=0, integer=False),
         flush_budget_s=_number(env, "YM_FLUSH_BUDGET_S", Settings.flush_budget_s, minimum=0.1, integer=False),
+        flush_start_s=_number(env, "YM_FLUSH_START_S", Settings.flush_start_s, minimum=0.5, integer=False),
         report_step_lease_s=_number(env, "YM_REPORT_STEP_LEASE_S", Settings.report_step_lease_s, minimum=0.3,
                                     integer=False),
         report_resend_s=_number(env, "YM_REPORT_RESEND_S", Settings.report_resend_s, minimum=0.5, integer=False),
