@@ -161,6 +161,9 @@ def test_a_round_starts_with_one_round_trip_that_renews_its_slot_and_counts_its_
     start = path.start_round(T, slot, due_ms=server_ms - 5_000)  # sent 5 s late (the server's clock)
     assert r.info("stats")["total_reads_processed"] - reads == 2, "one read for the round, one for INFO"
     assert not start.slot_lost and start.now_ms >= server_ms
+    # A look at the target for when a batch of this round could be left by a dead worker.
+    [(watched, at_ms)] = r.zrange(keys.CHECK, 0, -1, withscores=True)
+    assert watched == T.name.encode() and server_ms + 150 <= at_ms <= start.now_ms + 150
     assert start.expired == [expired.batch_id]  # the live batch's lease still runs
     stats = schedule.stats()
     assert stats["flush_tasks"] == 2 and stats.get("late_le_10ms", 0) + stats.get("late_le_50ms", 0) == 1

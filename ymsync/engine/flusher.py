@@ -106,10 +106,7 @@ class Flusher:
             return FlushResult(next_in=gate.next_in)
         if start.held_s > 0:
             return FlushResult(next_in=start.held_s)
-        # A scheduled round (it has a slot) is watched already: the scheduler set a look at its
-        # target when it sent the task, and each look sets the next while a slot or lease is open
-        # (dispatch.check_target), so a worker dying with a batch leaves it to be reclaimed.
-        tally, fanned_out, watched = Tally(), False, bool(slot)
+        tally, fanned_out = Tally(), False
         deadline = time.monotonic() + o.budget_s
 
         def result(next_in: float | None) -> FlushResult:
@@ -147,11 +144,6 @@ class Flusher:
                 return result(begun.wait_s if begun.wait_s > 0 else None)
             ticket, batch = begun.ticket, begun.batch
             assert ticket is not None and batch is not None
-            if not watched:
-                # If this worker dies holding a batch, the scheduler looks once its lease is out
-                # (and from then on at each next lease: dispatch.check_target).
-                p.schedule.watch(c, begun.now_ms + int(o.lease_s * 1000) + 100)
-                watched = True
             enough = MAX_SKUS_PER_UPDATE if t.per_request else o.min_batch
             if not fanned_out and ticket.grant.remaining >= p.cost(t, o.min_batch) and begun.pending >= enough:
                 # The quota has room for another request now: a sibling sends it in parallel.

@@ -100,7 +100,8 @@ class RequestPath:
     def start_round(self, t: Target, slot: str | None = None, due_ms: int = 0) -> RoundStart:
         """One round trip for what a round checks before its first request: the renewal of the
         flush task's ``slot`` (if any), the task's lateness after ``due_ms`` (if given: the
-        scheduler's figures ride along), the target's hold-offs, batches and parked work. Batches
+        scheduler's figures ride along), the look for a batch left by a dead worker, the target's
+        hold-offs, batches and parked work. Batches
         whose lease ran out by the slot renewal's server clock are candidates (RECLAIM checks
         again by its own); without a slot, every batch is."""
         k, p = keys.target_keys(t.name), self.parts
@@ -113,6 +114,10 @@ class RequestPath:
             renewed = p.schedule.hold_at(t.name, slot, client=None if scripts_apart else pipe)
         if due_ms:
             p.schedule.record_lateness(due_ms, client=None if scripts_apart else pipe)
+        # If this worker dies holding a batch of this round, the scheduler looks once its lease
+        # can have run out (each look sets the next while a lease or slot is open: dispatch.py).
+        # A look set earlier stands: for a scheduled round, the one set when its task was sent.
+        p.schedule.watch_in(t.name, int(p.options.lease_s * 1000) + 100, client=None if scripts_apart else pipe)
         if slot and scripts_apart and not int(renewed):
             return RoundStart(0.0, [], [], slot_lost=True)
         pipe.zrange(k["batches"], 0, 999, withscores=True)
@@ -122,8 +127,7 @@ class RequestPath:
         replies = pipe.execute() if scripts_apart else pipelines.raise_first(pipelines.execute(pipe))
         if not scripts_apart:
             renewed = replies.pop(0) if slot else None
-            if due_ms:
-                replies.pop(0)
+            del replies[:2 if due_ms else 1]  # the lateness count and the look
         batches, *held, parked = replies
         now_ms = int(renewed) if slot else 0
         if slot and now_ms == 0:

@@ -91,6 +91,15 @@ return late
 """
 
 
+# KEYS: check; ARGV: target, in_ms. A look at the target in_ms from now by the server's clock,
+# unless an earlier one is set (each look sets the next).
+_WATCH_IN = """
+local t = redis.call('TIME')
+local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+return redis.call('ZADD', KEYS[1], 'LT', at, ARGV[1])
+"""
+
+
 @dataclass(frozen=True)
 class Due:
     target: str
@@ -120,6 +129,7 @@ class Schedule:
         self._claim = client.register_script(LEASE_SCRIPT)
         self._hold = client.register_script(RENEW_SCRIPT)
         self._lateness = client.register_script(_LATENESS)
+        self._watch_in = client.register_script(_WATCH_IN)
         self._lock = RedisLock(client, keys.SCHEDULER_LOCK)
 
     # --- due times -----------------------------------------------------------------------------
@@ -176,6 +186,10 @@ class Schedule:
         """Look at ``target`` for leftovers (expired leases or task slots) at ``at_ms`` (server ms),
         or earlier if an earlier look is set already (each look sets the next one)."""
         self.redis.zadd(keys.CHECK, {target: at_ms}, lt=True)
+
+    def watch_in(self, target: str, in_ms: int, *, client: redis.client.Pipeline | None = None) -> None:
+        """:meth:`watch`, ``in_ms`` from now by the server's clock (so it can ride in a pipeline)."""
+        self._watch_in(keys=[keys.CHECK], args=[target, int(in_ms)], client=client)
 
     def checks(self, limit: int = 100) -> list[Due]:
         raw = self._due(keys=[keys.CHECK], args=[limit])
