@@ -239,7 +239,7 @@ def test_engine_timings_default_to_the_production_values_and_can_be_shortened():
     environment."""
     s = load_settings({})
     assert (s.report_step_lease_s, s.report_resend_s, s.lease_margin_s, s.batch_wait_s, s.flush_budget_s,
-            s.flush_start_s) == (30.0, 60.0, 10.0, 1.0, 5.0, 60.0)
+            s.flush_start_s, s.fanout_after_s) == (30.0, 60.0, 10.0, 1.0, 5.0, 60.0, 1.0)
     assert s.lease_s == s.unknown_outcome_s + 10
     short = load_settings({"YM_REPORT_STEP_LEASE_S": "1.5", "YM_REPORT_RESEND_S": "3", "YM_LEASE_MARGIN_S": "2",
                            "YM_BATCH_WAIT_S": "0.2", "YM_FLUSH_BUDGET_S": "1", "YM_UNKNOWN_OUTCOME_S": "2",
@@ -256,6 +256,7 @@ def test_engine_timings_default_to_the_production_values_and_can_be_shortened():
     ("YM_BATCH_WAIT_S", "-1", "YM_BATCH_WAIT_S: must be at least 0, got '-1'"),
     ("YM_FLUSH_BUDGET_S", "inf", "YM_FLUSH_BUDGET_S: expected a finite number, got 'inf'"),
     ("YM_FLUSH_START_S", "0.1", "YM_FLUSH_START_S: must be at least 0.5, got '0.1'"),
+    ("YM_FANOUT_AFTER_S", "-1", "YM_FANOUT_AFTER_S: must be at least 0, got '-1'"),
 ])
 def test_malformed_engine_timings(name, raw, message):
     with pytest.raises(SettingsError) as info:

@@ -7,18 +7,18 @@ deep inside a task an hour later.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit
 
 from ymsync.config.cabinets import Cabinets, from_environment as cabinets_from_environment
 from ymsync.config.cabinets import load_file as load_cabinets_file
 from ymsync.config.redis_state import RedisState, redis_state
+from ymsync.config.env_values import parse_duration, parse_quota
+from ymsync.config.env_values import campaigns as _campaigns, duration as _duration, flag as _flag
+from ymsync.config.env_values import number as _number, secret as _secret, url as _url
 # Re-exported: callers import the shared value types from here, as they always did.
 from ymsync.config.values import Credentials, Quota, Secret, SettingsError
 
@@ -87,6 +87,9 @@ class Settings:
     # a killed worker's prefetch, or waited behind a long queue) and the target gets a new task
     # (YM_FLUSH_START_S).
     flush_start_s: float = 60.0
+    # A flush round asks for a parallel sibling only when its backlog would keep it busy longer
+    # than this at its last request's pace (YM_FANOUT_AFTER_S; 0: whenever the quota has room).
+    fanout_after_s: float = 1.0
     # A report job's step holds the job under a lease of this long, renewed every third of it: a
     # worker that dies mid-step frees the job this long after at most (YM_REPORT_STEP_LEASE_S).
     report_step_lease_s: float = 30.0
@@ -151,91 +154,6 @@ class Settings:
         return self.cabinets
 
 
-def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
-    value = env.get(name, "").strip() or default
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "unix" and parts.path):
-        raise SettingsError(
-            f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}"
-        )
-    return value.rstrip("/") if name == "YM_API_URL" else value
-
-
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float, integer: bool) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        kind = "an integer" if integer else "a number"
-        raise SettingsError(f"{name}: expected {kind}, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise SettingsError(f"{name}: expected a finite number, got {raw!r}")
-    if value < minimum:
-        raise SettingsError(f"{name}: must be at least {minimum:g}, got {raw!r}")
-    return value
-
-
-def parse_quota(name: str, raw: str) -> Quota | None:
-    """``AMOUNT/SECONDS`` (e.g. ``100000/60``); ``0`` switches the quota off."""
-    raw = raw.strip()
-    if raw == "0":
-        return None
-    amount, sep, seconds = raw.partition("/")
-    try:
-        quota = Quota(int(amount), float(seconds)) if sep else None
-    except ValueError:
-        quota = None
-    if quota is None or quota.amount < 1 or not (0 < quota.seconds < math.inf):
-        raise SettingsError(f"{name}: expected AMOUNT/SECONDS like 100000/60, or 0 for off; got {raw!r}")
-    return quota
-
-
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-MIN_SCHEDULE_S = 60.0
-
-
-def parse_duration(name: str, raw: str, *, minimum: float = MIN_SCHEDULE_S) -> float:
-    """Seconds from ``90``, ``90s``, ``30m``, ``6h`` or ``1d``; at least ``minimum``."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", raw.strip().lower())
-    if not match:
-        raise SettingsError(f"{name}: expected a duration like 3600, 90s, 30m, 6h or 1d; got {raw!r}")
-    seconds = float(match[1]) * _DURATION_UNITS[match[2]]
-    if seconds < minimum:
-        raise SettingsError(f"{name}: must be at least {minimum:g} seconds, got {raw!r}")
-    return seconds
-
-
-def _duration(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    return parse_duration(name, raw) if raw else default
-
-
-def _campaigns(env: Mapping[str, str], name: str) -> tuple[int, ...]:
-    """``1001,1002`` (spaces allowed); empty means none. Duplicates are dropped, order kept."""
-    ids: list[int] = []
-    for part in env.get(name, "").replace(" ", ",").split(","):
-        if not part.strip():
-            continue
-        if not part.strip().isdigit() or int(part) < 1:
-            raise SettingsError(f"{name}: expected campaign ids like 1001,1002; got {part.strip()!r}")
-        if int(part) not in ids:
-            ids.append(int(part))
-    return tuple(ids)
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}: expected true or false, got {raw!r}")
-
-
 def _schedule(env: Mapping[str, str], kind: str, default_every: float,
               others: tuple[int, ...] = ()) -> tuple[tuple[int, ...], float]:
     campaigns = _campaigns(env, f"YM_{kind}_CAMPAIGNS")
@@ -245,16 +163,6 @@ def _schedule(env: Mapping[str, str], kind: str, default_every: float,
         raise SettingsError(f"YM_{kind}_EVERY is set but YM_{kind}_CAMPAIGNS names no campaign "
                             f"(nor YM_{kind}_BUSINESSES a business)")
     return campaigns, every
-
-
-def _secret(env: Mapping[str, str], name: str) -> Secret | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    if any(c.isspace() for c in raw) or raw.lower().startswith(("bearer", "oauth")):
-        # A pasted "Bearer xyz" would be sent twice-prefixed and fail as 401 much later.
-        raise SettingsError(f"{name}: expected the bare token without a prefix or spaces")
-    return Secret(raw)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -319,6 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_wait_s=_number(env, "YM_BATCH_WAIT_S", Settings.batch_wait_s, minimum=0, integer=False),
         flush_budget_s=_number(env, "YM_FLUSH_BUDGET_S", Settings.flush_budget_s, minimum=0.1, integer=False),
         flush_start_s=_number(env, "YM_FLUSH_START_S", Settings.flush_start_s, minimum=0.5, integer=False),
+        fanout_after_s=_number(env, "YM_FANOUT_AFTER_S", Settings.fanout_after_s, minimum=0, integer=False),
         report_step_lease_s=_number(env, "YM_REPORT_STEP_LEASE_S", Settings.report_step_lease_s, minimum=0.3,
                                     integer=False),
         report_resend_s=_number(env, "YM_REPORT_RESEND_S", Settings.report_resend_s, minimum=0.5, integer=False),

@@ -33,7 +33,9 @@ class FlushOptions:
     taken batch is ours; ``min_batch``: the fewest units a counted-in-SKUs request waits for;
     ``unknown_outcome_s``: how long a request of unknown outcome may still land (at most
     ``lease_s``); ``batch_wait_s``: how long a part-filled request waits for company when the
-    quota counts requests; ``max_backoff_s``: the longest backoff after failures."""
+    quota counts requests; ``max_backoff_s``: the longest backoff after failures;
+    ``fanout_after_s``: a round asks for a parallel sibling only when its backlog would keep it
+    busy longer than this at its last request's pace (0: whenever the quota has room)."""
 
     budget_s: float = 5.0
     retry_max_age_s: float = 24 * 3600
@@ -43,6 +45,7 @@ class FlushOptions:
     unknown_outcome_s: float = 110.0
     batch_wait_s: float = 1.0
     max_backoff_s: float = 60.0
+    fanout_after_s: float = 1.0
 
     def __post_init__(self) -> None:
         # The batch's lease must outlive the doubt about its request, or its values come back
@@ -54,7 +57,7 @@ class FlushOptions:
         return cls(retry_max_age_s=settings.retry_max_age_s, lease_s=lease_s,
                    unknown_outcome_s=settings.unknown_outcome_s, halt_s=settings.halt_probe_s,
                    max_backoff_s=settings.max_backoff_s, batch_wait_s=settings.batch_wait_s,
-                   budget_s=settings.flush_budget_s)
+                   budget_s=settings.flush_budget_s, fanout_after_s=settings.fanout_after_s)
 
 
 @dataclass(frozen=True)

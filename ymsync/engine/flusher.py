@@ -106,7 +106,7 @@ class Flusher:
             return FlushResult(next_in=gate.next_in)
         if start.held_s > 0:
             return FlushResult(next_in=start.held_s)
-        tally, fanned_out = Tally(), False
+        tally, fanned_out, last_request_s = Tally(), False, 0.0
         deadline = time.monotonic() + o.budget_s
 
         def result(next_in: float | None) -> FlushResult:
@@ -145,8 +145,12 @@ class Flusher:
             ticket, batch = begun.ticket, begun.batch
             assert ticket is not None and batch is not None
             enough = MAX_SKUS_PER_UPDATE if t.per_request else o.min_batch
-            if not fanned_out and ticket.grant.remaining >= p.cost(t, o.min_batch) and begun.pending >= enough:
-                # The quota has room for another request now: a sibling sends it in parallel.
+            # A sibling costs a flush task (a broker message, its events, a dozen Redis round
+            # trips): worth it when the quota has room for another request now and the backlog
+            # would keep this round busy for a while at its own pace (the last request's).
+            busy_for = -(-begun.pending // MAX_SKUS_PER_UPDATE) * last_request_s
+            if not fanned_out and ticket.grant.remaining >= p.cost(t, o.min_batch) and begun.pending >= enough \
+                    and (o.fanout_after_s <= 0 or busy_for > o.fanout_after_s):
                 p.schedule.activate(c, 0)
                 fanned_out = True
             ended, begun = False, None
@@ -155,7 +159,9 @@ class Flusher:
                 # round has time left (one round trip per request under a backlog); a request
                 # begun is sent, even if the round's time runs out meanwhile.
                 more = time.monotonic() < deadline and (bool(slot) or keep_going())
+                sent = time.monotonic()
                 outcome, ended, begun = self._send(t, batch, ticket, keep_going, next_request if more else None)
+                last_request_s = time.monotonic() - sent
             finally:
                 if not ended:
                     p.policy.release(ticket)
