@@ -83,3 +83,29 @@ def test_checks_keep_the_earliest_time(sched, clean_redis) -> None:
     sched.watch("c1", now + 100)
     sched.watch("c1", now + 9000)
     assert clean_redis.zscore(keys.CHECK, "c1") == now + 100
+
+
+def test_one_look_gives_what_is_due_what_to_check_and_how_long_until_the_next(sched, clean_redis) -> None:
+    assert sched.look().due == [] and sched.look().next_in_s is None
+    sched.activate("c1", 0)
+    sched.activate("c2", 30)
+    sched.watch("c3", 0)
+    sched.watch("c4", int(sched.look().due[0].now_ms) + 10_000)
+    look = sched.look()
+    assert [d.target for d in look.due] == ["c1"] and [c.target for c in look.checks] == ["c3"]
+    assert 9.0 < look.next_in_s <= 10.0  # c4's check comes before c2's due time
+    # A full list: more may be due, so the next look is at once.
+    for n in range(5):
+        sched.activate(f"x{n}", 0)
+    full = sched.look(limit=3)
+    assert len(full.due) == 3 and full.next_in_s == 0
+
+
+def test_waiting_for_a_nudge_takes_every_nudge_before_it(sched, clean_redis) -> None:
+    for n in range(3):
+        sched.activate(f"c{n}", 5)  # each new due entry nudges
+    assert clean_redis.llen(keys.NUDGE) == 3
+    assert sched.wait_for_nudge(0.5) is True
+    assert clean_redis.llen(keys.NUDGE) == 0
+    started = time.monotonic()
+    assert sched.wait_for_nudge(0.2) is False and time.monotonic() - started >= 0.15

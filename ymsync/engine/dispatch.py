@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 import redis
@@ -27,7 +28,8 @@ from ymsync.engine.schedule import Due, Schedule
 
 log = logging.getLogger("ymsync.scheduler")
 LOCK_TTL_S = 5.0
-MAX_SLEEP_S = 1.0  # the lock is renewed at least this often
+RENEW_S = 1.0  # the lock is renewed this often while held
+MAX_SLEEP_S = 1.0  # the longest wait between turns (a turn renews the lock when RENEW_S has passed)
 FINAL_APPROACH_S = 0.25  # the last stretch before a due time is slept locally, not in BLPOP
 BATCH = 200  # due entries handled per turn
 
@@ -39,22 +41,28 @@ def run_flush_scheduler(schedule: Schedule, buffer: StockBuffer, send_flush: Sen
                         stopping: threading.Event) -> None:
     """Drain the schedule whenever ``owner`` holds the lock, until ``stopping`` is set; then hand
     the lock over at once (a warm shutdown does not make the others wait for its TTL)."""
-    holding = False
+    holding, renewed = False, 0.0
     while not stopping.is_set():
         try:
-            if not schedule.lock(owner, LOCK_TTL_S):
-                if holding:
-                    log.warning("flush scheduler: lost the lock to another worker")
-                holding = False
-                stopping.wait(MAX_SLEEP_S)
-                continue
-            if not holding:
-                log.info("flush scheduler: draining the schedule (%s)", owner)
-            holding = True
-            busy = drain_due(schedule, send_flush) + drain_checks(schedule, buffer)
-            if busy:
-                continue  # more may be due right now
-            wait = schedule.next_due_in()
+            # Renewed at most every RENEW_S while held (its TTL is five times that), not each turn:
+            # under load a turn comes every few milliseconds.
+            if not holding or time.monotonic() - renewed >= RENEW_S:
+                if not schedule.lock(owner, LOCK_TTL_S):
+                    if holding:
+                        log.warning("flush scheduler: lost the lock to another worker")
+                    holding = False
+                    stopping.wait(MAX_SLEEP_S)
+                    continue
+                if not holding:
+                    log.info("flush scheduler: draining the schedule (%s)", owner)
+                holding, renewed = True, time.monotonic()
+            # What is due, what is to be checked and when the next is, in one call a turn. New
+            # due entries nudge (the wait below ends at once); a check set meanwhile waits at
+            # most MAX_SLEEP_S.
+            look, looked = schedule.look(BATCH), time.monotonic()
+            drain_due(schedule, send_flush, look.due)
+            drain_checks(schedule, buffer, look.checks)
+            wait = None if look.next_in_s is None else max(0.0, look.next_in_s - (time.monotonic() - looked))
             if wait is not None and wait <= FINAL_APPROACH_S:
                 # Redis checks blocking timeouts only on its ~100 ms cron: the last stretch is
                 # slept here, so a wake-up lands within milliseconds of its due time.
@@ -70,9 +78,10 @@ def run_flush_scheduler(schedule: Schedule, buffer: StockBuffer, send_flush: Sen
         pass
 
 
-def drain_due(schedule: Schedule, send_flush: SendFlush) -> int:
-    """Send a flush for each due target with a free slot; how many entries were handled."""
-    entries = schedule.due(BATCH)
+def drain_due(schedule: Schedule, send_flush: SendFlush, entries: list[Due] | None = None) -> int:
+    """Send a flush for each due target (``entries``, else read now) with a free slot; how many
+    entries were handled."""
+    entries = schedule.due(BATCH) if entries is None else entries
     for entry in entries:
         # A slot, the entry gone and a look at the target for when the slot would expire (a task
         # dying before it ends, SIGKILLed with its message unacked, is not left to the broker's
@@ -91,9 +100,9 @@ def drain_due(schedule: Schedule, send_flush: SendFlush) -> int:
     return len(entries)
 
 
-def drain_checks(schedule: Schedule, buffer: StockBuffer) -> int:
-    """Handle targets whose check time has come; how many."""
-    entries = schedule.checks(BATCH)
+def drain_checks(schedule: Schedule, buffer: StockBuffer, entries: list[Due] | None = None) -> int:
+    """Handle targets whose check time has come (``entries``, else read now); how many."""
+    entries = schedule.checks(BATCH) if entries is None else entries
     for entry in entries:
         check_target(schedule, buffer, entry)
     return len(entries)

@@ -69,6 +69,29 @@ table.insert(out, 1, now)
 return out
 """
 
+# KEYS: due check; ARGV: limit. The scheduler's look, one call a turn: {now, ms until the earliest
+# entry not returned (-1: none), n due, target, score (n pairs), then the checks' pairs}.
+_LOOK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local out, nxt = {now, -1, 0}, nil
+for k = 1, 2 do
+  local got = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  if k == 1 then out[3] = #got / 2 end
+  for i = 1, #got do out[#out + 1] = got[i] end
+  local later
+  if #got / 2 < limit then
+    later = redis.call('ZRANGEBYSCORE', KEYS[k], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  else
+    later = {'', now}  -- more may be due: look again at once
+  end
+  if #later > 0 and (nxt == nil or tonumber(later[2]) < nxt) then nxt = tonumber(later[2]) end
+end
+if nxt then out[2] = math.max(0, nxt - now) end
+return out
+"""
+
 # KEYS: due; ARGV: target, score. Remove the entry only if nobody moved it meanwhile.
 _REMOVE_IF = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
@@ -107,6 +130,16 @@ class Due:
     now_ms: int
 
 
+@dataclass(frozen=True)
+class Look:
+    """One turn's view of the schedule (:meth:`Schedule.look`): what is due and what is to be
+    checked now, and how long until the next entry not among them (None: there is none)."""
+
+    due: list[Due]
+    checks: list[Due]
+    next_in_s: float | None
+
+
 class Schedule:
     """Due times, task slots and the scheduler lock. Knows nothing of Celery."""
 
@@ -123,6 +156,7 @@ class Schedule:
         self._defer = client.register_script(_DEFER)
         self._due = client.register_script(_DUE)
         self._remove_if = client.register_script(_REMOVE_IF)
+        self._look = client.register_script(_LOOK)
         # A task slot is a lease in the target's ``tasks`` set, taken and renewed like the parallel
         # leases of the QuotaLimiter (the same scripts).
         self._release_and_look = client.register_script(ROUND_END)
@@ -153,6 +187,14 @@ class Schedule:
         now = int(raw[0])
         return [Due(raw[i].decode(), int(float(raw[i + 1])), now) for i in range(1, len(raw), 2)]
 
+    def look(self, limit: int = 100) -> Look:
+        """:meth:`due` and :meth:`checks` (up to ``limit`` each) and the wait until the next entry
+        of either, in one call; the next is 0 when a list came back full (more may be due)."""
+        raw = self._look(keys=[keys.DUE, keys.CHECK], args=[limit])
+        now, nxt, n = int(raw[0]), int(raw[1]), int(raw[2])
+        pairs = [Due(raw[i].decode(), int(float(raw[i + 1])), now) for i in range(3, len(raw), 2)]
+        return Look(pairs[:n], pairs[n:], None if nxt < 0 else nxt / 1000)
+
     def done(self, entry: Due) -> bool:
         """Remove a due entry unless it was moved since it was read."""
         return bool(self._remove_if(keys=[keys.DUE], args=[entry.target, entry.due_ms]))
@@ -175,9 +217,12 @@ class Schedule:
         """Block until a producer nudges (a new due entry) or ``timeout_s`` passes."""
         if timeout_s <= 0:
             return bool(self.redis.lpop(keys.NUDGE))
-        popped = self.redis.blpop([keys.NUDGE], timeout=max(0.001, timeout_s))
-        if popped:
-            self.redis.delete(keys.NUDGE)  # one wake-up covers every nudge that came before it
+        # One wake-up covers every nudge that came before it: the list goes once it is popped
+        # (the DEL waits behind the BLPOP on the server, so both cost one round trip).
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.blpop([keys.NUDGE], timeout=max(0.001, timeout_s))
+        pipe.delete(keys.NUDGE)
+        popped, _ = pipe.execute()
         return popped is not None
 
     # --- leftovers of dead workers ------------------------------------------------------------
