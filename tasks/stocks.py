@@ -111,7 +111,7 @@ def flush(target: str, slot: str = "", due_ms: int = 0) -> None:
         raise
     if result.slot_lost:
         return  # the slot expired (this message waited too long, or was redelivered): not ours
-    round_ended(schedule, target, slot, result.next_in)
+    round_ended(schedule, target, slot, result.next_in, freed=result.slot_freed, takeable=result.takeable)
 
 
 def send_flush(target: str, slot: str, due_ms: int) -> None:

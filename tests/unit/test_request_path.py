@@ -4,6 +4,7 @@ one-call path checked against the by-parts path it replaces on a Cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -175,3 +176,31 @@ def test_a_round_starts_with_one_round_trip_that_renews_its_slot_and_counts_its_
                              min_batch=1).flush(T.name, slot=slot)
     assert flusher_result.slot_lost and flusher_result.requests == 0
     assert path.parts.buffer.in_flight(1001) == 4  # nothing reclaimed by a round that was not its to run
+
+
+def test_a_request_that_does_not_begin_frees_the_rounds_slot_in_the_same_call(clean_redis) -> None:
+    r = clean_redis
+    path = path_of(r, None, one_script=True)
+    schedule, tasks = path.parts.schedule, keys.target_keys(T.name)["tasks"]
+    push_stocks(1001, [{"sku": "A", "count": 1}], buffer=StockBuffer(r))
+
+    def begin_ending(slot: str | None):
+        return path.begin(dataclasses.replace(next_request(path, slot), end_round=True))
+
+    slot = schedule.claim(T.name)
+    assert slot is not None
+    taken = begin_ending(slot)
+    assert taken.status == "batch" and not taken.freed and r.zscore(tasks, slot) is not None  # a batch keeps it
+    push_stocks(1001, [{"sku": "A", "count": 2}], buffer=StockBuffer(r))  # waits behind the A in flight
+    nothing = begin_ending(slot)
+    assert nothing.status == "none" and nothing.freed and not nothing.takeable
+    assert r.zscore(tasks, slot) is None
+    path.parts.buffer.settle(taken.batch, "delivered")  # type: ignore[arg-type]
+    slot = schedule.claim(T.name)
+    assert begin_ending(slot).status == "batch"  # A's newer value
+    gone = begin_ending(slot)
+    assert gone.status == "empty" and gone.freed and not gone.takeable and r.zscore(tasks, slot) is None
+    # Without a slot (tools, tests) or without end_round, nothing is freed.
+    assert begin_ending(None).status == "empty" and not begin_ending(None).freed
+    slot = schedule.claim(T.name)
+    assert begin(path, slot=slot).status == "empty" and r.zscore(tasks, slot) is not None

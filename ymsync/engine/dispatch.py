@@ -124,16 +124,19 @@ def check_target(schedule: Schedule, buffer: StockBuffer, entry: Due) -> None:
         schedule.watch(entry.target, min(later) + 100)
 
 
-def round_ended(schedule: Schedule, target: str, slot: str, next_in: float | None) -> None:
+def round_ended(schedule: Schedule, target: str, slot: str, next_in: float | None, *,
+                freed: bool = False, takeable: bool = False) -> None:
     """A flush round of ``target`` ended, wanting to run again after ``next_in`` s (None: when
     there is work). Its slot is released first, then the decision: a producer that wrote
     meanwhile either saw a free slot (its due entry gets a task) or wrote before the check below
-    (which then sees its work). Release and look go in one script (Schedule.release_and_look)."""
+    (which then sees its work). Release and look go in one script (Schedule.release_and_look),
+    or came in the round's last call already (``freed``, with what its look found: ``takeable``)."""
     if next_in is None:
-        if schedule.release_and_look(target, slot):
+        if takeable if freed else schedule.release_and_look(target, slot):
             schedule.activate(target, 0)
         return
-    schedule.release(target, slot)
+    if not freed:
+        schedule.release(target, slot)
     if next_in <= 0:
         schedule.activate(target, 0)
     else:

@@ -53,6 +53,8 @@ class FlushResult:
     next_in: float | None = None  # None: nothing takeable seen; 0: run again now; else after this many s
     fanned_out: bool = False  # made the target due again at once for a parallel sibling
     slot_lost: bool = False  # the task's slot had expired: the round did nothing, and ends nothing
+    slot_freed: bool = False  # the round's last call freed its slot already (RequestPath: Next.end_round)
+    takeable: bool = False  # with ``slot_freed``: work was takeable as it was freed (make the target due)
 
 
 class Flusher:
@@ -109,8 +111,10 @@ class Flusher:
         tally, fanned_out, last_request_s = Tally(), False, 0.0
         deadline = time.monotonic() + o.budget_s
 
-        def result(next_in: float | None) -> FlushResult:
-            return FlushResult(tally.delivered, tally.dead, tally.requests, next_in, fanned_out)
+        def result(next_in: float | None, begun: Begun | None = None) -> FlushResult:
+            freed = begun is not None and begun.freed
+            return FlushResult(tally.delivered, tally.dead, tally.requests, next_in, fanned_out,
+                               slot_freed=freed, takeable=freed and begun is not None and begun.takeable)
 
         # Isolation a quota wait parked goes first: its batch is leased and holds its SKUs back.
         parked: list[bytes] | None = start.parked
@@ -126,8 +130,9 @@ class Flusher:
             # Only a clock that has seen the Market's Date headers raises the target's stamp floor:
             # before that, the local clock is all a process knows, and it may run ahead.
             clock = self.client_for(t).clock
+            # A request that does not begin ends the round: its slot is freed in the same call.
             return Next(t, p.call(t, MAX_SKUS_PER_UPDATE, p.cost(t, o.min_batch)), slot, MAX_SKUS_PER_UPDATE,
-                        MAX_BODY_BYTES - 1024, clock.stamp_cap_ms() if clock.known() else 0)
+                        MAX_BODY_BYTES - 1024, clock.stamp_cap_ms() if clock.known() else 0, end_round=True)
 
         begun: Begun | None = None  # the next request, when the last one's settlement began it
         while True:
@@ -141,7 +146,7 @@ class Flusher:
                 # written back as the due time, never slept.
                 begun = self.path.begin(next_request())
             if begun.status != "batch":
-                return result(begun.wait_s if begun.wait_s > 0 else None)
+                return result(begun.wait_s if begun.wait_s > 0 else None, begun)
             ticket, batch = begun.ticket, begun.batch
             assert ticket is not None and batch is not None
             enough = MAX_SKUS_PER_UPDATE if t.per_request else o.min_batch

@@ -24,7 +24,7 @@ def _part(name: str, body: str) -> str:
 
 _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part("acquire", ACQUIRE)
           + _part("quota_settle", QUOTA_SETTLE) + _part("lease", LEASE_SCRIPT) + _part("take", TAKE)
-          + _part("buffer_settle", BUFFER_SETTLE))
+          + _part("buffer_settle", BUFFER_SETTLE) + _part("takeable", TAKEABLE))
 
 # BEGIN:
 # KEYS: 1 tasks, 2 buf, 3 queue, 4 busy, 5 batches, 6 inflight:<batch>, 7 floor, 8 halt, 9 backoff,
@@ -32,12 +32,14 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
 # ARGV: 1 task slot ('' = none to hold), 2 slot ttl ms, 3 per_request (1/0), 4 batch_wait_ms,
 #       5 max values, 6 max bytes, 7 batch lease ms, 8 batch id, 9 stamp cap ms,
 #       10 quota on (1/0), 11 amount, 12 period ms, 13 fewest units worth a request, 14 grant entry,
-#       15 hold ms, 16 Market view ttl ms, 17 lease id ('' = no gate), 18 max parallel, 19 lease ttl ms
+#       15 hold ms, 16 Market view ttl ms, 17 lease id ('' = no gate), 18 max parallel, 19 lease ttl ms,
+#       20 free the task slot when no request begins (1/0: the round then ends)
 # Returns {status, ...}: {'slot'} the task slot is no longer ours; {'empty'} nothing pending;
 # {'held', ms} paused, halted or backing off; {'young', ms} a part-filled request waits for
 # company; {'quota', ms} no quota now; {'lease'} every parallel slot is taken; {'none'} nothing
 # takeable (all in flight); {'batch', granted, remaining, window_used, pending after, server ms,
-# stamp floor, sku, value, sku, value...}.
+# stamp floor, sku, value, sku, value...}. With ARGV 20, a status other than batch and slot comes
+# as {status, ms or 0, 'freed', takeable now (1/0)}: the slot was freed in the same call.
 # END:
 # KEYS: 1 inflight:<batch>, 2 busy, 3 batches, 4 buf, 5 queue, 6 dead, 7 stats, 8 retired,
 #       9 quota log, 10 its :used, 11 market view, 12 parallel gate,
@@ -101,6 +103,19 @@ local function begin_request(K, A)
   return res
 end
 
+-- A request that does not begin ends its round: with A[20] the task slot is freed in this call,
+-- then the look for takeable work, in ROUND_END's order (a producer that wrote meanwhile either saw
+-- a free slot or wrote before the look). Nothing pending ('empty') or every parallel slot taken
+-- ('lease'), a wait ('held', 'young', 'quota'): nothing to look for.
+local function begin_in_round(K, A)
+  local r = begin_request(K, A)
+  if A[20] ~= '1' or r[1] == 'batch' or r[1] == 'slot' then return r end
+  redis.call('ZREM', K[1], A[1])
+  local look = 0
+  if r[1] == 'none' then look = takeable({K[2], K[4]}, {}) end
+  return {r[1], r[2] or 0, 'freed', look}
+end
+
 local function end_request(K, A, first_sku)
   local skus = {A[1], A[2], A[3], A[4], A[5]}
   for i = first_sku, #A do skus[#skus + 1] = A[i] end
@@ -126,23 +141,23 @@ local function end_request(K, A, first_sku)
 end
 """
 
-BEGIN = _MAINS + "return begin_request(KEYS, ARGV)\n"
+BEGIN = _MAINS + "return begin_in_round(KEYS, ARGV)\n"
 END = _MAINS + "return end_request(KEYS, ARGV, 21)\n"
 
 # END, then BEGIN of the next request, in one call: a request under a backlog costs one round trip.
 # KEYS: END's 1-12, BEGIN's 1-14 (as 13-26), END's generation hashes (27-29, appended last);
-# ARGV: END's 1-20, BEGIN's 1-19 (as 21-39), the SKUs to settle (40...; none: all).
+# ARGV: END's 1-20, BEGIN's 1-20 (as 21-40), the SKUs to settle (41...; none: all).
 # Returns {values settled, Limit changed, BEGIN's reply...}.
 END_BEGIN = _MAINS + """
 local ek = {}
 for i = 1, 12 do ek[i] = KEYS[i] end
 ek[13], ek[14], ek[15] = KEYS[27], KEYS[28], KEYS[29]
-local done = end_request(ek, ARGV, 40)
+local done = end_request(ek, ARGV, 41)
 if done.err then return done end
 local bk, ba = {}, {}
 for i = 13, 26 do bk[#bk + 1] = KEYS[i] end
-for i = 21, 39 do ba[#ba + 1] = ARGV[i] end
-local nxt = begin_request(bk, ba)
+for i = 21, 40 do ba[#ba + 1] = ARGV[i] end
+local nxt = begin_in_round(bk, ba)
 local out = {done[1], done[2]}
 for i = 1, #nxt do out[#out + 1] = nxt[i] end
 return out

@@ -41,6 +41,8 @@ class Begun:
     batch: Batch | None = None
     pending: int = 0  # values still pending after the take
     now_ms: int = 0  # the Redis server's clock when the batch was taken
+    freed: bool = False  # nothing began and the task slot was freed in the same call (Next.end_round)
+    takeable: bool = False  # with ``freed``: some pending value could be taken as the slot was freed
 
 
 _WAITS = {"held", "young", "quota"}
@@ -70,6 +72,7 @@ class Next:
     max_values: int
     max_bytes: int
     cap_ms: int
+    end_round: bool = False  # if no request begins, free the task slot in the same call (the round ends)
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ class RequestPath:
              1 if quota is not None else 0, quota.amount if quota else 0,
              p.limiter.period_ms(quota) if quota is not None else 0, p.cost(t, o.min_batch), entry,
              p.limiter.lease_ttl_ms, p.limiter.view_ttl_ms(quota), lease_id, p.limiter.max_parallel,
-             p.limiter.lease_ttl_ms],
+             p.limiter.lease_ttl_ms, 1 if n.end_round and n.slot else 0],
             entry, lease_id, batch_id, quota is not None)
 
     @staticmethod
@@ -168,7 +171,9 @@ class RequestPath:
         status = raw[0].decode()
         if status != "batch":
             wait = int(raw[1]) / 1000 if status in _WAITS else MIN_WAIT_S if status == "lease" else 0.0
-            return Begun(status, max(MIN_WAIT_S, wait) if status == "quota" else wait)
+            freed = len(raw) == 4 and raw[2] == b"freed"
+            return Begun(status, max(MIN_WAIT_S, wait) if status == "quota" else wait, freed=freed,
+                         takeable=freed and int(raw[3]) == 1)
         granted, remaining, window_used, pending, now_ms, floor = (int(x) for x in raw[1:7])
         call = n.call
         grant = Grant(call.method, call.quota_key, granted, 0.0, prepared.entry if prepared.quota_on else "",
