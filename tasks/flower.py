@@ -15,11 +15,18 @@ behind the same check as every other page when the app is loaded by ``celery -A 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from celery.app.amqp import AMQP
 
 _SHORT = 64  # longer strings are shown by length only
+# Internal tasks sent without a task-sent event: the scheduler sends a flush per round (several a
+# second under load), each event a broker round trip; Flower shows them from task-received on.
+NO_SENT_EVENT = frozenset({"ymsync.stocks.flush"})
+# Where Celery passes create_sent_event positionally (Celery.send_task does): its index in *rest.
+_PARAMS = list(inspect.signature(AMQP.as_task_v2).parameters)[5:]  # after self, task_id, name, args, kwargs
+_SENT_AT = _PARAMS.index("create_sent_event") if "create_sent_event" in _PARAMS else None
 
 
 def brief(value: Any) -> str:
@@ -54,6 +61,11 @@ class SummarizingAMQP(AMQP):
 
     def as_task_v2(self, task_id: str, name: str, args: Any = None, kwargs: Any = None,
                    *rest: Any, **options: Any) -> Any:
+        if name in NO_SENT_EVENT:
+            if "create_sent_event" in options:
+                options["create_sent_event"] = False
+            elif _SENT_AT is not None and len(rest) > _SENT_AT:
+                rest = (*rest[:_SENT_AT], False, *rest[_SENT_AT + 1:])
         if options.get("argsrepr") is None or options.get("kwargsrepr") is None:
             argsrepr, kwargsrepr = summarize(name, args, kwargs)
             if options.get("argsrepr") is None:
@@ -77,4 +89,4 @@ def protect_metrics() -> None:
     Metrics.get = guarded  # type: ignore[method-assign]
 
 
-__all__ = ["SummarizingAMQP", "brief", "protect_metrics", "summarize"]
+__all__ = ["NO_SENT_EVENT", "SummarizingAMQP", "brief", "protect_metrics", "summarize"]
