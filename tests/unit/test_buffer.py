@@ -566,3 +566,20 @@ def test_clamped_stamps_never_go_backwards_between_processes_a_second_apart(buf)
         buf.settle(batch, "delivered")
     assert sent == sorted(sent), sent
     assert max(sent) <= ahead.stamp_cap_ms()  # never past what a process knows of the Market's clock
+
+
+def test_a_push_and_its_wake_up_cost_one_round_trip(buf, r) -> None:
+    buf.ingest(C, [("warm", 1, BASE)])  # the scripts load once
+    r.delete(keys.DUE)
+    before = int(r.info("stats")["total_reads_processed"])
+    result = buf.ingest(C, [("s", 1, BASE), ("t", 2, BASE)])
+    assert int(r.info("stats")["total_reads_processed"]) - before == 2, "the push and this INFO"
+    assert result.accepted == 2 and result.woke
+    assert r.zscore(keys.DUE, buf.target(C)) is not None  # due: its values go
+    # A push that leaves nothing pending registers the target, and makes no task.
+    batch = buf.take(C, 10, 10_000, 60)
+    buf.settle(batch, "delivered")
+    r.delete(keys.DUE, keys.TARGETS)
+    again = buf.ingest(C, [("s", 1, BASE + 1)])  # the count the Market was given: unchanged
+    assert again.unchanged == 1 and not again.woke
+    assert r.zscore(keys.DUE, buf.target(C)) is None and r.zscore(keys.TARGETS, buf.target(C)) is not None

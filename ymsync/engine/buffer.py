@@ -40,7 +40,7 @@ from redis.commands.core import Script
 from ymsync.store import buffer_lua as lua
 from ymsync.store import ingest_lua
 from ymsync.store import keys
-from ymsync.store.cluster import ReplicaAck
+from ymsync.store.cluster import ReplicaAck, is_cluster
 from ymsync.engine.buffer_reads import BufferReads
 from ymsync.engine.schedule import Schedule
 from ymsync.engine.group_target import DiscoveredGroups, use_discovered_groups
@@ -200,12 +200,17 @@ class StockBuffer(BufferReads):
                 entries = []
         if entries:
             chunks.append("\x1e".join(entries))
-        results = self.ack.run(self.redis, lambda: self._ingest_chunks(target, chunks, force))
+        # On one Redis the wake-up rides in the write's own pipeline (a script that makes the target
+        # due if values are pending); on a Cluster the schedule lives on another node: a call after.
+        ride = not is_cluster(self.redis)
+        results = self.ack.run(self.redis, lambda: self._ingest_chunks(target, chunks, force, wake=ride))
         accepted = sum(r[0] for r in results)
         # Values already pending wake the target too: a producer whose earlier call lost its answer
         # after the write (and before this wake-up) re-pushes them, and must not leave them unsent.
         woke = bool(accepted or (results and results[-1][4]))
-        if woke and self.ack.replicas:  # the due entry is all that makes the values go: as durable as they
+        if ride and results:
+            pass  # woken (or registered) in the write's pipeline
+        elif woke and self.ack.replicas:  # the due entry is all that makes the values go: as durable as they
             self.ack.run(self.redis, lambda: self._activate_acked(target))
         elif woke:
             self.schedule.activate(self.target(target_id), self.flush_delay_s)
@@ -221,10 +226,12 @@ class StockBuffer(BufferReads):
             if isinstance(reply, Exception):
                 raise reply
 
-    def _ingest_chunks(self, target: str, chunks: list[str], force: bool) -> list[list[int]]:
+    def _ingest_chunks(self, target: str, chunks: list[str], force: bool, wake: bool = False) -> list[list[int]]:
         """Each chunk in one atomic script, pipelined. Chunks refused for naming the wrong
         generation wrote nothing and go again, in order: the server's clock only moves on, so
-        every chunk after a refused one was refused too and none overtakes an earlier one."""
+        every chunk after a refused one was refused too and none overtakes an earlier one.
+        ``wake``: each pipeline ends with the target's wake-up (Schedule.activate_if_pending), so the
+        last one comes after every chunk is written."""
         if not chunks:
             return []
         k = keys.target_keys(target)
@@ -237,8 +244,13 @@ class StockBuffer(BufferReads):
             for i in waiting:
                 self._ingest(keys=script_keys, args=[g, self.generation_ms, self.horizon_ms, 1 if force else 0,
                                                      chunks[i]], client=pipe)
+            if wake:
+                self.schedule.activate_if_pending(target, self.flush_delay_s, client=pipe)
+            replies = self.ack.execute(pipe)
+            if wake and isinstance(replies[-1], Exception):
+                raise replies[-1]
             again = []  # a node's plain pipeline: its scripts run (or load on a miss) there, not on the Cluster client
-            for i, reply in zip(waiting, self.ack.execute(pipe)):
+            for i, reply in zip(waiting, replies):
                 named = _generation_named(reply)
                 if named is not None:
                     again.append(i)

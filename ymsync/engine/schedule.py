@@ -37,16 +37,26 @@ from ymsync.engine.request_lua import ROUND_END
 
 # KEYS: targets due nudge; ARGV: target, delay_ms. Registers the target (last write: now) and
 # makes it due in delay_ms unless it is due already; a new entry nudges the scheduler.
-_ACTIVATE = """
+_REGISTER = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
+"""
+_MAKE_DUE = """
 if redis.call('ZADD', KEYS[2], 'NX', now + tonumber(ARGV[2]), ARGV[1]) == 1 then
   redis.call('RPUSH', KEYS[3], '1')
   redis.call('LTRIM', KEYS[3], -8, -1)
 end
 return 1
 """
+_ACTIVATE = _REGISTER + _MAKE_DUE
+
+# KEYS: targets due nudge buf; ARGV: target, delay_ms. A producer's write ends with it, in the same
+# pipeline (one Redis only: the target's values and the schedule in one script): the target is
+# registered, and due only if values are pending (pushes that changed nothing make no task). 1 if due.
+_ACTIVATE_IF_PENDING = _REGISTER + """
+if redis.call('HLEN', KEYS[4]) == 0 then return 0 end
+""" + _MAKE_DUE
 
 # KEYS: due nudge; ARGV: target, delay_ms. The later due time wins (a wait must not be cut short).
 _DEFER = """
@@ -153,6 +163,7 @@ class Schedule:
         self.task_ttl_ms = max(1, int(task_ttl_s * 1000))
         self.queue_ttl_ms = self.task_ttl_ms if queue_ttl_s is None else max(1, int(queue_ttl_s * 1000))
         self._activate = client.register_script(_ACTIVATE)
+        self._activate_if_pending = client.register_script(_ACTIVATE_IF_PENDING)
         self._defer = client.register_script(_DEFER)
         self._due = client.register_script(_DUE)
         self._remove_if = client.register_script(_REMOVE_IF)
@@ -172,6 +183,12 @@ class Schedule:
         """The target has work: due in ``delay_s`` unless it is due already (then that stands)."""
         self._activate(keys=[keys.TARGETS, keys.DUE, keys.NUDGE], args=[target, max(0, int(delay_s * 1000))],
                        client=client)
+
+    def activate_if_pending(self, target: str, delay_s: float, *, client: redis.client.Pipeline) -> None:
+        """Queue in a producer's pipeline (one Redis, not a Cluster): register the target, and make it
+        due in ``delay_s`` (unless due already) if values are pending for it."""
+        self._activate_if_pending(keys=[keys.TARGETS, keys.DUE, keys.NUDGE, keys.target_keys(target)["buf"]],
+                                  args=[target, max(0, int(delay_s * 1000))], client=client)
 
     def activate_registry_only(self, target: str) -> None:
         """Register the target (status and metrics list it) without making it due."""
