@@ -115,9 +115,12 @@ def test_cli_push_says_what_was_not_queued(server: EmbeddedRedis, tmp_path) -> N
     assert "2 stock update(s) for campaign 1001" in result.output
 
 
-def test_a_write_whose_wake_up_was_lost_is_woken_by_the_re_push(server: EmbeddedRedis) -> None:
+@pytest.mark.parametrize("path", ["one Redis", "cluster"])
+def test_a_write_whose_wake_up_was_lost_is_woken_by_the_re_push(server: EmbeddedRedis, monkeypatch, path) -> None:
     """The script ran, the wake-up after it failed: the caller got Unavailable (maybe queued), and
-    the documented re-push of the same values (same stamps: all "stale") still wakes the target."""
+    the documented re-push of the same values (same stamps: all "stale") still wakes the target.
+    On one Redis the wake-up rides in the write's pipeline: the connection closes between them. On a
+    Cluster (the path taken here on one server) it is a call of its own, which fails."""
     client = redis.Redis.from_url(server.url)
     buffer = StockBuffer(client)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 60))
@@ -126,7 +129,16 @@ def test_a_write_whose_wake_up_was_lost_is_woken_by_the_re_push(server: Embedded
     def lost_wake_up(*args, **kwargs):
         raise redis.TimeoutError("Timeout reading from socket")
 
-    buffer.schedule.activate = lost_wake_up  # type: ignore[method-assign]
+    def closed_before_the_wake_up(target, delay_s, *, client):
+        client.execute_command("QUIT")  # the server closes the connection after the writes...
+        client.execute_command("PING")  # ...and this reply, where the wake-up's would be, never comes
+
+    ymsync.push_stocks(1002, ITEMS[:1], buffer=buffer)  # the server knows the scripts (as after any push)
+    if path == "cluster":
+        monkeypatch.setattr("ymsync.engine.buffer.is_cluster", lambda _client: True)
+        buffer.schedule.activate = lost_wake_up  # type: ignore[method-assign]
+    else:
+        buffer.schedule.activate_if_pending = closed_before_the_wake_up  # type: ignore[method-assign]
     with pytest.raises(ymsync.Unavailable) as caught:
         ymsync.push_stocks(1001, items, buffer=buffer)
     assert caught.value.maybe_queued
