@@ -37,6 +37,8 @@ from typing import Any, Iterator, Protocol
 
 import redis
 
+from ymsync.store import keys
+
 from .cases import Row, cpu_seconds, row
 from .rig import ROOT, Rig, Workers, wait_for
 
@@ -159,12 +161,14 @@ def run(rig: Rig, code: Path, prefilled: bool, probe: Probe | None = None) -> di
             producer.close()
     statuses = rig.sandbox.requests_by_status()
     requests = sum(statuses.values())
+    # Flush tasks begun (the scheduler's counter, kept in Redis by either version's flush task).
+    tasks = float(rig.redis.hget(keys.SCHEDULER_STATS, "flush_tasks") or 0)
     first = min(e["t"] for e in rig.sandbox.log(since=clock["t0"]))  # the sandbox's clock of the first request
     calls = {name: n - calls0.get(name, 0) for name, n in calls1.items() if n > calls0.get(name, 0)}
     return {"rate": TOTAL / (end - clock["t0"]), "push_s": clock["t1"] - clock["t0"], "total_s": end - clock["t0"],
             "cpu": {name: (cpu1[name] - cpu0[name]) / TOTAL * 1e6 for name in pids}, "requests": requests,
             "statuses": statuses, "reads": reads1 - reads0, "calls": calls, "prefilled": prefilled,
-            "producer_reads": producer_reads, "first_s": first - clock["t0"]}
+            "producer_reads": producer_reads, "first_s": first - clock["t0"], "tasks": tasks}
 
 
 def _producer_share(pre: dict[str, Any]) -> str:
@@ -187,7 +191,8 @@ def _describe(got: dict[str, Any], who: str) -> str:
     return (f"{who}: {start} took {got['push_s']:.1f} s of the {got['total_s']:.1f} s, the first updateStocks "
             f"request was applied {got['first_s']:.2f} s after the start; CPU µs per update "
             f"{parts} (sandbox apart: {cpu['sandbox']:.1f}); {got['reads']:,} reads by redis-server over "
-            f"{got['requests']:,} updateStocks requests ({statuses}); commands per request: "
+            f"{got['requests']:,} updateStocks requests ({statuses}), {got['tasks']:.0f} flush tasks "
+            f"({got['tasks'] / got['requests']:.2f} per request); commands per request: "
             f"{_top(got['calls'], got['requests'])}")
 
 
