@@ -99,11 +99,14 @@ class Flusher:
             keep_going = (lambda: p.schedule.hold(t.name, slot)) if slot else (lambda: True)
         t = p.bound(target(target_name))  # a warehouse group: through which of its campaigns
         c = t.name
-        start = self.path.start_round(t, slot, due_ms)
+        # A campaign no longer in a group (its group dissolved, its configuration changed) takes
+        # batches again: the mark that stopped it goes with the round's first look.
+        group = self.groups.group_of(t)
+        start = self.path.start_round(t, slot, due_ms, forget=self.groups.stale_marks(t, group))
         if start.slot_lost:
             return FlushResult(slot_lost=True)
         p.buffer.reclaim(c, start.expired)  # a dead worker's batch comes back first
-        gate = self.groups.gate(t)  # a campaign now in a group moves its values; a group waits for them
+        gate = self.groups.gate(t, group)  # a campaign now in a group moves its values; a group waits for them
         if gate.stop:
             return FlushResult(next_in=gate.next_in)
         if start.held_s > 0:

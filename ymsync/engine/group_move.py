@@ -13,9 +13,10 @@ then follow this rule:
    from the campaign target exactly the values it copied (one script; a value rewritten meanwhile
    by a producer that had not yet seen the group stays, and moves on the next look). A crash
    between the two steps moves the same values again, which the group drops as repeats.
-2. **In flight, the group waits.** A batch of the campaign target already sent (or being sent)
-   goes on to settle where it is; until no batch of any of its campaigns is in flight, the group
-   target sends nothing. So a value the campaign still carries can never land after a newer one
+2. **In flight, the group waits.** From the first look, nothing more is taken from the campaign
+   target (``keys.moved``: its take refuses; a round of it that passed its own look before the
+   group was known ends there). A batch of it already taken goes on to settle where it is; until
+   no batch of any of its campaigns is in flight, the group target sends nothing. So a value the campaign still carries can never land after a newer one
    the group sent. A value such a batch returns (a failure) lands in the campaign's pending
    values and moves by rule 1, where the group's newer value outranks it.
 3. **What the Market already accepted carries over once.** With nothing of the campaign in
@@ -50,6 +51,7 @@ class Gate:
 
 
 GO = Gate()
+_ASK = object()  # gate(): look the campaign's group up
 
 
 class GroupMove:
@@ -60,12 +62,20 @@ class GroupMove:
         self._merge = self.redis.register_script(group_lua.MERGE_DELIVERED)
         self._drop = self.redis.register_script(group_lua.DROP_MOVED)
 
-    def gate(self, t: Target) -> Gate:
+    @staticmethod
+    def group_of(t: Target) -> str | None:
+        """The group target a campaign target's campaign is in (None: in none, or not a campaign).
+        A discovered group is read from Redis: a round asks once and hands the answer on."""
+        return group_target_of(t.id) if isinstance(t, CampaignTarget) else None
+
+    def gate(self, t: Target, group: str | None | object = _ASK) -> Gate:
         """For a campaign target whose campaign is in a group: move its values, wake the group, stop.
-        For a group target: stop while a campaign of it still has a batch in flight."""
+        For a group target: stop while a campaign of it still has a batch in flight. ``group``:
+        :meth:`group_of` as the round found it (asked here when not given)."""
         if isinstance(t, CampaignTarget):
-            group = group_target_of(t.id)
-            if group is None:
+            if group is _ASK:
+                group = self.group_of(t)
+            if not isinstance(group, str):
                 return GO
             wait = self.absorb(t.id, group)
             self.buffer.schedule.activate(group, 0)
@@ -96,9 +106,19 @@ class GroupMove:
                     return wait
         return None
 
+    @staticmethod
+    def stale_marks(t: Target, group: str | None) -> tuple[str, ...]:
+        """The mark of a group a campaign target is no longer in (``group``: :meth:`group_of`), to
+        delete as its round starts."""
+        return (keys.moved(t.name),) if isinstance(t, CampaignTarget) and group is None else ()
+
     def absorb(self, campaign_id: int, group: str) -> float | None:
         """Rules 1-3 for one campaign; seconds to wait while a batch of it is in flight, else None."""
         c = keys.campaign_target(campaign_id)
+        # First, nothing more is taken from the campaign target (TAKE refuses while ``moved`` is
+        # set): a round of it that began before its group was known could otherwise take a batch
+        # after the check for batches in flight below and deliver it after the records moved.
+        self.redis.set(keys.moved(c), group, px=self.buffer.horizon_ms)
         self.buffer.reclaim_expired(c)  # a dead worker's batch comes back to pending, and moves
         self._move_pending(c, group)
         if self.redis.zcard(keys.target_keys(c)["batches"]):

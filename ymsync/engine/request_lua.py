@@ -28,7 +28,7 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
 
 # BEGIN:
 # KEYS: 1 tasks, 2 buf, 3 queue, 4 busy, 5 batches, 6 inflight:<batch>, 7 floor, 8 halt, 9 backoff,
-#       10 quota log, 11 its :used, 12 pause, 13 market view, 14 parallel gate
+#       10 quota log, 11 its :used, 12 pause, 13 market view, 14 parallel gate, 15 moved
 # ARGV: 1 task slot ('' = none to hold), 2 slot ttl ms, 3 per_request (1/0), 4 batch_wait_ms,
 #       5 max values, 6 max bytes, 7 batch lease ms, 8 batch id, 9 stamp cap ms,
 #       10 quota on (1/0), 11 amount, 12 period ms, 13 fewest units worth a request, 14 grant entry,
@@ -88,7 +88,7 @@ local function begin_request(K, A)
   end
   local take_n = granted
   if per_request then take_n = maxn end
-  local out = take({K[2], K[3], K[4], K[5], K[6], K[7]},
+  local out = take({K[2], K[3], K[4], K[5], K[6], K[7], K[15]},
                    {tostring(take_n), A[6], A[7], A[8], A[9]})
   if #out == 0 then
     give_back()
@@ -145,17 +145,17 @@ BEGIN = _MAINS + "return begin_in_round(KEYS, ARGV)\n"
 END = _MAINS + "return end_request(KEYS, ARGV, 21)\n"
 
 # END, then BEGIN of the next request, in one call: a request under a backlog costs one round trip.
-# KEYS: END's 1-12, BEGIN's 1-14 (as 13-26), END's generation hashes (27-29, appended last);
+# KEYS: END's 1-12, BEGIN's 1-15 (as 13-27), END's generation hashes (28-30, appended last);
 # ARGV: END's 1-20, BEGIN's 1-20 (as 21-40), the SKUs to settle (41...; none: all).
 # Returns {values settled, Limit changed, BEGIN's reply...}.
 END_BEGIN = _MAINS + """
 local ek = {}
 for i = 1, 12 do ek[i] = KEYS[i] end
-ek[13], ek[14], ek[15] = KEYS[27], KEYS[28], KEYS[29]
+ek[13], ek[14], ek[15] = KEYS[28], KEYS[29], KEYS[30]
 local done = end_request(ek, ARGV, 41)
 if done.err then return done end
 local bk, ba = {}, {}
-for i = 13, 26 do bk[#bk + 1] = KEYS[i] end
+for i = 13, 27 do bk[#bk + 1] = KEYS[i] end
 for i = 21, 40 do ba[#ba + 1] = ARGV[i] end
 local nxt = begin_in_round(bk, ba)
 local out = {done[1], done[2]}

@@ -100,13 +100,14 @@ class RequestPath:
         method, tag = t.method, keys.hash_tag(keys.target_prefix(t.name))
         return keys.hash_tag(keys.quota(method, t.quota_key)) == tag and keys.hash_tag(keys.lease(t.gate)) == tag
 
-    def start_round(self, t: Target, slot: str | None = None, due_ms: int = 0) -> RoundStart:
+    def start_round(self, t: Target, slot: str | None = None, due_ms: int = 0,
+                    forget: tuple[str, ...] = ()) -> RoundStart:
         """One round trip for what a round checks before its first request: the renewal of the
         flush task's ``slot`` (if any), the task's lateness after ``due_ms`` (if given: the
-        scheduler's figures ride along), the look for a batch left by a dead worker, the target's
-        hold-offs, batches and parked work. Batches
-        whose lease ran out by the slot renewal's server clock are candidates (RECLAIM checks
-        again by its own); without a slot, every batch is."""
+        scheduler's figures ride along), the look for a batch left by a dead worker, the marks
+        to ``forget`` (deleted), the target's hold-offs, batches and parked work. Batches whose
+        lease ran out by the slot renewal's server clock are candidates (RECLAIM checks again by
+        its own); without a slot, every batch is."""
         k, p = keys.target_keys(t.name), self.parts
         # A Cluster pipeline would not load a script on a master that lacks it (a promoted
         # replica): there the scripts go first, as their own calls.
@@ -123,6 +124,8 @@ class RequestPath:
         p.schedule.watch_in(t.name, int(p.options.lease_s * 1000) + 100, client=None if scripts_apart else pipe)
         if slot and scripts_apart and not int(renewed):
             return RoundStart(0.0, [], [], slot_lost=True)
+        for key in forget:
+            pipe.delete(key)
         pipe.zrange(k["batches"], 0, 999, withscores=True)
         for key in FlushParts.hold_keys(t):
             pipe.pttl(key)
@@ -131,6 +134,7 @@ class RequestPath:
         if not scripts_apart:
             renewed = replies.pop(0) if slot else None
             del replies[:2 if due_ms else 1]  # the lateness count and the look
+        del replies[:len(forget)]
         batches, *held, parked = replies
         now_ms = int(renewed) if slot else 0
         if slot and now_ms == 0:
@@ -157,7 +161,7 @@ class RequestPath:
         return _Prepared(
             [k["tasks"], k["buf"], k["queue"], k["busy"], k["batches"], keys.inflight(t.name, batch_id), k["floor"],
              k["halt"], k["backoff"], qkey, qkey + ":used", keys.pause(call.method, call.quota_key),
-             keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name)],
+             keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name), keys.moved(t.name)],
             [n.slot or "", p.schedule.task_ttl_ms, 1 if t.per_request else 0, int(o.batch_wait_s * 1000),
              n.max_values, n.max_bytes, int(o.lease_s * 1000), batch_id, n.cap_ms,
              1 if quota is not None else 0, quota.amount if quota else 0,

@@ -46,12 +46,15 @@ end
 
 # INGEST (the producers' write) lives in ingest_lua.py.
 
-# KEYS: buf queue busy batches inflight floor; ARGV: max_n, max_bytes, lease_ms, batch_id, cap_ms
+# KEYS: buf queue busy batches inflight floor moved; ARGV: max_n, max_bytes, lease_ms, batch_id, cap_ms
+# Nothing is taken from a campaign target whose campaign moved into a warehouse group (``moved``,
+# set before the group takes over its records: group_move.py); its values move instead.
 # The queue is a list of pending SKUs in arrival order, each once (ingest, returns and replays
 # append a SKU only when it enters buf). Pages of 500 are popped from its head; what is not
 # taken (SKUs whose older value is still in flight, the rest of the last page) goes back to the
 # head in order. A list costs ~15 B a SKU where a sorted set costs ~100. Needs Redis >= 6.2.
-TAKE = NOW + """local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
+TAKE = NOW + """if redis.call('EXISTS', KEYS[7]) == 1 then return {} end
+local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out, picked, keep, bytes, scanned, full = {}, {}, {}, 0, 0, false
 while not full and scanned < maxn * 4 + 1000 do
   local skus = redis.call('LPOP', KEYS[2], 500)

@@ -29,6 +29,8 @@ Per target ``{t}``:
   ymsync:{t}:halt        string (TTL)                             401/403: no traffic until it expires
   ymsync:{t}:backoff     string (TTL)                             failures: wait before the next try
   ymsync:{t}:floor       string (TTL 25 h)                        the highest stamp cap a batch took (stamps.py)
+  ymsync:{t}:moved       string (TTL the horizon)                 a campaign target's group: no batch is taken
+  ymsync:{t}:absorbed    string (TTL the horizon)                 its delivered records went to that group
   ymsync:{t}:quota:<method>  zset (TTL) "o|s|u:<entry>:<units>" -> stamp ms   the quota log of the
                                                                   identity's ``method`` (quota_lua.py)
   ymsync:{t}:quota:<method>:used  string (TTL)                    the sum of that log's units
@@ -291,6 +293,13 @@ def warehouse_groups(business_id: int) -> str:
 def warehouse_groups_lock(business_id: int) -> str:
     return f"{warehouse_groups(business_id)}:lock"
 
+
+
+def moved(target: str) -> str:
+    """String (TTL: the horizon): the group target (``g1001``) a campaign target's campaign was
+    found in. No batch is taken from the campaign target while it is set (its values move to the
+    group instead), so none can settle after the group took over its records (engine/group_move.py)."""
+    return f"{target_prefix(target)}moved"
 
 
 def absorbed(target: str) -> str:
