@@ -30,6 +30,7 @@ from ymsync.engine.call_policy import CallPolicy, Ticket, market_count
 from ymsync.engine.flush_failure import failed
 from ymsync.engine.flush_parts import FlushOptions, FlushParts, Tally
 from ymsync.engine.group_move import GroupMove
+from ymsync.engine.group_target import GroupTarget
 from ymsync.engine.isolation import Isolation
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.engine.request_path import Begun, Next, RequestPath
@@ -101,23 +102,39 @@ class Flusher:
         c = t.name
         # A campaign no longer in a group (its group dissolved, its configuration changed) takes
         # batches again: the mark that stopped it goes with the round's first look.
+        def next_request(parked_first: bool = False) -> Next:
+            # Only a clock that has seen the Market's Date headers raises the target's stamp floor:
+            # before that, the local clock is all a process knows, and it may run ahead.
+            clock = self.client_for(t).clock
+            # A request that does not begin ends the round: its slot is freed in the same call.
+            return Next(t, p.call(t, MAX_SKUS_PER_UPDATE, p.cost(t, o.min_batch)), slot, MAX_SKUS_PER_UPDATE,
+                        MAX_BODY_BYTES - 1024, clock.stamp_cap_ms() if clock.known() else 0, end_round=True,
+                        parked_first=parked_first)
+
         group = self.groups.group_of(t)
-        start = self.path.start_round(t, slot, due_ms, forget=self.groups.stale_marks(t, group))
+        # The round's first request begins in its first round trip, unless the target is a group's
+        # or a campaign's in a group (their gate below decides first). Parked isolation work makes
+        # it begin nothing: that work goes first.
+        # Without a slot (tools, tests), only if keep_going says so, as before every request.
+        first = None if group is not None or isinstance(t, GroupTarget) or not (slot or keep_going()) \
+            else next_request(parked_first=True)
+        start = self.path.start_round(t, slot, due_ms, forget=self.groups.stale_marks(t, group), first=first)
         if start.slot_lost:
             return FlushResult(slot_lost=True)
-        p.buffer.reclaim(c, start.expired)  # a dead worker's batch comes back first
+        reclaimed = p.buffer.reclaim(c, start.expired)  # a dead worker's batch comes back first
         gate = self.groups.gate(t, group)  # a campaign now in a group moves its values; a group waits for them
         if gate.stop:
             return FlushResult(next_in=gate.next_in)
-        if start.held_s > 0:
+        if start.begun is None and start.held_s > 0:
             return FlushResult(next_in=start.held_s)
         tally, fanned_out, last_request_s = Tally(), False, 0.0
         deadline = time.monotonic() + o.budget_s
 
         def result(next_in: float | None, begun: Begun | None = None) -> FlushResult:
+            # Values a reclaim returned after the first request found nothing make the target due.
             freed = begun is not None and begun.freed
-            return FlushResult(tally.delivered, tally.dead, tally.requests, next_in, fanned_out,
-                               slot_freed=freed, takeable=freed and begun is not None and begun.takeable)
+            return FlushResult(tally.delivered, tally.dead, tally.requests, next_in, fanned_out, slot_freed=freed,
+                               takeable=freed and begun is not None and (begun.takeable or reclaimed > 0))
 
         # Isolation a quota wait parked goes first: its batch is leased and holds its SKUs back.
         parked: list[bytes] | None = start.parked
@@ -129,15 +146,8 @@ class Flusher:
             if tally.add(resumed).wait is not None:
                 return result(tally.wait)
 
-        def next_request() -> Next:
-            # Only a clock that has seen the Market's Date headers raises the target's stamp floor:
-            # before that, the local clock is all a process knows, and it may run ahead.
-            clock = self.client_for(t).clock
-            # A request that does not begin ends the round: its slot is freed in the same call.
-            return Next(t, p.call(t, MAX_SKUS_PER_UPDATE, p.cost(t, o.min_batch)), slot, MAX_SKUS_PER_UPDATE,
-                        MAX_BODY_BYTES - 1024, clock.stamp_cap_ms() if clock.known() else 0, end_round=True)
-
-        begun: Begun | None = None  # the next request, when the last one's settlement began it
+        # The next request, when the round's first look or the last one's settlement began it.
+        begun: Begun | None = start.begun if start.begun is not None and start.begun.status != "parked" else None
         while True:
             if begun is None:
                 if time.monotonic() >= deadline:

@@ -28,12 +28,13 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
 
 # BEGIN:
 # KEYS: 1 tasks, 2 buf, 3 queue, 4 busy, 5 batches, 6 inflight:<batch>, 7 floor, 8 halt, 9 backoff,
-#       10 quota log, 11 its :used, 12 pause, 13 market view, 14 parallel gate, 15 moved
+#       10 quota log, 11 its :used, 12 pause, 13 market view, 14 parallel gate, 15 moved, 16 isolating
 # ARGV: 1 task slot ('' = none to hold), 2 slot ttl ms, 3 per_request (1/0), 4 batch_wait_ms,
 #       5 max values, 6 max bytes, 7 batch lease ms, 8 batch id, 9 stamp cap ms,
 #       10 quota on (1/0), 11 amount, 12 period ms, 13 fewest units worth a request, 14 grant entry,
 #       15 hold ms, 16 Market view ttl ms, 17 lease id ('' = no gate), 18 max parallel, 19 lease ttl ms,
-#       20 free the task slot when no request begins (1/0: the round then ends)
+#       20 free the task slot when no request begins (1/0: the round then ends), 21 parked isolation
+#       first (1/0: with work parked, begin nothing and say {'parked'})
 # Returns {status, ...}: {'slot'} the task slot is no longer ours; {'empty'} nothing pending;
 # {'held', ms} paused, halted or backing off; {'young', ms} a part-filled request waits for
 # company; {'quota', ms} no quota now; {'lease'} every parallel slot is taken; {'none'} nothing
@@ -54,6 +55,7 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
 _MAINS = _PARTS + """
 local function begin_request(K, A)
   if A[1] ~= '' and renew({K[1]}, {A[1], A[2]}) == 0 then return {'slot'} end
+  if A[21] == '1' and redis.call('EXISTS', K[16]) == 1 then return {'parked'} end
   local pending = redis.call('HLEN', K[2])
   if pending == 0 then return {'empty'} end
   -- A 420 pause, a halt (401/403) or a backoff holds every request of the target.
@@ -109,7 +111,7 @@ end
 -- ('lease'), a wait ('held', 'young', 'quota'): nothing to look for.
 local function begin_in_round(K, A)
   local r = begin_request(K, A)
-  if A[20] ~= '1' or r[1] == 'batch' or r[1] == 'slot' then return r end
+  if A[20] ~= '1' or r[1] == 'batch' or r[1] == 'slot' or r[1] == 'parked' then return r end
   redis.call('ZREM', K[1], A[1])
   local look = 0
   if r[1] == 'none' then look = takeable({K[2], K[4]}, {}) end
@@ -145,18 +147,18 @@ BEGIN = _MAINS + "return begin_in_round(KEYS, ARGV)\n"
 END = _MAINS + "return end_request(KEYS, ARGV, 21)\n"
 
 # END, then BEGIN of the next request, in one call: a request under a backlog costs one round trip.
-# KEYS: END's 1-12, BEGIN's 1-15 (as 13-27), END's generation hashes (28-30, appended last);
-# ARGV: END's 1-20, BEGIN's 1-20 (as 21-40), the SKUs to settle (41...; none: all).
+# KEYS: END's 1-12, BEGIN's 1-16 (as 13-28), END's generation hashes (29-31, appended last);
+# ARGV: END's 1-20, BEGIN's 1-21 (as 21-41), the SKUs to settle (42...; none: all).
 # Returns {values settled, Limit changed, BEGIN's reply...}.
 END_BEGIN = _MAINS + """
 local ek = {}
 for i = 1, 12 do ek[i] = KEYS[i] end
-ek[13], ek[14], ek[15] = KEYS[28], KEYS[29], KEYS[30]
-local done = end_request(ek, ARGV, 41)
+ek[13], ek[14], ek[15] = KEYS[29], KEYS[30], KEYS[31]
+local done = end_request(ek, ARGV, 42)
 if done.err then return done end
 local bk, ba = {}, {}
-for i = 13, 27 do bk[#bk + 1] = KEYS[i] end
-for i = 21, 40 do ba[#ba + 1] = ARGV[i] end
+for i = 13, 28 do bk[#bk + 1] = KEYS[i] end
+for i = 21, 41 do ba[#ba + 1] = ARGV[i] end
 local nxt = begin_in_round(bk, ba)
 local out = {done[1], done[2]}
 for i = 1, #nxt do out[#out + 1] = nxt[i] end

@@ -59,6 +59,7 @@ class RoundStart:
     parked: list[bytes]
     now_ms: int = 0
     slot_lost: bool = False  # the task's slot expired (the message waited too long): not ours to run
+    begun: Begun | None = None  # the round's first request, begun in the same round trip (``first``)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Next:
     max_bytes: int
     cap_ms: int
     end_round: bool = False  # if no request begins, free the task slot in the same call (the round ends)
+    parked_first: bool = False  # with isolation work parked, begin nothing (status ``parked``): it goes first
 
 
 @dataclass(frozen=True)
@@ -101,13 +103,14 @@ class RequestPath:
         return keys.hash_tag(keys.quota(method, t.quota_key)) == tag and keys.hash_tag(keys.lease(t.gate)) == tag
 
     def start_round(self, t: Target, slot: str | None = None, due_ms: int = 0,
-                    forget: tuple[str, ...] = ()) -> RoundStart:
+                    forget: tuple[str, ...] = (), first: Next | None = None) -> RoundStart:
         """One round trip for what a round checks before its first request: the renewal of the
         flush task's ``slot`` (if any), the task's lateness after ``due_ms`` (if given: the
         scheduler's figures ride along), the look for a batch left by a dead worker, the marks
         to ``forget`` (deleted), the target's hold-offs, batches and parked work. Batches whose
         lease ran out by the slot renewal's server clock are candidates (RECLAIM checks again by
-        its own); without a slot, every batch is."""
+        its own); without a slot, every batch is. ``first``: the round's first request, begun last
+        in the same pipeline on one Redis (:meth:`begin`'s verdict: it sees the same hold-offs)."""
         k, p = keys.target_keys(t.name), self.parts
         # A Cluster pipeline would not load a script on a master that lacks it (a promoted
         # replica): there the scripts go first, as their own calls.
@@ -130,7 +133,12 @@ class RequestPath:
         for key in FlushParts.hold_keys(t):
             pipe.pttl(key)
         pipe.hkeys(keys.isolating(t.name))
+        prepared = None
+        if first is not None and not scripts_apart and self._one_script(first.target):
+            prepared = self._prepare(first)
+            self._begin(keys=prepared.keys, args=prepared.args, client=pipe)
         replies = pipe.execute() if scripts_apart else pipelines.raise_first(pipelines.execute(pipe))
+        begun = self._begun(first, prepared, replies.pop()) if first is not None and prepared is not None else None
         if not scripts_apart:
             renewed = replies.pop(0) if slot else None
             del replies[:2 if due_ms else 1]  # the lateness count and the look
@@ -140,7 +148,7 @@ class RequestPath:
         if slot and now_ms == 0:
             return RoundStart(0.0, [], [], slot_lost=True)
         expired = [b.decode() for b, deadline in batches if not slot or deadline <= now_ms]
-        return RoundStart(max(0, *held) / 1000, expired, list(parked), now_ms)
+        return RoundStart(max(0, *held) / 1000, expired, list(parked), now_ms, begun=begun)
 
     # --- begin ---------------------------------------------------------------------------------
 
@@ -161,13 +169,14 @@ class RequestPath:
         return _Prepared(
             [k["tasks"], k["buf"], k["queue"], k["busy"], k["batches"], keys.inflight(t.name, batch_id), k["floor"],
              k["halt"], k["backoff"], qkey, qkey + ":used", keys.pause(call.method, call.quota_key),
-             keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name), keys.moved(t.name)],
+             keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name), keys.moved(t.name),
+             keys.isolating(t.name)],
             [n.slot or "", p.schedule.task_ttl_ms, 1 if t.per_request else 0, int(o.batch_wait_s * 1000),
              n.max_values, n.max_bytes, int(o.lease_s * 1000), batch_id, n.cap_ms,
              1 if quota is not None else 0, quota.amount if quota else 0,
              p.limiter.period_ms(quota) if quota is not None else 0, p.cost(t, o.min_batch), entry,
              p.limiter.lease_ttl_ms, p.limiter.view_ttl_ms(quota), lease_id, p.limiter.max_parallel,
-             p.limiter.lease_ttl_ms, 1 if n.end_round and n.slot else 0],
+             p.limiter.lease_ttl_ms, 1 if n.end_round and n.slot else 0, 1 if n.parked_first else 0],
             entry, lease_id, batch_id, quota is not None)
 
     @staticmethod
