@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import redis
 
 from ymsync.store import keys, pipelines
-from ymsync.store.cluster import is_cluster, node_client
+from ymsync.store.cluster import is_cluster
 from ymsync.store.lock import RedisLock
 from ymsync.engine.quota_lua import LEASE_SCRIPT, RENEW_SCRIPT
 from ymsync.engine.request_lua import ROUND_END
@@ -68,15 +68,6 @@ if redis.call('ZADD', KEYS[1], 'GT', 'CH', at, ARGV[1]) == 1 then
   redis.call('LTRIM', KEYS[2], -8, -1)
 end
 return at
-"""
-
-# KEYS: due (or check); ARGV: limit. Entries due now: {now, target, score, target, score...}
-_DUE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
-table.insert(out, 1, now)
-return out
 """
 
 # KEYS: due check; ARGV: limit. The scheduler's look, one call a turn: {now, ms until the earliest
@@ -165,7 +156,6 @@ class Schedule:
         self._activate = client.register_script(_ACTIVATE)
         self._activate_if_pending = client.register_script(_ACTIVATE_IF_PENDING)
         self._defer = client.register_script(_DEFER)
-        self._due = client.register_script(_DUE)
         self._remove_if = client.register_script(_REMOVE_IF)
         self._look = client.register_script(_LOOK)
         # A task slot is a lease in the target's ``tasks`` set, taken and renewed like the parallel
@@ -200,9 +190,8 @@ class Schedule:
         self._defer(keys=[keys.DUE, keys.NUDGE], args=[target, max(0, int(delay_s * 1000))])
 
     def due(self, limit: int = 100) -> list[Due]:
-        raw = self._due(keys=[keys.DUE], args=[limit])
-        now = int(raw[0])
-        return [Due(raw[i].decode(), int(float(raw[i + 1])), now) for i in range(1, len(raw), 2)]
+        """Entries due now (up to ``limit``): :meth:`look`'s."""
+        return self.look(limit).due
 
     def look(self, limit: int = 100) -> Look:
         """:meth:`due` and :meth:`checks` (up to ``limit`` each) and the wait until the next entry
@@ -215,20 +204,6 @@ class Schedule:
     def done(self, entry: Due) -> bool:
         """Remove a due entry unless it was moved since it was read."""
         return bool(self._remove_if(keys=[keys.DUE], args=[entry.target, entry.due_ms]))
-
-    def next_due_in(self) -> float | None:
-        """Seconds until the earliest due or check entry (0 if overdue); None if there is none."""
-        # On the schedule's own node (a plain pipeline: a cluster's refuses TIME), so its clock is the
-        # one the due times were written by.
-        pipe = node_client(self.redis, keys.DUE).pipeline(transaction=False)
-        pipe.zrange(keys.DUE, 0, 0, withscores=True)
-        pipe.zrange(keys.CHECK, 0, 0, withscores=True)
-        pipe.time()
-        due, check, (secs, micros) = pipe.execute()
-        firsts = [entries[0][1] for entries in (due, check) if entries]
-        if not firsts:
-            return None
-        return max(0.0, (min(firsts) - (int(secs) * 1000 + int(micros) // 1000)) / 1000)
 
     def wait_for_nudge(self, timeout_s: float) -> bool:
         """Block until a producer nudges (a new due entry) or ``timeout_s`` passes."""
@@ -254,9 +229,8 @@ class Schedule:
         self._watch_in(keys=[keys.CHECK], args=[target, int(in_ms)], client=client)
 
     def checks(self, limit: int = 100) -> list[Due]:
-        raw = self._due(keys=[keys.CHECK], args=[limit])
-        now = int(raw[0])
-        return [Due(raw[i].decode(), int(float(raw[i + 1])), now) for i in range(1, len(raw), 2)]
+        """Targets to check now (up to ``limit``): :meth:`look`'s."""
+        return self.look(limit).checks
 
     def checked(self, entry: Due) -> bool:
         return bool(self._remove_if(keys=[keys.CHECK], args=[entry.target, entry.due_ms]))
