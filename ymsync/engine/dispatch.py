@@ -68,13 +68,7 @@ def run_flush_scheduler(schedule: Schedule, buffer: StockBuffer, send_flush: Sen
                 # slept here, so a wake-up lands within milliseconds of its due time.
                 stopping.wait(wait)
                 continue
-            due_ms = schedule.wait_for_nudge(MAX_SLEEP_S if wait is None else min(wait - FINAL_APPROACH_S, MAX_SLEEP_S))
-            if due_ms:
-                # A nudge names when its new entry is due (a producer's write makes it due a flush
-                # delay later): its last stretch is slept here rather than after one more look.
-                ahead = (due_ms - look.now_ms) / 1000 - (time.monotonic() - looked)
-                if 0 < ahead <= FINAL_APPROACH_S:
-                    stopping.wait(ahead)
+            schedule.wait_for_nudge(MAX_SLEEP_S if wait is None else min(wait - FINAL_APPROACH_S, MAX_SLEEP_S))
         except Exception:  # the loop must outlive a Redis restart or a broker hiccup
             log.warning("flush scheduler: Redis or broker unavailable; retrying in 1s", exc_info=True)
             stopping.wait(1)

@@ -36,18 +36,16 @@ from ymsync.engine.quota_lua import LEASE_SCRIPT, RENEW_SCRIPT
 from ymsync.engine.request_lua import ROUND_END
 
 # KEYS: targets due nudge; ARGV: target, delay_ms. Registers the target (last write: now) and
-# makes it due in delay_ms unless it is due already; a new entry nudges the scheduler with its due
-# time (server ms), so the woken scheduler waits for it without reading the schedule first.
-NUDGES = 8  # nudges kept (the newest); a full list makes the woken scheduler read the schedule
+# makes it due in delay_ms unless it is due already; a new entry nudges the scheduler.
 _REGISTER = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 """
-_MAKE_DUE = f"""
+_MAKE_DUE = """
 if redis.call('ZADD', KEYS[2], 'NX', now + tonumber(ARGV[2]), ARGV[1]) == 1 then
-  redis.call('RPUSH', KEYS[3], string.format('%d', now + tonumber(ARGV[2])))
-  redis.call('LTRIM', KEYS[3], -{NUDGES}, -1)
+  redis.call('RPUSH', KEYS[3], '1')
+  redis.call('LTRIM', KEYS[3], -8, -1)
 end
 return 1
 """
@@ -61,13 +59,13 @@ if redis.call('HLEN', KEYS[4]) == 0 then return 0 end
 """ + _MAKE_DUE
 
 # KEYS: due nudge; ARGV: target, delay_ms. The later due time wins (a wait must not be cut short).
-_DEFER = f"""
+_DEFER = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local at = now + tonumber(ARGV[2])
 if redis.call('ZADD', KEYS[1], 'GT', 'CH', at, ARGV[1]) == 1 then
-  redis.call('RPUSH', KEYS[2], string.format('%d', at))
-  redis.call('LTRIM', KEYS[2], -{NUDGES}, -1)
+  redis.call('RPUSH', KEYS[2], '1')
+  redis.call('LTRIM', KEYS[2], -8, -1)
 end
 return at
 """
@@ -141,7 +139,6 @@ class Look:
     due: list[Due]
     checks: list[Due]
     next_in_s: float | None
-    now_ms: int = 0  # the server's clock at the look
 
 
 class Schedule:
@@ -202,33 +199,23 @@ class Schedule:
         raw = self._look(keys=[keys.DUE, keys.CHECK], args=[limit])
         now, nxt, n = int(raw[0]), int(raw[1]), int(raw[2])
         pairs = [Due(raw[i].decode(), int(float(raw[i + 1])), now) for i in range(3, len(raw), 2)]
-        return Look(pairs[:n], pairs[n:], None if nxt < 0 else nxt / 1000, now)
+        return Look(pairs[:n], pairs[n:], None if nxt < 0 else nxt / 1000)
 
     def done(self, entry: Due) -> bool:
         """Remove a due entry unless it was moved since it was read."""
         return bool(self._remove_if(keys=[keys.DUE], args=[entry.target, entry.due_ms]))
 
-    def wait_for_nudge(self, timeout_s: float) -> int | None:
-        """Block until a producer nudges (a new due entry) or ``timeout_s`` passes: the earliest
-        due time the nudges name (server ms; 0: look now, the list may have dropped some), None
-        when none came."""
-        # One wake-up covers every nudge that came before it: the list is read and goes once one
-        # is popped (LRANGE and DEL wait behind the BLPOP on the server: one round trip).
-        pipe = self.redis.pipeline(transaction=False)
+    def wait_for_nudge(self, timeout_s: float) -> bool:
+        """Block until a producer nudges (a new due entry) or ``timeout_s`` passes."""
         if timeout_s <= 0:
-            pipe.lpop(keys.NUDGE)
-        else:
-            pipe.blpop([keys.NUDGE], timeout=max(0.001, timeout_s))
-        pipe.lrange(keys.NUDGE, 0, -1)
+            return bool(self.redis.lpop(keys.NUDGE))
+        # One wake-up covers every nudge that came before it: the list goes once it is popped
+        # (the DEL waits behind the BLPOP on the server, so both cost one round trip).
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.blpop([keys.NUDGE], timeout=max(0.001, timeout_s))
         pipe.delete(keys.NUDGE)
-        popped, rest, _ = pipe.execute()
-        if popped is None:
-            return None
-        nudges = [popped[1] if isinstance(popped, (list, tuple)) else popped, *rest]
-        if len(nudges) >= NUDGES:
-            return 0  # the oldest may have been trimmed away: read the schedule
-        # An older worker's nudge says "1": at once.
-        return min(int(n) if n.isdigit() else 0 for n in nudges)
+        popped, _ = pipe.execute()
+        return popped is not None
 
     # --- leftovers of dead workers ------------------------------------------------------------
 
