@@ -34,8 +34,6 @@ from ymsync.reads.campaign import StockReader
 from ymsync.reads.business import WarehouseStockReader
 from ymsync.reads.reconcile import ReconcileResult, Reconciler
 from ymsync.reads.reconcile_business import BusinessReconciler, BusinessReconcileResult
-from ymsync.reads.shared import v2_business, warehouses_from
-from ymsync.reads.warehouse_groups import GroupDirectory
 from ymsync.reports.request import ReportRequest
 from ymsync.sandbox import MarketSandbox
 from ymsync.config.settings import Settings
@@ -270,18 +268,10 @@ class Day:
             # the first one's cabinet), judged once.
             campaign = GROUP[-1]
             client = connect.market_client(self.settings, cabinets.by_campaign(campaign))
-            # The campaign's own warehouse from the Market's warehouse list (cached), as
-            # `ymsync reconcile` and the reconcile task take it, not guessed from the read.
-            directory = GroupDirectory(self.buffer.redis,
-                                       lambda business: connect.market_client(self.settings, cabinets.by_business(business)),
-                                       lambda _business: self.limiter)
-            reconciler = Reconciler(self.buffer, StockReader(self.limiter, client),
-                                    warehouses_of=warehouses_from(directory, lambda c: v2_business(cabinets, c)))
-            result = reconciler.run(campaign, fix=True)
+            result = Reconciler(self.buffer, StockReader(self.limiter, client)).run(campaign, fix=True)
             self.reports.reconcile.append(result)
-            self.note(f"reconciled group {label(GROUP_TARGET)} through campaign {campaign} (warehouse "
-                      f"{result.warehouse_id}, source: {result.warehouse_source}): {result.checked:,} checked, "
-                      f"{result.drift} drifted, {result.requeued} re-queued")
+            self.note(f"reconciled group {label(GROUP_TARGET)} through campaign {campaign}: {result.checked:,} "
+                      f"checked, {result.drift} drifted, {result.requeued} re-queued")
             client = connect.market_client(self.settings, cabinets.by_business(BUSINESS))
             business = BusinessReconciler(self.buffer, WarehouseStockReader(self.limiter, client),
                                           grace_s=V3_GRACE_S).run(BUSINESS, fix=True)
