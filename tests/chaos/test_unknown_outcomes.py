@@ -146,7 +146,9 @@ def test_a_refused_token_halts_probes_and_then_delivers_everything(bench_for, ca
 
     # The halt lasts while the probes keep being refused: wait for PROBES of them, not a fixed time.
     wait_for(probed, PROBES * PROBE_S * 3 + 10, f"{PROBES} probes of the halted campaign", interval=0.2)
-    assert bench.halted(campaign) and bench.buffer.pending(campaign) > 0, "the backlog waits while refused"
+    # The sandbox logs a refusal as it answers; the worker halts again once the answer reaches it.
+    wait_for(lambda: bench.halted(campaign), PROBE_S + 10, "the halt after the last refused probe", interval=0.05)
+    assert bench.buffer.pending(campaign) > 0, "the backlog waits while refused"
     refused = refused_since(revoked_at - 1)
     refused_for = time.time() - revoked_at
     bench.admin("restore", {"token": "sandbox-token"})
