@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import redis
 from celery import signals
@@ -67,6 +68,23 @@ def _declare_every_queue(**_: object) -> None:
                 queue(channel).declare()
     except Exception as exc:  # the broker may not answer yet: the consumer waits for it as usual
         log.warning("could not declare ymsync's queues yet: %s", exc)
+
+
+@signals.worker_process_init.connect
+def _connect_early(**_: object) -> None:
+    """A pool process opens its Redis connection as it starts, not on its first task's way to the
+    Market: the handshake (HELLO, CLIENT SETINFO) is several round trips. In a thread, as Celery
+    gives a process a few seconds to start and a Redis that does not answer must not cost them."""
+
+    def connect() -> None:
+        from . import runtime
+
+        try:
+            runtime.redis_client().ping()
+        except redis.RedisError:
+            pass  # the first task connects (and fails, and retries) as it would have
+
+    threading.Thread(target=connect, name="ymsync-connect", daemon=True).start()
 
 
 @signals.worker_ready.connect

@@ -3,9 +3,11 @@ stop it at once with one clear line."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from celery import Celery
 
@@ -24,6 +26,37 @@ def test_worker_boots_and_answers_ping(redis_server) -> None:
         assert names == {"stocks", "reports"}
     finally:
         worker.kill()  # teardown by SIGKILL: no graceful shutdown is judged here
+
+
+def _connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP connection to 127.0.0.1:``port`` (its fds' socket inodes
+    against /proc/net/tcp)."""
+    try:
+        inodes = {os.readlink(fd)[8:-1] for fd in Path(f"/proc/{pid}/fd").iterdir()
+                  if os.readlink(fd).startswith("socket:[")}
+    except OSError:
+        return False
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+            return True
+    return False
+
+
+def test_pool_processes_connect_to_redis_before_their_first_task(redis_server) -> None:
+    """The handshake (HELLO, CLIENT SETINFO: round trips) is paid as a pool process starts, not on
+    its first flush's way to the Market: each holds its Redis connection before any task ran."""
+    env = {"REDIS_URL": redis_server.url, "YM_API_KEY": "t0k3n-secret"}
+    worker = CeleryWorker(env, concurrency=2, name="warm").start()
+    try:
+        worker.wait_ready(redis_server.url)
+        pool = [int(p) for p in Path(f"/proc/{worker.process.pid}/task/{worker.process.pid}/children")
+                .read_text().split()]
+        assert len(pool) == 2
+        wait_for(lambda: all(_connected_to(pid, redis_server.port) for pid in pool), 10,
+                 "each pool process to hold a Redis connection")
+    finally:
+        worker.kill()
 
 
 def test_malformed_setting_fails_worker_start_with_one_line(redis_server) -> None:
