@@ -22,6 +22,10 @@ app = Celery("ymsync", amqp=f"{PACKAGE}.flower:SummarizingAMQP")
 app.config_from_object(CONFIG_MODULE)
 app.conf.include = [f"{PACKAGE}.stocks", f"{PACKAGE}.reads", f"{PACKAGE}.reports"]
 
+from .flower import BatchedTaskEvents  # noqa: E402  (the app's own step: task events in batches)
+
+app.steps["consumer"].add(BatchedTaskEvents)
+
 if "flower" in sys.modules:  # loaded by `celery -A tasks flower`: its /metrics needs auth too
     from .flower import protect_metrics
 

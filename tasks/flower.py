@@ -18,7 +18,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from celery import bootsteps
 from celery.app.amqp import AMQP
+
+from ymsync.config.settings import get_settings
 
 _SHORT = 64  # longer strings are shown by length only
 # Internal tasks sent without a task-sent event: the scheduler sends a flush per round (several a
@@ -75,6 +78,48 @@ class SummarizingAMQP(AMQP):
         return super().as_task_v2(task_id, name, args, kwargs, *rest, **options)
 
 
+class BatchedTaskEvents(bootsteps.StartStopStep):
+    """A worker's task events leave in batches, at most ``YM_TASK_EVENTS_EVERY_S`` after they happen.
+
+    With an event loop (prefork), Celery already buffers task events and publishes what it holds as
+    one ``task.multi`` message, which Flower (Celery's EventReceiver) unpacks; but it flushes on the
+    loop's next turn, and a flush task's received, started and succeeded events fall in different
+    turns: one broker round trip each, three a task. Flushed on a timer instead, they go together,
+    with other tasks' events. Stopping (before the Events step closes) sends what is left."""
+
+    requires = ("celery.worker.consumer.events:Events",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.every_s = get_settings().task_events_every_s
+        self.timer: Any = None
+
+    def start(self, c: Any) -> None:
+        dispatcher, hub = c.event_dispatcher, c.hub
+        if dispatcher is None or hub is None or self.every_s <= 0 or dispatcher.on_send_buffered is None:
+            return  # no loop (solo, threads) or batching off: Celery's own way
+
+        def flush() -> None:
+            self.timer = None
+            if c.event_dispatcher is not None:
+                c.event_dispatcher.flush()
+
+        def flush_later() -> None:
+            if self.timer is None:
+                self.timer = hub.call_later(self.every_s, flush)
+
+        dispatcher.on_send_buffered = flush_later
+
+    def stop(self, c: Any) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if c.event_dispatcher is not None:
+            c.event_dispatcher.flush()
+
+    shutdown = stop
+
+
 def protect_metrics() -> None:
     """Require Flower's authentication on ``/metrics`` too (a no-op when Flower has none)."""
     try:
@@ -89,4 +134,4 @@ def protect_metrics() -> None:
     Metrics.get = guarded  # type: ignore[method-assign]
 
 
-__all__ = ["NO_SENT_EVENT", "SummarizingAMQP", "brief", "protect_metrics", "summarize"]
+__all__ = ["BatchedTaskEvents", "NO_SENT_EVENT", "SummarizingAMQP", "brief", "protect_metrics", "summarize"]

@@ -239,13 +239,13 @@ def test_engine_timings_default_to_the_production_values_and_can_be_shortened():
     environment."""
     s = load_settings({})
     assert (s.report_step_lease_s, s.report_resend_s, s.lease_margin_s, s.batch_wait_s, s.flush_budget_s,
-            s.flush_start_s, s.fanout_after_s) == (30.0, 60.0, 10.0, 1.0, 5.0, 60.0, 1.0)
+            s.flush_start_s, s.fanout_after_s, s.task_events_every_s) == (30.0, 60.0, 10.0, 1.0, 5.0, 60.0, 1.0, 0.25)
     assert s.lease_s == s.unknown_outcome_s + 10
     short = load_settings({"YM_REPORT_STEP_LEASE_S": "1.5", "YM_REPORT_RESEND_S": "3", "YM_LEASE_MARGIN_S": "2",
                            "YM_BATCH_WAIT_S": "0.2", "YM_FLUSH_BUDGET_S": "1", "YM_UNKNOWN_OUTCOME_S": "2",
-                           "YM_FLUSH_START_S": "4"})
+                           "YM_FLUSH_START_S": "4", "YM_TASK_EVENTS_EVERY_S": "0"})
     assert (short.report_step_lease_s, short.report_resend_s, short.lease_margin_s, short.batch_wait_s,
-            short.flush_budget_s, short.flush_start_s) == (1.5, 3.0, 2.0, 0.2, 1.0, 4.0)
+            short.flush_budget_s, short.flush_start_s, short.task_events_every_s) == (1.5, 3.0, 2.0, 0.2, 1.0, 4.0, 0.0)
     assert short.lease_s == 4.0
 
 
@@ -257,6 +257,7 @@ def test_engine_timings_default_to_the_production_values_and_can_be_shortened():
     ("YM_FLUSH_BUDGET_S", "inf", "YM_FLUSH_BUDGET_S: expected a finite number, got 'inf'"),
     ("YM_FLUSH_START_S", "0.1", "YM_FLUSH_START_S: must be at least 0.5, got '0.1'"),
     ("YM_FANOUT_AFTER_S", "-1", "YM_FANOUT_AFTER_S: must be at least 0, got '-1'"),
+    ("YM_TASK_EVENTS_EVERY_S", "often", "YM_TASK_EVENTS_EVERY_S: expected a number, got 'often'"),
 ])
 def test_malformed_engine_timings(name, raw, message):
     with pytest.raises(SettingsError) as info:

@@ -90,6 +90,9 @@ class Settings:
     # A flush round asks for a parallel sibling only when its backlog would keep it busy longer
     # than this at its last request's pace (YM_FANOUT_AFTER_S; 0: whenever the quota has room).
     fanout_after_s: float = 1.0
+    # A worker sends its task events (Flower's view) in batches at most this often: each send is a
+    # broker round trip, and a flush task has three (YM_TASK_EVENTS_EVERY_S; 0: as Celery does).
+    task_events_every_s: float = 0.25
     # A report job's step holds the job under a lease of this long, renewed every third of it: a
     # worker that dies mid-step frees the job this long after at most (YM_REPORT_STEP_LEASE_S).
     report_step_lease_s: float = 30.0
@@ -228,6 +231,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         flush_budget_s=_number(env, "YM_FLUSH_BUDGET_S", Settings.flush_budget_s, minimum=0.1, integer=False),
         flush_start_s=_number(env, "YM_FLUSH_START_S", Settings.flush_start_s, minimum=0.5, integer=False),
         fanout_after_s=_number(env, "YM_FANOUT_AFTER_S", Settings.fanout_after_s, minimum=0, integer=False),
+        task_events_every_s=_number(env, "YM_TASK_EVENTS_EVERY_S", Settings.task_events_every_s, minimum=0,
+                                    integer=False),
         report_step_lease_s=_number(env, "YM_REPORT_STEP_LEASE_S", Settings.report_step_lease_s, minimum=0.3,
                                     integer=False),
         report_resend_s=_number(env, "YM_REPORT_RESEND_S", Settings.report_resend_s, minimum=0.5, integer=False),
