@@ -55,7 +55,9 @@ end
 # head in order. A list costs ~15 B a SKU where a sorted set costs ~100. Needs Redis >= 6.2.
 TAKE = NOW + """if redis.call('EXISTS', KEYS[7]) == 1 then return {} end
 local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- Counters, not #t: the length operator searches the table's border on every use.
 local out, picked, keep, bytes, scanned, full = {}, {}, {}, 0, 0, false
+local no, np, nk = 0, 0, 0
 while not full and scanned < maxn * 4 + 1000 do
   local skus = redis.call('LPOP', KEYS[2], 500)
   if not skus then break end
@@ -63,9 +65,11 @@ while not full and scanned < maxn * 4 + 1000 do
   local vals = redis.call('HMGET', KEYS[1], unpack(skus))
   -- One look at the whole page for a character JSON escapes (rare): a look per SKU cost a fifth of this script.
   local escapes = string.find(table.concat(skus), '[%c"\\\\]') ~= nil
-  for i, sku in ipairs(skus) do
+  for i = 1, #skus do
+    local sku = skus[i]
     if full or busy[i] == 1 then
-      keep[#keep + 1] = sku
+      nk = nk + 1; keep[nk] = sku
+      if busy[i] == 1 then scanned = scanned + 1 end
     elseif vals[i] then
       scanned = scanned + 1
       -- JSON bytes of this entry in the request: the SKU (escapes double), fixed keys, count, stamp.
@@ -73,16 +77,14 @@ while not full and scanned < maxn * 4 + 1000 do
       if escapes and string.find(sku, '[%c"\\\\]') then cost = cost + select(2, string.gsub(sku, '[%c"\\\\]', '')) end
       if bytes + cost > maxb then
         full = true
-        keep[#keep + 1] = sku
+        nk = nk + 1; keep[nk] = sku
       else
         bytes = bytes + cost
-        out[#out + 1] = sku
-        out[#out + 1] = vals[i]
-        picked[#picked + 1] = sku
-        full = #picked >= maxn
+        out[no + 1], out[no + 2], no = sku, vals[i], no + 2
+        np = np + 1; picked[np] = sku
+        full = np >= maxn
       end
     end  -- queued without a value: nothing to send, the entry is dropped
-    if busy[i] == 1 then scanned = scanned + 1 end
   end
 end
 for e = #keep, 1, -1000 do
@@ -90,12 +92,12 @@ for e = #keep, 1, -1000 do
   for i = e, math.max(1, e - 999), -1 do back[#back + 1] = keep[i] end
   redis.call('LPUSH', KEYS[2], unpack(back))
 end
-for s = 1, #picked, 1000 do
-  local e = math.min(s + 999, #picked)
+for s = 1, np, 1000 do
+  local e = math.min(s + 999, np)
   redis.call('HDEL', KEYS[1], unpack(picked, s, e))
   redis.call('SADD', KEYS[3], unpack(picked, s, e))
 end
-if #out > 0 then
+if no > 0 then
   -- The batch is one value (see BATCH below): one write here, one read and one delete at settling.
   redis.call('SET', KEYS[5], cmsgpack.pack(out))
   redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4])
@@ -108,7 +110,7 @@ if #out > 0 then
     floor = cap
     redis.call('SET', KEYS[6], floor, 'PX', 90000000)
   end
-  out[#out + 1] = tostring(floor)
+  out[no + 1] = tostring(floor)
 end
 return out
 """
@@ -166,7 +168,34 @@ local function deliver(sku, v, behind)
   delivered[d + 1], delivered[d + 2], d = sku, record .. tail, d + 2
 end
 local names, first = ARGV, 6
-if #ARGV < 6 then  -- none named: the whole batch (a request sends it whole; no 2,000 names to send back)
+if #ARGV < 6 and action == 'delivered' and not any_marks then
+  -- The usual case (a request delivered whole, no retirement marks): straight over the batch's
+  -- pairs, no per-SKU tables (a batch holds each SKU once: taking pops each from the queue once).
+  local match, pending = string.match, redis.call('EXISTS', KEYS[4]) == 1
+  for s = 1, #pairs_in, 2000 do
+    local e = math.min(s + 1999, #pairs_in)
+    local found, k = {}, 0
+    for i = s, e, 2 do k = k + 1; found[k] = pairs_in[i] end
+    local behind = {}
+    if pending then behind = redis.call('HMGET', KEYS[4], unpack(found)) end
+    delivered, repeats, d = {}, {}, 0
+    k = 0
+    for i = s, e, 2 do
+      k = k + 1
+      if behind[k] then deliver(found[k], pairs_in[i + 1], behind[k])
+      else delivered[d + 1], delivered[d + 2], d = found[k], match(pairs_in[i + 1], '^%d+|%d+') .. tail, d + 2 end
+    end
+    redis.call('HSET', DEL[1], unpack(delivered))
+    for _, key in ipairs(older) do redis.call('HDEL', key, unpack(found)) end
+    redis.call('SREM', KEYS[2], unpack(found))
+    if #repeats > 0 then
+      redis.call('HDEL', KEYS[4], unpack(repeats))
+      unchanged = unchanged + #repeats
+    end
+    n = n + k
+  end
+  names = {}
+elseif #ARGV < 6 then  -- none named: the whole batch (a request sends it whole; no 2,000 names to send back)
   names, first = {}, 1
   for i = 1, #pairs_in, 2 do names[#names + 1] = pairs_in[i] end
 end
