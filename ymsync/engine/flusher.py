@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 
 __all__ = ["FlushOptions", "FlushResult", "Flusher", "STALE_STAMP_MS"]
 
+# A round whose quota frees within this long waits in place (its task slot kept) and begins again;
+# ending it would cost the next request a flush task's trip (schedule, broker, pool: tens of ms),
+# and under a sliding window each request's successor would inherit that delay, window after window.
+QUOTA_WAIT_IN_ROUND_S = 0.1
+
 
 @dataclass(frozen=True)
 class FlushResult:
@@ -109,7 +114,7 @@ class Flusher:
             # A request that does not begin ends the round: its slot is freed in the same call.
             return Next(t, p.call(t, MAX_SKUS_PER_UPDATE, p.cost(t, o.min_batch)), slot, MAX_SKUS_PER_UPDATE,
                         MAX_BODY_BYTES - 1024, clock.stamp_cap_ms() if clock.known() else 0, end_round=True,
-                        parked_first=parked_first)
+                        parked_first=parked_first, keep_for_ms=int(QUOTA_WAIT_IN_ROUND_S * 1000))
 
         group = self.groups.group_of(t)
         # The round's first request begins in its first round trip, unless the target is a group's
@@ -156,9 +161,15 @@ class Flusher:
                     return result(None)
                 # Slot, pause/halt/backoff, quota, one of the target's parallel slots (shared with
                 # reads of the same campaign or business) and the batch, in one call; a wait is
-                # written back as the due time, never slept.
+                # written back as the due time, never slept (but a quota's of at most
+                # QUOTA_WAIT_IN_ROUND_S, below).
                 begun = self.path.begin(next_request())
             if begun.status != "batch":
+                if begun.status == "quota" and not begun.freed and 0 < begun.quota_ms <= QUOTA_WAIT_IN_ROUND_S * 1000 \
+                        and time.monotonic() + begun.quota_ms / 1000 < deadline:
+                    time.sleep(begun.quota_ms / 1000 + 0.001)  # the slot was kept for it (Next.keep_for_ms)
+                    begun = None
+                    continue
                 return result(begun.wait_s if begun.wait_s > 0 else None, begun)
             ticket, batch = begun.ticket, begun.batch
             assert ticket is not None and batch is not None

@@ -34,13 +34,15 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
 #       10 quota on (1/0), 11 amount, 12 period ms, 13 fewest units worth a request, 14 grant entry,
 #       15 hold ms, 16 Market view ttl ms, 17 lease id ('' = no gate), 18 max parallel, 19 lease ttl ms,
 #       20 free the task slot when no request begins (1/0: the round then ends), 21 parked isolation
-#       first (1/0: with work parked, begin nothing and say {'parked'})
+#       first (1/0: with work parked, begin nothing and say {'parked'}), 22 with ARGV 20: keep the
+#       slot all the same when the quota frees within this many ms (the round waits that out)
 # Returns {status, ...}: {'slot'} the task slot is no longer ours; {'empty'} nothing pending;
 # {'held', ms} paused, halted or backing off; {'young', ms} a part-filled request waits for
 # company; {'quota', ms} no quota now; {'lease'} every parallel slot is taken; {'none'} nothing
 # takeable (all in flight); {'batch', granted, remaining, window_used, pending after, server ms,
 # stamp floor, sku, value, sku, value...}. With ARGV 20, a status other than batch and slot comes
-# as {status, ms or 0, 'freed', takeable now (1/0)}: the slot was freed in the same call.
+# as {status, ms or 0, 'freed', takeable now (1/0)}: the slot was freed in the same call (not for
+# a quota wait within ARGV 22's ms: that comes as {'quota', ms}, the slot kept).
 # END:
 # KEYS: 1 inflight:<batch>, 2 busy, 3 batches, 4 buf, 5 queue, 6 dead, 7 stats, 8 retired,
 #       9 quota log, 10 its :used, 11 market view, 12 parallel gate,
@@ -112,6 +114,7 @@ end
 local function begin_in_round(K, A)
   local r = begin_request(K, A)
   if A[20] ~= '1' or r[1] == 'batch' or r[1] == 'slot' or r[1] == 'parked' then return r end
+  if r[1] == 'quota' and tonumber(r[2]) <= tonumber(A[22] or '0') then return r end
   redis.call('ZREM', K[1], A[1])
   local look = 0
   if r[1] == 'none' then look = takeable({K[2], K[4]}, {}) end
@@ -148,17 +151,17 @@ END = _MAINS + "return end_request(KEYS, ARGV, 21)\n"
 
 # END, then BEGIN of the next request, in one call: a request under a backlog costs one round trip.
 # KEYS: END's 1-12, BEGIN's 1-16 (as 13-28), END's generation hashes (29-31, appended last);
-# ARGV: END's 1-20, BEGIN's 1-21 (as 21-41), the SKUs to settle (42...; none: all).
+# ARGV: END's 1-20, BEGIN's 1-22 (as 21-42), the SKUs to settle (43...; none: all).
 # Returns {values settled, Limit changed, BEGIN's reply...}.
 END_BEGIN = _MAINS + """
 local ek = {}
 for i = 1, 12 do ek[i] = KEYS[i] end
 ek[13], ek[14], ek[15] = KEYS[29], KEYS[30], KEYS[31]
-local done = end_request(ek, ARGV, 42)
+local done = end_request(ek, ARGV, 43)
 if done.err then return done end
 local bk, ba = {}, {}
 for i = 13, 28 do bk[#bk + 1] = KEYS[i] end
-for i = 21, 41 do ba[#ba + 1] = ARGV[i] end
+for i = 21, 42 do ba[#ba + 1] = ARGV[i] end
 local nxt = begin_in_round(bk, ba)
 local out = {done[1], done[2]}
 for i = 1, #nxt do out[#out + 1] = nxt[i] end

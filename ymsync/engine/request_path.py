@@ -43,6 +43,7 @@ class Begun:
     now_ms: int = 0  # the Redis server's clock when the batch was taken
     freed: bool = False  # nothing began and the task slot was freed in the same call (Next.end_round)
     takeable: bool = False  # with ``freed``: some pending value could be taken as the slot was freed
+    quota_ms: int = 0  # ``quota``: the wait as the limiter counted it (``wait_s`` is never under MIN_WAIT_S)
 
 
 _WAITS = {"held", "young", "quota"}
@@ -75,6 +76,7 @@ class Next:
     cap_ms: int
     end_round: bool = False  # if no request begins, free the task slot in the same call (the round ends)
     parked_first: bool = False  # with isolation work parked, begin nothing (status ``parked``): it goes first
+    keep_for_ms: int = 0  # with ``end_round``: keep the slot when the quota frees within this long (the round waits)
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,8 @@ class RequestPath:
              1 if quota is not None else 0, quota.amount if quota else 0,
              p.limiter.period_ms(quota) if quota is not None else 0, p.cost(t, o.min_batch), entry,
              p.limiter.lease_ttl_ms, p.limiter.view_ttl_ms(quota), lease_id, p.limiter.max_parallel,
-             p.limiter.lease_ttl_ms, 1 if n.end_round and n.slot else 0, 1 if n.parked_first else 0],
+             p.limiter.lease_ttl_ms, 1 if n.end_round and n.slot else 0, 1 if n.parked_first else 0,
+             n.keep_for_ms],
             entry, lease_id, batch_id, quota is not None)
 
     @staticmethod
@@ -186,7 +189,7 @@ class RequestPath:
             wait = int(raw[1]) / 1000 if status in _WAITS else MIN_WAIT_S if status == "lease" else 0.0
             freed = len(raw) == 4 and raw[2] == b"freed"
             return Begun(status, max(MIN_WAIT_S, wait) if status == "quota" else wait, freed=freed,
-                         takeable=freed and int(raw[3]) == 1)
+                         takeable=freed and int(raw[3]) == 1, quota_ms=int(raw[1]) if status == "quota" else 0)
         granted, remaining, window_used, pending, now_ms, floor = (int(x) for x in raw[1:7])
         call = n.call
         grant = Grant(call.method, call.quota_key, granted, 0.0, prepared.entry if prepared.quota_on else "",
