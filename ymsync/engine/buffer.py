@@ -185,8 +185,9 @@ class StockBuffer(BufferReads):
         uses it when the Market has drifted from what ymsync delivered).
         """
         target = self.target(target_id)
-        chunks: list[str] = []
+        chunks: list[tuple[str, bool]] = []  # (the script's updates string, no SKU in it twice)
         entries: list[str] = []
+        skus: set[str] = set()
         for sku, count, stamp_ms in updates:
             if stamp_ms is not None and stamp_ms < 0 or int(count) < 0:
                 # The scripts parse digits only: one such value would jam its SKU for good.
@@ -195,11 +196,12 @@ class StockBuffer(BufferReads):
             if _SEPARATORS.search(sku):  # validated SKUs never hold them; the script splits on them
                 raise ValueError(f"{sku!r}: a SKU may not contain the control characters \\x1d or \\x1e")
             entries.append(f"{sku}\x1d{int(count)}\x1d{'' if stamp_ms is None else int(stamp_ms)}")
+            skus.add(sku)
             if len(entries) >= self.chunk:
-                chunks.append("\x1e".join(entries))
-                entries = []
+                chunks.append(("\x1e".join(entries), len(skus) == len(entries)))
+                entries, skus = [], set()
         if entries:
-            chunks.append("\x1e".join(entries))
+            chunks.append(("\x1e".join(entries), len(skus) == len(entries)))
         # On one Redis the wake-up rides in the write's own pipeline (a script that makes the target
         # due if values are pending); on a Cluster the schedule lives on another node: a call after.
         ride = not is_cluster(self.redis)
@@ -226,7 +228,8 @@ class StockBuffer(BufferReads):
             if isinstance(reply, Exception):
                 raise reply
 
-    def _ingest_chunks(self, target: str, chunks: list[str], force: bool, wake: bool = False) -> list[list[int]]:
+    def _ingest_chunks(self, target: str, chunks: list[tuple[str, bool]], force: bool,
+                       wake: bool = False) -> list[list[int]]:
         """Each chunk in one atomic script, pipelined. Chunks refused for naming the wrong
         generation wrote nothing and go again, in order: the server's clock only moves on, so
         every chunk after a refused one was refused too and none overtakes an earlier one.
@@ -242,8 +245,9 @@ class StockBuffer(BufferReads):
                            *self._generation_keys(target, g, keys.hwm, keys.delivered)]
             pipe = self.ack.pipeline(self.redis, k["buf"])  # the node's own connection: WAIT follows on it
             for i in waiting:
+                text, unique = chunks[i]
                 self._ingest(keys=script_keys, args=[g, self.generation_ms, self.horizon_ms, 1 if force else 0,
-                                                     chunks[i]], client=pipe)
+                                                     text, 1 if unique else 0], client=pipe)
             if wake:
                 self.schedule.activate_if_pending(target, self.flush_delay_s, client=pipe)
             replies = self.ack.execute(pipe)

@@ -6,7 +6,8 @@ from ymsync.store.buffer_lua import GENERATIONS
 # KEYS: buf queue stats busy hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
 # ARGV: generation, generation_ms, horizon_ms, force (1/0), updates: one string of
 # "sku<GS>count<GS>stamp" entries (stamp '' = now) joined by <RS> (\x1d and \x1e: a SKU holds no
-# control character, a business item key's \x1f aside; buffer.py refuses any other).
+# control character, a business item key's \x1f aside; buffer.py refuses any other), and '1' if
+# no SKU is in it twice (else '0' or nothing).
 # Returns {accepted, stale, unchanged, too_old, pending after this chunk}.
 # One argument, bulk reads (one HMGET per hash) and bulk writes (one HSET per hash written).
 # Redis's CPU per update is mostly this script's work per SKU (issue 18 item 4; measured by
@@ -22,6 +23,10 @@ INGEST = GENERATIONS + """
 local HWM, DEL = gens(5), gens(8)
 local accepted, stale, coalesced, unchanged, too_old = 0, 0, 0, 0, 0
 local force = ARGV[4] == '1'
+-- ARGV[6] '1': the caller saw no SKU twice in this chunk, so none is judged against its own
+-- earlier update and the per-SKU write positions need not be kept (a Lua table insert per SKU
+-- and structure was a sixth of this script's time).
+local twice = ARGV[6] ~= '1'
 local now_n = tonumber(now)
 local oldest = now_n - tonumber(ARGV[3])
 local skus, counts, stamps, n = {}, {}, {}, 0
@@ -120,7 +125,8 @@ for j = 1, n do
       if del_at[sku] then
         del_args[del_at[sku]] = value
       else
-        del_args[dn + 1], del_args[dn + 2], del_at[sku], dn = sku, value, dn + 2, dn + 2
+        del_args[dn + 1], del_args[dn + 2], dn = sku, value, dn + 2
+        if twice then del_at[sku] = dn end
         if dat > 1 then hdel[3 + dat][#hdel[3 + dat] + 1] = sku end
       end
     end
@@ -131,7 +137,8 @@ for j = 1, n do
     if hwm_at[sku] then
       hwm_args[hwm_at[sku]] = record
     else
-      hwm_args[hn + 1], hwm_args[hn + 2], hwm_at[sku], hn = sku, record, hn + 2, hn + 2
+      hwm_args[hn + 1], hwm_args[hn + 2], hn = sku, record, hn + 2
+      if twice then hwm_at[sku] = hn end
       if hat > 1 then hdel[hat][#hdel[hat] + 1] = sku end
     end
     if same then
@@ -141,7 +148,8 @@ for j = 1, n do
       if buf_at[sku] then
         buf_args[buf_at[sku]] = value
       else
-        buf_args[bn + 1], buf_args[bn + 2], buf_at[sku], bn = sku, value, bn + 2, bn + 2
+        buf_args[bn + 1], buf_args[bn + 2], bn = sku, value, bn + 2
+        if twice then buf_at[sku] = bn end
       end
       if old then coalesced = coalesced + 1 else qn = qn + 1; queued[qn] = sku end
       accepted = accepted + 1
