@@ -30,15 +30,14 @@ import requests
 from ymsync import connect
 from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.producer import push_business_stocks, push_stocks
-from ymsync.reads.campaign import StockReader
-from ymsync.reads.business import WarehouseStockReader
-from ymsync.reads.reconcile import ReconcileResult, Reconciler
-from ymsync.reads.reconcile_business import BusinessReconciler, BusinessReconcileResult
+from ymsync.reads.reconcile import ReconcileResult
+from ymsync.reads.reconcile_business import BusinessReconcileResult
 from ymsync.reports.request import ReportRequest
 from ymsync.sandbox import MarketSandbox
 from ymsync.config.settings import Settings
 from ymsync.engine.status import campaign_status
 from ymsync.engine.targets import business_target, item_key, split_key
+from ymsync.demo.reconcile_phase import reconcile_business, reconcile_campaign
 from ymsync.demo.world import BUSINESS, CAMPAIGNS, GROUPS, WAREHOUSE_NAMES, WAREHOUSES
 from ymsync.store import keys as store_keys
 from ymsync.store.client import state_client
@@ -263,18 +262,15 @@ class Day:
 
     def _reconcile(self) -> None:
         try:
-            cabinets = self.settings.cabinets
             # The group is one stock: read once, through its last campaign (the edit was made in
             # the first one's cabinet), judged once.
             campaign = GROUP[-1]
-            client = connect.market_client(self.settings, cabinets.by_campaign(campaign))
-            result = Reconciler(self.buffer, StockReader(self.limiter, client)).run(campaign, fix=True)
+            result = reconcile_campaign(self.settings, self.buffer, self.limiter, campaign)
             self.reports.reconcile.append(result)
-            self.note(f"reconciled group {label(GROUP_TARGET)} through campaign {campaign}: {result.checked:,} "
-                      f"checked, {result.drift} drifted, {result.requeued} re-queued")
-            client = connect.market_client(self.settings, cabinets.by_business(BUSINESS))
-            business = BusinessReconciler(self.buffer, WarehouseStockReader(self.limiter, client),
-                                          grace_s=V3_GRACE_S).run(BUSINESS, fix=True)
+            self.note(f"reconciled group {label(GROUP_TARGET)} through campaign {campaign} (warehouse "
+                      f"{result.warehouse_id}, source: {result.warehouse_source}): {result.checked:,} checked, "
+                      f"{result.drift} drifted, {result.requeued} re-queued")
+            business = reconcile_business(self.settings, self.buffer, self.limiter, BUSINESS, V3_GRACE_S)
             self.reports.business_reconcile = business
             self.note(f"reconciled business {BUSINESS} (v3, {len(business.warehouses)} warehouses): "
                       f"{business.checked:,} checked, {business.drift} drifted, {business.requeued} re-queued")

@@ -63,8 +63,8 @@ def summary(r: DayResult) -> RenderableType:
     for rec in r.reconcile:
         name = (f"group {'+'.join(map(str, rec.campaigns))} (one stock, read through {rec.campaign_id})"
                 if rec.campaigns else str(rec.campaign_id))
-        lines.append(f"reconciliation {name}: {rec.checked:,} SKUs checked, {rec.drift} drifted, "
-                     f"{rec.requeued} re-queued")
+        lines.append(f"reconciliation {name}, warehouse {rec.warehouse_id} ({rec.warehouse_source}): "
+                     f"{rec.checked:,} SKUs checked, {rec.drift} drifted, {rec.requeued} re-queued")
     if r.business_reconcile is not None:
         b = r.business_reconcile
         lines.append(f"reconciliation business {b.business_id} (v3): {b.checked:,} checked over "
