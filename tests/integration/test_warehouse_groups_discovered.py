@@ -149,3 +149,48 @@ def test_a_worker_discovers_the_group_itself_before_sending_a_campaign(bench_for
     units = sum(bench.state()["campaigns"].get(str(c), {}).get("sku_units", 0) for c in GROUP)
     assert units <= 1.05 * 500, units  # one stock sent once, not once per campaign
     assert bench.state()["stale_writes"] == 0
+
+
+def test_a_dissolved_group_hands_its_values_back_and_the_campaign_waits_for_its_batch(bench_for, redis_server):
+    """Rule 4 (engine/group_move.py), step by step through one in-process Flusher: the Market
+    (the sandbox, no groups) checks each request and counts stale writes."""
+    from ymsync.engine.flusher import Flusher
+    from ymsync.market.wire import campaign_stock_body
+
+    bench = bench_for(sandbox_config(campaigns=tuple(CampaignConfig(c, 100) for c in GROUP)))
+    grouped = {"REDIS_URL": redis_server.url, "YM_API_KEY": "sandbox-token",
+               "YM_WAREHOUSE_GROUPS": ",".join(map(str, GROUP))}
+    configure(grouped)
+    try:
+        client = MarketClient(bench.market.url, Credentials(api_key=Secret("sandbox-token")))
+        flusher = Flusher(bench.buffer, QuotaLimiter(bench.redis, {"update_stocks": None}), client, lease_s=10)
+        bench.push(1002, [("G-1", 1), ("G-2", 2)])  # to the group (named by either campaign)
+        bench.push(1001, [("C-0", 5)])
+        assert flusher.flush("c1001").requests == 0  # the campaign joins: nothing of its own to send
+        assert flusher.flush("g1001").delivered == 3 and bench.stocks(1001) == {"G-1": 1, "G-2": 2, "C-0": 5}
+        bench.push(1001, [("G-1", 10), ("G-3", 3)])
+        carried = bench.buffer.take("g1001", 1, 100_000, 30)  # G-1=10 in flight through 1001
+        assert [e.sku for e in carried.entries] == ["G-1"]
+        configure({k: v for k, v in grouped.items() if k != "YM_WAREHOUSE_GROUPS"})  # the group is gone
+        bench.push(1001, [("G-3", 30), ("N-1", 1)])  # newer, to the campaign itself now
+        assert bench.buffer.pending("c1001") == 2
+
+        held = flusher.flush("c1001")
+        assert held.requests == 0 and held.next_in == flusher.groups.wait_s  # the group's G-1 is still out
+        assert bench.buffer.pending("g1001") == 0  # G-3=3 came back, and lost to the campaign's newer 30
+        # The group's batch lands (as its worker would settle it); then the campaign sends everything.
+        client.send_stocks_body(1001, campaign_stock_body([(e.sku, e.count, e.stamp_ms) for e in carried.entries]))
+        bench.buffer.settle(carried, "delivered")
+        assert flusher.flush("c1001").requests == 0  # its records come back, the mark goes
+        done = flusher.flush("c1001")
+        assert done.delivered == 2
+        assert bench.stocks(1001) == {"G-1": 10, "G-2": 2, "C-0": 5, "G-3": 30, "N-1": 1}
+        assert bench.state()["stale_writes"] == 0
+        # What the group delivered is the campaign's latest now: an older push is refused as stale.
+        older = datetime.fromtimestamp((carried.entries[0].stamp_ms - 1) / 1000, timezone.utc).isoformat()
+        stale = push_stocks(1001, [{"sku": "G-1", "count": 9, "updatedAt": older}], buffer=bench.buffer)
+        assert stale.accepted == 0 and stale.stale == 1
+        # The group target, if its round still comes, sends nothing more.
+        assert flusher.flush("g1001").requests == 0 and bench.buffer.take("g1001", 10, 100_000, 30) is None
+    finally:
+        configure(None)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from ymsync.engine.buffer import Batch, StockBuffer
 from ymsync.engine.flusher import Flusher
-from ymsync.engine.group_move import GroupMove
+from ymsync.engine.group_move import Gate, GroupMove
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.engine.targets import target
 from ymsync.market.clock import MarketClock
@@ -36,11 +36,54 @@ def test_a_campaign_round_that_began_before_its_group_was_known_takes_nothing_af
     assert buf.take("c1001", 10, 10**6, 60) is None, "a batch taken now would settle after the records moved"
     # The next look moves the value to the group, which sends it.
     assert move.absorb(1001, "g1001") is None
-    assert values(buf.take("g1001", 10, 10**6, 60)) == {"A": (2, BASE + 1)}
-    # The group dissolves: the campaign's next round forgets the mark as it starts, and takes again.
+    sent = buf.take("g1001", 10, 10**6, 60)
+    assert values(sent) == {"A": (2, BASE + 1)} and sent is not None and buf.settle(sent, "delivered") == 1
+    # The group dissolves: the campaign's next round reads the mark as it starts, takes the group's
+    # state back (rule 4), forgets the mark, and takes again.
     flusher = Flusher(buf, QuotaLimiter(r, {"update_stocks": None}), SimpleNamespace(clock=MarketClock()))  # type: ignore[arg-type]
-    assert move.stale_marks(campaign, "g1001") == ()  # still in the group: the mark stays
-    flusher.path.start_round(campaign, forget=move.stale_marks(campaign, None))
-    assert r.get(keys.moved("c1001")) is None
+    assert move.mark_of(campaign, "g1001") is None  # still in the group: nothing to read
+    start = flusher.path.start_round(campaign, mark=move.mark_of(campaign, None))
+    assert start.moved == "g1001"
+    assert move.gate(campaign, None, moved=start.moved).stop
+    assert r.get(keys.moved("c1001")) is None and r.get(keys.moved("g1001")) == b"c1001"
     buf.ingest("c1001", [("B", 1, BASE)])
     assert values(buf.take("c1001", 10, 10**6, 60)) == {"B": (1, BASE)}
+
+
+def test_a_dissolved_group_gives_its_values_and_records_back_before_the_campaign_sends(clean_redis) -> None:
+    r = clean_redis
+    buf = StockBuffer(r)
+    move = GroupMove(buf)
+    campaign, group = target("c1001"), target("g1001")
+    assert move.absorb(1001, "g1001") is None  # the campaign joined the group
+    # The group delivered B, has C in flight and A pending when the Market reports no group any more.
+    buf.ingest("g1001", [("B", 5, BASE + 10)])
+    delivered = buf.take("g1001", 10, 10**6, 60)
+    assert delivered is not None and buf.settle(delivered, "delivered") == 1
+    buf.ingest("g1001", [("C", 7, BASE + 20)])
+    in_flight = buf.take("g1001", 10, 10**6, 60)
+    assert values(in_flight) == {"C": (7, BASE + 20)}
+    buf.ingest("g1001", [("A", 2, BASE + 1)])
+    buf.ingest("c1001", [("D", 3, BASE)])  # a producer that saw the dissolution first
+    # The campaign's round: the group's batch is in flight, so it waits, sending nothing; the
+    # group's pending value is already back with the campaign.
+    gate = move.gate(campaign, None, moved="g1001")
+    assert gate.stop and gate.next_in == move.wait_s
+    assert buf.take("c1001", 10, 10**6, 60) is None, "nothing goes while the group's batch is in flight"
+    assert buf.take("g1001", 10, 10**6, 60) is None, "the group sends nothing more"
+    assert r.hget(keys.target_keys("c1001")["buf"], "A") is not None
+    # The group's batch settles; the next look merges its records and lifts the mark.
+    assert buf.settle(in_flight, "delivered") == 1
+    assert move.gate(campaign, None, moved="g1001") == Gate(True, 0.0)
+    assert r.get(keys.moved("c1001")) is None and r.get(keys.absorbed("c1001")) is None
+    # What the group delivered is the campaign's latest now: an older push is refused as stale.
+    assert buf.ingest("c1001", [("B", 4, BASE + 5), ("C", 1, BASE + 19)]).stale == 2
+    assert values(buf.take("c1001", 10, 10**6, 60)) == {"A": (2, BASE + 1), "D": (3, BASE)}
+    # The group target's own round, when it comes, moves out the same way and sends nothing.
+    buf.ingest("g1001", [("E", 9, BASE + 30)])  # a producer still routing by an old view
+    gate = move.gate(group)
+    assert gate.stop and gate.next_in is None
+    assert buf.take("g1001", 10, 10**6, 60) is None
+    assert r.hget(keys.target_keys("c1001")["buf"], "E") is not None
+    # Formed again, the group forgets the marks of its dissolution as its round starts.
+    assert move.stale_marks(group) == ()  # still dissolved in this process's view: nothing forgotten

@@ -106,7 +106,7 @@ class Flusher:
         t = p.bound(target(target_name))  # a warehouse group: through which of its campaigns
         c = t.name
         # A campaign no longer in a group (its group dissolved, its configuration changed) takes
-        # batches again: the mark that stopped it goes with the round's first look.
+        # batches again once its old group's state came back (the gate below: group_move.py rule 4).
         def next_request(parked_first: bool = False) -> Next:
             # Only a clock that has seen the Market's Date headers raises the target's stamp floor:
             # before that, the local clock is all a process knows, and it may run ahead.
@@ -123,11 +123,14 @@ class Flusher:
         # Without a slot (tools, tests), only if keep_going says so, as before every request.
         first = None if group is not None or isinstance(t, GroupTarget) or not (slot or keep_going()) \
             else next_request(parked_first=True)
-        start = self.path.start_round(t, slot, due_ms, forget=self.groups.stale_marks(t, group), first=first)
+        start = self.path.start_round(t, slot, due_ms, forget=self.groups.stale_marks(t), first=first,
+                                      mark=self.groups.mark_of(t, group))
         if start.slot_lost:
             return FlushResult(slot_lost=True)
         reclaimed = p.buffer.reclaim(c, start.expired)  # a dead worker's batch comes back first
-        gate = self.groups.gate(t, group)  # a campaign now in a group moves its values; a group waits for them
+        # A campaign now in a group moves its values; a group waits for them; a campaign whose group
+        # dissolved takes the group's back first (its first request found nothing to take meanwhile).
+        gate = self.groups.gate(t, group, moved=start.moved)
         if gate.stop:
             return FlushResult(next_in=gate.next_in)
         if start.begun is None and start.held_s > 0:

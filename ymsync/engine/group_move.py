@@ -25,6 +25,14 @@ then follow this rule:
    (``keys.absorbed``): a push to the group stamped older than a value the campaign delivered is
    then refused as stale, and reconciliation of the group knows what was delivered. A pending
    group value older than such a record (and not in flight) is dropped.
+4. **A group that dissolves gives it back.** A campaign in no group whose target still carries
+   the mark of its old group sends nothing (its TAKE refuses) until rules 1-3 have run the other
+   way: the group target's pending values move into the campaign target, its batches in flight
+   settle, its delivered records merge into the campaign's; then the mark goes. The group target
+   itself, when its round comes, moves out the same way and sends nothing more. So the group's
+   values and the campaign's own never travel side by side, and a push stamped older than what
+   the group delivered is refused as stale. Its values go to the group's first campaign (the
+   group target's name); the other campaigns of the old group get their own pushes from then on.
 
 Every script touches one target's keys (one hash tag), so this runs on a Redis Cluster too.
 """
@@ -34,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ymsync.engine.buffer import StockBuffer
-from ymsync.engine.group_target import GroupTarget, group_target_of
+from ymsync.engine.group_target import GroupTarget, campaign_stock_target, group_target_of
 from ymsync.engine.targets import CampaignTarget, Target
 from ymsync.store import group_lua, keys
 
@@ -68,22 +76,42 @@ class GroupMove:
         A discovered group is read from Redis: a round asks once and hands the answer on."""
         return group_target_of(t.id) if isinstance(t, CampaignTarget) else None
 
-    def gate(self, t: Target, group: str | None | object = _ASK) -> Gate:
+    def gate(self, t: Target, group: str | None | object = _ASK, moved: str | None = None) -> Gate:
         """For a campaign target whose campaign is in a group: move its values, wake the group, stop.
         For a group target: stop while a campaign of it still has a batch in flight. ``group``:
-        :meth:`group_of` as the round found it (asked here when not given)."""
+        :meth:`group_of` as the round found it (asked here when not given). ``moved``: the group
+        the campaign target's mark names (read as the round started): in no group now, its old
+        group's state comes back first (rule 4). A dissolved group target moves itself out."""
         if isinstance(t, CampaignTarget):
             if group is _ASK:
                 group = self.group_of(t)
             if not isinstance(group, str):
-                return GO
+                return self._leave(t, moved) if moved else GO
             wait = self.absorb(t.id, group)
             self.buffer.schedule.activate(group, 0)
             return Gate(True, wait)
         if isinstance(t, GroupTarget):
+            if len(t.campaigns) < 2:  # its group is gone (or has another first campaign now)
+                dest = campaign_stock_target(t.id)
+                if dest == t.name:
+                    return GO
+                wait = self._absorb(t.name, dest)
+                self.buffer.schedule.activate(dest, 0)
+                return Gate(True, wait)
             wait = self.members(t)
             return Gate(True, wait) if wait is not None else GO
         return GO
+
+    def _leave(self, t: CampaignTarget, group: str) -> Gate:
+        """Rule 4 for a campaign target whose mark names ``group`` while it is in no group: the
+        group's values and records come back (its TAKE refuses meanwhile), then the mark goes and
+        the campaign sends again: at once, or after the group's batches in flight have settled."""
+        c = t.name
+        wait = self._absorb(group, c)
+        if wait is not None:
+            return Gate(True, wait)
+        self.redis.delete(keys.moved(c), keys.absorbed(c))  # a later join merges its records again
+        return Gate(True, 0.0)
 
     def members(self, t: GroupTarget) -> float | None:
         """Seconds to wait while a campaign of the group has a batch in flight, else None (each
@@ -107,50 +135,60 @@ class GroupMove:
         return None
 
     @staticmethod
-    def stale_marks(t: Target, group: str | None) -> tuple[str, ...]:
-        """The mark of a group a campaign target is no longer in (``group``: :meth:`group_of`), to
-        delete as its round starts."""
-        return (keys.moved(t.name),) if isinstance(t, CampaignTarget) and group is None else ()
+    def stale_marks(t: Target) -> tuple[str, ...]:
+        """Marks to delete as a round starts: those of a group target that is a group again (a
+        dissolution moved it out into a campaign once; its values go out through it again)."""
+        return (keys.moved(t.name), keys.absorbed(t.name)) if isinstance(t, GroupTarget) and len(t.campaigns) > 1 \
+            else ()
+
+    @staticmethod
+    def mark_of(t: Target, group: str | None) -> str | None:
+        """The key of the mark a campaign target in no group may still carry (read as its round
+        starts, for rule 4), else None."""
+        return keys.moved(t.name) if isinstance(t, CampaignTarget) and group is None else None
 
     def absorb(self, campaign_id: int, group: str) -> float | None:
         """Rules 1-3 for one campaign; seconds to wait while a batch of it is in flight, else None."""
-        c = keys.campaign_target(campaign_id)
-        # First, nothing more is taken from the campaign target (TAKE refuses while ``moved`` is
-        # set): a round of it that began before its group was known could otherwise take a batch
-        # after the check for batches in flight below and deliver it after the records moved.
-        self.redis.set(keys.moved(c), group, px=self.buffer.horizon_ms)
-        self.buffer.reclaim_expired(c)  # a dead worker's batch comes back to pending, and moves
-        self._move_pending(c, group)
-        if self.redis.zcard(keys.target_keys(c)["batches"]):
+        return self._absorb(keys.campaign_target(campaign_id), group)
+
+    def _absorb(self, source: str, dest: str) -> float | None:
+        """Rules 1-3 from target ``source`` into target ``dest``."""
+        # First, nothing more is taken from the source (TAKE refuses while ``moved`` is set): a
+        # round of it that began before the move was known could otherwise take a batch after the
+        # check for batches in flight below and deliver it after the records moved.
+        self.redis.set(keys.moved(source), dest, px=self.buffer.horizon_ms)
+        self.buffer.reclaim_expired(source)  # a dead worker's batch comes back to pending, and moves
+        self._move_pending(source, dest)
+        if self.redis.zcard(keys.target_keys(source)["batches"]):
             return self.wait_s
-        if self.redis.get(keys.absorbed(c)) != group.encode():
-            self._merge_delivered(c, group)
-            self.redis.set(keys.absorbed(c), group, px=self.buffer.horizon_ms)
+        if self.redis.get(keys.absorbed(source)) != dest.encode():
+            self._merge_delivered(source, dest)
+            self.redis.set(keys.absorbed(source), dest, px=self.buffer.horizon_ms)
         return None
 
-    def _move_pending(self, c: str, group: str) -> int:
-        raw = self.redis.hgetall(keys.target_keys(c)["buf"])
+    def _move_pending(self, source: str, dest: str) -> int:
+        raw = self.redis.hgetall(keys.target_keys(source)["buf"])
         if not raw:
             return 0
         values = []
         for sku, value in raw.items():
             count, stamp, _first = value.split(b"|")
             values.append((sku.decode(), int(count), int(stamp)))
-        self.buffer.ingest(group, values)  # the group's latest-wins judges each against its own
-        buf, dropped = keys.target_keys(c)["buf"], 0
+        self.buffer.ingest(dest, values)  # the destination's latest-wins judges each against its own
+        buf, dropped = keys.target_keys(source)["buf"], 0
         pairs = list(raw.items())
         for start in range(0, len(pairs), _CHUNK):
             args = [x for pair in pairs[start:start + _CHUNK] for x in pair]
             dropped += int(self._drop(keys=[buf], args=args))
         return dropped
 
-    def _merge_delivered(self, c: str, group: str) -> int:
-        skip = {s.decode() for s in self.redis.hkeys(keys.target_keys(c)["buf"])}  # moves by rule 1
-        records = [(sku, *r) for sku, r in self.buffer.delivered(c).items() if sku not in skip]
-        k, merged = keys.target_keys(group), 0
+    def _merge_delivered(self, source: str, dest: str) -> int:
+        skip = {s.decode() for s in self.redis.hkeys(keys.target_keys(source)["buf"])}  # moves by rule 1
+        records = [(sku, *r) for sku, r in self.buffer.delivered(source).items() if sku not in skip]
+        k, merged = keys.target_keys(dest), 0
         for start in range(0, len(records), _CHUNK):
             args = [str(x) for rec in records[start:start + _CHUNK] for x in rec]
-            merged += int(self.buffer.call_in_generation(self._merge, group, [k["buf"], k["busy"]],
+            merged += int(self.buffer.call_in_generation(self._merge, dest, [k["buf"], k["busy"]],
                                                           (keys.hwm, keys.delivered), args))
         return merged
 

@@ -61,6 +61,7 @@ class RoundStart:
     now_ms: int = 0
     slot_lost: bool = False  # the task's slot expired (the message waited too long): not ours to run
     begun: Begun | None = None  # the round's first request, begun in the same round trip (``first``)
+    moved: str | None = None  # what the ``mark`` asked for names (group_move.py rule 4), if set
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,11 @@ class RequestPath:
         return keys.hash_tag(keys.quota(method, t.quota_key)) == tag and keys.hash_tag(keys.lease(t.gate)) == tag
 
     def start_round(self, t: Target, slot: str | None = None, due_ms: int = 0,
-                    forget: tuple[str, ...] = (), first: Next | None = None) -> RoundStart:
+                    forget: tuple[str, ...] = (), first: Next | None = None, mark: str | None = None) -> RoundStart:
         """One round trip for what a round checks before its first request: the renewal of the
         flush task's ``slot`` (if any), the task's lateness after ``due_ms`` (if given: the
         scheduler's figures ride along), the look for a batch left by a dead worker, the marks
-        to ``forget`` (deleted), the target's hold-offs, batches and parked work. Batches whose
+        to ``forget`` (deleted), the ``mark`` to read, the target's hold-offs, batches and parked work. Batches whose
         lease ran out by the slot renewal's server clock are candidates (RECLAIM checks again by
         its own); without a slot, every batch is. ``first``: the round's first request, begun last
         in the same pipeline on one Redis (:meth:`begin`'s verdict: it sees the same hold-offs)."""
@@ -131,6 +132,8 @@ class RequestPath:
             return RoundStart(0.0, [], [], slot_lost=True)
         for key in forget:
             pipe.delete(key)
+        if mark:
+            pipe.get(mark)
         pipe.zrange(k["batches"], 0, 999, withscores=True)
         for key in FlushParts.hold_keys(t):
             pipe.pttl(key)
@@ -145,12 +148,14 @@ class RequestPath:
             renewed = replies.pop(0) if slot else None
             del replies[:2 if due_ms else 1]  # the lateness count and the look
         del replies[:len(forget)]
+        moved = replies.pop(0) if mark else None
         batches, *held, parked = replies
         now_ms = int(renewed) if slot else 0
         if slot and now_ms == 0:
             return RoundStart(0.0, [], [], slot_lost=True)
         expired = [b.decode() for b, deadline in batches if not slot or deadline <= now_ms]
-        return RoundStart(max(0, *held) / 1000, expired, list(parked), now_ms, begun=begun)
+        return RoundStart(max(0, *held) / 1000, expired, list(parked), now_ms, begun=begun,
+                          moved=moved.decode() if moved else None)
 
     # --- begin ---------------------------------------------------------------------------------
 
