@@ -476,6 +476,24 @@ def test_the_queue_holds_each_pending_sku_once_in_arrival_order(buf, r) -> None:
     assert values(buf.take(C, 2, 10**9, 60)) == {"q0001": (2, BASE + 1), "q0000": (2, BASE + 1)}
 
 
+
+def test_a_sku_queued_twice_is_taken_once(buf, r) -> None:
+    # A value delivered while the same count waited behind it drops that copy as unchanged and
+    # leaves its queue entry (taking drops an entry without a value); a new value then queues the
+    # SKU again. Both entries can fall in one take: the Market refuses a request naming a SKU twice
+    # ("Duplicate shop-sku"), which cost the value a dead letter.
+    queue_key = keys.campaign_keys(C)["queue"]
+    buf.ingest(C, [("X", 1, BASE), ("Y", 1, BASE)])
+    sent = buf.take(C, 10, 10**9, 60)
+    buf.ingest(C, [("X", 1, BASE + 1)])  # the same count again, behind the one in flight
+    assert buf.settle(sent, "delivered") == 2
+    assert buf.ingest(C, [("X", 2, BASE + 2), ("Z", 3, BASE + 2)]).accepted == 2
+    assert [x.decode() for x in r.lrange(queue_key, 0, -1)] == ["X", "X", "Z"]
+    batch = buf.take(C, 10, 10**9, 60)
+    assert [e.sku for e in batch.entries] == ["X", "Z"] and values(batch)["X"] == (2, BASE + 2)
+    assert r.llen(queue_key) == 0 and r.smembers(keys.campaign_keys(C)["busy"]) == {b"X", b"Z"}
+    assert buf.settle(batch, "delivered") == 2 and buf.pending(C) == 0 and buf.in_flight(C) == 0
+
 # --- reclaim and extend are atomic ----------------------------------------------------------
 
 def test_extend_refuses_a_lease_that_ran_out_even_before_it_is_reclaimed(buf, r) -> None:

@@ -50,7 +50,8 @@ end
 # Nothing is taken from a campaign target whose campaign moved into a warehouse group (``moved``,
 # set before the group takes over its records: group_move.py); its values move instead.
 # The queue is a list of pending SKUs in arrival order, each once (ingest, returns and replays
-# append a SKU only when it enters buf). Pages of 500 are popped from its head; what is not
+# append a SKU only when it enters buf), but for the entry a value dropped from buf leaves behind
+# (taking drops it when it finds no value; a SKU queued again meanwhile is taken once). Pages of 500 are popped from its head; what is not
 # taken (SKUs whose older value is still in flight, the rest of the last page) goes back to the
 # head in order. A list costs ~15 B a SKU where a sorted set costs ~100. Needs Redis >= 6.2.
 TAKE = NOW + """if redis.call('EXISTS', KEYS[7]) == 1 then return {} end
@@ -92,10 +93,27 @@ for e = #keep, 1, -1000 do
   for i = e, math.max(1, e - 999), -1 do back[#back + 1] = keep[i] end
   redis.call('LPUSH', KEYS[2], unpack(back))
 end
+local removed = 0
 for s = 1, np, 1000 do
-  local e = math.min(s + 999, np)
-  redis.call('HDEL', KEYS[1], unpack(picked, s, e))
-  redis.call('SADD', KEYS[3], unpack(picked, s, e))
+  removed = removed + redis.call('HDEL', KEYS[1], unpack(picked, s, math.min(s + 999, np)))
+end
+if removed < np then
+  -- A SKU queued twice (the entry a dropped value left behind, then a new value's) was picked
+  -- twice: the batch keeps it once, as the Market refuses a request naming a SKU twice. Found by
+  -- the count HDEL returns, so the usual take keeps no table of what it picked.
+  local seen, out2, picked2, n2 = {}, {}, {}, 0
+  for i = 1, np do
+    local sku = picked[i]
+    if not seen[sku] then
+      seen[sku] = true
+      n2 = n2 + 1
+      picked2[n2], out2[2 * n2 - 1], out2[2 * n2] = sku, out[2 * i - 1], out[2 * i]
+    end
+  end
+  picked, out, np, no = picked2, out2, n2, 2 * n2
+end
+for s = 1, np, 1000 do
+  redis.call('SADD', KEYS[3], unpack(picked, s, math.min(s + 999, np)))
 end
 if no > 0 then
   -- The batch is one value (see BATCH below): one write here, one read and one delete at settling.
