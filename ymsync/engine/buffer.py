@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 import redis
 from redis.commands.core import Script
 
-from ymsync.store import buffer_lua as lua
+from ymsync.store import buffer_lua as lua, dead_letter_lua
 from ymsync.store import ingest_lua
 from ymsync.store import keys
 from ymsync.store.cluster import ReplicaAck, is_cluster
@@ -125,10 +125,10 @@ class StockBuffer(BufferReads):
         self._settle = client.register_script(lua.SETTLE)
         self._reclaim = client.register_script(lua.RECLAIM)
         self._takeable = client.register_script(lua.TAKEABLE)
-        self._replay = client.register_script(lua.REPLAY)
+        self._replay = client.register_script(dead_letter_lua.REPLAY)
         self._extend = client.register_script(lua.EXTEND)
         self._oldest_age = client.register_script(lua.OLDEST_AGE)
-        self._purge = client.register_script(lua.PURGE)
+        self._purge = client.register_script(dead_letter_lua.PURGE)
         # (server ms, local monotonic s) of the last look at Redis's clock: generations are named
         # from it, never ahead of the server (its reply is read after the server's TIME).
         self._clock: tuple[int, float] | None = None
