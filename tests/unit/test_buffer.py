@@ -494,6 +494,21 @@ def test_a_sku_queued_twice_is_taken_once(buf, r) -> None:
     assert r.llen(queue_key) == 0 and r.smembers(keys.campaign_keys(C)["busy"]) == {b"X", b"Z"}
     assert buf.settle(batch, "delivered") == 2 and buf.pending(C) == 0 and buf.in_flight(C) == 0
 
+
+def test_settling_one_batch_keeps_the_other_batches_skus_in_flight(buf, r) -> None:
+    # A batch alone in flight empties the busy set whole; beside another, only its own SKUs go.
+    busy = keys.campaign_keys(C)["busy"]
+    buf.ingest(C, [(f"a{i}", 1, BASE) for i in range(5)])
+    first = buf.take(C, 3, 10**9, 60)
+    second = buf.take(C, 3, 10**9, 60)
+    assert len(first) == 3 and len(second) == 2 and r.scard(busy) == 5
+    assert buf.settle(first, "delivered") == 3
+    assert r.smembers(busy) == {e.sku.encode() for e in second.entries}
+    buf.ingest(C, [(second.entries[0].sku, 9, BASE + 1)])  # a newer value waits for the one in flight
+    assert buf.take(C, 10, 10**9, 60) is None
+    assert buf.settle(second, "delivered") == 2 and not r.exists(busy)
+    assert values(buf.take(C, 10, 10**9, 60)) == {second.entries[0].sku: (9, BASE + 1)}
+
 # --- reclaim and extend are atomic ----------------------------------------------------------
 
 def test_extend_refuses_a_lease_that_ran_out_even_before_it_is_reclaimed(buf, r) -> None:

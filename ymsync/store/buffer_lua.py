@@ -190,6 +190,9 @@ if #ARGV < 6 and action == 'delivered' and not any_marks then
   -- The usual case (a request delivered whole, no retirement marks): straight over the batch's
   -- pairs, no per-SKU tables (a batch holds each SKU once: taking pops each from the queue once).
   local match, pending = string.match, redis.call('EXISTS', KEYS[4]) == 1
+  -- Only this batch in flight (the usual case): its SKUs are all the busy set holds, which goes
+  -- whole rather than member by member.
+  local alone = redis.call('SCARD', KEYS[2]) * 2 == #pairs_in
   for s = 1, #pairs_in, 2000 do
     local e = math.min(s + 1999, #pairs_in)
     local found, k = {}, 0
@@ -205,13 +208,14 @@ if #ARGV < 6 and action == 'delivered' and not any_marks then
     end
     redis.call('HSET', DEL[1], unpack(delivered))
     for _, key in ipairs(older) do redis.call('HDEL', key, unpack(found)) end
-    redis.call('SREM', KEYS[2], unpack(found))
+    if not alone then redis.call('SREM', KEYS[2], unpack(found)) end
     if #repeats > 0 then
       redis.call('HDEL', KEYS[4], unpack(repeats))
       unchanged = unchanged + #repeats
     end
     n = n + k
   end
+  if alone then redis.call('DEL', KEYS[2]) end
   names = {}
 elseif #ARGV < 6 then  -- none named: the whole batch (a request sends it whole; no 2,000 names to send back)
   names, first = {}, 1

@@ -37,17 +37,27 @@ end
 if n == 0 then return {0, 0, 0, 0, redis.call('HLEN', KEYS[1])} end
 -- vals[j], from[j]: the record of SKU j (of those in names, at their positions at[m], or 1..n
 -- without at) and its generation, read newest first; a hash that does not exist is not read.
+-- The misses are listed for the next hash only if an older one exists (usually none does).
 local function records(gs, names, at, vals, from)
+  local live, last = {}, 0
   for g = 1, 3 do
+    if redis.call('EXISTS', gs[g]) == 1 then live[#live + 1], last = g, g end
+  end
+  for _, g in ipairs(live) do
     if #names == 0 then return end
-    if redis.call('EXISTS', gs[g]) == 1 then
-      local got, names2, at2, k = redis.call('HMGET', gs[g], unpack(names)), {}, {}, 0
+    local got = redis.call('HMGET', gs[g], unpack(names))
+    if g == last then
       for m = 1, #names do
-        local j = at and at[m] or m
-        if got[m] then vals[j], from[j] = got[m], g else k = k + 1; names2[k], at2[k] = names[m], j end
+        if got[m] then local j = at and at[m] or m; vals[j], from[j] = got[m], g end
       end
-      names, at = names2, at2
+      return
     end
+    local names2, at2, k = {}, {}, 0
+    for m = 1, #names do
+      local j = at and at[m] or m
+      if got[m] then vals[j], from[j] = got[m], g else k = k + 1; names2[k], at2[k] = names[m], j end
+    end
+    names, at = names2, at2
   end
 end
 local hw, hwg, bufv, busy, dl, dlg = {}, {}, {}, {}, {}, {}
