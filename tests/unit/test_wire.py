@@ -49,7 +49,8 @@ def test_the_second_cache_stays_bounded():
     base = 1765004400000
     for i in range(3 * wire._SECONDS_CACHED):
         assert fmt(base + i * 1000 + 7) == old_stamp(base + i * 1000 + 7).isoformat()
-    assert len(fmt._seconds) <= wire._SECONDS_CACHED
+        assert fmt.encoded(base + i * 1000 + 7) == old_stamp(base + i * 1000 + 7).isoformat().encode()
+    assert len(fmt._seconds) <= wire._SECONDS_CACHED and len(fmt._encoded) <= wire._SECONDS_CACHED
 
 
 @settings(max_examples=200)
@@ -71,6 +72,43 @@ def test_business_body_equals_the_per_item_path_in_bytes(entries):
     new = wire.business_stock_body(entries)
     assert new == old
     assert wire.encode_body(new) == wire.encode_body_stdlib(old)
+
+
+PLAIN_SKUS = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=30)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.one_of(PLAIN_SKUS, st.text(min_size=1, max_size=30), st.text(st.characters(blacklist_categories=('Cs', 'Cc')), min_size=1, max_size=30)), st.integers(0, 10**9), EPOCH_MS),
+                max_size=30), EPOCH_MS, st.integers(0, 10**10))
+def test_a_body_written_from_a_takes_reply_is_the_general_paths_bytes(entries, now_ms, age_ms):
+    # The take's reply (sku, b"count|stamp|first") written straight to bytes, against the general
+    # path: tuples clamped as stamps.levels clamps them, the dict body, the encoder.
+    oldest_ms = now_ms - age_ms
+    pairs = []
+    for sku, count, stamp_ms in entries:
+        pairs += [sku.encode(), b"%d|%d|%d" % (count, stamp_ms, stamp_ms - 5)]
+    clamped = [(sku, count, None if ms < oldest_ms else min(ms, now_ms)) for sku, count, ms in entries]
+    expected = wire.encode_body(wire.campaign_stock_body(clamped))
+    body = wire.campaign_stock_bytes(pairs, now_ms, oldest_ms)
+    if any(c < " " or c in '"\\' for sku, _, _ in entries for c in sku):
+        assert body is None  # the caller sends those the general way
+        return
+    assert body is not None and body.data == expected and body.count == len(entries)
+    assert dict(body) == json.loads(expected)  # it reads as the dict it encodes
+    assert wire.encode_body(body) == expected
+
+
+def test_a_body_from_a_takes_reply_names_clamped_and_dropped_stamps():
+    pairs = [b" A-1 ", b"7|2000|1", b"A-2", b"0|500|1", b"A-3", b"3|1000|1"]
+    body = wire.campaign_stock_bytes(pairs, now_ms=1500, oldest_ms=800)
+    assert body is not None and json.loads(body.data) == {"skus": [
+        {"sku": "A-1", "items": [{"count": 7, "updatedAt": "1970-01-01T00:00:01.500000+00:00"}]},  # capped
+        {"sku": "A-2", "items": [{"count": 0}]},  # older than the Market takes: it stamps it
+        {"sku": "A-3", "items": [{"count": 3, "updatedAt": "1970-01-01T00:00:01+00:00"}]}]}
+    assert wire.campaign_stock_bytes([b'Q"1', b"1|1|1"], 2, 0) is None
+    assert wire.campaign_stock_bytes([b"Q\\1", b"1|1|1"], 2, 0) is None
+    assert wire.campaign_stock_bytes(["\u00a0Ю-1\u3000".encode(), b"1|1|1"], 3, 2).data == \
+        '{"skus":[{"sku":"Ю-1","items":[{"count":1}]}]}'.encode()  # trimmed as text
 
 
 @settings(max_examples=300)

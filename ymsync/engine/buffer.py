@@ -32,7 +32,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import redis
 from redis.commands.core import Script
@@ -76,11 +76,52 @@ def entries_of(raw: list[bytes], start: int) -> tuple[Entry, ...]:
     return tuple(Entry(sku.decode(), int(c), int(s), int(f)) for sku, (c, s, f) in zip(raw[start::2], values))
 
 
+class TakenEntries(Sequence[Entry]):
+    """A taken batch's entries as the take's reply holds them (``pairs``: ``sku, b"count|stamp_ms|
+    first_ms"``). A delivered request needs only their number and its body, which is written straight
+    from the pairs (ymsync.market.wire.campaign_stock_bytes); the Entry tuples, ~0.8 µs a SKU, are
+    made the first time anything else (isolation, a failure) reads the entries."""
+
+    __slots__ = ("pairs", "_entries")
+
+    def __init__(self, pairs: list[bytes]) -> None:
+        self.pairs = pairs
+        self._entries: tuple[Entry, ...] | None = None
+
+    def _all(self) -> tuple[Entry, ...]:
+        if self._entries is None:
+            self._entries = entries_of(self.pairs, 0)
+        return self._entries
+
+    def __len__(self) -> int:
+        return len(self.pairs) // 2
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]  (int or slice, as a tuple's)
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self._all()) == (tuple(other) if isinstance(other, (tuple, list, TakenEntries)) else other)
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+def taken_entries(raw: list[bytes], start: int) -> TakenEntries:
+    """A take's reply from ``raw[start]`` on, its Entry tuples made only when read (TakenEntries)."""
+    return TakenEntries(raw[start:] if start else raw)
+
+
 @dataclass(frozen=True)
 class Batch:
     target: str
     batch_id: str
-    entries: tuple[Entry, ...]
+    entries: Sequence[Entry]  # a tuple, or TakenEntries as a take returned them
     # The newest stamp its values may carry (epoch ms): the taker's cap on the Market's clock or a
     # higher one an earlier batch of the target took (see TAKE); None: the sender's clock decides.
     cap_ms: int | None = None
@@ -283,7 +324,7 @@ class StockBuffer(BufferReads):
         if not raw:
             return None
         floor = int(raw.pop())
-        return Batch(self.target(target_id), batch_id, entries_of(raw, 0), floor if cap_ms else None)
+        return Batch(self.target(target_id), batch_id, taken_entries(raw, 0), floor if cap_ms else None)
 
     def settle(self, batch: Batch, action: str, skus: Sequence[str] | None = None, reason: str = "") -> int:
         """``delivered``, ``returned`` or ``dead`` for ``skus`` of the batch (default: all)."""

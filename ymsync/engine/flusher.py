@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ymsync.engine.buffer import Batch, Entry, StockBuffer
+from ymsync.engine.buffer import Batch, Entry, StockBuffer, TakenEntries
 from ymsync.engine.call_policy import CallPolicy, Ticket, market_count
 from ymsync.engine.flush_failure import failed
 from ymsync.engine.flush_parts import FlushOptions, FlushParts, Tally
@@ -35,9 +35,10 @@ from ymsync.engine.isolation import Isolation
 from ymsync.engine.quota import QuotaLimiter
 from ymsync.engine.request_path import Begun, Next, RequestPath
 from ymsync.engine.schedule import Schedule
-from ymsync.engine.stamps import STALE_STAMP_MS, levels
+from ymsync.engine.stamps import STALE_STAMP_MS, levels, stamp_bounds
 from ymsync.engine.targets import Target, target
 from ymsync.market import MarketBadRequest, MarketClient
+from ymsync.market.wire import campaign_stock_bytes
 from ymsync.market.schemas import MAX_BODY_BYTES, MAX_SKUS_PER_UPDATE
 
 if TYPE_CHECKING:
@@ -208,9 +209,7 @@ class Flusher:
         p = self.parts
         sent = time.monotonic()
         units = p.cost(t, len(batch))
-        reply = p.policy.send(slot, lambda _units: t.send(self.client_for(t), self._levels(t, batch.entries,
-                                                                                          cap_ms=batch.cap_ms)),
-                              units=units, settle_success=False)
+        reply = p.policy.send(slot, lambda _units: self._request(t, batch), units=units, settle_success=False)
         if isinstance(reply.error, MarketBadRequest):
             outcome = self.isolation.start(batch, reply.error, slot, keep_going)
             outcome.requests += 1
@@ -224,6 +223,17 @@ class Flusher:
                                          market_count(slot.call, getattr(reply.value, "rate_limit", None)),
                                          then() if then is not None else None)
         return Tally(delivered, 0, 1, None), True, begun
+
+    def _request(self, t: Target, batch: Batch) -> Any:
+        """The batch's request, its stamps clamped to the target's Market clock (stamps.py). A
+        campaign-level body is written straight from the take's reply where it can be (TakenEntries,
+        plain SKUs: ``wire.campaign_stock_bytes``), the same bytes as the general path."""
+        client = self.client_for(t)
+        if t.campaign_body and isinstance(batch.entries, TakenEntries):
+            body = campaign_stock_bytes(batch.entries.pairs, *stamp_bounds(client.clock, cap_ms=batch.cap_ms))
+            if body is not None:
+                return t.send_campaign_body(client, body)
+        return t.send(client, levels(client.clock, batch.entries, cap_ms=batch.cap_ms))
 
     def _levels(self, t: Target, entries: tuple[Entry, ...] | list[Entry], strict: bool = False,
                 cap_ms: int | None = None) -> list[tuple[str, int, int | None]]:

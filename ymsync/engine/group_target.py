@@ -25,7 +25,7 @@ import redis
 
 from ymsync.engine.targets import KINDS, Target
 from ymsync.market.models import UpdateResult
-from ymsync.market.wire import campaign_stock_body
+from ymsync.market.wire import EncodedBody, campaign_stock_body
 from ymsync.store import keys
 
 
@@ -150,8 +150,13 @@ class GroupTarget(Target):
     def carried_by(self, campaign_id: int) -> "GroupTarget":
         return replace(self, carrier=int(campaign_id))
 
+    campaign_body: ClassVar[bool] = True
+
     def send(self, client, entries: Sequence[tuple[str, int, int | None]]) -> UpdateResult:
         return client.send_stocks_body(self.via, campaign_stock_body(entries))
+
+    def send_campaign_body(self, client, body: EncodedBody) -> UpdateResult:
+        return client.send_stocks_body(self.via, body)
 
 
 KINDS["g"] = GroupTarget

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ymsync.engine.buffer import Batch, entries_of
+from ymsync.engine.buffer import Batch, taken_entries
 from ymsync.engine.call_policy import MIN_WAIT_S, Call, Ticket
 from ymsync.engine.flush_parts import FlushParts
 from ymsync.engine.quota import UNLIMITED, Grant, MarketCount
@@ -200,7 +200,7 @@ class RequestPath:
         grant = Grant(call.method, call.quota_key, granted, 0.0, prepared.entry if prepared.quota_on else "",
                       remaining if prepared.quota_on else UNLIMITED, window_used)
         return Begun("batch", ticket=Ticket(call, grant, prepared.lease_id or None),
-                     batch=Batch(n.target.name, prepared.batch_id, entries_of(raw, 7), floor if n.cap_ms else None),
+                     batch=Batch(n.target.name, prepared.batch_id, taken_entries(raw, 7), floor if n.cap_ms else None),
                      pending=pending, now_ms=now_ms)
 
     def _begin_by_parts(self, n: Next) -> Begun:

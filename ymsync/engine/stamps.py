@@ -23,6 +23,12 @@ def is_clock_refusal(message: str) -> bool:
     return bool(_CLOCK.search(message))
 
 
+def stamp_bounds(clock: MarketClock, strict: bool = False, cap_ms: int | None = None) -> tuple[int, int]:
+    """(the newest stamp a value may carry, the oldest that is still sent) in epoch ms: see :func:`levels`."""
+    now_ms = cap_ms if cap_ms is not None and not strict else clock.stamp_cap_ms(strict)
+    return now_ms, now_ms - STALE_STAMP_MS
+
+
 def levels(clock: MarketClock, entries: Iterable[Entry], strict: bool = False,
            cap_ms: int | None = None) -> list[tuple[str, int, int | None]]:
     """(key, count, stamp in epoch ms) per entry; the stamp becomes text only in the body
@@ -33,7 +39,6 @@ def levels(clock: MarketClock, entries: Iterable[Entry], strict: bool = False,
     ``cap_ms``: the batch's cap (Batch.cap_ms, shared by every process sending the target) instead
     of this process's; a strict retry ignores it and takes this process's lower bound, which the
     Market has just shown to be needed."""
-    now_ms = cap_ms if cap_ms is not None and not strict else clock.stamp_cap_ms(strict)
-    oldest_ms = now_ms - STALE_STAMP_MS
+    now_ms, oldest_ms = stamp_bounds(clock, strict, cap_ms)
     return [(e.sku, e.count, None if e.stamp_ms < oldest_ms else (e.stamp_ms if e.stamp_ms < now_ms else now_ms))
             for e in entries]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 from ymsync.market.models import UpdateResult
-from ymsync.market.wire import business_stock_body, campaign_stock_body
+from ymsync.market.wire import EncodedBody, business_stock_body, campaign_stock_body
 from ymsync.store import keys
 
 SEP = "\x1f"
@@ -86,6 +86,14 @@ class Target:
         producer validated every value, so the client does not validate it again."""
         raise NotImplementedError
 
+    def send_campaign_body(self, client, body: EncodedBody) -> UpdateResult:
+        """One request with a campaign-level body already encoded (``wire.campaign_stock_bytes``),
+        for the kinds whose values go as one (``campaign_body``)."""
+        raise NotImplementedError
+
+    # Values sent as a campaign's ``PUT v2/campaigns/{id}/offers/stocks`` body, keyed by SKU.
+    campaign_body: ClassVar[bool] = False
+
 
 @dataclass(frozen=True)
 class CampaignTarget(Target):
@@ -100,8 +108,13 @@ class CampaignTarget(Target):
         # Campaign quotas keep their historical key (the campaign id), shared with stock reads.
         return str(self.id)
 
+    campaign_body: ClassVar[bool] = True
+
     def send(self, client, entries: Sequence[tuple[str, int, int | None]]) -> UpdateResult:
         return client.send_stocks_body(self.id, campaign_stock_body(entries))
+
+    def send_campaign_body(self, client, body: EncodedBody) -> UpdateResult:
+        return client.send_stocks_body(self.id, body)
 
 
 @dataclass(frozen=True)

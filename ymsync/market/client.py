@@ -38,6 +38,7 @@ from ymsync.market.errors import (
     ReportTooLarge,
     error_for_status,
 )
+from ymsync.market.wire import EncodedBody
 from ymsync.market.models import (
     DownloadedFile,
     OfferStock,
@@ -124,11 +125,12 @@ class MarketClient(BusinessStockMethods, WarehouseGroupMethods):
             s.validate_or_raise(self._update_schema, body, "stock update")
         return self.send_stocks_body(campaign_id, body)
 
-    def send_stocks_body(self, campaign_id: int, body: dict[str, Any]) -> UpdateResult:
+    def send_stocks_body(self, campaign_id: int, body: Mapping[str, Any]) -> UpdateResult:
         """The same request from a body already built (ymsync.market.wire: the worker's bulk path,
-        values the producer validated), not validated again."""
+        values the producer validated; an EncodedBody is sent as its bytes), not validated again."""
         _, rate = self._call("updateStocks", "PUT", f"/v2/campaigns/{int(campaign_id)}/offers/stocks", body=body)
-        return UpdateResult(sku_count=len(body["skus"]), rate_limit=rate)
+        count = body.count if isinstance(body, EncodedBody) else len(body["skus"])  # not decoded to count
+        return UpdateResult(sku_count=count, rate_limit=rate)
 
     def get_stocks(
         self,
