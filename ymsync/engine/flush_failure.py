@@ -15,7 +15,7 @@ import logging
 import random
 import time
 
-from ymsync.engine.buffer import Batch
+from ymsync.engine.batch import Batch
 from ymsync.engine.call_policy import Kind, Reply, Ticket
 from ymsync.engine.flush_parts import FlushParts
 from ymsync.engine.targets import target

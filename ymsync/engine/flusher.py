@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ymsync.engine.buffer import Batch, Entry, StockBuffer, TakenEntries
+from ymsync.engine.batch import Batch, Entry, TakenEntries
+from ymsync.engine.buffer import StockBuffer
 from ymsync.engine.call_policy import CallPolicy, Ticket, market_count
 from ymsync.engine.flush_failure import failed
 from ymsync.engine.flush_parts import FlushOptions, FlushParts, Tally

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from ymsync.engine.buffer import Batch, Entry
+from ymsync.engine.batch import Batch, Entry
 from ymsync.engine.call_policy import MIN_WAIT_S, Ticket
 from ymsync.engine.flush_failure import failed, succeeded
 from ymsync.engine.flush_parts import FlushParts, Tally

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ymsync.engine.buffer import Batch, taken_entries
+from ymsync.engine.batch import Batch, taken_entries
 from ymsync.engine.call_policy import MIN_WAIT_S, Call, Ticket
 from ymsync.engine.flush_parts import FlushParts
 from ymsync.engine.quota import UNLIMITED, Grant, MarketCount

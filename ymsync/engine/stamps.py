@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from ymsync.engine.buffer import Entry
+from ymsync.engine.batch import Entry
 from ymsync.market.clock import MarketClock
 
 # The Market refuses stamps older than a day; a margin covers clock skew and time in flight.
