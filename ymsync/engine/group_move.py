@@ -16,7 +16,10 @@ then follow this rule:
 2. **In flight, the group waits.** From the first look, nothing more is taken from the campaign
    target (``keys.moved``: its take refuses; a round of it that passed its own look before the
    group was known ends there). A batch of it already taken goes on to settle where it is; until
-   no batch of any of its campaigns is in flight, the group target sends nothing. So a value the campaign still carries can never land after a newer one
+   no batch of any of its campaigns is in flight, the group target sends nothing. The same holds
+   for a group target one of its campaigns headed before (``g1001`` once ``1000`` joins ahead of
+   ``1001``: the group's target is ``g1000`` from then on): it moves in by rules 1-3 as a campaign
+   does, looked at by the group's own round. So a value the campaign still carries can never land after a newer one
    the group sent. A value such a batch returns (a failure) lands in the campaign's pending
    values and moves by rule 1, where the group's newer value outranks it.
 3. **What the Market already accepted carries over once.** With nothing of the campaign in
@@ -114,8 +117,8 @@ class GroupMove:
         return Gate(True, 0.0)
 
     def members(self, t: GroupTarget) -> float | None:
-        """Seconds to wait while a campaign of the group has a batch in flight, else None (each
-        campaign's leftovers moved first)."""
+        """Seconds to wait while a campaign of the group, or a group target one of them headed
+        before, has a batch in flight, else None (what each holds moved here first)."""
         campaigns = t.campaigns
         if len(campaigns) < 2:
             return None
@@ -125,11 +128,28 @@ class GroupMove:
             pipe.hlen(k["buf"])
             pipe.zcard(k["batches"])
             pipe.get(keys.absorbed(keys.campaign_target(c)))
+        # The group as it was headed by another of its campaigns (g1001 before 1000 joined ahead of
+        # 1001): the same stock, so its values move here and its batches in flight settle before
+        # this group sends (rules 1-3, as for a campaign). Its own round would move it too, but may
+        # not come before this one.
+        g = self.buffer.generation_now()
+        former = [keys.group_target(c) for c in campaigns[1:]]
+        for name in former:
+            k = keys.target_keys(name)
+            pipe.exists(k["buf"], k["batches"])
+            pipe.exists(*(keys.delivered(name, generation) for generation in range(g - 2, g + 2)))
+            pipe.get(keys.absorbed(name))
         replies = pipe.execute()
         for i, c in enumerate(campaigns):
             pending, batches, absorbed = replies[3 * i:3 * i + 3]
             if pending or batches or absorbed != t.name.encode():
                 wait = self.absorb(c, t.name)
+                if wait is not None:
+                    return wait
+        for i, name in enumerate(former, start=len(campaigns)):
+            holds, records, absorbed = replies[3 * i:3 * i + 3]
+            if holds or (records and absorbed != t.name.encode()):
+                wait = self._absorb(name, t.name)
                 if wait is not None:
                     return wait
         return None
