@@ -3,8 +3,11 @@ in the same run: ``.venv/bin/python -m bench.wire [REDIS_URL]``.
 
 old: a datetime per SKU (stamps.levels before issue 18), a StockLevel per SKU, ``isoformat()`` per
 SKU, the standard library's JSON encoder. new: ymsync.market.wire (stamps from epoch ms through a
-per-second cache, dicts from tuples, orjson). With a Redis URL it also times redis-py reading a
-2000-entry reply with its pure-Python parser and with hiredis.
+per-second cache, dicts from tuples, orjson). ``take_*``: from a take's reply (``sku,
+b"count|stamp|first"`` pairs) to the bytes sent, the general path (Entry tuples, clamped levels,
+dicts, orjson) against ``wire.campaign_stock_bytes`` (the Flusher's path since it was added). With
+a Redis URL it also times redis-py reading a 2000-entry reply with its pure-Python parser and with
+hiredis.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
+from ymsync.engine.batch import entries_of
+from ymsync.engine.stamps import STALE_STAMP_MS
 from ymsync.market import wire
 from ymsync.market.client import _stock_entry
 from ymsync.market.models import StockLevel
@@ -66,6 +71,35 @@ def bodies() -> dict[str, float]:
             "encode_ratio": enc_std / enc_new}
 
 
+def take_reply() -> list[bytes]:
+    raw: list[bytes] = []
+    for sku, count, ms in entries():
+        raw += [sku.encode(), b"%d|%d|%d" % (count, ms, ms - 5000)]
+    return raw
+
+
+def from_take_general(raw: list[bytes]) -> bytes:
+    now_ms, oldest_ms = NOW_MS - 10_000, NOW_MS - 10_000 - STALE_STAMP_MS  # some stamps capped
+    levels = [(e.sku, e.count, None if e.stamp_ms < oldest_ms else min(e.stamp_ms, now_ms))
+              for e in entries_of(raw, 0)]
+    return wire.encode_body(wire.campaign_stock_body(levels))
+
+
+def from_take_bytes(raw: list[bytes]) -> bytes:
+    body = wire.campaign_stock_bytes(raw, NOW_MS - 10_000, NOW_MS - 10_000 - STALE_STAMP_MS)
+    assert body is not None
+    return body.data
+
+
+def takes() -> dict[str, float]:
+    raw = take_reply()
+    assert from_take_general(raw) == from_take_bytes(raw)
+    general = best(lambda: from_take_general(raw))
+    direct = best(lambda: from_take_bytes(raw))
+    return {"take_general_us_per_sku": general / SKUS * 1e6, "take_bytes_us_per_sku": direct / SKUS * 1e6,
+            "take_ratio": general / direct}
+
+
 def replies(url: str) -> dict[str, float]:
     import redis
     from redis._parsers import _HiredisParser, _RESP2Parser
@@ -86,6 +120,7 @@ def replies(url: str) -> dict[str, float]:
 
 def main() -> None:
     figures = bodies()
+    figures.update(takes())
     if len(sys.argv) > 1:
         figures.update(replies(sys.argv[1]))
     for name, value in figures.items():
