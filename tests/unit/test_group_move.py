@@ -127,3 +127,35 @@ def test_a_group_headed_anew_waits_for_the_batches_of_its_former_target(clean_re
         assert move.gate(group) == Gate()  # looked at once: the former target costs a read from then on
     finally:
         configure(None)
+
+
+def test_a_group_split_off_waits_for_the_batches_of_the_group_that_carried_its_campaigns(clean_redis, redis_server) -> None:
+    # g1001 carries 1001, 1002 and 1003; 1001 leaves, so 1002 and 1003 are g1002 from then on, and
+    # g1001's values go to c1001 (rule 4). g1001's batch still in flight was the same stock as
+    # g1002's: g1002 sends nothing until it has settled (rule 6).
+    from ymsync.config.settings import configure
+
+    r = clean_redis
+    buf = StockBuffer(r)
+    move = GroupMove(buf)
+    env = {"REDIS_URL": redis_server.url, "YM_API_KEY": "t", "YM_BUSINESS_ID": "100"}
+    try:
+        configure({**env, "YM_WAREHOUSE_GROUPS": "1001,1002,1003"})
+        assert move.gate(target("g1001")) == Gate()  # its round marks its campaigns as its own
+        assert r.get(keys.carrier_of("c1002")) == b"g1001"
+        buf.ingest("g1001", [("C", 7, BASE + 20)])
+        in_flight = buf.take("g1001", 10, 10**6, 60)
+        assert values(in_flight) == {"C": (7, BASE + 20)}
+
+        configure({**env, "YM_WAREHOUSE_GROUPS": "1002,1003"})
+        group = target("g1002")
+        buf.ingest("g1002", [("C", 9, BASE + 30)])
+        gate = move.gate(group)
+        assert gate.stop and gate.next_in == move.wait_s, "g1001's C is still in flight"
+        assert r.get(keys.carrier_of("c1002")) == b"g1001"
+        assert buf.settle(in_flight, "delivered") == 1
+        assert move.gate(group) == Gate()
+        assert r.get(keys.carrier_of("c1002")) == r.get(keys.carrier_of("c1003")) == b"g1002"
+        assert values(buf.take("g1002", 10, 10**6, 60)) == {"C": (9, BASE + 30)}
+    finally:
+        configure(None)

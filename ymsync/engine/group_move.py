@@ -19,7 +19,11 @@ then follow this rule:
    no batch of any of its campaigns is in flight, the group target sends nothing. The same holds
    for a group target one of its campaigns headed before (``g1001`` once ``1000`` joins ahead of
    ``1001``: the group's target is ``g1000`` from then on): it moves in by rules 1-3 as a campaign
-   does, looked at by the group's own round. So a value the campaign still carries can never land after a newer one
+   does, looked at by the group's own round.
+6. A group that carries a campaign another group target sent for last (``1001`` leaves
+   ``1001, 1002, 1003``: ``g1002`` carries 1002 and 1003 from then on, and ``g1001``'s values go to
+   ``c1001`` by rule 4) sends nothing while that target has a batch in flight: it was sending the
+   same stock (``keys.carrier_of``, written by each group round for its campaigns). So a value the campaign still carries can never land after a newer one
    the group sent. A value such a batch returns (a failure) lands in the campaign's pending
    values and moves by rule 1, where the group's newer value outranks it.
 3. **What the Market already accepted carries over once.** With nothing of the campaign in
@@ -128,6 +132,7 @@ class GroupMove:
             pipe.hlen(k["buf"])
             pipe.zcard(k["batches"])
             pipe.get(keys.absorbed(keys.campaign_target(c)))
+            pipe.get(keys.carrier_of(keys.campaign_target(c)))
         # The group as it was headed by another of its campaigns (g1001 before 1000 joined ahead of
         # 1001): the same stock, so its values move here and its batches in flight settle before
         # this group sends (rules 1-3, as for a campaign). Its own round would move it too, but may
@@ -140,18 +145,37 @@ class GroupMove:
             pipe.exists(*(keys.delivered(name, generation) for generation in range(g - 2, g + 2)))
             pipe.get(keys.absorbed(name))
         replies = pipe.execute()
+        carriers: dict[int, bytes | None] = {}
         for i, c in enumerate(campaigns):
-            pending, batches, absorbed = replies[3 * i:3 * i + 3]
+            pending, batches, absorbed, carriers[c] = replies[4 * i:4 * i + 4]
             if pending or batches or absorbed != t.name.encode():
                 wait = self.absorb(c, t.name)
                 if wait is not None:
                     return wait
-        for i, name in enumerate(former, start=len(campaigns)):
-            holds, records, absorbed = replies[3 * i:3 * i + 3]
+        for i, name in enumerate(former):
+            holds, records, absorbed = replies[4 * len(campaigns) + 3 * i:4 * len(campaigns) + 3 * i + 3]
             if holds or (records and absorbed != t.name.encode()):
                 wait = self._absorb(name, t.name)
                 if wait is not None:
                     return wait
+        return self._carried_before(t, carriers)
+
+    def _carried_before(self, t: GroupTarget, carriers: dict[int, bytes | None]) -> float | None:
+        """Rule 6: seconds to wait while a group target that last sent a campaign's stock (one this
+        group does not take over: 1001 left ``g1001``, and ``g1002`` now carries 1002 and 1003) has a
+        batch in flight; else None, and each campaign is marked as this group's."""
+        others = {v.decode() for v in carriers.values() if v is not None and v != t.name.encode()}
+        if others:
+            pipe = self.redis.pipeline(transaction=False)
+            for name in sorted(others):
+                pipe.zcard(keys.target_keys(name)["batches"])
+            if any(pipe.execute()):
+                return self.wait_s
+        pipe = self.redis.pipeline(transaction=False)
+        for c, carrier in carriers.items():
+            if carrier != t.name.encode():
+                pipe.set(keys.carrier_of(keys.campaign_target(c)), t.name, px=self.buffer.horizon_ms)
+        pipe.execute()
         return None
 
     @staticmethod

@@ -31,6 +31,8 @@ Per target ``{t}``:
   ymsync:{t}:floor       string (TTL 25 h)                        the highest stamp cap a batch took (stamps.py)
   ymsync:{t}:moved       string (TTL the horizon)                 a campaign target's group: no batch is taken
   ymsync:{t}:absorbed    string (TTL the horizon)                 its delivered records went to that group
+  ymsync:{t}:carrier_of  string (TTL the horizon)                 a campaign target's: the group target that
+                                                                  last sent its campaign's stock
   ymsync:{t}:quota:<method>  zset (TTL) "o|s|u:<entry>:<units>" -> stamp ms   the quota log of the
                                                                   identity's ``method`` (quota_lua.py)
   ymsync:{t}:quota:<method>:used  string (TTL)                    the sum of that log's units
@@ -300,6 +302,13 @@ def moved(target: str) -> str:
     found in. No batch is taken from the campaign target while it is set (its values move to the
     group instead), so none can settle after the group took over its records (engine/group_move.py)."""
     return f"{target_prefix(target)}moved"
+
+
+def carrier_of(target: str) -> str:
+    """String (TTL: the horizon): the group target (``g1001``) whose round last found the campaign
+    of this campaign target among its campaigns. A group the campaign is in now waits while that
+    other one still has a batch in flight: the same stock (engine/group_move.py, rule 6)."""
+    return f"{target_prefix(target)}carrier_of"
 
 
 def absorbed(target: str) -> str:
