@@ -153,3 +153,51 @@ def test_a_refusal_is_not_credited_back_as_market_quota(r):
     q.settle(refused, 200, counted=False)  # a 420: kept in our log, not the Market's
     time.sleep(0.35)  # the refusal left our window
     assert q.acquire(M, "c1", 1000).granted == 300  # 500 credited, less the 200 granted; not 500
+
+
+def _settle_at(q: QuotaLimiter, g, remaining: int) -> None:
+    q.settle(g, market=MarketCount(limit=6000, remaining=remaining, until_s=0.1))
+
+
+@pytest.mark.parametrize("market_freed_it_first", [False, True])
+def test_a_reply_slower_than_our_oldest_unit_does_not_hold_back_a_window(r, market_freed_it_first):
+    # Three 2000-unit requests a window of 6000. The fifth request's reply comes back after the
+    # third's units left our log; the Market counted the fifth when it arrived, with the third
+    # still in its window (Remaining 0), or just after the third left it (Remaining 2000). Either
+    # way 2000 are free now, and the sixth request goes: before, the Remaining of 0 bound as if it
+    # were current, and the sixth waited a whole window (bench row 8's lost window).
+    import time
+
+    period = 0.6
+    q = limiter(r, 6000, period)
+    g1 = q.acquire(M, "c1", 2000)
+    _settle_at(q, g1, 4000)
+    time.sleep(0.1)
+    g2 = q.acquire(M, "c1", 2000)
+    _settle_at(q, g2, 2000)
+    time.sleep(0.1)
+    g3 = q.acquire(M, "c1", 2000)
+    _settle_at(q, g3, 0)
+    time.sleep(period - 0.2 + 0.05)  # g1 has left
+    g4 = q.acquire(M, "c1", 2000, 2000)
+    assert g4.granted == 2000
+    _settle_at(q, g4, 0)
+    time.sleep(0.1)  # g2 has left, g3 not yet
+    g5 = q.acquire(M, "c1", 2000, 2000)
+    assert g5.granted == 2000
+    time.sleep(0.12)  # g3 leaves our log before g5's reply is settled
+    _settle_at(q, g5, 2000 if market_freed_it_first else 0)
+    g6 = q.acquire(M, "c1", 2000, 2000)
+    assert g6.granted == 2000, "g3's units left the window: the Market has room for one more request"
+    refused = q.acquire(M, "c1", 1, 1)
+    assert refused.granted == 0 and refused.wait_s > 0.2, "g4, g5 and g6 fill the window"
+
+
+def test_a_count_beyond_ours_still_binds_as_it_reads(r):
+    # A foreign client spent 2000 of the window: the Market's count exceeds what our log explains,
+    # and what it says is left binds (however much our own log has room for).
+    q = limiter(r, 6000, 60)
+    g = q.acquire(M, "c1", 2000)
+    q.settle(g, market=MarketCount(limit=6000, remaining=2000, until_s=30))
+    assert q.acquire(M, "c1", 6000).granted == 2000
+    assert q.acquire(M, "c1", 1, 1).granted == 0
