@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import time
 from types import SimpleNamespace
+from typing import Callable, Iterator
+
+import pytest
 
 from ymsync.engine.buffer import Batch, StockBuffer
 from ymsync.engine.flusher import Flusher
@@ -15,6 +18,16 @@ from ymsync.market.clock import MarketClock
 from ymsync.store import keys
 
 BASE = (int(time.time()) - 3600) * 1000
+
+
+@pytest.fixture
+def groups(redis_server) -> Iterator[Callable[[str], None]]:
+    """Sets this process's YM_WAREHOUSE_GROUPS (the views of the groups targets read); restored after."""
+    from ymsync.config.settings import configure
+
+    env = {"REDIS_URL": redis_server.url, "YM_API_KEY": "t", "YM_BUSINESS_ID": "100"}
+    yield lambda spec: configure({**env, "YM_WAREHOUSE_GROUPS": spec})
+    configure(None)
 
 
 def values(batch: Batch | None) -> dict[str, tuple[int, int]]:
@@ -89,73 +102,61 @@ def test_a_dissolved_group_gives_its_values_and_records_back_before_the_campaign
     assert move.stale_marks(group) == ()  # still dissolved in this process's view: nothing forgotten
 
 
-def test_a_group_headed_anew_waits_for_the_batches_of_its_former_target(clean_redis, redis_server) -> None:
+def test_a_group_headed_anew_waits_for_the_batches_of_its_former_target(clean_redis, groups) -> None:
     # Campaigns 1001 and 1002 share a stock as g1001; then 1000 joins ahead of them, so the group's
     # target is g1000. What g1001 holds is the same stock: its pending values move to g1000, and
     # g1000 sends nothing while g1001 still has a batch in flight (it could land after g1000's
     # newer value); then g1001's delivered records merge, so an older push is refused as stale.
-    from ymsync.config.settings import configure
-
     r = clean_redis
     buf = StockBuffer(r)
     move = GroupMove(buf)
-    env = {"REDIS_URL": redis_server.url, "YM_API_KEY": "t", "YM_BUSINESS_ID": "100"}
-    try:
-        configure({**env, "YM_WAREHOUSE_GROUPS": "1001,1002"})
-        assert target("g1001").campaigns == (1001, 1002)
-        buf.ingest("g1001", [("B", 5, BASE + 10)])
-        delivered = buf.take("g1001", 10, 10**6, 60)
-        assert delivered is not None and buf.settle(delivered, "delivered") == 1
-        buf.ingest("g1001", [("C", 7, BASE + 20)])
-        in_flight = buf.take("g1001", 10, 10**6, 60)
-        assert values(in_flight) == {"C": (7, BASE + 20)}
-        buf.ingest("g1001", [("A", 2, BASE + 1)])
+    groups("1001,1002")
+    assert target("g1001").campaigns == (1001, 1002)
+    buf.ingest("g1001", [("B", 5, BASE + 10)])
+    delivered = buf.take("g1001", 10, 10**6, 60)
+    assert delivered is not None and buf.settle(delivered, "delivered") == 1
+    buf.ingest("g1001", [("C", 7, BASE + 20)])
+    in_flight = buf.take("g1001", 10, 10**6, 60)
+    assert values(in_flight) == {"C": (7, BASE + 20)}
+    buf.ingest("g1001", [("A", 2, BASE + 1)])
 
-        configure({**env, "YM_WAREHOUSE_GROUPS": "1000,1001,1002"})
-        group = target("g1000")
-        assert group.campaigns == (1000, 1001, 1002)
-        buf.ingest("g1000", [("C", 9, BASE + 30)])  # newer than the C in flight
-        gate = move.gate(group)
-        assert gate.stop and gate.next_in == move.wait_s, "g1001's C is still in flight"
-        assert r.hget(keys.target_keys("g1000")["buf"], "A") is not None  # moved already
-        assert buf.take("g1001", 10, 10**6, 60) is None, "the former target takes nothing more"
-        assert buf.settle(in_flight, "delivered") == 1
-        assert move.gate(group) == Gate()  # nothing in flight: records merged, the group sends
-        assert r.get(keys.absorbed("g1001")) == b"g1000"
-        assert buf.ingest("g1000", [("B", 4, BASE + 5)]).stale == 1  # older than what g1001 delivered
-        assert values(buf.take("g1000", 10, 10**6, 60)) == {"A": (2, BASE + 1), "C": (9, BASE + 30)}
-        assert move.gate(group) == Gate()  # looked at once: the former target costs a read from then on
-    finally:
-        configure(None)
+    groups("1000,1001,1002")
+    group = target("g1000")
+    assert group.campaigns == (1000, 1001, 1002)
+    buf.ingest("g1000", [("C", 9, BASE + 30)])  # newer than the C in flight
+    gate = move.gate(group)
+    assert gate.stop and gate.next_in == move.wait_s, "g1001's C is still in flight"
+    assert r.hget(keys.target_keys("g1000")["buf"], "A") is not None  # moved already
+    assert buf.take("g1001", 10, 10**6, 60) is None, "the former target takes nothing more"
+    assert buf.settle(in_flight, "delivered") == 1
+    assert move.gate(group) == Gate()  # nothing in flight: records merged, the group sends
+    assert r.get(keys.absorbed("g1001")) == b"g1000"
+    assert buf.ingest("g1000", [("B", 4, BASE + 5)]).stale == 1  # older than what g1001 delivered
+    assert values(buf.take("g1000", 10, 10**6, 60)) == {"A": (2, BASE + 1), "C": (9, BASE + 30)}
+    assert move.gate(group) == Gate()  # looked at once: the former target costs a read from then on
 
 
-def test_a_group_split_off_waits_for_the_batches_of_the_group_that_carried_its_campaigns(clean_redis, redis_server) -> None:
+def test_a_group_split_off_waits_for_the_batches_of_the_group_that_carried_its_campaigns(clean_redis, groups) -> None:
     # g1001 carries 1001, 1002 and 1003; 1001 leaves, so 1002 and 1003 are g1002 from then on, and
     # g1001's values go to c1001 (rule 4). g1001's batch still in flight was the same stock as
     # g1002's: g1002 sends nothing until it has settled (rule 6).
-    from ymsync.config.settings import configure
-
     r = clean_redis
     buf = StockBuffer(r)
     move = GroupMove(buf)
-    env = {"REDIS_URL": redis_server.url, "YM_API_KEY": "t", "YM_BUSINESS_ID": "100"}
-    try:
-        configure({**env, "YM_WAREHOUSE_GROUPS": "1001,1002,1003"})
-        assert move.gate(target("g1001")) == Gate()  # its round marks its campaigns as its own
-        assert r.get(keys.carrier_of("c1002")) == b"g1001"
-        buf.ingest("g1001", [("C", 7, BASE + 20)])
-        in_flight = buf.take("g1001", 10, 10**6, 60)
-        assert values(in_flight) == {"C": (7, BASE + 20)}
+    groups("1001,1002,1003")
+    assert move.gate(target("g1001")) == Gate()  # its round marks its campaigns as its own
+    assert r.get(keys.carrier_of("c1002")) == b"g1001"
+    buf.ingest("g1001", [("C", 7, BASE + 20)])
+    in_flight = buf.take("g1001", 10, 10**6, 60)
+    assert values(in_flight) == {"C": (7, BASE + 20)}
 
-        configure({**env, "YM_WAREHOUSE_GROUPS": "1002,1003"})
-        group = target("g1002")
-        buf.ingest("g1002", [("C", 9, BASE + 30)])
-        gate = move.gate(group)
-        assert gate.stop and gate.next_in == move.wait_s, "g1001's C is still in flight"
-        assert r.get(keys.carrier_of("c1002")) == b"g1001"
-        assert buf.settle(in_flight, "delivered") == 1
-        assert move.gate(group) == Gate()
-        assert r.get(keys.carrier_of("c1002")) == r.get(keys.carrier_of("c1003")) == b"g1002"
-        assert values(buf.take("g1002", 10, 10**6, 60)) == {"C": (9, BASE + 30)}
-    finally:
-        configure(None)
+    groups("1002,1003")
+    group = target("g1002")
+    buf.ingest("g1002", [("C", 9, BASE + 30)])
+    gate = move.gate(group)
+    assert gate.stop and gate.next_in == move.wait_s, "g1001's C is still in flight"
+    assert r.get(keys.carrier_of("c1002")) == b"g1001"
+    assert buf.settle(in_flight, "delivered") == 1
+    assert move.gate(group) == Gate()
+    assert r.get(keys.carrier_of("c1002")) == r.get(keys.carrier_of("c1003")) == b"g1002"
+    assert values(buf.take("g1002", 10, 10**6, 60)) == {"C": (9, BASE + 30)}
