@@ -16,15 +16,8 @@ then follow this rule:
 2. **In flight, the group waits.** From the first look, nothing more is taken from the campaign
    target (``keys.moved``: its take refuses; a round of it that passed its own look before the
    group was known ends there). A batch of it already taken goes on to settle where it is; until
-   no batch of any of its campaigns is in flight, the group target sends nothing. The same holds
-   for a group target one of its campaigns headed before (``g1001`` once ``1000`` joins ahead of
-   ``1001``: the group's target is ``g1000`` from then on): it moves in by rules 1-3 as a campaign
-   does, looked at by the group's own round.
-6. A group that carries a campaign another group target sent for last (``1001`` leaves
-   ``1001, 1002, 1003``: ``g1002`` carries 1002 and 1003 from then on, and ``g1001``'s values go to
-   ``c1001`` by rule 4) sends nothing while that target has a batch in flight: it was sending the
-   same stock (``keys.carrier_of``, written by each group round for its campaigns). So a value the campaign still carries can never land after a newer one
-   the group sent. A value such a batch returns (a failure) lands in the campaign's pending
+   no batch of any of its campaigns is in flight, the group target sends nothing. So a value the
+   campaign still carries can never land after a newer one the group sent. A value such a batch returns (a failure) lands in the campaign's pending
    values and moves by rule 1, where the group's newer value outranks it.
 3. **What the Market already accepted carries over once.** With nothing of the campaign in
    flight, its delivered records (what the Market accepted through it within the horizon) are
@@ -40,6 +33,15 @@ then follow this rule:
    values and the campaign's own never travel side by side, and a push stamped older than what
    the group delivered is refused as stale. Its values go to the group's first campaign (the
    group target's name); the other campaigns of the old group get their own pushes from then on.
+5. **A group headed anew takes over its former target.** A group target one of its campaigns
+   headed before (``g1001`` once ``1000`` joins ahead of ``1001``: the group's target is ``g1000``
+   from then on) is the same stock: it moves in by rules 1-3 as a campaign does, looked at by the
+   group's own round, so ``g1000`` sends nothing while ``g1001`` has a batch in flight.
+6. **A group split off another waits for it.** A group that carries a campaign another group
+   target sent for last (``1001`` leaves ``1001, 1002, 1003``: ``g1002`` carries 1002 and 1003 from
+   then on, and ``g1001``'s values go to ``c1001`` by rule 4) sends nothing while that target has
+   a batch in flight: it was sending the same stock (``keys.carrier_of``, written by each group
+   round for its campaigns).
 
 Every script touches one target's keys (one hash tag), so this runs on a Redis Cluster too.
 """
