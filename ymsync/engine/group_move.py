@@ -17,8 +17,9 @@ then follow this rule:
    target (``keys.moved``: its take refuses; a round of it that passed its own look before the
    group was known ends there). A batch of it already taken goes on to settle where it is; until
    no batch of any of its campaigns is in flight, the group target sends nothing. So a value the
-   campaign still carries can never land after a newer one the group sent. A value such a batch returns (a failure) lands in the campaign's pending
-   values and moves by rule 1, where the group's newer value outranks it.
+   campaign still carries can never land after a newer one the group sent. A value such a batch
+   returns (a failure) lands in the campaign's pending values and moves by rule 1, where the
+   group's newer value outranks it.
 3. **What the Market already accepted carries over once.** With nothing of the campaign in
    flight, its delivered records (what the Market accepted through it within the horizon) are
    merged into the group's latest-wins and delivered records, once per campaign
