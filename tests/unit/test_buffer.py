@@ -601,6 +601,37 @@ def test_clamped_stamps_never_go_backwards_between_processes_a_second_apart(buf)
     assert max(sent) <= ahead.stamp_cap_ms()  # never past what a process knows of the Market's clock
 
 
+def test_a_strict_retry_never_stamps_below_a_cap_another_batch_took(buf) -> None:
+    """Chaos case 10's other path: a process that had not seen the Market's clock yet sends a SKU's
+    next value with its own clock (ahead), is refused "in the future", learns the clock from that
+    reply (a second later than the process that sent the SKU's last value) and retries at its lower
+    bound: that must not be older than the stamp the SKU's last value went out with."""
+    from email.utils import format_datetime
+    from datetime import datetime, timezone
+
+    from ymsync.engine.stamps import levels
+
+    local = time.time()
+    market = local - 10.3
+    date = format_datetime(datetime.fromtimestamp(int(market), timezone.utc), usegmt=True)
+    ahead, late = MarketClock(), MarketClock()
+    ahead.observe(date, received_at=local, sent_at=local)
+    now_ms = int(local * 1000)
+    buf.ingest(C, [("s", 1, now_ms)])
+    first = buf.take(C, 10, 10_000, 60, ahead.stamp_cap_ms())
+    assert first is not None and first.floor_ms == first.cap_ms
+    ((_sku, _count, sent),) = levels(ahead, first.entries, cap_ms=first.cap_ms)
+    buf.settle(first, "delivered")
+    buf.ingest(C, [("s", 2, now_ms + 1)])
+    second = buf.take(C, 10, 10_000, 60, 0)  # a process that has not seen a Date header
+    assert second is not None and second.cap_ms is None and second.floor_ms == first.cap_ms
+    late.observe(date, received_at=local + 0.95, sent_at=local + 0.95)  # the refusal's Date, a slow reply
+    assert late.stamp_cap_ms(strict=True) < sent  # its own lower bound lags the first process's
+    ((_sku, count, stamp),) = levels(late, second.entries, strict=True, floor_ms=second.floor_ms)
+    assert count == 2 and stamp is not None and stamp >= sent
+    assert stamp <= ahead.stamp_cap_ms()  # still no later than what a process knows of the Market's clock
+
+
 def test_a_push_and_its_wake_up_cost_one_round_trip(buf, r) -> None:
     buf.ingest(C, [("warm", 1, BASE)])  # the scripts load once
     r.delete(keys.DUE)

@@ -71,6 +71,9 @@ class Batch:
     # The newest stamp its values may carry (epoch ms): the taker's cap on the Market's clock or a
     # higher one an earlier batch of the target took (see TAKE); None: the sender's clock decides.
     cap_ms: int | None = None
+    # The target's stamp floor as the take found it, kept where ``cap_ms`` is None too (a process
+    # that has not seen the Market's clock yet): a strict retry never stamps below it (stamps.py).
+    floor_ms: int | None = None
 
     def __len__(self) -> int:
         return len(self.entries)

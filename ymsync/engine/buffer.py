@@ -255,7 +255,7 @@ class StockBuffer(BufferReads):
         if not raw:
             return None
         floor = int(raw.pop())
-        return Batch(self.target(target_id), batch_id, taken_entries(raw, 0), floor if cap_ms else None)
+        return Batch(self.target(target_id), batch_id, taken_entries(raw, 0), floor if cap_ms else None, floor or None)
 
     def settle(self, batch: Batch, action: str, skus: Sequence[str] | None = None, reason: str = "") -> int:
         """``delivered``, ``returned`` or ``dead`` for ``skus`` of the batch (default: all)."""

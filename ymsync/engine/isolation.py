@@ -71,14 +71,15 @@ class Work:
         return json.dumps({"entries": [[e.sku, e.count, e.stamp_ms, e.first_ms] for g in self.groups
                                        for e in g.entries],
                            "groups": [[g.skus, g.strict, g.depth] for g in self.groups],
-                           "cap_ms": self.batch.cap_ms})
+                           "cap_ms": self.batch.cap_ms, "floor_ms": self.batch.floor_ms})
 
     @classmethod
     def decode(cls, target_name: str, batch_id: str, raw: str | bytes) -> "Work":
         data = json.loads(raw)
         entries = {sku: Entry(sku, int(count), int(stamp), int(first)) for sku, count, stamp, first in data["entries"]}
         groups = [Group([entries[s] for s in skus], bool(strict), int(depth)) for skus, strict, depth in data["groups"]]
-        return cls(Batch(target_name, batch_id, tuple(entries.values()), data.get("cap_ms")), groups)
+        return cls(Batch(target_name, batch_id, tuple(entries.values()), data.get("cap_ms"), data.get("floor_ms")),
+                   groups)
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,10 @@ class Isolation:
                 return tally
             work.groups.pop(0)
             sent = time.monotonic()
-            cap = work.batch.cap_ms
+            cap, floor = work.batch.cap_ms, work.batch.floor_ms
             reply = p.policy.send(Ticket(slot.call, grant, slot.lease_id),
-                                  lambda _units: t.send(client, levels(client.clock, group.entries, group.strict, cap)))
+                                  lambda _units: t.send(client, levels(client.clock, group.entries, group.strict, cap,
+                                                                       floor)))
             tally.requests += 1
             if isinstance(reply.error, MarketBadRequest):
                 split = self._split(batch, group.entries, reply.error, group)
