@@ -30,6 +30,18 @@ def groups(redis_server) -> Iterator[Callable[[str], None]]:
     configure(None)
 
 
+def delivered_in_flight_and_pending(buf: StockBuffer, group: str) -> Batch:
+    """The group delivered B=5, has C=7 in flight (returned) and A=2 pending."""
+    buf.ingest(group, [("B", 5, BASE + 10)])
+    delivered = buf.take(group, 10, 10**6, 60)
+    assert delivered is not None and buf.settle(delivered, "delivered") == 1
+    buf.ingest(group, [("C", 7, BASE + 20)])
+    in_flight = buf.take(group, 10, 10**6, 60)
+    assert in_flight is not None and values(in_flight) == {"C": (7, BASE + 20)}
+    buf.ingest(group, [("A", 2, BASE + 1)])
+    return in_flight
+
+
 def values(batch: Batch | None) -> dict[str, tuple[int, int]]:
     return {} if batch is None else {e.sku: (e.count, e.stamp_ms) for e in batch.entries}
 
@@ -70,13 +82,7 @@ def test_a_dissolved_group_gives_its_values_and_records_back_before_the_campaign
     campaign, group = target("c1001"), target("g1001")
     assert move.absorb(1001, "g1001") is None  # the campaign joined the group
     # The group delivered B, has C in flight and A pending when the Market reports no group any more.
-    buf.ingest("g1001", [("B", 5, BASE + 10)])
-    delivered = buf.take("g1001", 10, 10**6, 60)
-    assert delivered is not None and buf.settle(delivered, "delivered") == 1
-    buf.ingest("g1001", [("C", 7, BASE + 20)])
-    in_flight = buf.take("g1001", 10, 10**6, 60)
-    assert values(in_flight) == {"C": (7, BASE + 20)}
-    buf.ingest("g1001", [("A", 2, BASE + 1)])
+    in_flight = delivered_in_flight_and_pending(buf, "g1001")
     buf.ingest("c1001", [("D", 3, BASE)])  # a producer that saw the dissolution first
     # The campaign's round: the group's batch is in flight, so it waits, sending nothing; the
     # group's pending value is already back with the campaign.
@@ -112,13 +118,7 @@ def test_a_group_headed_anew_waits_for_the_batches_of_its_former_target(clean_re
     move = GroupMove(buf)
     groups("1001,1002")
     assert target("g1001").campaigns == (1001, 1002)
-    buf.ingest("g1001", [("B", 5, BASE + 10)])
-    delivered = buf.take("g1001", 10, 10**6, 60)
-    assert delivered is not None and buf.settle(delivered, "delivered") == 1
-    buf.ingest("g1001", [("C", 7, BASE + 20)])
-    in_flight = buf.take("g1001", 10, 10**6, 60)
-    assert values(in_flight) == {"C": (7, BASE + 20)}
-    buf.ingest("g1001", [("A", 2, BASE + 1)])
+    in_flight = delivered_in_flight_and_pending(buf, "g1001")
 
     groups("1000,1001,1002")
     group = target("g1000")
