@@ -35,27 +35,25 @@ class StampFormatter:
     """Epoch milliseconds → the Market's ISO form, one ``datetime`` per distinct second."""
 
     def __init__(self) -> None:
-        self._seconds: dict[int, str] = {}
-        self._encoded: dict[int, bytes] = {}
+        self._seconds: dict[int, tuple[str, bytes]] = {}  # second -> its text, as str and as UTF-8
 
-    def __call__(self, stamp_ms: int) -> str:
-        second, ms = divmod(stamp_ms, 1000)
+    def _second(self, second: int) -> tuple[str, bytes]:
         prefix = self._seconds.get(second)
         if prefix is None:
             if len(self._seconds) >= _SECONDS_CACHED:
                 self._seconds.clear()
-            prefix = self._seconds[second] = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        return prefix + _FRACTIONS[ms]
+            text = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            prefix = self._seconds[second] = (text, text.encode())
+        return prefix
+
+    def __call__(self, stamp_ms: int) -> str:
+        second, ms = divmod(stamp_ms, 1000)
+        return self._second(second)[0] + _FRACTIONS[ms]
 
     def encoded(self, stamp_ms: int) -> bytes:
         """The same text as UTF-8 bytes (a body written as bytes: campaign_stock_bytes)."""
         second, ms = divmod(stamp_ms, 1000)
-        prefix = self._encoded.get(second)
-        if prefix is None:
-            if len(self._encoded) >= _SECONDS_CACHED:
-                self._encoded.clear()
-            prefix = self._encoded[second] = self(second * 1000)[:19].encode()
-        return prefix + _FRACTIONS_ENCODED[ms]
+        return self._second(second)[1] + _FRACTIONS_ENCODED[ms]
 
 
 iso_stamp = StampFormatter()  # per process; a dict lookup and a store are safe across threads
