@@ -216,6 +216,36 @@ def test_an_unchanged_count_pushed_while_in_flight_is_not_sent_again(buf, r) -> 
         assert values(buf.take(C, 10, 10_000, 60)) == {f"u{n}": (3, BASE + 11)}, action
 
 
+def test_a_repeat_behind_one_of_two_batches_in_flight_is_dropped_and_the_mark_goes_with_the_last(buf, r) -> None:
+    """SETTLE looks at the pending values behind a batch only while ingest has marked one written
+    behind an in-flight SKU (the stats field ``behind``); the mark goes when nothing is in flight."""
+    stats = keys.campaign_keys(C)["stats"]
+    buf.ingest(C, [("a", 1, BASE)])
+    first = buf.take(C, 10, 10_000, 60)
+    buf.ingest(C, [("b", 2, BASE)])
+    second = buf.take(C, 10, 10_000, 60)
+    assert r.hget(stats, "behind") is None  # nothing written behind an in-flight SKU yet
+    buf.ingest(C, [("a", 1, BASE + 5), ("c", 3, BASE)])  # a: the same count, behind the first batch
+    assert r.hget(stats, "behind") == b"1"
+    buf.settle(second, "delivered")  # the first is still in flight: the mark stays
+    assert r.hget(stats, "behind") == b"1"
+    buf.settle(first, "delivered")
+    assert r.hget(stats, "behind") is None
+    assert values(buf.take(C, 10, 10_000, 60)) == {"c": (3, BASE)}  # a's repeat was dropped
+    assert buf.delivered(C)["a"][:2] == (1, BASE + 5)
+
+
+def test_settling_with_nothing_behind_reads_no_pending_value(buf, r) -> None:
+    """Under a backlog of new SKUs nothing waits behind a batch: its settlement reads no pending
+    value (before the mark, an HMGET of the batch's 2,000 SKUs each time)."""
+    buf.ingest(C, [(f"s{i}", i, BASE) for i in range(30)])
+    batch = buf.take(C, 10, 10_000, 60)
+    r.config_resetstat()
+    buf.settle(batch, "delivered")
+    assert "cmdstat_hmget" not in r.info("commandstats")
+    assert buf.pending(C) == 20 and len(buf.delivered(C)) == 10
+
+
 def test_many_updates_coalesce_into_one(buf) -> None:
     buf.ingest(C, [("s", n, BASE + n) for n in range(50)] + [("s", 0, BASE)])
     assert buf.pending(C) == 1

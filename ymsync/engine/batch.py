@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Sequence
 
+import msgpack
+
 
 class Entry(NamedTuple):
     """A SKU's value inside a batch: ``stamp_ms`` orders it, ``first_ms`` dates its first try.
@@ -58,9 +60,10 @@ class TakenEntries(Sequence[Entry]):
         return repr(self._all())
 
 
-def taken_entries(raw: list[bytes], start: int) -> TakenEntries:
-    """A take's reply from ``raw[start]`` on, its Entry tuples made only when read (TakenEntries)."""
-    return TakenEntries(raw[start:] if start else raw)
+def taken_entries(packed: bytes) -> TakenEntries:
+    """A take's batch (TAKE's reply: ``sku, value`` pairs packed by msgpack), its Entry tuples
+    made only when read (TakenEntries). Unpacked in C: ~0.05 µs a SKU, and Redis sends one string."""
+    return TakenEntries(msgpack.unpackb(packed, raw=True))
 
 
 @dataclass(frozen=True)

@@ -254,8 +254,8 @@ class StockBuffer(BufferReads):
                          args=[max_skus, max_bytes, int(lease_s * 1000), batch_id, int(cap_ms)])
         if not raw:
             return None
-        floor = int(raw.pop())
-        return Batch(self.target(target_id), batch_id, taken_entries(raw, 0), floor if cap_ms else None, floor or None)
+        floor = int(raw[1])
+        return Batch(self.target(target_id), batch_id, taken_entries(raw[0]), floor if cap_ms else None, floor or None)
 
     def settle(self, batch: Batch, action: str, skus: Sequence[str] | None = None, reason: str = "") -> int:
         """``delivered``, ``returned`` or ``dead`` for ``skus`` of the batch (default: all)."""

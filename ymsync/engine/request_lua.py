@@ -40,8 +40,8 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
 # {'held', ms} paused, halted or backing off; {'young', ms} a part-filled request waits for
 # company; {'quota', ms} no quota now; {'lease'} every parallel slot is taken; {'none'} nothing
 # takeable (all in flight); {'batch', granted, remaining, window_used, pending after, server ms,
-# stamp floor, sku, value, sku, value...}. With ARGV 20, a status other than batch and slot comes
-# as {status, ms or 0, 'freed', takeable now (1/0)}: the slot was freed in the same call (not for
+# stamp floor, the batch packed (TAKE's reply: {sku, value, ...} by msgpack)}. With ARGV 20, a
+# status other than batch and slot comes as {status, ms or 0, 'freed', takeable now (1/0)}: the slot was freed in the same call (not for
 # a quota wait within ARGV 22's ms: that comes as {'quota', ms}, the slot kept).
 # END:
 # KEYS: 1 inflight:<batch>, 2 busy, 3 batches, 4 buf, 5 queue, 6 dead, 7 stats, 8 retired,
@@ -99,12 +99,9 @@ local function begin_request(K, A)
     if A[17] ~= '' then redis.call('ZREM', K[14], A[17]) end
     return {'none'}
   end
-  local floor = table.remove(out)
   local t = redis.call('TIME')
-  local res = {'batch', granted, remaining, window_used, pending - #out / 2,
-               tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), floor}
-  for i = 1, #out do res[#res + 1] = out[i] end
-  return res
+  return {'batch', granted, remaining, window_used, pending - out[3],
+          tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), out[2], out[1]}
 end
 
 -- A request that does not begin ends its round: with A[20] the task slot is freed in this call,

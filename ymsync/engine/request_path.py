@@ -200,7 +200,7 @@ class RequestPath:
         grant = Grant(call.method, call.quota_key, granted, 0.0, prepared.entry if prepared.quota_on else "",
                       remaining if prepared.quota_on else UNLIMITED, window_used)
         return Begun("batch", ticket=Ticket(call, grant, prepared.lease_id or None),
-                     batch=Batch(n.target.name, prepared.batch_id, taken_entries(raw, 7), floor if n.cap_ms else None,
+                     batch=Batch(n.target.name, prepared.batch_id, taken_entries(raw[7]), floor if n.cap_ms else None,
                                  floor or None),
                      pending=pending, now_ms=now_ms)
 

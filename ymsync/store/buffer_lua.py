@@ -54,6 +54,7 @@ end
 # (taking drops it when it finds no value; a SKU queued again meanwhile is taken once). Pages of 500 are popped from its head; what is not
 # taken (SKUs whose older value is still in flight, the rest of the last page) goes back to the
 # head in order. A list costs ~15 B a SKU where a sorted set costs ~100. Needs Redis >= 6.2.
+# Returns {} (nothing taken) or {the batch: {sku, value, ...} packed by msgpack, the stamp floor, SKUs}.
 TAKE = NOW + """if redis.call('EXISTS', KEYS[7]) == 1 then return {} end
 local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
 -- Counters, not #t: the length operator searches the table's border on every use.
@@ -115,22 +116,23 @@ end
 for s = 1, np, 1000 do
   redis.call('SADD', KEYS[3], unpack(picked, s, math.min(s + 999, np)))
 end
-if no > 0 then
-  -- The batch is one value (see BATCH below): one write here, one read and one delete at settling.
-  redis.call('SET', KEYS[5], cmsgpack.pack(out))
-  redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4])
-  -- The stamp cap of this batch: the newest of the caller's and every cap sent before it.
-  -- Each is the Market's time at a lower bound, so the floor is never in its future; taking
-  -- the highest keeps a SKU's stamps rising though processes know the Market's clock apart.
-  local cap = tonumber(ARGV[5])
-  local floor = tonumber(redis.call('GET', KEYS[6]) or '0')
-  if cap > floor then
-    floor = cap
-    redis.call('SET', KEYS[6], floor, 'PX', 90000000)
-  end
-  out[no + 1] = tostring(floor)
+if no == 0 then return {} end
+-- The batch is one value (see BATCH below): one write here, one read and one delete at settling.
+-- The reply is that same string, not its 2 x n elements: turning a Lua table into a reply cost
+-- Redis ~0.15 us a SKU more than the one string (issue 18; the worker unpacks it in C, batch.py).
+local packed = cmsgpack.pack(out)
+redis.call('SET', KEYS[5], packed)
+redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4])
+-- The stamp cap of this batch: the newest of the caller's and every cap sent before it.
+-- Each is the Market's time at a lower bound, so the floor is never in its future; taking
+-- the highest keeps a SKU's stamps rising though processes know the Market's clock apart.
+local cap = tonumber(ARGV[5])
+local floor = tonumber(redis.call('GET', KEYS[6]) or '0')
+if cap > floor then
+  floor = cap
+  redis.call('SET', KEYS[6], floor, 'PX', 90000000)
 end
-return out
+return {packed, tostring(floor), np}
 """
 
 
@@ -167,9 +169,7 @@ local any_marks = redis.call('EXISTS', KEYS[8]) == 1
 local older = {}
 for g = 2, 3 do if redis.call('EXISTS', DEL[g]) == 1 then older[#older + 1] = DEL[g] end end
 local pairs_in = batch_pairs(KEYS[1])  -- none if the lease ran out and the batch was reclaimed
-local held = {}
-for i = 1, #pairs_in, 2 do held[pairs_in[i]] = pairs_in[i + 1] end
-local settled = {}
+local held, settled = {}, {}
 local delivered, repeats, d, tail = {}, {}, 0, '|' .. now
 -- The record of a value the Market accepted. The same count pending behind it is dropped as
 -- unchanged, its newer stamp kept.
@@ -189,7 +189,11 @@ local names, first = ARGV, 6
 if #ARGV < 6 and action == 'delivered' and not any_marks then
   -- The usual case (a request delivered whole, no retirement marks): straight over the batch's
   -- pairs, no per-SKU tables (a batch holds each SKU once: taking pops each from the queue once).
-  local match, pending = string.match, redis.call('EXISTS', KEYS[4]) == 1
+  -- A pending value can be behind one of the batch's only if ingest wrote one behind an in-flight
+  -- SKU since nothing was last in flight (the stats field ``behind``, see INGEST): else the look at
+  -- each SKU's pending value (an HMGET of 2,000 fields under a backlog) is skipped.
+  local match, marked = string.match, redis.call('HEXISTS', KEYS[7], 'behind') == 1
+  local pending = marked and redis.call('EXISTS', KEYS[4]) == 1
   -- Only this batch in flight (the usual case): its SKUs are all the busy set holds, which goes
   -- whole rather than member by member.
   local alone = redis.call('SCARD', KEYS[2]) * 2 == #pairs_in
@@ -215,11 +219,17 @@ if #ARGV < 6 and action == 'delivered' and not any_marks then
     end
     n = n + k
   end
-  if alone then redis.call('DEL', KEYS[2]) end
+  if alone then
+    redis.call('DEL', KEYS[2])
+    if marked then redis.call('HDEL', KEYS[7], 'behind') end  -- nothing in flight: nothing is behind
+  end
   names = {}
-elseif #ARGV < 6 then  -- none named: the whole batch (a request sends it whole; no 2,000 names to send back)
-  names, first = {}, 1
-  for i = 1, #pairs_in, 2 do names[#names + 1] = pairs_in[i] end
+else
+  for i = 1, #pairs_in, 2 do held[pairs_in[i]] = pairs_in[i + 1] end
+  if #ARGV < 6 then  -- none named: the whole batch (a request sends it whole; no 2,000 names to send back)
+    names, first = {}, 1
+    for i = 1, #pairs_in, 2 do names[#names + 1] = pairs_in[i] end
+  end
 end
 for s = first, #names, 1000 do
   local found = {}  -- the SKUs of this slice still in the batch, each once

@@ -21,7 +21,7 @@ from ymsync.store.buffer_lua import GENERATIONS
 # earlier update exactly as one call per update would judge it.
 INGEST = GENERATIONS + """
 local HWM, DEL = gens(5), gens(8)
-local accepted, stale, coalesced, unchanged, too_old = 0, 0, 0, 0, 0
+local accepted, stale, coalesced, unchanged, too_old, behind = 0, 0, 0, 0, 0, 0
 local force = ARGV[4] == '1'
 -- ARGV[6] '1': the caller saw no SKU twice in this chunk, so none is judged against its own
 -- earlier update and the per-SKU write positions need not be kept (a Lua table insert per SKU
@@ -162,6 +162,7 @@ for j = 1, n do
         if twice then buf_at[sku] = bn end
       end
       if old then coalesced = coalesced + 1 else qn = qn + 1; queued[qn] = sku end
+      if busy[j] then behind = behind + 1 end
       accepted = accepted + 1
     end
   end
@@ -184,6 +185,9 @@ if stale > 0 then redis.call('HINCRBY', KEYS[3], 'stale', stale) end
 if too_old > 0 then redis.call('HINCRBY', KEYS[3], 'too_old', too_old) end
 if coalesced > 0 then redis.call('HINCRBY', KEYS[3], 'coalesced', coalesced) end
 if unchanged > 0 then redis.call('HINCRBY', KEYS[3], 'unchanged', unchanged) end
+-- A value now waits behind one in flight: SETTLE looks at the pending values behind what it
+-- delivers (a repeat of the same count is dropped there) until nothing is in flight.
+if behind > 0 then redis.call('HSET', KEYS[3], 'behind', 1) end
 return {accepted, stale, unchanged, too_old, redis.call('HLEN', KEYS[1])}
 """
 
