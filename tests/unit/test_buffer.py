@@ -6,6 +6,7 @@ import re
 import time
 from types import SimpleNamespace
 
+import msgpack
 import pytest
 import redis
 from hypothesis import HealthCheck, example, given, settings
@@ -244,6 +245,22 @@ def test_settling_with_nothing_behind_reads_no_pending_value(buf, r) -> None:
     buf.settle(batch, "delivered")
     assert "cmdstat_hmget" not in r.info("commandstats")
     assert buf.pending(C) == 20 and len(buf.delivered(C)) == 10
+
+
+def test_a_delivered_record_is_cut_right_whatever_the_lengths_of_its_times(buf, r) -> None:
+    """SETTLE cuts ``count|stamp`` out of a value by position when both times have 13 digits (epoch
+    ms) and by pattern otherwise: a value of other lengths (written by hand, or far in the past or
+    future) still records its own count and stamp."""
+    values_in = {"ms": b"7|1765050000123|1765050000999", "short": b"8|12|3", "long": b"9|17650500001234|12345678901234",
+                 "tricky": b"1|2|123456789012"}  # "1|2|": a '|' 14 places from the end, first not 13 digits
+    k = keys.campaign_keys(C)
+    r.set(keys.inflight(buf.target(C), "b1"), msgpack.packb([x for sku, v in values_in.items() for x in (sku.encode(), v)],
+                                                                   use_bin_type=False))  # as str: what cmsgpack reads
+    r.sadd(k["busy"], *values_in)
+    r.zadd(k["batches"], {"b1": int(time.time() * 1000) + 60_000})
+    buf.settle(Batch(buf.target(C), "b1", ()), "delivered")
+    got = {sku: rec[:2] for sku, rec in buf.delivered(C).items()}
+    assert got == {"ms": (7, 1765050000123), "short": (8, 12), "long": (9, 17650500001234), "tricky": (1, 2)}
 
 
 def test_many_updates_coalesce_into_one(buf) -> None:

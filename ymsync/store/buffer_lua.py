@@ -60,10 +60,14 @@ local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
 -- Counters, not #t: the length operator searches the table's border on every use.
 local out, picked, keep, bytes, scanned, full = {}, {}, {}, 0, 0, false
 local no, np, nk = 0, 0, 0
+-- Nothing of the target in flight (no busy set): no SKU popped can be waiting for its older value.
+local any_busy = redis.call('EXISTS', KEYS[3]) == 1
+local none_busy = {}
 while not full and scanned < maxn * 4 + 1000 do
   local skus = redis.call('LPOP', KEYS[2], 500)
   if not skus then break end
-  local busy = redis.call('SMISMEMBER', KEYS[3], unpack(skus))
+  local busy = none_busy
+  if any_busy then busy = redis.call('SMISMEMBER', KEYS[3], unpack(skus)) end
   local vals = redis.call('HMGET', KEYS[1], unpack(skus))
   -- One look at the whole page for a character JSON escapes (rare): a look per SKU cost a fifth of this script.
   local escapes = string.find(table.concat(skus), '[%c"\\\\]') ~= nil
@@ -192,7 +196,8 @@ if #ARGV < 6 and action == 'delivered' and not any_marks then
   -- A pending value can be behind one of the batch's only if ingest wrote one behind an in-flight
   -- SKU since nothing was last in flight (the stats field ``behind``, see INGEST): else the look at
   -- each SKU's pending value (an HMGET of 2,000 fields under a backlog) is skipped.
-  local match, marked = string.match, redis.call('HEXISTS', KEYS[7], 'behind') == 1
+  local match, sub, byte = string.match, string.sub, string.byte
+  local marked = redis.call('HEXISTS', KEYS[7], 'behind') == 1
   local pending = marked and redis.call('EXISTS', KEYS[4]) == 1
   -- Only this batch in flight (the usual case): its SKUs are all the busy set holds, which goes
   -- whole rather than member by member.
@@ -207,8 +212,13 @@ if #ARGV < 6 and action == 'delivered' and not any_marks then
     k = 0
     for i = s, e, 2 do
       k = k + 1
-      if behind[k] then deliver(found[k], pairs_in[i + 1], behind[k])
-      else delivered[d + 1], delivered[d + 2], d = found[k], match(pairs_in[i + 1], '^%d+|%d+') .. tail, d + 2 end
+      local v = pairs_in[i + 1]
+      if behind[k] then deliver(found[k], v, behind[k])
+      elseif byte(v, -14) == 124 and byte(v, -28) == 124 then
+        -- count|stamp|first with both times 13 digits (epoch ms, 2001-2286): the record is cut
+        -- by position, at half the cost of a pattern match (and it was the loop's dearest step).
+        delivered[d + 1], delivered[d + 2], d = found[k], sub(v, 1, -15) .. tail, d + 2
+      else delivered[d + 1], delivered[d + 2], d = found[k], match(v, '^%d+|%d+') .. tail, d + 2 end
     end
     redis.call('HSET', DEL[1], unpack(delivered))
     for _, key in ipairs(older) do redis.call('HDEL', key, unpack(found)) end
