@@ -14,6 +14,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised where orjson is absent
+    _orjson = None
+
 from ymsync.sandbox.business_state import scope_allows
 from ymsync.sandbox.failures import ApiFailure
 from ymsync.sandbox.reports import ReportDesk
@@ -31,11 +36,21 @@ class ApiCall:
     token: str | None = None  # the caller's, once authenticated (access checks use its scope)
     scheduled: str | None = None  # this stock update's entry of faults.schedule, if any
 
-    def json(self, body: bytes, *, required: bool) -> Any:
+    def json(self, body: bytes, *, required: bool, fast: bool = False) -> Any:
+        """The body parsed. ``fast``: by orjson where it can (a 2,000-SKU body ~4x faster; json.loads
+        was a sixth of the sandbox's time under load), json.loads for what orjson refuses (NaN, a
+        lone surrogate, UTF-16). orjson reads an integer beyond 64 bits as a float, so a caller
+        asking for ``fast`` may trust only plain values (fastpath.py) and parses again without it
+        for anything else."""
         if not body:
             if required:
                 raise ApiFailure(400, "BAD_REQUEST", "Request body is required")
             return {}
+        if fast and _orjson is not None:
+            try:
+                return _orjson.loads(body)
+            except ValueError:
+                pass
         try:
             return json.loads(body)
         except ValueError:

@@ -35,7 +35,7 @@ def update_stocks(call: ApiCall, operation: str, key: str, body: bytes, raw_id: 
     state = call.state
     # Noted before any check: a request the Market would refuse still shows a client broke a cap.
     state.note_update_request(len(body), 0)
-    payload = call.json(body, required=True)
+    payload = call.json(body, required=True, fast=True)
     entries = payload.get("skus") if isinstance(payload, dict) else None
     state.note_update_request(len(body), len(entries) if isinstance(entries, list) else 0)
     if len(body) > s.MAX_BODY_BYTES:
@@ -47,6 +47,7 @@ def update_stocks(call: ApiCall, operation: str, key: str, body: bytes, raw_id: 
     market_now = datetime.fromtimestamp(state.now(), timezone.utc)
     data = fast_update_body(payload, market_now)
     if data is None:  # anything unusual: the schema decides, and words the 400 exactly
+        payload = call.json(body, required=True)  # as json.loads reads it (see ApiCall.json)
         try:
             data = s.UpdateStocksRequestSchema(now=lambda: market_now).load(payload)
         except ValidationError as exc:

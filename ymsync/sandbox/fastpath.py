@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
 from ymsync.market import schemas as s
 
-_ITEM_KEYS = ({"count"}, {"count", "updatedAt"})
-# Printable ASCII, 1 to 255 characters, no space at either end: a SKU sku_problem always accepts.
-_PLAIN_SKU = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
+
+
+def _plain(sku: str) -> bool:
+    """A stripped SKU (no space at either end) of printable ASCII, 1 to 255 characters: one
+    ``sku_problem`` always accepts. By str methods: a regex call per SKU was a sixth of the
+    sandbox's time under load."""
+    return 0 < len(sku) <= 255 and sku.isascii() and sku.isprintable()
 
 
 def fast_update_body(payload: Any, now: datetime | None = None) -> dict[str, Any] | None:
@@ -34,6 +37,7 @@ def fast_update_body(payload: Any, now: datetime | None = None) -> dict[str, Any
     seen: set[str] = set()
     out = []
     sku_problem, parse_stamp = s.sku_problem, s.parse_stamp
+    stamps: dict[Any, Any] = {}  # a body's SKUs share a few stamps: each text is parsed once
     for entry in skus:
         if type(entry) is not dict or len(entry) != 2:
             return None
@@ -41,17 +45,24 @@ def fast_update_body(payload: Any, now: datetime | None = None) -> dict[str, Any
         if type(sku) is not str or type(items) is not list or len(items) != 1:
             return None
         sku = sku.strip()
-        if sku in seen or (_PLAIN_SKU.fullmatch(sku) is None and sku_problem(sku) is not None):
+        if sku in seen or (not _plain(sku) and sku_problem(sku) is not None):
             return None
         seen.add(sku)
         item = items[0]
-        if type(item) is not dict or item.keys() not in _ITEM_KEYS:
+        # Its keys are exactly {count} or {count, updatedAt} (a keys view compared with sets cost more).
+        if type(item) is not dict or "count" not in item or not (
+                len(item) == 1 or len(item) == 2 and "updatedAt" in item):
             return None
         count = item["count"]
         if type(count) is not int or not 0 <= count <= s.MAX_COUNT:
             return None
         if "updatedAt" in item:
-            stamp = parse_stamp(item["updatedAt"])
+            text = item["updatedAt"]
+            stamp = stamps.get(text) if type(text) is str else None
+            if stamp is None:
+                stamp = parse_stamp(text)
+                if type(text) is str:
+                    stamps[text] = stamp
             if stamp is None or stamp > now or stamp < oldest:
                 return None
             out.append({"sku": sku, "items": [{"count": count, "updatedAt": stamp}]})

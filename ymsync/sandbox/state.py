@@ -218,17 +218,18 @@ class SandboxState:
         now = datetime.fromtimestamp(self.now(), timezone.utc)
         with self.lock:
             store = self.stocks.setdefault(campaign_id, {})
+            known = len(store)
             for entry in entries:
                 item = entry["items"][0]
                 stamp = item.get("updatedAt") or now
                 old = store.get(entry["sku"])
-                if old is None:
-                    self._unsort(campaign_id)
-                elif stamp < old.updated_at:
+                if old is not None and stamp < old.updated_at:
                     # The real Market applies in arrival order too; counting these exposes
                     # a client that let an older value overtake a newer one.
                     self.stale_writes += 1
                 store[entry["sku"]] = StockRecord(item["count"], stamp)
+            if len(store) != known:  # a SKU came: once a request, not once a new SKU
+                self._unsort(campaign_id)
             self.sku_units[campaign_id] += len(entries)
             self.revision += 1
 
