@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--hot-ref", default=None, metavar="REF",
                         help="hot: also measure git ref REF's code (producer and worker), in the baseline column")
+    parser.add_argument("--hot-rounds", type=int, default=3, metavar="N",
+                        help="hot: runs of each variant, alternating; the table gives their medians (default 3)")
     args = parser.parse_args(argv)
     chosen = [n for n in ORDER if not args.only or n in args.only.split(",")]
     started = time.time()
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(profiles, flush=True)
                     continue
                 if name == "hot":
-                    got = hotpath.bench_hot(rig, args.hot_ref)
+                    got = hotpath.bench_hot(rig, args.hot_ref, args.hot_rounds)
                 else:
                     fn = (getattr(cases, f"bench_{name}", None) or getattr(cluster, f"bench_{name}", None)
                           or getattr(engine, f"bench_{name}"))

@@ -21,12 +21,17 @@ the due-time schedule), then starts the clock and makes them all due: the pipeli
 against another git ref's code, checked out with ``git worktree add`` in a temporary directory:
 the producer and the worker processes run that code (working directory and PYTHONPATH there),
 the sandbox and redis-server stay the rig's. Its figures go in the baseline column.
+
+Each variant runs ``--hot-rounds`` times (3 by default), the variants alternating; the table gives
+each figure's median over the runs and the notes every run's rate and Redis CPU: on these shared
+cores one run's figures swing by a third, both ways.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -196,19 +201,40 @@ def _describe(got: dict[str, Any], who: str) -> str:
             f"{_top(got['calls'], got['requests'])}")
 
 
-def measure(rig: Rig, ref: str | None) -> dict[str, dict[str, Any]]:
-    """Both variants of this checkout, and of ``ref`` if given (alternating, so a change in the
-    machine's load during the run weighs on both alike)."""
-    out: dict[str, dict[str, Any]] = {}
+def measure(rig: Rig, ref: str | None, rounds: int = 3) -> dict[str, dict[str, Any]]:
+    """Both variants of this checkout, and of ``ref`` if given, ``rounds`` times (alternating, so a
+    change in the machine's load during the run weighs on both alike), as the medians of the runs:
+    one run's figures on these shared cores swing by a third."""
+    runs: dict[str, list[dict[str, Any]]] = {}
     with checkout(ref) as other:
-        for prefilled in (False, True):
-            for who, code in (("ours", ROOT), ("ref", other)) if ref else (("ours", ROOT),):
-                key = f"{who}{'-prefilled' if prefilled else ''}"
-                out[key] = run(rig, code, prefilled)
-                got = out[key]
-                print(f"  {key}: {got['rate']:,.0f}/s, {got['reads'] / got['requests']:.2f} round trips/request; "
-                      f"{_describe(got, key)}", flush=True)
+        for n in range(rounds):
+            for prefilled in (False, True):
+                variants = (("ours", ROOT), ("ref", other)) if ref else (("ours", ROOT),)
+                for who, code in variants if n % 2 == 0 else tuple(reversed(variants)):
+                    key = f"{who}{'-prefilled' if prefilled else ''}"
+                    got = run(rig, code, prefilled)
+                    runs.setdefault(key, []).append(got)
+                    print(f"  round {n + 1} {key}: {got['rate']:,.0f}/s, {got['reads'] / got['requests']:.2f} round "
+                          f"trips/request; {_describe(got, key)}", flush=True)
+    return {key: _median_run(got) for key, got in runs.items()}
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's figures as the medians of ``runs`` (each figure apart); what is not a figure (the
+    commands, the statuses) from the run of the median rate. ``runs`` keeps them all."""
+    mid = sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]
+    out = dict(mid, runs=runs)
+    for name in ("rate", "push_s", "total_s", "reads", "requests", "first_s", "tasks"):
+        out[name] = statistics.median(r[name] for r in runs)
+    out["cpu"] = {name: statistics.median(r["cpu"][name] for r in runs) for name in mid["cpu"]}
     return out
+
+
+def _spread(got: dict[str, Any], who: str) -> str:
+    """Each run's rate and redis-server CPU per update, in the order run."""
+    runs = got["runs"]
+    return (f"{who}, {len(runs)} runs: " + "; ".join(f"{r['rate']:,.0f}/s, redis {r['cpu']['redis']:.2f} µs"
+                                                   for r in runs))
 
 
 def monitored(rig: Rig) -> tuple[float, str]:
@@ -226,8 +252,8 @@ def monitored(rig: Rig) -> tuple[float, str]:
     return sent, note
 
 
-def bench_hot(rig: Rig, ref: str | None = None) -> list[Row]:
-    got = measure(rig, ref)
+def bench_hot(rig: Rig, ref: str | None = None, rounds: int = 3) -> list[Row]:
+    got = measure(rig, ref, rounds)
     sent, by_process = monitored(rig)
     ours, pre = got["ours"], got["ours-prefilled"]
     base, base_pre = got.get("ref"), got.get("ref-prefilled")
@@ -246,8 +272,11 @@ def bench_hot(rig: Rig, ref: str | None = None) -> list[Row]:
 
     versus = f"; baseline column: git ref {ref}'s code (producer and worker), same sandbox and redis-server" if ref \
         else "; no baseline (run with --hot-ref REF to measure another git ref's code beside this one)"
-    detail = _describe(ours, "this code") + (f". {_describe(base, ref)}" if base else "")
-    detail_pre = _describe(pre, "this code") + (f". {_describe(base_pre, ref)}" if base_pre else "")
+    medians = f"Medians of {len(ours['runs'])} runs of each, alternating; "
+    detail = medians + _describe(ours, "this code") + (f". {_describe(base, ref)}" if base else "") + ". " \
+        + _spread(ours, "this code") + (f". {_spread(base, ref)}" if base else "")
+    detail_pre = medians + _describe(pre, "this code") + (f". {_describe(base_pre, ref)}" if base_pre else "") \
+        + ". " + _spread(pre, "this code") + (f". {_spread(base_pre, ref)}" if base_pre else "")
     rate, rate_pre, cpu, redis_cpu = ours["rate"], pre["rate"], hot_cpu(ours), ours["cpu"]["redis"]
     return [
         row(LABEL, "SKU updates/s, first push_stocks → all applied", rate, pick(base, lambda r: r["rate"]), "/s",
