@@ -21,7 +21,9 @@ Per target ``{t}``:
   ymsync:{t}:isolating   hash  batch -> JSON                      isolation of a refused batch, parked for quota
   ymsync:{t}:dead        hash  sku -> JSON                        dead letters (bounded by the catalogue)
   ymsync:{t}:invalid     list  JSON                               invalid input from foreign producers, newest 10,000
-  ymsync:{t}:stats       hash  counters
+  ymsync:{t}:stats       hash  counters; and marks: failstreak (failures in a row), behind (a value
+                                                                  was pushed behind an in-flight one: settling
+                                                                  looks behind its batch until nothing is in flight)
   ymsync:{t}:retired     hash  sku -> stamp_ms                    SKUs retired (ymsync retire) while a value of
                                                                   theirs may be in flight; expires a horizon after
                                                                   the last retirement
