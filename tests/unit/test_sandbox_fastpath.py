@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 from marshmallow import ValidationError
 
 from ymsync.market import schemas as s
-from ymsync.sandbox.fastpath import fast_update_body
+from ymsync.sandbox.fastpath import fast_update_body, update_entries
 
 
 def _schema(body):
     try:
-        return s.UpdateStocksRequestSchema().load(body)
+        return update_entries(s.UpdateStocksRequestSchema().load(body))
     except ValidationError:
         return None
 

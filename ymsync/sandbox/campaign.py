@@ -19,7 +19,7 @@ from ymsync.market import schemas as s
 from ymsync.sandbox import business
 from ymsync.sandbox.call import ApiCall, Reply
 from ymsync.sandbox.failures import ApiFailure, bad_request, decode_token, encode_token, poison_failure
-from ymsync.sandbox.fastpath import fast_update_body
+from ymsync.sandbox.fastpath import fast_update_body, update_entries
 
 OPERATIONS = {
     "updateStocks": ("PUT", r"/v2/campaigns/([^/]+)/offers/stocks"),
@@ -45,20 +45,20 @@ def update_stocks(call: ApiCall, operation: str, key: str, body: bytes, raw_id: 
     if cabinet is not None and not cabinet.groups and campaign.model != "FBY":
         raise business.no_groups_refusal(campaign.id, cabinet.id)
     market_now = datetime.fromtimestamp(state.now(), timezone.utc)
-    data = fast_update_body(payload, market_now)
-    if data is None:  # anything unusual: the schema decides, and words the 400 exactly
+    updates = fast_update_body(payload, market_now)
+    if updates is None:  # anything unusual: the schema decides, and words the 400 exactly
         payload = call.json(body, required=True)  # as json.loads reads it (see ApiCall.json)
         try:
-            data = s.UpdateStocksRequestSchema(now=lambda: market_now).load(payload)
+            updates = update_entries(s.UpdateStocksRequestSchema(now=lambda: market_now).load(payload))
         except ValidationError as exc:
             raise bad_request(exc.messages) from None
-    poisoned = state.poisoned_in(int(key), [entry["sku"] for entry in data["skus"]])
+    poisoned = state.poisoned_in(int(key), [sku for sku, _count, _stamp in updates])
     if poisoned:
         raise poison_failure(poisoned)
-    call.charge(operation, key, len(data["skus"]))
+    call.charge(operation, key, len(updates))
     call.faults()
-    state.apply_stocks(int(key), data["skus"])
-    return 200, {"status": "OK"}, len(data["skus"]), call.lost()
+    state.apply_stocks(int(key), updates)
+    return 200, {"status": "OK"}, len(updates), call.lost()
 
 
 def get_stocks(call: ApiCall, operation: str, key: str, body: bytes, raw_id: str) -> Reply:

@@ -16,8 +16,17 @@ def _plain(sku: str) -> bool:
     return 0 < len(sku) <= 255 and sku.isascii() and sku.isprintable()
 
 
-def fast_update_body(payload: Any, now: datetime | None = None) -> dict[str, Any] | None:
-    """What ``UpdateStocksRequestSchema().load(payload)`` returns, for a body plainly valid; else None.
+# One SKU's update as the sandbox applies it: (sku, count, updatedAt or None).
+StockUpdate = tuple[str, int, "datetime | None"]
+
+
+def update_entries(data: dict[str, Any]) -> list[StockUpdate]:
+    """``UpdateStocksRequestSchema().load``'s result as the updates fast_update_body returns."""
+    return [(e["sku"], e["items"][0]["count"], e["items"][0].get("updatedAt")) for e in data["skus"]]
+
+
+def fast_update_body(payload: Any, now: datetime | None = None) -> list[StockUpdate] | None:
+    """``update_entries(UpdateStocksRequestSchema().load(payload))``, for a body plainly valid; else None.
 
     The schema costs ~20 us a SKU (a 2000-SKU request: ~40 ms of one core, which capped the
     sandbox below the rates the bench measures). This checks the same rules in one pass and
@@ -35,7 +44,7 @@ def fast_update_body(payload: Any, now: datetime | None = None) -> dict[str, Any
     now = s.utcnow() if now is None else now
     oldest = now - s.MAX_STAMP_AGE
     seen: set[str] = set()
-    out = []
+    out: list[StockUpdate] = []
     sku_problem, parse_stamp = s.sku_problem, s.parse_stamp
     stamps: dict[Any, Any] = {}  # a body's SKUs share a few stamps: each text is parsed once
     for entry in skus:
@@ -65,7 +74,7 @@ def fast_update_body(payload: Any, now: datetime | None = None) -> dict[str, Any
                     stamps[text] = stamp
             if stamp is None or stamp > now or stamp < oldest:
                 return None
-            out.append({"sku": sku, "items": [{"count": count, "updatedAt": stamp}]})
+            out.append((sku, count, stamp))  # a tuple: a dict, a list and a dict per SKU were a fifth of the time
         else:
-            out.append({"sku": sku, "items": [{"count": count}]})
-    return {"skus": out}
+            out.append((sku, count, None))
+    return out

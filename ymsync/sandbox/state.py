@@ -214,23 +214,23 @@ class SandboxState:
         """The Market's clock (unix seconds)."""
         return time.time() + self.config.clock_offset_s
 
-    def apply_stocks(self, campaign_id: int, entries: list[dict[str, Any]]) -> None:
+    def apply_stocks(self, campaign_id: int, updates: list[tuple[str, int, datetime | None]]) -> None:
+        """(sku, count, updatedAt or None: now) per SKU, in the request's order."""
         now = datetime.fromtimestamp(self.now(), timezone.utc)
         with self.lock:
             store = self.stocks.setdefault(campaign_id, {})
             known = len(store)
-            for entry in entries:
-                item = entry["items"][0]
-                stamp = item.get("updatedAt") or now
-                old = store.get(entry["sku"])
+            for sku, count, stamp in updates:
+                stamp = stamp or now
+                old = store.get(sku)
                 if old is not None and stamp < old.updated_at:
                     # The real Market applies in arrival order too; counting these exposes
                     # a client that let an older value overtake a newer one.
                     self.stale_writes += 1
-                store[entry["sku"]] = StockRecord(item["count"], stamp)
+                store[sku] = StockRecord(count, stamp)
             if len(store) != known:  # a SKU came: once a request, not once a new SKU
                 self._unsort(campaign_id)
-            self.sku_units[campaign_id] += len(entries)
+            self.sku_units[campaign_id] += len(updates)
             self.revision += 1
 
     def note_update_request(self, body_bytes: int, skus: int) -> None:
