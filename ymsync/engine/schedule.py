@@ -201,9 +201,10 @@ class Schedule:
         pairs = [Due(raw[i].decode(), int(float(raw[i + 1])), now) for i in range(3, len(raw), 2)]
         return Look(pairs[:n], pairs[n:], None if nxt < 0 else nxt / 1000)
 
-    def done(self, entry: Due) -> bool:
-        """Remove a due entry unless it was moved since it was read."""
-        return bool(self._remove_if(keys=[keys.DUE], args=[entry.target, entry.due_ms]))
+    def done(self, entry: Due, *, client: redis.client.Pipeline | None = None) -> bool:
+        """Remove a due entry unless it was moved since it was read (with ``client``: queued in that
+        pipeline, its reply is the pipeline's)."""
+        return bool(self._remove_if(keys=[keys.DUE], args=[entry.target, entry.due_ms], client=client))
 
     def wait_for_nudge(self, timeout_s: float) -> bool:
         """Block until a producer nudges (a new due entry) or ``timeout_s`` passes."""
@@ -219,10 +220,10 @@ class Schedule:
 
     # --- leftovers of dead workers ------------------------------------------------------------
 
-    def watch(self, target: str, at_ms: int) -> None:
+    def watch(self, target: str, at_ms: int, *, client: redis.client.Pipeline | None = None) -> None:
         """Look at ``target`` for leftovers (expired leases or task slots) at ``at_ms`` (server ms),
         or earlier if an earlier look is set already (each look sets the next one)."""
-        self.redis.zadd(keys.CHECK, {target: at_ms}, lt=True)
+        (client if client is not None else self.redis).zadd(keys.CHECK, {target: at_ms}, lt=True)
 
     def watch_in(self, target: str, in_ms: int, *, client: redis.client.Pipeline | None = None) -> None:
         """:meth:`watch`, ``in_ms`` from now by the server's clock (so it can ride in a pipeline)."""
@@ -240,8 +241,11 @@ class Schedule:
     def claim(self, target: str) -> str | None:
         """A flush-task slot for ``target`` (a token), or None if ``max_parallel`` are out."""
         token = uuid.uuid4().hex[:12]
-        ok = self._claim(keys=[keys.target_keys(target)["tasks"]], args=[self.max_parallel, self.queue_ttl_ms, token])
-        return token if ok else None
+        return token if self._claim_slot(target, token) else None
+
+    def _claim_slot(self, target: str, token: str, *, client: redis.client.Pipeline | None = None) -> int:
+        return self._claim(keys=[keys.target_keys(target)["tasks"]], args=[self.max_parallel, self.queue_ttl_ms, token],
+                           client=client)
 
     def claim_due(self, entry: Due) -> str | None:
         """For a due entry: :meth:`claim` a slot, remove the entry (:meth:`done`) and set a look at
@@ -250,17 +254,16 @@ class Schedule:
         goes whether a slot was free or not (when none is, each running flush makes the target
         due again as it ends with work left); a caller whose send then fails releases the slot and
         makes the target due again. The look stands either way: it is only a look."""
-        token = uuid.uuid4().hex[:12]
-        tasks, watch_at = keys.target_keys(entry.target)["tasks"], entry.now_ms + self.queue_ttl_ms + 100
+        token, watch_at = uuid.uuid4().hex[:12], entry.now_ms + self.queue_ttl_ms + 100
         if is_cluster(self.redis):
-            claimed = self._claim(keys=[tasks], args=[self.max_parallel, self.queue_ttl_ms, token])
+            claimed = self._claim_slot(entry.target, token)
             self.done(entry)
             self.watch(entry.target, watch_at)
         else:
             pipe = self.redis.pipeline(transaction=False)
-            self._claim(keys=[tasks], args=[self.max_parallel, self.queue_ttl_ms, token], client=pipe)
-            self._remove_if(keys=[keys.DUE], args=[entry.target, entry.due_ms], client=pipe)
-            pipe.zadd(keys.CHECK, {entry.target: watch_at}, lt=True)
+            self._claim_slot(entry.target, token, client=pipe)
+            self.done(entry, client=pipe)
+            self.watch(entry.target, watch_at, client=pipe)
             claimed = pipelines.raise_first(pipelines.execute(pipe))[0]
         return token if claimed else None
 
