@@ -62,7 +62,7 @@ class TakenEntries(Sequence[Entry]):
 
 def taken_entries(packed: bytes) -> TakenEntries:
     """A take's batch (TAKE's reply: ``sku, value`` pairs packed by msgpack), its Entry tuples
-    made only when read (TakenEntries). Unpacked in C: ~0.05 µs a SKU, and Redis sends one string."""
+    made only when read (TakenEntries). Unpacked in C, and Redis sends one string."""
     return TakenEntries(msgpack.unpackb(packed, raw=True))
 
 

@@ -122,8 +122,8 @@ for s = 1, np, 1000 do
 end
 if no == 0 then return {} end
 -- The batch is one value (see BATCH below): one write here, one read and one delete at settling.
--- The reply is that same string, not its 2 x n elements: turning a Lua table into a reply cost
--- Redis ~0.15 us a SKU more than the one string (issue 18; the worker unpacks it in C, batch.py).
+-- The reply is that same string, not its 2 x n elements: those cost Redis a conversion each, and
+-- BEGIN a copy into its own reply (issue 18; the worker unpacks the string in C, batch.py).
 local packed = cmsgpack.pack(out)
 redis.call('SET', KEYS[5], packed)
 redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4])
