@@ -41,8 +41,9 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
 # company; {'quota', ms} no quota now; {'lease'} every parallel slot is taken; {'none'} nothing
 # takeable (all in flight); {'batch', granted, remaining, window_used, pending after, server ms,
 # stamp floor, the batch packed (TAKE's reply: {sku, value, ...} by msgpack)}. With ARGV 20, a
-# status other than batch and slot comes as {status, ms or 0, 'freed', takeable now (1/0)}: the slot was freed in the same call (not for
-# a quota wait within ARGV 22's ms: that comes as {'quota', ms}, the slot kept).
+# status other than batch and slot comes as {status, ms or 0, 'freed', takeable now (1/0)}: the
+# slot was freed in the same call (not for a quota wait within ARGV 22's ms: that comes as
+# {'quota', ms}, the slot kept).
 # END:
 # KEYS: 1 inflight:<batch>, 2 busy, 3 batches, 4 buf, 5 queue, 6 dead, 7 stats, 8 retired,
 #       9 quota log, 10 its :used, 11 market view, 12 parallel gate,

@@ -8,7 +8,6 @@ from typing import Any
 from ymsync.market import schemas as s
 
 
-
 def _plain(sku: str) -> bool:
     """A stripped SKU (no space at either end) of printable ASCII, 1 to 255 characters: one
     ``sku_problem`` always accepts. By str methods: a regex call per SKU was a sixth of the
