@@ -209,8 +209,12 @@ class Handler(BaseHTTPRequestHandler):
         # Headers and body in one write (end_headers, then the body appended to the headers' buffer
         # before the one flush): each socket call lets another request's thread take the GIL, and
         # getting it back waited up to the 5 ms switch interval behind a request being parsed.
-        self._headers_buffer.append(b"\r\n")
-        self._headers_buffer.append(data)
+        pending = getattr(self, "_headers_buffer", None)
+        if pending is None:  # an HTTP/0.9 request: no headers go out, only the body
+            self.wfile.write(data)
+            return
+        pending.append(b"\r\n")
+        pending.append(data)
         self.flush_headers()
 
 
