@@ -57,7 +57,7 @@ def shop(redis_server, market, tmp_path_factory) -> Iterator[redis.Redis]:
     call_command("migrate", run_syncdb=True, verbosity=0)
     # Emptied before the worker starts, never after: the worker's broker bindings (kombu keeps them
     # in this Redis) would go with the rest, and its flush tasks with them (undeliverable). The
-    # first test once timed out that way, the worker having come up before the FLUSHDB.
+    # first test once timed out in a CI-style run, most likely so (the worker up before the FLUSHDB).
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     worker = CeleryWorker({**ymsync_settings, "YM_API_URL": market.url, "YM_FLUSH_DELAY_MS": "50"},
