@@ -21,6 +21,10 @@ from ymsync.sandbox import MarketSandbox, SandboxConfig
 # file per worker beside the controller's, which reads them all).
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Nothing in a test may reach the machine's own Redis (6379, ymsync's default): a test that
+    # falls back to the environment's REDIS_URL meets a port where nothing listens and fails
+    # loudly. (test_django once wrote to 6379 that way; each test names its private server.)
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:1/0")
     config.spec_check_off = spec_check_missing()  # type: ignore[attr-defined]
     if config.spec_check_off:
         return

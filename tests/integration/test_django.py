@@ -52,6 +52,11 @@ def shop(redis_server, market, tmp_path_factory) -> Iterator[redis.Redis]:
                                                   "NAME": str(folder / "shop.sqlite3")}},
                            YMSYNC=ymsync_settings, USE_TZ=True, DEFAULT_AUTO_FIELD="django.db.models.AutoField")
     django.setup()
+    # Django runs AppConfig.ready (which configures ymsync from YMSYNC) once a process; this fixture
+    # runs again when xdist splits the module around another one, after its teardown's
+    # configure(None). Configured here each time: else the producer read REDIS_URL from the
+    # environment, unset in tests, and wrote to the default localhost:6379, another's Redis.
+    configure({**settings.YMSYNC, **ymsync_settings})
     from django.core.management import call_command
 
     call_command("migrate", run_syncdb=True, verbosity=0)
