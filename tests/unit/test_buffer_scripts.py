@@ -162,8 +162,15 @@ def test_an_estimate_of_the_wrong_generation_is_refused_and_retried(clean_redis:
     buf._clock = behind
     assert buf.ingest(C, [("a", 1, NOW_MS - 1000)] * 1 + [(f"s{i}", 1, NOW_MS - 1000) for i in range(2500)]).accepted \
         == 2501
+    assert buf.pending(C) == 2501
+    batch = buf.take(C, 1, 10**6, 60)
+    buf._clock = behind
+    assert buf.settle(batch, "dead", reason="x") == 1  # a dead letter's record goes to hwm
     assert clean_redis.hexists(keys.hwm("c1001", current), "a")
     assert not clean_redis.exists(keys.hwm("c1001", current - 1))
+    buf._clock = behind
+    assert buf.ingest(C, [("a", 2, NOW_MS)]).accepted == 1  # and is rewritten there
+    assert clean_redis.hget(keys.hwm("c1001", current), "a") == f"{NOW_MS}|2".encode()
     batch = buf.take(C, 10, 10**6, 60)
     buf._clock = behind
     assert buf.settle(batch, "delivered") == 10

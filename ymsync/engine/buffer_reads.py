@@ -39,7 +39,7 @@ class BufferReads:
         return int(self.redis.hlen(keys.target_keys(self.target(target_id))["buf"]))
 
     def in_flight(self, target_id: int | str) -> int:
-        return int(self.redis.scard(keys.target_keys(self.target(target_id))["busy"]))
+        return int(self.redis.hlen(keys.target_keys(self.target(target_id))["flight"]))
 
     def stats(self, target_id: int | str) -> dict[str, int]:
         raw = self.redis.hgetall(keys.target_keys(self.target(target_id))["stats"])
@@ -66,8 +66,30 @@ class BufferReads:
         return self._records(keys.delivered, target_id, skus)
 
     def latest_of(self, target_id: int | str, skus: Sequence[str]) -> list[tuple[int, int] | None]:
-        """(stamp_ms, count) of the newest value accepted for each SKU (None: no record)."""
-        return self._records(keys.hwm, target_id, skus)  # type: ignore[return-value]
+        """(stamp_ms, count) of the newest value accepted for each SKU (None: no record): the
+        newest of its pending value, its value in flight, its delivered record and its ``hwm``
+        record (a value that left otherwise), as ingest judges (keys.py). At equal stamps the
+        later held wins: pending, then in flight, then the records."""
+        if not skus:
+            return []
+        k = keys.target_keys(self.target(target_id))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(k["buf"], list(skus))
+        pipe.hmget(k["flight"], list(skus))
+        pending, flying = pipe.execute()
+        left = self._records(keys.hwm, target_id, skus)
+        delivered = self._records(keys.delivered, target_id, skus)
+        out: list[tuple[int, int] | None] = []
+        for i in range(len(skus)):
+            found = [(int(stamp), 2 - rank, int(count)) for rank, raw in enumerate((pending[i], flying[i]))
+                     if raw is not None for count, stamp, _first in [raw.split(b"|")]]
+            if left[i] is not None:
+                found.append((left[i][0], -1, left[i][1]))
+            if delivered[i] is not None:
+                found.append((delivered[i][1], -1, delivered[i][0]))
+            best = max(found, default=None)
+            out.append((best[0], best[2]) if best is not None else None)
+        return out
 
     def _records(self, name, target_id: int | str, skus: Sequence[str]) -> list:
         if not skus:

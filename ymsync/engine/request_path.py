@@ -174,7 +174,7 @@ class RequestPath:
         k = keys.target_keys(t.name)
         qkey = keys.quota(call.method, call.quota_key)
         return _Prepared(
-            [k["tasks"], k["buf"], k["queue"], k["busy"], k["batches"], keys.inflight(t.name, batch_id), k["floor"],
+            [k["tasks"], k["buf"], k["queue"], k["flight"], k["batches"], keys.inflight(t.name, batch_id), k["floor"],
              k["halt"], k["backoff"], qkey, qkey + ":used", keys.pause(call.method, call.quota_key),
              keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name), keys.moved(t.name),
              keys.isolating(t.name)],
@@ -255,7 +255,7 @@ class RequestPath:
         call, grant = ticket.call, ticket.grant
         settle = p.limiter.settle_args(grant, spent, market)
         qkey = keys.quota(call.method, call.quota_key)
-        end_keys = [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"], k["buf"], k["queue"],
+        end_keys = [keys.inflight(batch.target, batch.batch_id), k["flight"], k["batches"], k["buf"], k["queue"],
                     k["dead"], k["stats"], k["retired"], qkey, qkey + ":used",
                     keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name)]
         end_args = [batch.batch_id, "delivered", "", 1 if settle is not None else 0, *(settle or [0] * 12),

@@ -46,7 +46,7 @@ end
 
 # INGEST (the producers' write) lives in ingest_lua.py.
 
-# KEYS: buf queue busy batches inflight floor moved; ARGV: max_n, max_bytes, lease_ms, batch_id, cap_ms
+# KEYS: buf queue flight batches inflight floor moved; ARGV: max_n, max_bytes, lease_ms, batch_id, cap_ms
 # Nothing is taken from a campaign target whose campaign moved into a warehouse group (``moved``,
 # set before the group takes over its records: group_move.py); its values move instead.
 # The queue is a list of pending SKUs in arrival order, each once (ingest, returns and replays
@@ -60,22 +60,22 @@ local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
 -- Counters, not #t: the length operator searches the table's border on every use.
 local out, picked, keep, bytes, scanned, full = {}, {}, {}, 0, 0, false
 local no, np, nk = 0, 0, 0
--- Nothing of the target in flight (no busy set): no SKU popped can be waiting for its older value.
+-- Nothing of the target in flight (no flight hash): no SKU popped can be waiting for its older value.
 local any_busy = redis.call('EXISTS', KEYS[3]) == 1
 local none_busy = {}
 while not full and scanned < maxn * 4 + 1000 do
   local skus = redis.call('LPOP', KEYS[2], 500)
   if not skus then break end
   local busy = none_busy
-  if any_busy then busy = redis.call('SMISMEMBER', KEYS[3], unpack(skus)) end
+  if any_busy then busy = redis.call('HMGET', KEYS[3], unpack(skus)) end
   local vals = redis.call('HMGET', KEYS[1], unpack(skus))
   -- One look at the whole page for a character JSON escapes (rare): a look per SKU cost a fifth of this script.
   local escapes = string.find(table.concat(skus), '[%c"\\\\]') ~= nil
   for i = 1, #skus do
     local sku = skus[i]
-    if full or busy[i] == 1 then
+    if full or busy[i] then
       nk = nk + 1; keep[nk] = sku
-      if busy[i] == 1 then scanned = scanned + 1 end
+      if busy[i] then scanned = scanned + 1 end
     elseif vals[i] then
       scanned = scanned + 1
       -- JSON bytes of this entry in the request: the SKU (escapes double), fixed keys, count, stamp.
@@ -117,10 +117,12 @@ if removed < np then
   end
   picked, out, np, no = picked2, out2, n2, 2 * n2
 end
-for s = 1, np, 1000 do
-  redis.call('SADD', KEYS[3], unpack(picked, s, math.min(s + 999, np)))
-end
 if no == 0 then return {} end
+-- Each SKU's value in flight, where ingest judges a push against it (latest wins) and finds the SKU
+-- busy: the batch's own pairs, as HSET takes them.
+for s = 1, no, 2000 do
+  redis.call('HSET', KEYS[3], unpack(out, s, math.min(s + 1999, no)))
+end
 -- The batch is one value (see BATCH below): one write here, one read and one delete at settling.
 -- The reply is that same string, not its 2 x n elements: those cost Redis a conversion each, and
 -- BEGIN a copy into its own reply (issue 18; the worker unpacks the string in C, batch.py).
@@ -152,8 +154,12 @@ local function batch_pairs(key)
 end
 """
 
-# KEYS: inflight busy batches buf queue dead stats retired delivered:g delivered:g-1 delivered:g-2;
-# ARGV: generation, generation_ms, batch_id, action, reason, skus... (none: every SKU of the batch)
+# KEYS: inflight flight batches buf queue dead stats retired delivered:g delivered:g-1 delivered:g-2
+# [hwm:g hwm:g-1 hwm:g-2: needed by 'dead' only]; ARGV: generation, generation_ms, batch_id, action,
+# reason, skus... (none: every SKU of the batch)
+# A value dead-lettered leaves the SKU's newest record in ``hwm`` (its own, or that of a value
+# pending behind it; one already there is the newest): it was accepted, and a push older than it
+# must stay stale once it is out of flight (INGEST).
 # A SKU retired (``retired``: sku -> the retirement's stamp) after its value was taken keeps no
 # record of it: delivered, its records go (the final count itself clears the mark); returned or
 # dead, an older value is dropped. A value stamped after the retirement (the SKU came back) settles
@@ -165,7 +171,9 @@ end
 # over a cabinet edit made in the meantime. The delivered record takes the newer stamp.
 # The SKUs not named stay in flight (isolation settles a refused batch piece by piece).
 SETTLE = GENERATIONS + BATCH + """local DEL = gens(9)
-local n, unchanged = 0, 0
+local HWM = gens(12)
+if ARGV[4] == 'dead' and not KEYS[12] then return redis.error_reply('SETTLE: dead needs the hwm keys') end
+local n, unchanged, kept_hwm = 0, 0, false
 local action = ARGV[4]
 -- Structures that do not exist are not read or cleaned per SKU: no retirement marks (the usual
 -- case), no older generation of delivered records (a young deployment, or a quiet day).
@@ -201,7 +209,7 @@ if #ARGV < 6 and action == 'delivered' and not any_marks then
   local pending = marked and redis.call('EXISTS', KEYS[4]) == 1
   -- Only this batch in flight (the usual case): its SKUs are all the busy set holds, which goes
   -- whole rather than member by member.
-  local alone = redis.call('SCARD', KEYS[2]) * 2 == #pairs_in
+  local alone = redis.call('HLEN', KEYS[2]) * 2 == #pairs_in
   for s = 1, #pairs_in, 2000 do
     local e = math.min(s + 1999, #pairs_in)
     local found, k = {}, 0
@@ -222,7 +230,7 @@ if #ARGV < 6 and action == 'delivered' and not any_marks then
     end
     redis.call('HSET', DEL[1], unpack(delivered))
     for _, key in ipairs(older) do redis.call('HDEL', key, unpack(found)) end
-    if not alone then redis.call('SREM', KEYS[2], unpack(found)) end
+    if not alone then redis.call('HDEL', KEYS[2], unpack(found)) end
     if #repeats > 0 then
       redis.call('HDEL', KEYS[4], unpack(repeats))
       unchanged = unchanged + #repeats
@@ -283,6 +291,13 @@ for s = first, #names, 1000 do
         else
           redis.call('HSET', KEYS[6], sku, cjson.encode({sku = sku, count = tonumber(count), stamp_ms = tonumber(stamp),
             first_ms = tonumber(string.match(v, '|(%d+)$')), reason = ARGV[5], at_ms = tonumber(now)}))
+          if not newest(HWM, sku) then  -- one there is the newest already (INGEST keeps it so)
+            local b = redis.call('HGET', KEYS[4], sku)  -- a value pending behind: newer, accepted later
+            local rec = stamp .. '|' .. count
+            if b then rec = string.match(b, '^%d+|(%d+)|') .. '|' .. string.match(b, '^(%d+)|') end
+            redis.call('HSET', HWM[1], sku, rec)
+            kept_hwm = true
+          end
         end
       end
     end
@@ -291,7 +306,7 @@ for s = first, #names, 1000 do
       redis.call('HSET', DEL[1], unpack(delivered))
       for _, key in ipairs(older) do redis.call('HDEL', key, unpack(found)) end
     end
-    redis.call('SREM', KEYS[2], unpack(found))
+    redis.call('HDEL', KEYS[2], unpack(found))
     if #repeats > 0 then
       -- Their queue entries stay: taking drops an entry without a value.
       redis.call('HDEL', KEYS[4], unpack(repeats))
@@ -310,12 +325,13 @@ elseif n > 0 then
   redis.call('SET', KEYS[1], cmsgpack.pack(rest))
 end
 if n > 0 and action == 'delivered' then stamp_expiry(DEL) end
+if kept_hwm then stamp_expiry(HWM) end
 if unchanged > 0 then redis.call('HINCRBY', KEYS[7], 'unchanged', unchanged) end
 if n > 0 and action ~= 'returned' then redis.call('HINCRBY', KEYS[7], action, n) end
 return n
 """
 
-# KEYS: batches busy buf queue stats retired inflight:<batch>...; ARGV: batch... (the same batches, in
+# KEYS: batches flight buf queue stats retired inflight:<batch>...; ARGV: batch... (the same batches, in
 # order: those the caller found expired). Returns each whose lease has run out by the script's
 # clock (its worker died, or is too slow to be trusted) to the buffer in one step, so nothing can
 # extend a lease between "found expired" and "returned" (EXTEND refuses an expired lease too).
@@ -345,7 +361,7 @@ for _, i in ipairs(expired) do
     returned = returned + 1
   end
   for s = 1, #skus, 1000 do
-    redis.call('SREM', KEYS[2], unpack(skus, s, math.min(s + 999, #skus)))
+    redis.call('HDEL', KEYS[2], unpack(skus, s, math.min(s + 999, #skus)))
   end
   redis.call('DEL', inflight)
   redis.call('ZREM', KEYS[1], batch)
@@ -354,16 +370,16 @@ if returned > 0 then redis.call('HINCRBY', KEYS[5], 'reclaimed', returned) end
 return {#expired, returned}
 """
 
-# KEYS: buf busy. 1 if some pending SKU can be taken now (is not waiting for its older value in
+# KEYS: buf flight. 1 if some pending SKU can be taken now (is not waiting for its older value in
 # flight to settle), else 0.
 TAKEABLE = """
 local pending = redis.call('HLEN', KEYS[1])
 if pending == 0 then return 0 end
 -- More pending than in flight: some pending value has no older one in flight (a backlog's case,
 -- answered without walking thousands of in-flight SKUs).
-if pending > redis.call('SCARD', KEYS[2]) then return 1 end
+if pending > redis.call('HLEN', KEYS[2]) then return 1 end
 local busy = 0
-for _, sku in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+for _, sku in ipairs(redis.call('HKEYS', KEYS[2])) do
   busy = busy + redis.call('HEXISTS', KEYS[1], sku)
 end
 if pending > busy then return 1 end

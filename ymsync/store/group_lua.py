@@ -3,7 +3,7 @@
 
 from ymsync.store.buffer_lua import GENERATIONS
 
-# On the group target. KEYS: buf busy hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
+# On the group target. KEYS: buf flight hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
 # ARGV: generation, generation_ms, then (sku, count, stamp_ms, at_ms) per value the Market accepted
 # through the campaign. A record newer than the group's becomes the group's latest-wins and
 # delivered record (so an older push to the group is refused as stale), and a pending group value
@@ -16,12 +16,17 @@ for i = 3, #ARGV, 4 do
   local sku, count, stamp, at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local h, hf = newest(HWM, sku)
   local hs = h and tonumber(string.match(h, '^(%d+)|')) or -1
+  -- Newer than the group's newest value wherever it is (INGEST): the record becomes its newest.
+  local dv, df = newest(DEL, sku)
+  for _, v in ipairs({dv or '', redis.call('HGET', KEYS[1], sku) or '', redis.call('HGET', KEYS[2], sku) or ''}) do
+    local s = string.match(v, '^%d+|(%d+)|')
+    if s then hs = math.max(hs, tonumber(s)) end
+  end
   if hs < tonumber(stamp) then
     keep(HWM, sku, stamp .. '|' .. count, hf)
-    local _, df = newest(DEL, sku)
     keep(DEL, sku, count .. '|' .. stamp .. '|' .. at, df)
     local b = redis.call('HGET', KEYS[1], sku)
-    if b and redis.call('SISMEMBER', KEYS[2], sku) == 0 then
+    if b and redis.call('HEXISTS', KEYS[2], sku) == 0 then
       local bs = tonumber(string.match(b, '^%d+|(%d+)|'))
       if bs and bs < tonumber(stamp) then redis.call('HDEL', KEYS[1], sku) end
     end

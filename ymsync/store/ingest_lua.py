@@ -3,20 +3,29 @@ build on: the server clock and the generation helpers). Layouts are given above 
 
 from ymsync.store.buffer_lua import GENERATIONS
 
-# KEYS: buf queue stats busy hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
+# KEYS: buf queue stats flight hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
 # ARGV: generation, generation_ms, horizon_ms, force (1/0), updates: one string of
 # "sku<GS>count<GS>stamp" entries (stamp '' = now) joined by <RS> (\x1d and \x1e: a SKU holds no
 # control character, a business item key's \x1f aside; buffer.py refuses any other), and '1' if
 # no SKU is in it twice (else '0' or nothing).
 # Returns {accepted, stale, unchanged, too_old, pending after this chunk}.
+# Latest wins against the SKU's newest value: an update older than it, or that very value again
+# (the same stamp and count), is stale; a different count with the same stamp wins. The newest is
+# the ``hwm`` record where one exists (a value that left without another record: dead-lettered,
+# retired, merged in; from then on every value accepted for the SKU rewrites it, so it stays the
+# newest), else the pending value, else the value in flight, else the delivered record: accepted
+# in that order, so at equal stamps the first found is the later. Nothing else is written for the
+# verdict: an accepted value is its own record in buf (issue 18 item 4: a latest-wins field created
+# per accepted update was a third of this script's Redis time), and an unchanged one moves its
+# delivered record's stamp on.
 # One argument, bulk reads (one HMGET per hash) and bulk writes (one HSET per hash written).
-# Redis's CPU per update is mostly this script's work per SKU (issue 18 item 4; measured by
-# ``python -m bench.ingest``), so a structure is read only for the SKUs whose verdict can depend
-# on it: an older generation only for the SKUs the newer ones lack, and no hash that does not
-# exist; the in-flight set and the delivered records only for SKUs with nothing pending (a pending
-# value alone decides the others), the delivered records only for those not in flight, neither
-# under ``force``. In the loop, string work is the cost: a record's stamp is cut out with a plain
-# find, and tonumber and a number's text are memoised per chunk (its SKUs share a few stamps).
+# Redis's CPU per update is mostly this script's work per SKU (measured by ``python -m bench.ingest``
+# and ``bench.redis_cost``), so a structure is read only for the SKUs whose verdict can depend on
+# it: an older generation only for the SKUs the newer ones lack, and no hash that does not exist;
+# the in-flight values and the delivered records only for SKUs with nothing pending (a pending
+# value is newer than both), the delivered records only for those not in flight. In the loop,
+# string work is the cost: a record's stamp is cut out with a plain find, and tonumber and a
+# number's text are memoised per chunk (its SKUs share a few stamps).
 # The writes overlay what this chunk wrote, so a SKU twice in one chunk is judged against its own
 # earlier update exactly as one call per update would judge it.
 INGEST = GENERATIONS + """
@@ -63,15 +72,15 @@ end
 local hw, hwg, bufv, busy, dl, dlg = {}, {}, {}, {}, {}, {}
 records(HWM, skus, nil, hw, hwg)
 if redis.call('EXISTS', KEYS[1]) == 1 then bufv = redis.call('HMGET', KEYS[1], unpack(skus)) end
-if not force then
+do
   local idle, at, k = {}, {}, 0
   for j = 1, n do
     if not bufv[j] then k = k + 1; idle[k], at[k] = skus[j], j end
   end
   if k > 0 and redis.call('EXISTS', KEYS[4]) == 1 then
-    local member, idle2, at2, k2 = redis.call('SMISMEMBER', KEYS[4], unpack(idle)), {}, {}, 0
+    local flying, idle2, at2, k2 = redis.call('HMGET', KEYS[4], unpack(idle)), {}, {}, 0
     for m = 1, k do
-      if member[m] == 1 then busy[at[m]] = true else k2 = k2 + 1; idle2[k2], at2[k2] = idle[m], at[m] end
+      if flying[m] then busy[at[m]] = flying[m] else k2 = k2 + 1; idle2[k2], at2[k2] = idle[m], at[m] end
     end
     idle, at = idle2, at2
   end
@@ -91,21 +100,27 @@ local find, sub, match, max = string.find, string.sub, string.match, math.max
 local nums, texts = {}, {}
 local function num(s) local v = tonumber(s); nums[s] = v; return v end
 local function text(v) local s = v .. ''; texts[v] = s; return s end
+-- Is the update (stamp_n, count) older than a value "count|stamp|..." (pending, in flight,
+-- delivered), or that very value again?
+local function beaten(stamp_n, count, v)
+  local c, s = match(v, '^(%d+)|(%d+)|')
+  local sn = nums[s] or num(s)
+  return stamp_n < sn or (stamp_n == sn and c == count)
+end
 for j = 1, n do
   local sku, count, stamp = skus[j], counts[j], stamps[j]
   local stamp_n
   if stamp == '' then stamp, stamp_n = now, now_n else stamp_n = nums[stamp] or num(stamp) end
-  local record = stamp .. '|' .. count  -- the latest-wins record this update would write
+  local drop = false
   local h, hat = nil, 1
   if hwm_at[sku] then h = hwm_args[hwm_at[sku]] elseif hw[j] then h, hat = hw[j], hwg[j] end
-  local drop = false
+  local record = h and stamp .. '|' .. count  -- the hwm record this update would rewrite
   if stamp_n < oldest then
     -- Older than the horizon: the Market refuses it, and the records that could order it against
     -- a newer value may be gone. Nothing that old can be sent safely.
     drop = true
     too_old = too_old + 1
   elseif h then
-    -- Older than the newest value accepted, or that very value again (the same stamp and count).
     if h == record then
       drop = true
     else
@@ -116,34 +131,34 @@ for j = 1, n do
   local old, old_first = nil, nil
   if buf_at[sku] then old = buf_args[buf_at[sku]] else old = bufv[j] end
   if not drop and old then
-    -- A pending value outlives its generation record when the Market is unreachable for long.
-    local ps, pf = match(old, '^%d+|(%d+)|(%d+)$')
-    if stamp_n < (nums[ps] or num(ps)) then drop = true else old_first = pf end
+    drop = beaten(stamp_n, count, old)
+    if not drop then old_first = match(old, '|(%d+)$') end
+  end
+  local d, dat = nil, 1
+  if not old then
+    if del_at[sku] then d = del_args[del_at[sku]] elseif dl[j] then d, dat = dl[j], dlg[j] end
+  end
+  if not drop and not old and not h then
+    if busy[j] then drop = beaten(stamp_n, count, busy[j])
+    elseif d then drop = beaten(stamp_n, count, d) end
   end
   local same = false
-  if not drop and not force and not old and not busy[j] then
+  if not drop and not force and not old and not busy[j] and d and sub(d, 1, find(d, '|', 1, true) - 1) == count then
     -- Nothing pending or in flight, and the Market was last given this very count: sending it
-    -- again would only spend quota. The stamps still move forward, so an older update keeps
+    -- again would only spend quota. The record's stamp moves on, so an older update keeps
     -- losing and a waiting producer sees its value settled.
-    local d, dat = nil, 1
-    if del_at[sku] then d = del_args[del_at[sku]] elseif dl[j] then d, dat = dl[j], dlg[j] end
-    if d and sub(d, 1, find(d, '|', 1, true) - 1) == count then
-      local ds, at = match(d, '^%d+|(%d+)|(%d+)$')
-      local m = max(nums[ds] or num(ds), stamp_n)
-      same = true
-      local value = count .. '|' .. (texts[m] or text(m)) .. '|' .. at
-      if del_at[sku] then
-        del_args[del_at[sku]] = value
-      else
-        del_args[dn + 1], del_args[dn + 2], dn = sku, value, dn + 2
-        if twice then del_at[sku] = dn end
-        if dat > 1 then hdel[3 + dat][#hdel[3 + dat] + 1] = sku end
-      end
+    local at = match(d, '|(%d+)$')
+    same = true
+    local value = count .. '|' .. (texts[stamp_n] or text(stamp_n)) .. '|' .. at
+    if del_at[sku] then
+      del_args[del_at[sku]] = value
+    else
+      del_args[dn + 1], del_args[dn + 2], dn = sku, value, dn + 2
+      if twice then del_at[sku] = dn end
+      if dat > 1 then hdel[3 + dat][#hdel[3 + dat] + 1] = sku end
     end
   end
-  if drop then
-    stale = stale + 1
-  else
+  if h and not drop then
     if hwm_at[sku] then
       hwm_args[hwm_at[sku]] = record
     else
@@ -151,20 +166,22 @@ for j = 1, n do
       if twice then hwm_at[sku] = hn end
       if hat > 1 then hdel[hat][#hdel[hat] + 1] = sku end
     end
-    if same then
-      unchanged = unchanged + 1
+  end
+  if drop then
+    stale = stale + 1
+  elseif same then
+    unchanged = unchanged + 1
+  else
+    local value = count .. '|' .. stamp .. '|' .. (old_first or now)
+    if buf_at[sku] then
+      buf_args[buf_at[sku]] = value
     else
-      local value = count .. '|' .. stamp .. '|' .. (old_first or now)
-      if buf_at[sku] then
-        buf_args[buf_at[sku]] = value
-      else
-        buf_args[bn + 1], buf_args[bn + 2], bn = sku, value, bn + 2
-        if twice then buf_at[sku] = bn end
-      end
-      if old then coalesced = coalesced + 1 else qn = qn + 1; queued[qn] = sku end
-      if busy[j] then behind = behind + 1 end
-      accepted = accepted + 1
+      buf_args[bn + 1], buf_args[bn + 2], bn = sku, value, bn + 2
+      if twice then buf_at[sku] = bn end
     end
+    if old then coalesced = coalesced + 1 else qn = qn + 1; queued[qn] = sku end
+    if busy[j] then behind = behind + 1 end
+    accepted = accepted + 1
   end
 end
 local function each(key, cmd, list, step)
@@ -178,7 +195,7 @@ each(HWM[2], 'HDEL', hdel[2], 1000)
 each(HWM[3], 'HDEL', hdel[3], 1000)
 each(DEL[2], 'HDEL', hdel[5], 1000)
 each(DEL[3], 'HDEL', hdel[6], 1000)
-if accepted + unchanged > 0 then stamp_expiry(HWM) end
+if hn > 0 then stamp_expiry(HWM) end
 if unchanged > 0 then stamp_expiry(DEL) end
 redis.call('HINCRBY', KEYS[3], 'received', n)
 if stale > 0 then redis.call('HINCRBY', KEYS[3], 'stale', stale) end
@@ -192,7 +209,7 @@ return {accepted, stale, unchanged, too_old, redis.call('HLEN', KEYS[1])}
 """
 
 
-# KEYS: buf queue stats busy dead invalid retired hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1
+# KEYS: buf queue stats flight dead invalid retired hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1
 # delivered:g-2; ARGV: generation, generation_ms, horizon_ms, final count ('' = none), skus...
 # Retires SKUs (the shop no longer sells them), each in one step: its delivered records and dead
 # letters (invalid input of that SKU too) go, and its newest accepted value becomes the retirement,
@@ -211,9 +228,15 @@ for i = 5, #ARGV do
     gone[sku] = true
     retired = retired + 1
     letters = letters + redis.call('HDEL', KEYS[5], sku)
-    local h = newest(HWM, sku)
+    -- After the newest value of the SKU wherever it is (latest wins: see INGEST).
     local stamp = tonumber(now)
+    local h = newest(HWM, sku)
     if h then stamp = math.max(stamp, tonumber(string.match(h, '^(%d+)|')) + 1) end
+    for _, v in ipairs({redis.call('HGET', KEYS[1], sku) or '', redis.call('HGET', KEYS[4], sku) or '',
+                        (newest(DEL, sku)) or ''}) do
+      local s = string.match(v, '^%d+|(%d+)|')
+      if s then stamp = math.max(stamp, tonumber(s) + 1) end
+    end
     stamp = string.format('%d', stamp)
     for g = 1, 3 do redis.call('HDEL', DEL[g], sku) end
     redis.call('HDEL', HWM[2], sku)
