@@ -256,7 +256,7 @@ def test_a_delivered_record_is_cut_right_whatever_the_lengths_of_its_times(buf, 
     k = keys.campaign_keys(C)
     r.set(keys.inflight(buf.target(C), "b1"), msgpack.packb([x for sku, v in values_in.items() for x in (sku.encode(), v)],
                                                                    use_bin_type=False))  # as str: what cmsgpack reads
-    r.hset(k["flight"], mapping=values_in)
+    r.sadd(k["busy"], *values_in)
     r.zadd(k["batches"], {"b1": int(time.time() * 1000) + 60_000})
     buf.settle(Batch(buf.target(C), "b1", ()), "delivered")
     got = {sku: rec[:2] for sku, rec in buf.delivered(C).items()}
@@ -359,11 +359,11 @@ def test_a_batch_settled_in_pieces_stays_in_flight_until_its_last_piece(buf, r) 
     # Isolation settles a refused batch piece by piece; what is not settled yet stays leased.
     buf.ingest(C, [(s, 1, BASE) for s in "abcd"])
     batch = buf.take(C, 10, 10_000, 60)
-    batches, flight = keys.campaign_keys(C)["batches"], keys.campaign_keys(C)["flight"]
+    batches, busy = keys.campaign_keys(C)["batches"], keys.campaign_keys(C)["busy"]
     assert buf.settle(batch, "delivered", ["a", "b", "zz"]) == 2  # zz is not in the batch
     assert buf.settle(batch, "delivered", ["a"]) == 0  # settled once only
     assert r.zscore(batches, batch.batch_id) is not None
-    assert {m.decode() for m in r.hkeys(flight)} == {"c", "d"}
+    assert {m.decode() for m in r.smembers(busy)} == {"c", "d"}
     assert buf.settle(batch, "returned", ["c"]) == 1
     assert values(buf.take(C, 10, 10_000, 60)) == {"c": (1, BASE)}  # d is still in flight
     assert buf.settle(batch, "dead", ["d"], reason="x") == 1
@@ -444,7 +444,7 @@ def test_replay_all_keeps_raw_dead_letters(buf, r) -> None:
 
 # --- every key has a bound -------------------------------------------------------------------
 
-_PER_SKU = {"buf", "queue", "flight", "dead"}
+_PER_SKU = {"buf", "queue", "busy", "dead"}
 _STATS = {"received", "stale", "coalesced", "delivered", "dead", "reclaimed", "retries", "rate_limited",
           "failstreak", "unchanged", "too_old"}
 
@@ -485,6 +485,8 @@ def test_every_key_is_bounded(buf, r) -> None:
             assert size <= len(catalog), f"{key}: {size} entries for {len(catalog)} SKUs"
         if name == "inflight":
             assert key.rsplit(":", 1)[1] in open_batches, f"{key} is tracked by no lease: nothing reclaims it"
+        elif name == "flight":
+            assert {b.decode() for b in r.hkeys(key)} <= open_batches, f"{key}: a copy of a batch no lease tracks"
         elif name == "batches":
             assert size <= len(catalog)
         elif name == "stats":
@@ -538,19 +540,19 @@ def test_a_sku_queued_twice_is_taken_once(buf, r) -> None:
     assert [x.decode() for x in r.lrange(queue_key, 0, -1)] == ["X", "X", "Z"]
     batch = buf.take(C, 10, 10**9, 60)
     assert [e.sku for e in batch.entries] == ["X", "Z"] and values(batch)["X"] == (2, BASE + 2)
-    assert r.llen(queue_key) == 0 and set(r.hkeys(keys.campaign_keys(C)["flight"])) == {b"X", b"Z"}
+    assert r.llen(queue_key) == 0 and r.smembers(keys.campaign_keys(C)["busy"]) == {b"X", b"Z"}
     assert buf.settle(batch, "delivered") == 2 and buf.pending(C) == 0 and buf.in_flight(C) == 0
 
 
 def test_settling_one_batch_keeps_the_other_batches_skus_in_flight(buf, r) -> None:
-    # A batch alone in flight empties the flight hash whole; beside another, only its own SKUs go.
-    busy = keys.campaign_keys(C)["flight"]
+    # A batch alone in flight empties the busy set whole; beside another, only its own SKUs go.
+    busy = keys.campaign_keys(C)["busy"]
     buf.ingest(C, [(f"a{i}", 1, BASE) for i in range(5)])
     first = buf.take(C, 3, 10**9, 60)
     second = buf.take(C, 3, 10**9, 60)
-    assert len(first) == 3 and len(second) == 2 and r.hlen(busy) == 5
+    assert len(first) == 3 and len(second) == 2 and r.scard(busy) == 5
     assert buf.settle(first, "delivered") == 3
-    assert set(r.hkeys(busy)) == {e.sku.encode() for e in second.entries}
+    assert r.smembers(busy) == {e.sku.encode() for e in second.entries}
     buf.ingest(C, [(second.entries[0].sku, 9, BASE + 1)])  # a newer value waits for the one in flight
     assert buf.take(C, 10, 10**9, 60) is None
     assert buf.settle(second, "delivered") == 2 and not r.exists(busy)
@@ -583,7 +585,7 @@ def test_reclaim_returns_every_expired_batch_in_one_step(buf, r) -> None:
     batches = r.zrange(keys.campaign_keys(C)["batches"], 0, -1)
     assert [b.decode() for b in batches] == [live.batch_id]
     assert not any(r.exists(keys.inflight(buf.target(C), b.batch_id)) for b in dead)
-    assert r.hlen(keys.campaign_keys(C)["flight"]) == 10
+    assert r.scard(keys.campaign_keys(C)["busy"]) == 10
     assert buf.pending(C) == 20
 
 

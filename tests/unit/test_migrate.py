@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-import msgpack
 import redis
 
 from ymsync.config.settings import Quota
@@ -138,48 +137,7 @@ def test_b_02_the_cli_says_what_it_moved(clean_redis, redis_server, monkeypatch)
         get_settings.cache_clear()
         push_cli._settings.cache_clear()
     assert out[0] == ("would move: 0 campaign(s), 0 pending value(s), 0 dead letter(s), 0 per-SKU record(s), "
-                      "1 quota log(s), 1 pause(s), 1 Market count(s), 1 parallel gate(s), 0 value(s) in flight\n")
+                      "1 quota log(s), 1 pause(s), 1 Market count(s), 1 parallel gate(s)\n")
     assert out[1].startswith("moved: 0 campaign(s), 0 pending value(s), 0 dead letter(s), 0 per-SKU record(s), "
-                             "1 quota log(s), 1 pause(s), 1 Market count(s), 1 parallel gate(s), 0 value(s) in flight; 6 old key(s) deleted")
-    assert "0 quota log(s), 0 pause(s), 0 Market count(s), 0 parallel gate(s), 0 value(s) in flight; 0 old key(s)" in out[2]
-
-
-# --- the layout before one record per SKU: in-flight SKUs as a set (``busy``) --------------------
-
-def busy_state(r: redis.Redis, buf: StockBuffer, now: int) -> str:
-    """What the release before ``flight`` left with a batch in flight: the batch's values packed in
-    its inflight string, its SKUs in the ``busy`` set (one, ``gone``, of a batch settled since, as a
-    crash between two steps could leave), and the latest-wins records its ingest wrote."""
-    target = keys.campaign_target(C)
-    prefix = keys.target_prefix(target)
-    values = {"b": f"1|{now - 10}|{now - 10}", "c": f"7|{now - 5}|{now - 5}"}
-    r.set(keys.inflight(target, "x1"), msgpack.packb([x for pair in values.items() for x in pair]))
-    r.zadd(prefix + "batches", {"x1": now + 60_000})
-    r.sadd(keys.legacy_busy(target), "b", "c", "gone")
-    g = buf.generations()[-1]
-    r.hset(keys.hwm(target, g), mapping={"b": f"{now - 10}|1", "c": f"{now - 5}|7"})
-    r.hset(prefix + "buf", "a", f"5|{now}|{now}")
-    r.rpush(prefix + "queue", "a")
-    return target
-
-
-def test_c_01_a_busy_set_becomes_the_values_in_flight(clean_redis) -> None:
-    now = int(time.time() * 1000)
-    buf = StockBuffer(clean_redis)
-    target = busy_state(clean_redis, buf, now)
-    assert migrate(clean_redis, buf, dry_run=True).in_flight == 2
-    assert clean_redis.exists(keys.legacy_busy(target))
-
-    assert migrate(clean_redis, buf).in_flight == 2
-    assert not clean_redis.exists(keys.legacy_busy(target))
-    assert clean_redis.hgetall(keys.target_keys(target)["flight"]) == {
-        b"b": f"1|{now - 10}|{now - 10}".encode(), b"c": f"7|{now - 5}|{now - 5}".encode()}
-    assert migrate(clean_redis, buf).in_flight == 0  # idempotent
-    # In flight for the new code: a newer value of b waits behind it, a's is taken alone.
-    assert buf.ingest(C, [("b", 2, now)]).accepted == 1
-    assert {e.sku for e in buf.take(C, 10, 10**6, 60).entries} == {"a"}
-    # The old batch settles as any other: its SKUs leave flight, and b's newer value follows.
-    from ymsync.engine.batch import Batch
-    assert buf.settle(Batch(target, "x1", ()), "delivered") == 2
-    assert buf.delivered(C)["c"][:2] == (7, now - 5)
-    assert {e.sku: e.count for e in buf.take(C, 10, 10**6, 60).entries} == {"b": 2}
+                             "1 quota log(s), 1 pause(s), 1 Market count(s), 1 parallel gate(s); 6 old key(s) deleted")
+    assert "0 quota log(s), 0 pause(s), 0 Market count(s), 0 parallel gate(s); 0 old key(s)" in out[2]

@@ -213,7 +213,7 @@ class StockBuffer(BufferReads):
         done: dict[int, list[int]] = {}
         waiting, g = list(range(len(chunks))), self._generation()
         for _ in range(_ATTEMPTS):
-            script_keys = [k["buf"], k["queue"], k["stats"], k["flight"],
+            script_keys = [k["buf"], k["queue"], k["stats"], k["busy"], k["flight"],
                            *self._generation_keys(target, g, keys.hwm, keys.delivered)]
             pipe = self.ack.pipeline(self.redis, k["buf"])  # the node's own connection: WAIT follows on it
             for i in waiting:
@@ -248,9 +248,9 @@ class StockBuffer(BufferReads):
         backwards between processes whose clocks learnt the Market's time a second apart."""
         k = keys.target_keys(self.target(target_id))
         batch_id = uuid.uuid4().hex[:12]
-        raw = self._take(keys=[k["buf"], k["queue"], k["flight"], k["batches"],
+        raw = self._take(keys=[k["buf"], k["queue"], k["busy"], k["batches"],
                                keys.inflight(self.target(target_id), batch_id), k["floor"],
-                               keys.moved(self.target(target_id))],
+                               keys.moved(self.target(target_id)), k["flight"]],
                          args=[max_skus, max_bytes, int(lease_s * 1000), batch_id, int(cap_ms)])
         if not raw:
             return None
@@ -265,8 +265,8 @@ class StockBuffer(BufferReads):
         if skus is not None and not names:
             return 0
         return int(self.call_in_generation(
-            self._settle, batch.target, [keys.inflight(batch.target, batch.batch_id), k["flight"], k["batches"],
-                                         k["buf"], k["queue"], k["dead"], k["stats"], k["retired"]],
+            self._settle, batch.target, [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"],
+                                         k["buf"], k["queue"], k["dead"], k["stats"], k["retired"], k["flight"]],
             (keys.delivered, keys.hwm), [batch.batch_id, action, reason[:2000], *names]))
 
     def extend(self, batch: Batch, lease_s: float) -> bool:
@@ -288,14 +288,14 @@ class StockBuffer(BufferReads):
         k = keys.target_keys(target)
         if not batches:
             return 0
-        _batches, returned = self._reclaim(keys=[k["batches"], k["flight"], k["buf"], k["queue"], k["stats"], k["retired"],
+        _batches, returned = self._reclaim(keys=[k["batches"], k["busy"], k["buf"], k["queue"], k["stats"], k["retired"], k["flight"],
                                                  *(keys.inflight(target, b) for b in batches)], args=batches)
         return int(returned)
 
     def takeable(self, target_id: int | str) -> bool:
         """True if some pending SKU can be taken now (its older value is not still in flight)."""
         k = keys.target_keys(self.target(target_id))
-        return bool(self._takeable(keys=[k["buf"], k["flight"]]))
+        return bool(self._takeable(keys=[k["buf"], k["busy"]]))
 
     def lease_deadline_ms(self, target_id: int | str) -> int | None:
         """The earliest lease deadline of the campaign's open batches (server ms), None if none."""
@@ -327,9 +327,8 @@ class StockBuffer(BufferReads):
         """Put dead letters back in the buffer, unless a newer value has arrived since."""
         target = self.target(target_id)
         k = keys.target_keys(target)
-        n = int(self.call_in_generation(self._replay, target, [k["dead"], k["buf"], k["queue"], k["flight"]],
-                                         (keys.hwm, keys.delivered),
-                                         list(skus)))
+        n = int(self.call_in_generation(self._replay, target, [k["dead"], k["buf"], k["queue"], k["busy"]],
+                                         (keys.hwm,), list(skus)))
         if n:
             self.schedule.activate(self.target(target_id), 0)
         return n

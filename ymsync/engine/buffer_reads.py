@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Sequence
 
+import msgpack
+
 from ymsync.store import keys
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ class BufferReads:
         return int(self.redis.hlen(keys.target_keys(self.target(target_id))["buf"]))
 
     def in_flight(self, target_id: int | str) -> int:
-        return int(self.redis.hlen(keys.target_keys(self.target(target_id))["flight"]))
+        return int(self.redis.scard(keys.target_keys(self.target(target_id))["busy"]))
 
     def stats(self, target_id: int | str) -> dict[str, int]:
         raw = self.redis.hgetall(keys.target_keys(self.target(target_id))["stats"])
@@ -75,8 +77,13 @@ class BufferReads:
         k = keys.target_keys(self.target(target_id))
         pipe = self.redis.pipeline(transaction=False)
         pipe.hmget(k["buf"], list(skus))
-        pipe.hmget(k["flight"], list(skus))
-        pending, flying = pipe.execute()
+        pipe.hvals(k["flight"])
+        pending, batches = pipe.execute()
+        in_flight: dict[bytes, bytes] = {}
+        for packed in batches:
+            pairs = msgpack.unpackb(packed, raw=True)
+            in_flight.update(zip(pairs[::2], pairs[1::2]))
+        flying = [in_flight.get(sku.encode()) for sku in skus]
         left = self._records(keys.hwm, target_id, skus)
         delivered = self._records(keys.delivered, target_id, skus)
         out: list[tuple[int, int] | None] = []

@@ -235,7 +235,7 @@ class GroupMove:
         k, merged = keys.target_keys(dest), 0
         for start in range(0, len(records), _CHUNK):
             args = [str(x) for rec in records[start:start + _CHUNK] for x in rec]
-            merged += int(self.buffer.call_in_generation(self._merge, dest, [k["buf"], k["flight"]],
+            merged += int(self.buffer.call_in_generation(self._merge, dest, [k["buf"], k["busy"], k["flight"]],
                                                           (keys.hwm, keys.delivered), args))
         return merged
 

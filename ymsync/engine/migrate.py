@@ -16,17 +16,12 @@ From one tag per quota key and per gate (``ymsync:{q:1001}:quota:<method>``,
 keys.py): :func:`move_tagged`. Unlike 0.1's, this state is kept, with its TTL: a quota log holds
 the units the Market still counts in its window, a pause a 420's wait, the Market view its own
 count, and dropping them would let the new workers overrun the quota the moment they start.
-
-From a target's in-flight SKUs as a set (``ymsync:{c1001}:busy``, before issue 18's one record per
-SKU) to the ``flight`` hash of their values: :func:`move_busy`. Ingest judges a push against the
-value in flight, which the set did not hold; the values come from the batches in flight.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import msgpack
 import redis
 
 from ymsync.store import keys
@@ -45,8 +40,6 @@ class MigrationResult:
     # Old keys of one tag per quota key and per gate moved under their target's tag, by kind
     # (quota, pause, market, lease; a log's ``:used`` sum goes with its log).
     tagged: dict[str, int] = field(default_factory=dict)
-    # SKUs in flight kept in a ``busy`` set (before the ``flight`` hash) given their values.
-    in_flight: int = 0
 
 
 def _old(name: str, campaign: int) -> str:
@@ -56,7 +49,6 @@ def _old(name: str, campaign: int) -> str:
 def migrate(client: redis.Redis, buffer: StockBuffer, *, dry_run: bool = False) -> MigrationResult:
     result = MigrationResult()
     move_tagged(client, result, dry_run=dry_run)
-    move_busy(client, result, dry_run=dry_run)
     campaigns = sorted(int(c) for c in client.smembers(OLD + "campaigns"))
     generation = buffer.generations()[-1]
     for c in campaigns:
@@ -203,39 +195,3 @@ def move_tagged(client: redis.Redis, result: MigrationResult, *, dry_run: bool =
                 merge_view(keys=[new], args=[ttl, *(x for pair in view.items() for x in pair)])
         # The log and its sum share the old tag: one slot, one DEL.
         result.deleted_keys += int(client.delete(*([name, name + ":used"] if kind == "quota" else [name])))
-
-
-def move_busy(client: redis.Redis, result: MigrationResult, *, dry_run: bool = False) -> None:
-    """Each target's ``busy`` set becomes its ``flight`` hash: a SKU's value from the batch in
-    flight that holds it (a SKU no batch holds any more had settled: it goes)."""
-    for raw in client.scan_iter(match=keys.legacy_busy("*"), count=500):
-        name = raw.decode()
-        target = keys.hash_tag(name)
-        if keys.legacy_busy(target) != name:
-            continue
-        k = keys.target_keys(target)
-        values: dict[bytes, bytes] = {}
-        for batch in client.zrange(k["batches"], 0, -1):
-            values.update(batch_values(client, keys.inflight(target, batch.decode())))
-        busy = client.smembers(name)
-        moving = {sku: values[sku] for sku in busy if sku in values}
-        result.in_flight += len(moving)
-        if dry_run:
-            continue
-        pipe = client.pipeline(transaction=True)  # one slot: the target's tag
-        if moving:
-            pipe.hset(k["flight"], mapping=moving)
-        pipe.delete(name)
-        pipe.execute()
-        result.deleted_keys += 1
-
-
-def batch_values(client: redis.Redis, inflight: str) -> dict[bytes, bytes]:
-    """sku -> value of a batch in flight: a msgpack string, or a hash (older releases)."""
-    kind = client.type(inflight)
-    if kind == b"string":
-        packed = msgpack.unpackb(client.get(inflight), raw=True)
-        return dict(zip(packed[::2], packed[1::2]))
-    if kind == b"hash":
-        return client.hgetall(inflight)
-    return {}

@@ -174,10 +174,10 @@ class RequestPath:
         k = keys.target_keys(t.name)
         qkey = keys.quota(call.method, call.quota_key)
         return _Prepared(
-            [k["tasks"], k["buf"], k["queue"], k["flight"], k["batches"], keys.inflight(t.name, batch_id), k["floor"],
+            [k["tasks"], k["buf"], k["queue"], k["busy"], k["batches"], keys.inflight(t.name, batch_id), k["floor"],
              k["halt"], k["backoff"], qkey, qkey + ":used", keys.pause(call.method, call.quota_key),
              keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name), keys.moved(t.name),
-             keys.isolating(t.name)],
+             keys.isolating(t.name), k["flight"]],
             [n.slot or "", p.schedule.task_ttl_ms, 1 if t.per_request else 0, int(o.batch_wait_s * 1000),
              n.max_values, n.max_bytes, int(o.lease_s * 1000), batch_id, n.cap_ms,
              1 if quota is not None else 0, quota.amount if quota else 0,
@@ -255,9 +255,9 @@ class RequestPath:
         call, grant = ticket.call, ticket.grant
         settle = p.limiter.settle_args(grant, spent, market)
         qkey = keys.quota(call.method, call.quota_key)
-        end_keys = [keys.inflight(batch.target, batch.batch_id), k["flight"], k["batches"], k["buf"], k["queue"],
+        end_keys = [keys.inflight(batch.target, batch.batch_id), k["busy"], k["batches"], k["buf"], k["queue"],
                     k["dead"], k["stats"], k["retired"], qkey, qkey + ":used",
-                    keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name)]
+                    keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name), k["flight"]]
         end_args = [batch.batch_id, "delivered", "", 1 if settle is not None else 0, *(settle or [0] * 12),
                     ticket.lease_id or "", int(ticket.keep_s * 1000)]
         # No SKUs named: the script settles the batch it holds, all of it (the request sent it whole).

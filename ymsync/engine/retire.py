@@ -87,7 +87,8 @@ def retire_target(buffer: StockBuffer, target: str, skus: list[str], final_count
     with unavailable_as(what, len(skus)):
         for start in range(0, len(skus), CHUNK):
             got = buffer.call_in_generation(
-                script, target, [k["buf"], k["queue"], k["stats"], k["flight"], k["dead"], k["invalid"], k["retired"]],
+                script, target, [k["buf"], k["queue"], k["stats"], k["busy"], k["dead"], k["invalid"], k["retired"],
+                             k["flight"]],
                 (keys.hwm, keys.delivered), [buffer.horizon_ms, "" if final_count is None else final_count,
                                              *skus[start:start + CHUNK]])
             totals = [a + int(b) for a, b in zip(totals, got)]

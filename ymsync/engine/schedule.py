@@ -288,7 +288,7 @@ class Schedule:
         buffer's TAKEABLE), in one script: a producer that wrote meanwhile either saw the slot
         free or wrote before the look."""
         k = keys.target_keys(target)
-        return bool(self._release_and_look(keys=[k["tasks"], k["buf"], k["flight"]], args=[token]))
+        return bool(self._release_and_look(keys=[k["tasks"], k["buf"], k["busy"]], args=[token]))
 
     def slots_expiry(self, target: str) -> int | None:
         """When the first live slot of ``target`` expires (server ms); None if none is live."""

@@ -43,7 +43,7 @@ def campaign_status(buffer: StockBuffer, limiter: QuotaLimiter, campaign_id: int
     k = keys.target_keys(t.name)
     pipe = buffer.redis.pipeline(transaction=False)
     pipe.hlen(k["buf"])
-    pipe.hlen(k["flight"])
+    pipe.scard(k["busy"])
     pipe.hget(k["stats"], "delivered")
     pipe.hlen(k["dead"])
     pipe.llen(k["invalid"])

@@ -46,7 +46,7 @@ end
 
 # INGEST (the producers' write) lives in ingest_lua.py.
 
-# KEYS: buf queue flight batches inflight floor moved; ARGV: max_n, max_bytes, lease_ms, batch_id, cap_ms
+# KEYS: buf queue busy batches inflight floor moved flight; ARGV: max_n, max_bytes, lease_ms, batch_id, cap_ms
 # Nothing is taken from a campaign target whose campaign moved into a warehouse group (``moved``,
 # set before the group takes over its records: group_move.py); its values move instead.
 # The queue is a list of pending SKUs in arrival order, each once (ingest, returns and replays
@@ -60,22 +60,22 @@ local maxn, maxb = tonumber(ARGV[1]), tonumber(ARGV[2])
 -- Counters, not #t: the length operator searches the table's border on every use.
 local out, picked, keep, bytes, scanned, full = {}, {}, {}, 0, 0, false
 local no, np, nk = 0, 0, 0
--- Nothing of the target in flight (no flight hash): no SKU popped can be waiting for its older value.
+-- Nothing of the target in flight (no busy set): no SKU popped can be waiting for its older value.
 local any_busy = redis.call('EXISTS', KEYS[3]) == 1
 local none_busy = {}
 while not full and scanned < maxn * 4 + 1000 do
   local skus = redis.call('LPOP', KEYS[2], 500)
   if not skus then break end
   local busy = none_busy
-  if any_busy then busy = redis.call('HMGET', KEYS[3], unpack(skus)) end
+  if any_busy then busy = redis.call('SMISMEMBER', KEYS[3], unpack(skus)) end
   local vals = redis.call('HMGET', KEYS[1], unpack(skus))
   -- One look at the whole page for a character JSON escapes (rare): a look per SKU cost a fifth of this script.
   local escapes = string.find(table.concat(skus), '[%c"\\\\]') ~= nil
   for i = 1, #skus do
     local sku = skus[i]
-    if full or busy[i] then
+    if full or busy[i] == 1 then
       nk = nk + 1; keep[nk] = sku
-      if busy[i] then scanned = scanned + 1 end
+      if busy[i] == 1 then scanned = scanned + 1 end
     elseif vals[i] then
       scanned = scanned + 1
       -- JSON bytes of this entry in the request: the SKU (escapes double), fixed keys, count, stamp.
@@ -117,17 +117,19 @@ if removed < np then
   end
   picked, out, np, no = picked2, out2, n2, 2 * n2
 end
-if no == 0 then return {} end
--- Each SKU's value in flight, where ingest judges a push against it (latest wins) and finds the SKU
--- busy: the batch's own pairs, as HSET takes them.
-for s = 1, no, 2000 do
-  redis.call('HSET', KEYS[3], unpack(out, s, math.min(s + 1999, no)))
+for s = 1, np, 1000 do
+  redis.call('SADD', KEYS[3], unpack(picked, s, math.min(s + 999, np)))
 end
+if no == 0 then return {} end
 -- The batch is one value (see BATCH below): one write here, one read and one delete at settling.
 -- The reply is that same string, not its 2 x n elements: those cost Redis a conversion each, and
 -- BEGIN a copy into its own reply (issue 18; the worker unpacks the string in C, batch.py).
 local packed = cmsgpack.pack(out)
 redis.call('SET', KEYS[5], packed)
+-- Again in the flight hash, which ingest names to judge a push against a value in flight (its
+-- own key is not known to a producer): one string copy a request, where a field per SKU holding
+-- its value cost a fifth of the flushes' Redis time (issue 18).
+redis.call('HSET', KEYS[8], ARGV[4], packed)
 redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4])
 -- The stamp cap of this batch: the newest of the caller's and every cap sent before it.
 -- Each is the Market's time at a lower bound, so the floor is never in its future; taking
@@ -154,7 +156,7 @@ local function batch_pairs(key)
 end
 """
 
-# KEYS: inflight flight batches buf queue dead stats retired delivered:g delivered:g-1 delivered:g-2
+# KEYS: inflight busy batches buf queue dead stats retired flight delivered:g delivered:g-1 delivered:g-2
 # [hwm:g hwm:g-1 hwm:g-2: needed by 'dead' only]; ARGV: generation, generation_ms, batch_id, action,
 # reason, skus... (none: every SKU of the batch)
 # A value dead-lettered leaves the SKU's newest record in ``hwm`` (its own, or that of a value
@@ -170,9 +172,9 @@ end
 # the Market has just been given that count, and sending it again would spend quota and could land
 # over a cabinet edit made in the meantime. The delivered record takes the newer stamp.
 # The SKUs not named stay in flight (isolation settles a refused batch piece by piece).
-SETTLE = GENERATIONS + BATCH + """local DEL = gens(9)
-local HWM = gens(12)
-if ARGV[4] == 'dead' and not KEYS[12] then return redis.error_reply('SETTLE: dead needs the hwm keys') end
+SETTLE = GENERATIONS + BATCH + """local DEL = gens(10)
+local HWM = gens(13)
+if ARGV[4] == 'dead' and not KEYS[13] then return redis.error_reply('SETTLE: dead needs the hwm keys') end
 local n, unchanged, kept_hwm = 0, 0, false
 local action = ARGV[4]
 -- Structures that do not exist are not read or cleaned per SKU: no retirement marks (the usual
@@ -182,9 +184,10 @@ local older = {}
 for g = 2, 3 do if redis.call('EXISTS', DEL[g]) == 1 then older[#older + 1] = DEL[g] end end
 local pairs_in = batch_pairs(KEYS[1])  -- none if the lease ran out and the batch was reclaimed
 local held, settled = {}, {}
-local delivered, repeats, d, tail = {}, {}, 0, '|' .. now
+local delivered, repeats, d, tail, lost = {}, {}, 0, '|' .. now, 0
 -- The record of a value the Market accepted. The same count pending behind it is dropped as
--- unchanged, its newer stamp kept.
+-- unchanged, its newer stamp kept; an older value behind it (ingest judges against the value in
+-- flight, but not one a release before the flight hash took without its hwm record) as stale.
 local function deliver(sku, v, behind)
   local record = string.match(v, '^%d+|%d+')
   if behind then
@@ -193,6 +196,8 @@ local function deliver(sku, v, behind)
     if pc == count then
       repeats[#repeats + 1] = sku
       if tonumber(ps) > tonumber(stamp) then record = count .. '|' .. ps end
+    elseif tonumber(ps) < tonumber(stamp) then
+      repeats[#repeats + 1], lost = sku, lost + 1
     end
   end
   delivered[d + 1], delivered[d + 2], d = sku, record .. tail, d + 2
@@ -209,7 +214,7 @@ if #ARGV < 6 and action == 'delivered' and not any_marks then
   local pending = marked and redis.call('EXISTS', KEYS[4]) == 1
   -- Only this batch in flight (the usual case): its SKUs are all the busy set holds, which goes
   -- whole rather than member by member.
-  local alone = redis.call('HLEN', KEYS[2]) * 2 == #pairs_in
+  local alone = redis.call('SCARD', KEYS[2]) * 2 == #pairs_in
   for s = 1, #pairs_in, 2000 do
     local e = math.min(s + 1999, #pairs_in)
     local found, k = {}, 0
@@ -230,7 +235,7 @@ if #ARGV < 6 and action == 'delivered' and not any_marks then
     end
     redis.call('HSET', DEL[1], unpack(delivered))
     for _, key in ipairs(older) do redis.call('HDEL', key, unpack(found)) end
-    if not alone then redis.call('HDEL', KEYS[2], unpack(found)) end
+    if not alone then redis.call('SREM', KEYS[2], unpack(found)) end
     if #repeats > 0 then
       redis.call('HDEL', KEYS[4], unpack(repeats))
       unchanged = unchanged + #repeats
@@ -306,7 +311,7 @@ for s = first, #names, 1000 do
       redis.call('HSET', DEL[1], unpack(delivered))
       for _, key in ipairs(older) do redis.call('HDEL', key, unpack(found)) end
     end
-    redis.call('HDEL', KEYS[2], unpack(found))
+    redis.call('SREM', KEYS[2], unpack(found))
     if #repeats > 0 then
       -- Their queue entries stay: taking drops an entry without a value.
       redis.call('HDEL', KEYS[4], unpack(repeats))
@@ -316,14 +321,18 @@ for s = first, #names, 1000 do
 end
 if n * 2 == #pairs_in then  -- all of it settled now (or before: the batch is gone)
   if n > 0 then redis.call('DEL', KEYS[1]) end
+  redis.call('HDEL', KEYS[9], ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[3])
 elseif n > 0 then
   local rest = {}
   for i = 1, #pairs_in, 2 do
     if not settled[pairs_in[i]] then rest[#rest + 1] = pairs_in[i]; rest[#rest + 1] = pairs_in[i + 1] end
   end
-  redis.call('SET', KEYS[1], cmsgpack.pack(rest))
+  local packed = cmsgpack.pack(rest)
+  redis.call('SET', KEYS[1], packed)
+  if redis.call('HEXISTS', KEYS[9], ARGV[3]) == 1 then redis.call('HSET', KEYS[9], ARGV[3], packed) end
 end
+if lost > 0 then unchanged = unchanged - lost; redis.call('HINCRBY', KEYS[7], 'stale', lost) end
 if n > 0 and action == 'delivered' then stamp_expiry(DEL) end
 if kept_hwm then stamp_expiry(HWM) end
 if unchanged > 0 then redis.call('HINCRBY', KEYS[7], 'unchanged', unchanged) end
@@ -331,7 +340,7 @@ if n > 0 and action ~= 'returned' then redis.call('HINCRBY', KEYS[7], action, n)
 return n
 """
 
-# KEYS: batches flight buf queue stats retired inflight:<batch>...; ARGV: batch... (the same batches, in
+# KEYS: batches busy buf queue stats retired flight inflight:<batch>...; ARGV: batch... (the same batches, in
 # order: those the caller found expired). Returns each whose lease has run out by the script's
 # clock (its worker died, or is too slow to be trusted) to the buffer in one step, so nothing can
 # extend a lease between "found expired" and "returned" (EXTEND refuses an expired lease too).
@@ -344,7 +353,7 @@ for i, batch in ipairs(ARGV) do
 end
 local returned = 0
 for _, i in ipairs(expired) do
-  local batch, inflight = ARGV[i], KEYS[6 + i]
+  local batch, inflight = ARGV[i], KEYS[7 + i]
   local entries = batch_pairs(inflight)
   local skus = {}
   for i = 1, #entries, 2 do
@@ -361,25 +370,26 @@ for _, i in ipairs(expired) do
     returned = returned + 1
   end
   for s = 1, #skus, 1000 do
-    redis.call('HDEL', KEYS[2], unpack(skus, s, math.min(s + 999, #skus)))
+    redis.call('SREM', KEYS[2], unpack(skus, s, math.min(s + 999, #skus)))
   end
   redis.call('DEL', inflight)
+  redis.call('HDEL', KEYS[7], batch)
   redis.call('ZREM', KEYS[1], batch)
 end
 if returned > 0 then redis.call('HINCRBY', KEYS[5], 'reclaimed', returned) end
 return {#expired, returned}
 """
 
-# KEYS: buf flight. 1 if some pending SKU can be taken now (is not waiting for its older value in
+# KEYS: buf busy. 1 if some pending SKU can be taken now (is not waiting for its older value in
 # flight to settle), else 0.
 TAKEABLE = """
 local pending = redis.call('HLEN', KEYS[1])
 if pending == 0 then return 0 end
 -- More pending than in flight: some pending value has no older one in flight (a backlog's case,
 -- answered without walking thousands of in-flight SKUs).
-if pending > redis.call('HLEN', KEYS[2]) then return 1 end
+if pending > redis.call('SCARD', KEYS[2]) then return 1 end
 local busy = 0
-for _, sku in ipairs(redis.call('HKEYS', KEYS[2])) do
+for _, sku in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   busy = busy + redis.call('HEXISTS', KEYS[1], sku)
 end
 if pending > busy then return 1 end

@@ -3,10 +3,9 @@ others in ``buffer_lua.py`` (whose generation helpers REPLAY builds on). Layouts
 
 from ymsync.store.buffer_lua import GENERATIONS
 
-# KEYS: dead buf queue flight hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
-# ARGV: generation, generation_ms, skus... (none = all)
+# KEYS: dead buf queue busy hwm:g hwm:g-1 hwm:g-2; ARGV: generation, generation_ms, skus... (none = all)
 REPLAY = GENERATIONS + """
-local HWM, DEL = gens(5), gens(8)
+local HWM = gens(5)
 local skus = {}
 if #ARGV > 2 then for i = 3, #ARGV do skus[#skus + 1] = ARGV[i] end
 else skus = redis.call('HKEYS', KEYS[1]) end
@@ -18,17 +17,15 @@ for _, sku in ipairs(skus) do
   if d and type(d.count) == 'number' and type(d.stamp_ms) == 'number' then
     -- Replay only what is still the newest value accepted for the SKU. A stamp comparison alone
     -- is not enough: ingest lets a different count with the same stamp win.
-    -- Dead-lettering wrote the letter's stamp there (SETTLE); a newer value since is pending, in
-    -- flight or delivered.
+    -- Dead-lettering left the SKU's newest record there (SETTLE), and every value accepted since
+    -- rewrites it (INGEST): it alone says whether the letter is still the newest.
     local h = newest(HWM, sku)
     local latest = true
     if h then
       local hs, hc = string.match(h, '^(%d+)|(%d+)$')
       latest = tonumber(hs) == d.stamp_ms and tonumber(hc) == d.count
     end
-    local delivered = newest(DEL, sku)
-    if latest and delivered then latest = tonumber(string.match(delivered, '^%d+|(%d+)|')) < d.stamp_ms end
-    if latest and redis.call('HEXISTS', KEYS[2], sku) == 0 and redis.call('HEXISTS', KEYS[4], sku) == 0 then
+    if latest and redis.call('HEXISTS', KEYS[2], sku) == 0 and redis.call('SISMEMBER', KEYS[4], sku) == 0 then
       redis.call('HSET', KEYS[2], sku, string.format('%d|%d|%s', d.count, d.stamp_ms, now))
       redis.call('RPUSH', KEYS[3], sku)
       n = n + 1

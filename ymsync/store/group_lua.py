@@ -2,15 +2,17 @@
 (engine/group_move.py). Each touches one target's keys (one hash tag), like every buffer script."""
 
 from ymsync.store.buffer_lua import GENERATIONS
+from ymsync.store.ingest_lua import FLIGHT
 
-# On the group target. KEYS: buf flight hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
+# On the group target. KEYS: buf busy flight hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
 # ARGV: generation, generation_ms, then (sku, count, stamp_ms, at_ms) per value the Market accepted
 # through the campaign. A record newer than the group's becomes the group's latest-wins and
 # delivered record (so an older push to the group is refused as stale), and a pending group value
 # older than it (not in flight) is dropped: the Market already holds the newer one.
 # Returns how many records were taken over.
-MERGE_DELIVERED = GENERATIONS + """
-local HWM, DEL = gens(3), gens(6)
+MERGE_DELIVERED = GENERATIONS + FLIGHT + """
+local HWM, DEL = gens(4), gens(7)
+local flying = in_flight_values(KEYS[3])
 local n = 0
 for i = 3, #ARGV, 4 do
   local sku, count, stamp, at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -18,7 +20,7 @@ for i = 3, #ARGV, 4 do
   local hs = h and tonumber(string.match(h, '^(%d+)|')) or -1
   -- Newer than the group's newest value wherever it is (INGEST): the record becomes its newest.
   local dv, df = newest(DEL, sku)
-  for _, v in ipairs({dv or '', redis.call('HGET', KEYS[1], sku) or '', redis.call('HGET', KEYS[2], sku) or ''}) do
+  for _, v in ipairs({dv or '', redis.call('HGET', KEYS[1], sku) or '', flying[sku] or ''}) do
     local s = string.match(v, '^%d+|(%d+)|')
     if s then hs = math.max(hs, tonumber(s)) end
   end
@@ -26,7 +28,7 @@ for i = 3, #ARGV, 4 do
     keep(HWM, sku, stamp .. '|' .. count, hf)
     keep(DEL, sku, count .. '|' .. stamp .. '|' .. at, df)
     local b = redis.call('HGET', KEYS[1], sku)
-    if b and redis.call('HEXISTS', KEYS[2], sku) == 0 then
+    if b and redis.call('SISMEMBER', KEYS[2], sku) == 0 then
       local bs = tonumber(string.match(b, '^%d+|(%d+)|'))
       if bs and bs < tonumber(stamp) then redis.call('HDEL', KEYS[1], sku) end
     end

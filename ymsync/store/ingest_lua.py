@@ -3,7 +3,23 @@ build on: the server clock and the generation helpers). Layouts are given above 
 
 from ymsync.store.buffer_lua import GENERATIONS
 
-# KEYS: buf queue stats flight hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
+# The values in flight, sku -> value, from the flight hash (batch -> packed batch, see TAKE): read
+# only when a verdict needs one (a push of a SKU in flight with nothing pending, a retirement, a
+# group's merge). A batch a release before the flight hash took is not there: the ``hwm`` records
+# that release wrote for every value it accepted judge pushes against it.
+FLIGHT = """
+local function in_flight_values(key)
+  local t = {}
+  for _, packed in ipairs(redis.call('HVALS', key)) do
+    local p = cmsgpack.unpack(packed)
+    for i = 1, #p, 2 do t[p[i]] = p[i + 1] end
+  end
+  return t
+end
+"""
+
+
+# KEYS: buf queue stats busy flight hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
 # ARGV: generation, generation_ms, horizon_ms, force (1/0), updates: one string of
 # "sku<GS>count<GS>stamp" entries (stamp '' = now) joined by <RS> (\x1d and \x1e: a SKU holds no
 # control character, a business item key's \x1f aside; buffer.py refuses any other), and '1' if
@@ -22,14 +38,15 @@ from ymsync.store.buffer_lua import GENERATIONS
 # Redis's CPU per update is mostly this script's work per SKU (measured by ``python -m bench.ingest``
 # and ``bench.redis_cost``), so a structure is read only for the SKUs whose verdict can depend on
 # it: an older generation only for the SKUs the newer ones lack, and no hash that does not exist;
-# the in-flight values and the delivered records only for SKUs with nothing pending (a pending
-# value is newer than both), the delivered records only for those not in flight. In the loop,
+# the in-flight set and the delivered records only for SKUs with nothing pending (a pending value
+# is newer than both), the delivered records only for those not in flight, and the values in
+# flight (FLIGHT: every batch unpacked) only if a SKU in flight has no other record to judge by. In the loop,
 # string work is the cost: a record's stamp is cut out with a plain find, and tonumber and a
 # number's text are memoised per chunk (its SKUs share a few stamps).
 # The writes overlay what this chunk wrote, so a SKU twice in one chunk is judged against its own
 # earlier update exactly as one call per update would judge it.
-INGEST = GENERATIONS + """
-local HWM, DEL = gens(5), gens(8)
+INGEST = GENERATIONS + FLIGHT + """
+local HWM, DEL = gens(6), gens(9)
 local accepted, stale, coalesced, unchanged, too_old, behind = 0, 0, 0, 0, 0, 0
 local force = ARGV[4] == '1'
 -- ARGV[6] '1': the caller saw no SKU twice in this chunk, so none is judged against its own
@@ -78,9 +95,18 @@ do
     if not bufv[j] then k = k + 1; idle[k], at[k] = skus[j], j end
   end
   if k > 0 and redis.call('EXISTS', KEYS[4]) == 1 then
-    local flying, idle2, at2, k2 = redis.call('HMGET', KEYS[4], unpack(idle)), {}, {}, 0
+    local member, idle2, at2, k2 = redis.call('SMISMEMBER', KEYS[4], unpack(idle)), {}, {}, 0
+    local flying = nil
     for m = 1, k do
-      if flying[m] then busy[at[m]] = flying[m] else k2 = k2 + 1; idle2[k2], at2[k2] = idle[m], at[m] end
+      local j = at[m]
+      if member[m] == 1 then
+        -- In flight: its value there is the newest, unless an hwm record is (INGEST's order above).
+        busy[j] = true
+        if not hw[j] then
+          flying = flying or in_flight_values(KEYS[5])
+          busy[j] = flying[idle[m]] or true  -- true: a batch of a release before the flight hash
+        end
+      else k2 = k2 + 1; idle2[k2], at2[k2] = idle[m], j end
     end
     idle, at = idle2, at2
   end
@@ -139,7 +165,7 @@ for j = 1, n do
     if del_at[sku] then d = del_args[del_at[sku]] elseif dl[j] then d, dat = dl[j], dlg[j] end
   end
   if not drop and not old and not h then
-    if busy[j] then drop = beaten(stamp_n, count, busy[j])
+    if busy[j] then drop = busy[j] ~= true and beaten(stamp_n, count, busy[j])
     elseif d then drop = beaten(stamp_n, count, d) end
   end
   local same = false
@@ -209,7 +235,7 @@ return {accepted, stale, unchanged, too_old, redis.call('HLEN', KEYS[1])}
 """
 
 
-# KEYS: buf queue stats flight dead invalid retired hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1
+# KEYS: buf queue stats busy dead invalid retired flight hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1
 # delivered:g-2; ARGV: generation, generation_ms, horizon_ms, final count ('' = none), skus...
 # Retires SKUs (the shop no longer sells them), each in one step: its delivered records and dead
 # letters (invalid input of that SKU too) go, and its newest accepted value becomes the retirement,
@@ -218,8 +244,9 @@ return {accepted, stale, unchanged, too_old, redis.call('HLEN', KEYS[1])}
 # sent like any update; without one, a pending value is dropped. The SKU is marked in ``retired``
 # with that stamp: whatever of it is in flight settles without leaving records (SETTLE, RECLAIM),
 # and the final count's own delivery clears the mark. Returns {retired, pending dropped, letters dropped}.
-RETIRE = GENERATIONS + """
-local HWM, DEL = gens(8), gens(11)
+RETIRE = GENERATIONS + FLIGHT + """
+local HWM, DEL = gens(9), gens(12)
+local flying = nil
 local final = ARGV[4]
 local retired, dropped, letters, gone = 0, 0, 0, {}
 for i = 5, #ARGV do
@@ -232,7 +259,8 @@ for i = 5, #ARGV do
     local stamp = tonumber(now)
     local h = newest(HWM, sku)
     if h then stamp = math.max(stamp, tonumber(string.match(h, '^(%d+)|')) + 1) end
-    for _, v in ipairs({redis.call('HGET', KEYS[1], sku) or '', redis.call('HGET', KEYS[4], sku) or '',
+    if not flying and redis.call('SISMEMBER', KEYS[4], sku) == 1 then flying = in_flight_values(KEYS[8]) end
+    for _, v in ipairs({redis.call('HGET', KEYS[1], sku) or '', flying and flying[sku] or '',
                         (newest(DEL, sku)) or ''}) do
       local s = string.match(v, '^%d+|(%d+)|')
       if s then stamp = math.max(stamp, tonumber(s) + 1) end

@@ -17,7 +17,10 @@ Per target ``{t}``:
                                                                   (dead-lettered, retired, merged in): its stamp
                                                                   still outranks older pushes, by generation
   ymsync:{t}:delivered:<gen> hash sku -> "count|stamp_ms|at_ms"   last value the Market accepted, by generation
-  ymsync:{t}:flight      hash  sku -> "count|stamp_ms|first_ms"   the value of each SKU inside an in-flight batch
+  ymsync:{t}:busy        set   sku                                SKUs inside an in-flight batch
+  ymsync:{t}:flight      hash  batch -> msgpack [sku, value, ...] the batches in flight again, in one key
+                                                                  ingest can name: a push is judged against the
+                                                                  value in flight (read only then)
   ymsync:{t}:inflight:<batch> string  msgpack [sku, value, ...]   one batch being sent (values as in buf)
   ymsync:{t}:batches     zset  batch -> lease deadline ms         in-flight batches (expired = worker died)
   ymsync:{t}:isolating   hash  batch -> JSON                      isolation of a refused batch, parked for quota
@@ -51,8 +54,8 @@ goes without any sweep (see buffer.py).
 Latest wins over one record per SKU, wherever its newest value is: pending (``buf``), in flight
 (``flight``), delivered (``delivered``), or gone otherwise (``hwm``). A push older than the newest
 of them is stale. Until issue 18 ingest also wrote every accepted value into ``hwm`` (a second
-hash field created per update) and in-flight SKUs were a set ``busy``; ``ymsync migrate`` turns
-such a set into ``flight`` (``legacy_busy``).
+hash field created per update); the ``hwm`` records such a release wrote still count, so a batch
+it left in flight (not in ``flight``) is judged by them.
 
 Quota keys and their tags (``quota_tag``): the QuotaLimiter names a quota by a key. A campaign's
 is its bare id (``1001``, kept from 0.1 and shared by its stock reads), tagged as the campaign
@@ -91,7 +94,7 @@ NUDGE = _SCHED + "nudge"
 SCHEDULER_LOCK = _SCHED + "lock"
 SCHEDULER_STATS = _SCHED + "stats"
 
-TARGET_KEYS = ("buf", "queue", "flight", "batches", "dead", "invalid", "stats", "tasks", "halt", "backoff", "retired",
+TARGET_KEYS = ("buf", "queue", "busy", "flight", "batches", "dead", "invalid", "stats", "tasks", "halt", "backoff", "retired",
                "floor")
 
 
@@ -141,11 +144,6 @@ def target_keys(target: str) -> dict[str, str]:
 
 def campaign_keys(campaign_id: int) -> dict[str, str]:
     return target_keys(campaign_target(campaign_id))
-
-
-def legacy_busy(target: str) -> str:
-    """Set of SKUs in flight, as releases before ``flight`` kept them (``ymsync migrate``)."""
-    return f"{target_prefix(target)}busy"
 
 
 def isolating(target: str) -> str:
