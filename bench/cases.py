@@ -474,8 +474,9 @@ def bench_footprint(rig: Rig, footprint: dict[str, Any]) -> list[Row]:
     rows = [row("7. footprint", "Redis bytes per pending SKU, MEMORY USAGE of the buffer keys", keys_total, None, "B",
                 "≤ 200", keys_total <= 200,
                 f"{FOOTPRINT_N:,} pending SKUs (names like F-00000042): pending value (buf) {parts['buf']:.0f} B + "
-                f"delivery order (queue) {parts['queue']:.0f} B + latest-wins record (hwm, kept per SKU after "
-                f"delivery until idle past the horizon) {parts['hwm']:.0f} B", better="lower"),
+                f"delivery order (queue) {parts['queue']:.0f} B + a separate latest-wins record (hwm: none since "
+                f"the pending value is its own; it holds only values that left otherwise, e.g. dead letters) "
+                f"{parts['hwm']:.0f} B", better="lower"),
             row("7. footprint", "Redis bytes per pending SKU, INFO used_memory delta", ours, base, "B", "≤ 200",
                 ours <= 200, f"everything Redis allocated meanwhile, over the same {FOOTPRINT_N:,} SKUs (hash tables "
                 f"mid-rehash hold two bucket arrays); baseline: {BASELINE_FOOTPRINT_N:,} pending delay() messages",
