@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import time
 import types
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,9 +48,19 @@ def scripts_of(ref: str) -> types.SimpleNamespace:
     """TAKE and SETTLE as ``ref`` wrote them."""
     text = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:ymsync/store/buffer_lua.py"], check=True,
                           capture_output=True, text=True).stdout
+    if key_layouts(text) != key_layouts(Path(buffer_lua.__file__).read_text()):
+        # This checkout's StockBuffer passes the keys: scripts laid out otherwise would read and write
+        # the wrong ones, and the figures would mean nothing.
+        raise SystemExit(f"{ref}'s TAKE and SETTLE take other KEYS than this checkout's (the flight hash came "
+                         f"after 1cb403b): compare whole releases with `python -m bench.redis_cost --ref {ref}`")
     namespace: dict[str, object] = {}
     exec(compile(text, f"{ref}:buffer_lua.py", "exec"), namespace)  # Lua texts only: no imports of note
     return types.SimpleNamespace(TAKE=namespace["TAKE"], SETTLE=namespace["SETTLE"])
+
+
+def key_layouts(text: str) -> list[str]:
+    """The ``# KEYS:`` layout comments of a buffer_lua.py, in order (the first two are TAKE's and SETTLE's)."""
+    return [line for line in text.splitlines() if line.startswith("# KEYS:")][:2]
 
 
 def packed_reply(take: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,7 +1,7 @@
 """The producer's ingest reads only what a SKU's verdict can depend on (issue 18 item 4).
 
 Redis's work per update is the ingest script's reads and writes per SKU, so each structure it
-does not need to read for a chunk is a saving on every update (``bench/ingest.py`` measures it).
+does not need to read for a chunk is a saving on every update (``bench/redis_cost.py`` measures it).
 Counted with INFO commandstats, which counts the commands a script runs. The verdicts themselves
 are the other tests' business (test_buffer.py: latest wins, repeats, unchanged counts).
 """

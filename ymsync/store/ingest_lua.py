@@ -20,10 +20,10 @@ end
 
 
 # KEYS: buf queue stats busy flight hwm:g hwm:g-1 hwm:g-2 delivered:g delivered:g-1 delivered:g-2;
-# ARGV: generation, generation_ms, horizon_ms, force (1/0), updates: one string of
-# "sku<GS>count<GS>stamp" entries (stamp '' = now) joined by <RS> (\x1d and \x1e: a SKU holds no
-# control character, a business item key's \x1f aside; buffer.py refuses any other), and '1' if
-# no SKU is in it twice (else '0' or nothing).
+# ARGV: generation, generation_ms, horizon_ms, force (1/0), updates: one msgpack array of strings
+# sku, count, stamp, sku, ... (count and stamp as decimal digits, stamp '' = now; unpacked in C,
+# at half the cost of matching a pattern per entry), and '1' if no SKU is in it twice (else '0'
+# or nothing).
 # Returns {accepted, stale, unchanged, too_old, pending after this chunk}.
 # Latest wins against the SKU's newest value: an update older than it, or that very value again
 # (the same stamp and count), is stale; a different count with the same stamp wins. The newest is
@@ -35,12 +35,12 @@ end
 # per accepted update was a third of this script's Redis time), and an unchanged one moves its
 # delivered record's stamp on.
 # One argument, bulk reads (one HMGET per hash) and bulk writes (one HSET per hash written).
-# Redis's CPU per update is mostly this script's work per SKU (measured by ``python -m bench.ingest``
-# and ``bench.redis_cost``), so a structure is read only for the SKUs whose verdict can depend on
-# it: an older generation only for the SKUs the newer ones lack, and no hash that does not exist;
-# the in-flight set and the delivered records only for SKUs with nothing pending (a pending value
-# is newer than both), the delivered records only for those not in flight, and the values in
-# flight (FLIGHT: every batch unpacked) only if a SKU in flight has no other record to judge by. In the loop,
+# Redis's CPU per update is mostly this script's work per SKU (``python -m bench.redis_cost``
+# measures it), so a structure is read only for the SKUs whose verdict can depend on it: an older
+# generation only for the SKUs the newer ones lack, and no hash that does not exist; the in-flight
+# set and the delivered records only for SKUs with nothing pending (a pending value is newer than
+# both), the delivered records only for those not in flight, and the values in flight (FLIGHT:
+# every batch unpacked) only if a SKU in flight has no other record to judge by. In the loop,
 # string work is the cost: a record's stamp is cut out with a plain find, and tonumber and a
 # number's text are memoised per chunk (its SKUs share a few stamps).
 # The writes overlay what this chunk wrote, so a SKU twice in one chunk is judged against its own
@@ -56,9 +56,10 @@ local twice = ARGV[6] ~= '1'
 local now_n = tonumber(now)
 local oldest = now_n - tonumber(ARGV[3])
 local skus, counts, stamps, n = {}, {}, {}, 0
-for sku, count, stamp in string.gmatch(ARGV[5] or '', '([^\\29\\30]+)\\29(%d+)\\29(%d*)') do
+local packed = cmsgpack.unpack(ARGV[5])
+for i = 1, #packed, 3 do
   n = n + 1
-  skus[n], counts[n], stamps[n] = sku, count, stamp
+  skus[n], counts[n], stamps[n] = packed[i], packed[i + 1], packed[i + 2]
 end
 if n == 0 then return {0, 0, 0, 0, redis.call('HLEN', KEYS[1])} end
 -- vals[j], from[j]: the record of SKU j (of those in names, at their positions at[m], or 1..n
