@@ -39,7 +39,7 @@ from redis.commands.core import Script
 
 from ymsync.engine.batch import Batch, Entry, TakenEntries, entries_of, taken_entries  # noqa: F401 (Entry and the rest: imported from here too)
 from ymsync.store import buffer_lua as lua, dead_letter_lua
-from ymsync.store import ingest_lua
+from ymsync.store import ingest_lua, lease_lua
 from ymsync.store import keys
 from ymsync.store.cluster import ReplicaAck, is_cluster
 from ymsync.engine.buffer_reads import BufferReads
@@ -89,10 +89,10 @@ class StockBuffer(BufferReads):
         self._ingest = client.register_script(ingest_lua.INGEST)
         self._take = client.register_script(lua.TAKE)
         self._settle = client.register_script(lua.SETTLE)
-        self._reclaim = client.register_script(lua.RECLAIM)
+        self._reclaim = client.register_script(lease_lua.RECLAIM)
         self._takeable = client.register_script(lua.TAKEABLE)
         self._replay = client.register_script(dead_letter_lua.REPLAY)
-        self._extend = client.register_script(lua.EXTEND)
+        self._extend = client.register_script(lease_lua.EXTEND)
         self._oldest_age = client.register_script(lua.OLDEST_AGE)
         self._purge = client.register_script(dead_letter_lua.PURGE)
         # (server ms, local monotonic s) of the last look at Redis's clock: generations are named

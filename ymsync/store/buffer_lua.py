@@ -297,9 +297,9 @@ for s = first, #names, 1000 do
           redis.call('HSET', KEYS[6], sku, cjson.encode({sku = sku, count = tonumber(count), stamp_ms = tonumber(stamp),
             first_ms = tonumber(string.match(v, '|(%d+)$')), reason = ARGV[5], at_ms = tonumber(now)}))
           if not newest(HWM, sku) then  -- one there is the newest already (INGEST keeps it so)
-            local b = redis.call('HGET', KEYS[4], sku)  -- a value pending behind: newer, accepted later
-            local rec = stamp .. '|' .. count
-            if b then rec = string.match(b, '^%d+|(%d+)|') .. '|' .. string.match(b, '^(%d+)|') end
+            local b = redis.call('HGET', KEYS[4], sku)  -- a value pending behind: accepted later
+            local rec, bc, bs = stamp .. '|' .. count, string.match(b or '', '^(%d+)|(%d+)|')
+            if bs and tonumber(bs) >= tonumber(stamp) then rec = bs .. '|' .. bc end
             redis.call('HSET', HWM[1], sku, rec)
             kept_hwm = true
           end
@@ -340,45 +340,7 @@ if n > 0 and action ~= 'returned' then redis.call('HINCRBY', KEYS[7], action, n)
 return n
 """
 
-# KEYS: batches busy buf queue stats retired flight inflight:<batch>...; ARGV: batch... (the same batches, in
-# order: those the caller found expired). Returns each whose lease has run out by the script's
-# clock (its worker died, or is too slow to be trusted) to the buffer in one step, so nothing can
-# extend a lease between "found expired" and "returned" (EXTEND refuses an expired lease too).
-# {batches reclaimed, SKUs returned to the buffer}.
-RECLAIM = NOW + BATCH + """
-local expired = {}
-for i, batch in ipairs(ARGV) do
-  local deadline = redis.call('ZSCORE', KEYS[1], batch)
-  if deadline and tonumber(deadline) <= tonumber(now) then expired[#expired + 1] = i end
-end
-local returned = 0
-for _, i in ipairs(expired) do
-  local batch, inflight = ARGV[i], KEYS[7 + i]
-  local entries = batch_pairs(inflight)
-  local skus = {}
-  for i = 1, #entries, 2 do
-    local sku, v = entries[i], entries[i + 1]
-    skus[#skus + 1] = sku
-    local mark = redis.call('HGET', KEYS[6], sku)
-    local stamp = string.match(v, '^%d+|(%d+)|')
-    if mark and tonumber(stamp) < tonumber(mark) then
-      -- retired after this value was taken: it is not sent again
-    elseif redis.call('HEXISTS', KEYS[3], sku) == 0 then  -- a newer pending value wins over ours
-      redis.call('HSET', KEYS[3], sku, v)
-      redis.call('RPUSH', KEYS[4], sku)
-    end
-    returned = returned + 1
-  end
-  for s = 1, #skus, 1000 do
-    redis.call('SREM', KEYS[2], unpack(skus, s, math.min(s + 999, #skus)))
-  end
-  redis.call('DEL', inflight)
-  redis.call('HDEL', KEYS[7], batch)
-  redis.call('ZREM', KEYS[1], batch)
-end
-if returned > 0 then redis.call('HINCRBY', KEYS[5], 'reclaimed', returned) end
-return {#expired, returned}
-"""
+# RECLAIM and EXTEND (a batch's lease: returned when it runs out, or renewed) live in lease_lua.py.
 
 # KEYS: buf busy. 1 if some pending SKU can be taken now (is not waiting for its older value in
 # flight to settle), else 0.
@@ -394,17 +356,6 @@ for _, sku in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 if pending > busy then return 1 end
 return 0
-"""
-
-# KEYS: batches; ARGV: batch_id, lease_ms. 1 if the lease was extended; 0 if it had already run
-# out (whether or not it was reclaimed yet): its SKUs are not this worker's to send any more.
-EXTEND = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not deadline or tonumber(deadline) <= now then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return 1
 """
 
 # KEYS: buf queue. Milliseconds since the value at the head of the queue first arrived (the oldest
