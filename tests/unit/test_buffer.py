@@ -254,8 +254,8 @@ def test_a_delivered_record_is_cut_right_whatever_the_lengths_of_its_times(buf, 
     values_in = {"ms": b"7|1765050000123|1765050000999", "short": b"8|12|3", "long": b"9|17650500001234|12345678901234",
                  "tricky": b"1|2|123456789012"}  # "1|2|": a '|' 14 places from the end, first not 13 digits
     k = keys.campaign_keys(C)
-    r.set(keys.inflight(buf.target(C), "b1"), msgpack.packb([x for sku, v in values_in.items() for x in (sku.encode(), v)],
-                                                                   use_bin_type=False))  # as str: what cmsgpack reads
+    r.hset(k["flight"], "b1", msgpack.packb([x for sku, v in values_in.items() for x in (sku.encode(), v)],
+                                            use_bin_type=False))  # as str: what cmsgpack reads
     r.sadd(k["busy"], *values_in)
     r.zadd(k["batches"], {"b1": int(time.time() * 1000) + 60_000})
     buf.settle(Batch(buf.target(C), "b1", ()), "delivered")
@@ -368,29 +368,29 @@ def test_a_batch_settled_in_pieces_stays_in_flight_until_its_last_piece(buf, r) 
     assert values(buf.take(C, 10, 10_000, 60)) == {"c": (1, BASE)}  # d is still in flight
     assert buf.settle(batch, "dead", ["d"], reason="x") == 1
     assert r.zscore(batches, batch.batch_id) is None
-    assert not r.exists(keys.inflight(buf.target(C), batch.batch_id))
+    assert not r.hexists(keys.campaign_keys(C)["flight"], batch.batch_id)
     assert buf.stats(C)["delivered"] == 2 and buf.stats(C)["dead"] == 1
 
 
 @pytest.mark.parametrize("outcome", ["delivered", "reclaimed"])
 def test_a_batch_taken_by_the_release_that_kept_a_hash_settles_and_reclaims(buf, r, outcome: str) -> None:
-    # A deployment upgraded with batches in flight: the release before kept each in-flight value
-    # as a field of a hash (the layout of buf).
+    # A deployment upgraded with batches in flight: a release before kept each in-flight value as
+    # a field of a hash of its own (the layout of buf), not in the target's flight hash.
     buf.ingest(C, [("s", 1, BASE), ("t", 2, BASE)])
     batch = buf.take(C, 10, 10_000, 60 if outcome == "delivered" else 0.03)
-    inflight = keys.inflight(buf.target(C), batch.batch_id)
-    r.delete(inflight)
+    inflight, flight = keys.inflight(buf.target(C), batch.batch_id), keys.campaign_keys(C)["flight"]
+    r.hdel(flight, batch.batch_id)
     r.hset(inflight, mapping={"s": f"1|{BASE}|{BASE}", "t": f"2|{BASE}|{BASE}"})
     if outcome == "delivered":
         assert buf.settle(batch, "delivered", ["s"]) == 1
-        assert r.type(inflight) == b"string"  # the rest, in this release's layout
+        assert r.hexists(flight, batch.batch_id) and not r.exists(inflight)  # the rest, in this release's layout
         assert buf.settle(batch, "delivered") == 1
         assert buf.stats(C)["delivered"] == 2
     else:
         time.sleep(0.05)
         assert buf.reclaim_expired(C) == 2
         assert values(buf.take(C, 10, 10_000, 60)) == {"s": (1, BASE), "t": (2, BASE)}
-    assert not r.exists(inflight)
+    assert not r.exists(inflight) and not r.hexists(flight, batch.batch_id)
     assert r.zscore(keys.campaign_keys(C)["batches"], batch.batch_id) is None
 
 
@@ -584,7 +584,7 @@ def test_reclaim_returns_every_expired_batch_in_one_step(buf, r) -> None:
     assert buf.reclaim_expired(C) == 20
     batches = r.zrange(keys.campaign_keys(C)["batches"], 0, -1)
     assert [b.decode() for b in batches] == [live.batch_id]
-    assert not any(r.exists(keys.inflight(buf.target(C), b.batch_id)) for b in dead)
+    assert not any(r.hexists(keys.campaign_keys(C)["flight"], b.batch_id) for b in dead)
     assert r.scard(keys.campaign_keys(C)["busy"]) == 10
     assert buf.pending(C) == 20
 

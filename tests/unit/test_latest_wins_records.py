@@ -89,13 +89,16 @@ def test_a_retirement_is_stamped_after_the_value_in_flight(buf, clean_redis) -> 
     assert buf.latest_of(C, ["s"]) == [(mark, 0)]
 
 
-def test_a_batch_without_its_copy_in_flight_is_judged_by_hwm_and_at_settling(buf, clean_redis) -> None:
-    """A batch a release before the flight hash took has no copy there: its ingest wrote an hwm
-    record for the value, which judges pushes; without one, settling drops an older value behind."""
+def test_a_batch_an_older_release_took_is_judged_by_hwm_and_at_settling(buf, clean_redis) -> None:
+    """A batch a release before the flight hash took lives in its own key, where ingest does not
+    look: that release's ingest wrote an hwm record for the value, which judges pushes; without
+    one, settling drops an older value found behind the value delivered."""
     g = buf.generations()[-1]
     buf.ingest(C, [("s", 5, BASE + 10), ("t", 5, BASE + 10)])
     batch = buf.take(C, 10, 10**6, 60)
-    clean_redis.delete(keys.target_keys("c1001")["flight"])  # as the old release left it ...
+    flight = keys.target_keys("c1001")["flight"]  # as the old release left it ...
+    clean_redis.set(keys.inflight("c1001", batch.batch_id), clean_redis.hget(flight, batch.batch_id))
+    clean_redis.delete(flight)
     clean_redis.hset(keys.hwm("c1001", g), "s", f"{BASE + 10}|5")  # ... with s's record (t's lost)
     assert verdict(buf, "s", 4, BASE + 9) == "stale"
     assert verdict(buf, "t", 4, BASE + 9) == "accepted"  # nothing here says it is older

@@ -245,9 +245,8 @@ class StockBuffer(BufferReads):
         backwards between processes whose clocks learnt the Market's time a second apart."""
         k = keys.target_keys(self.target(target_id))
         batch_id = uuid.uuid4().hex[:12]
-        raw = self._take(keys=[k["buf"], k["queue"], k["busy"], k["batches"],
-                               keys.inflight(self.target(target_id), batch_id), k["floor"],
-                               keys.moved(self.target(target_id)), k["flight"]],
+        raw = self._take(keys=[k["buf"], k["queue"], k["busy"], k["batches"], k["flight"], k["floor"],
+                               keys.moved(self.target(target_id))],
                          args=[max_skus, max_bytes, int(lease_s * 1000), batch_id, int(cap_ms)])
         if not raw:
             return None

@@ -27,9 +27,8 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
           + _part("buffer_settle", BUFFER_SETTLE) + _part("takeable", TAKEABLE))
 
 # BEGIN:
-# KEYS: 1 tasks, 2 buf, 3 queue, 4 busy, 5 batches, 6 inflight:<batch>, 7 floor, 8 halt, 9 backoff,
-#       10 quota log, 11 its :used, 12 pause, 13 market view, 14 parallel gate, 15 moved, 16 isolating,
-#       17 flight
+# KEYS: 1 tasks, 2 buf, 3 queue, 4 busy, 5 batches, 6 flight, 7 floor, 8 halt, 9 backoff,
+#       10 quota log, 11 its :used, 12 pause, 13 market view, 14 parallel gate, 15 moved, 16 isolating
 # ARGV: 1 task slot ('' = none to hold), 2 slot ttl ms, 3 per_request (1/0), 4 batch_wait_ms,
 #       5 max values, 6 max bytes, 7 batch lease ms, 8 batch id, 9 stamp cap ms,
 #       10 quota on (1/0), 11 amount, 12 period ms, 13 fewest units worth a request, 14 grant entry,
@@ -46,7 +45,7 @@ _PARTS = (_part("renew", RENEW_SCRIPT) + _part("oldest_age", OLDEST_AGE) + _part
 # slot was freed in the same call (not for a quota wait within ARGV 22's ms: that comes as
 # {'quota', ms}, the slot kept).
 # END:
-# KEYS: 1 inflight:<batch>, 2 busy, 3 batches, 4 buf, 5 queue, 6 dead, 7 stats, 8 retired,
+# KEYS: 1 inflight:<batch> (where an older release kept it), 2 busy, 3 batches, 4 buf, 5 queue, 6 dead, 7 stats, 8 retired,
 #       9 quota log, 10 its :used, 11 market view, 12 parallel gate, 13 flight,
 #       14-16 delivered:<g>, <g-1>, <g-2> (appended by StockBuffer's generation retry)
 # ARGV: 1 generation, 2 generation ms, 3 batch id, 4 action, 5 reason, 6 quota on (1/0),
@@ -94,7 +93,7 @@ local function begin_request(K, A)
   end
   local take_n = granted
   if per_request then take_n = maxn end
-  local out = take({K[2], K[3], K[4], K[5], K[6], K[7], K[15], K[17]},
+  local out = take({K[2], K[3], K[4], K[5], K[6], K[7], K[15]},
                    {tostring(take_n), A[6], A[7], A[8], A[9]})
   if #out == 0 then
     give_back()
@@ -149,17 +148,17 @@ BEGIN = _MAINS + "return begin_in_round(KEYS, ARGV)\n"
 END = _MAINS + "return end_request(KEYS, ARGV, 21)\n"
 
 # END, then BEGIN of the next request, in one call: a request under a backlog costs one round trip.
-# KEYS: END's 1-13, BEGIN's 1-17 (as 14-30), END's generation hashes (31-33, appended last);
+# KEYS: END's 1-13, BEGIN's 1-16 (as 14-29), END's generation hashes (30-32, appended last);
 # ARGV: END's 1-20, BEGIN's 1-22 (as 21-42), the SKUs to settle (43...; none: all).
 # Returns {values settled, Limit changed, BEGIN's reply...}.
 END_BEGIN = _MAINS + """
 local ek = {}
 for i = 1, 13 do ek[i] = KEYS[i] end
-ek[14], ek[15], ek[16] = KEYS[31], KEYS[32], KEYS[33]
+ek[14], ek[15], ek[16] = KEYS[30], KEYS[31], KEYS[32]
 local done = end_request(ek, ARGV, 43)
 if done.err then return done end
 local bk, ba = {}, {}
-for i = 14, 30 do bk[#bk + 1] = KEYS[i] end
+for i = 14, 29 do bk[#bk + 1] = KEYS[i] end
 for i = 21, 42 do ba[#ba + 1] = ARGV[i] end
 local nxt = begin_in_round(bk, ba)
 local out = {done[1], done[2]}

@@ -174,10 +174,10 @@ class RequestPath:
         k = keys.target_keys(t.name)
         qkey = keys.quota(call.method, call.quota_key)
         return _Prepared(
-            [k["tasks"], k["buf"], k["queue"], k["busy"], k["batches"], keys.inflight(t.name, batch_id), k["floor"],
+            [k["tasks"], k["buf"], k["queue"], k["busy"], k["batches"], k["flight"], k["floor"],
              k["halt"], k["backoff"], qkey, qkey + ":used", keys.pause(call.method, call.quota_key),
              keys.quota_market(call.method, call.quota_key), keys.lease(call.gate or t.name), keys.moved(t.name),
-             keys.isolating(t.name), k["flight"]],
+             keys.isolating(t.name)],
             [n.slot or "", p.schedule.task_ttl_ms, 1 if t.per_request else 0, int(o.batch_wait_s * 1000),
              n.max_values, n.max_bytes, int(o.lease_s * 1000), batch_id, n.cap_ms,
              1 if quota is not None else 0, quota.amount if quota else 0,

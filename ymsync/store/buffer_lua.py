@@ -46,7 +46,7 @@ end
 
 # INGEST (the producers' write) lives in ingest_lua.py.
 
-# KEYS: buf queue busy batches inflight floor moved flight; ARGV: max_n, max_bytes, lease_ms, batch_id, cap_ms
+# KEYS: buf queue busy batches flight floor moved; ARGV: max_n, max_bytes, lease_ms, batch_id, cap_ms
 # Nothing is taken from a campaign target whose campaign moved into a warehouse group (``moved``,
 # set before the group takes over its records: group_move.py); its values move instead.
 # The queue is a list of pending SKUs in arrival order, each once (ingest, returns and replays
@@ -125,11 +125,7 @@ if no == 0 then return {} end
 -- The reply is that same string, not its 2 x n elements: those cost Redis a conversion each, and
 -- BEGIN a copy into its own reply (issue 18; the worker unpacks the string in C, batch.py).
 local packed = cmsgpack.pack(out)
-redis.call('SET', KEYS[5], packed)
--- Again in the flight hash, which ingest names to judge a push against a value in flight (its
--- own key is not known to a producer): one string copy a request, where a field per SKU holding
--- its value cost a fifth of the flushes' Redis time (issue 18).
-redis.call('HSET', KEYS[8], ARGV[4], packed)
+redis.call('HSET', KEYS[5], ARGV[4], packed)
 redis.call('ZADD', KEYS[4], tonumber(now) + tonumber(ARGV[3]), ARGV[4])
 -- The stamp cap of this batch: the newest of the caller's and every cap sent before it.
 -- Each is the Market's time at a lower bound, so the floor is never in its future; taking
@@ -144,11 +140,16 @@ return {packed, tostring(floor), np}
 """
 
 
-# A batch in flight is one string, {sku, value, sku, value...} packed by msgpack (C, both ways):
-# a hash field per SKU cost a write at taking and a read and a delete at settling. A batch taken
-# by a release that kept a hash reads the same (a deployment upgraded with batches in flight).
+# A batch in flight is one string, {sku, value, sku, value...} packed by msgpack (C, both ways),
+# in the target's flight hash under its id: a hash field per SKU cost a write at taking and a read
+# and a delete at settling, and one hash of the batches is a key ingest can name (to judge a push
+# against a value in flight; a producer knows no batch id). A batch taken by an older release
+# lives in its own key (``inflight:<batch>``: a msgpack string, or earlier a hash) and reads the
+# same (a deployment upgraded with batches in flight).
 BATCH = """
-local function batch_pairs(key)
+local function batch_pairs(flight, batch, key)
+  local packed = redis.call('HGET', flight, batch)
+  if packed then return cmsgpack.unpack(packed) end
   local kind = redis.call('TYPE', key)['ok']
   if kind == 'string' then return cmsgpack.unpack(redis.call('GET', key)) end
   if kind == 'hash' then return redis.call('HGETALL', key) end
@@ -156,7 +157,8 @@ local function batch_pairs(key)
 end
 """
 
-# KEYS: inflight busy batches buf queue dead stats retired flight delivered:g delivered:g-1 delivered:g-2
+# KEYS: inflight:<batch> (where an older release kept it) busy batches buf queue dead stats retired flight
+# delivered:g delivered:g-1 delivered:g-2
 # [hwm:g hwm:g-1 hwm:g-2: needed by 'dead' only]; ARGV: generation, generation_ms, batch_id, action,
 # reason, skus... (none: every SKU of the batch)
 # A value dead-lettered leaves the SKU's newest record in ``hwm`` (its own, or that of a value
@@ -182,7 +184,7 @@ local action = ARGV[4]
 local any_marks = redis.call('EXISTS', KEYS[8]) == 1
 local older = {}
 for g = 2, 3 do if redis.call('EXISTS', DEL[g]) == 1 then older[#older + 1] = DEL[g] end end
-local pairs_in = batch_pairs(KEYS[1])  -- none if the lease ran out and the batch was reclaimed
+local pairs_in = batch_pairs(KEYS[9], ARGV[3], KEYS[1])  -- none if the lease ran out and the batch was reclaimed
 local held, settled = {}, {}
 local delivered, repeats, d, tail, lost = {}, {}, 0, '|' .. now, 0
 -- The record of a value the Market accepted. The same count pending behind it is dropped as
@@ -320,17 +322,15 @@ for s = first, #names, 1000 do
   end
 end
 if n * 2 == #pairs_in then  -- all of it settled now (or before: the batch is gone)
-  if n > 0 then redis.call('DEL', KEYS[1]) end
-  redis.call('HDEL', KEYS[9], ARGV[3])
+  if n > 0 then redis.call('HDEL', KEYS[9], ARGV[3]); redis.call('DEL', KEYS[1]) end
   redis.call('ZREM', KEYS[3], ARGV[3])
 elseif n > 0 then
   local rest = {}
   for i = 1, #pairs_in, 2 do
     if not settled[pairs_in[i]] then rest[#rest + 1] = pairs_in[i]; rest[#rest + 1] = pairs_in[i + 1] end
   end
-  local packed = cmsgpack.pack(rest)
-  redis.call('SET', KEYS[1], packed)
-  if redis.call('HEXISTS', KEYS[9], ARGV[3]) == 1 then redis.call('HSET', KEYS[9], ARGV[3], packed) end
+  redis.call('HSET', KEYS[9], ARGV[3], cmsgpack.pack(rest))
+  redis.call('DEL', KEYS[1])  -- an older release's batch: its rest now lives where this one's does
 end
 if lost > 0 then unchanged = unchanged - lost; redis.call('HINCRBY', KEYS[7], 'stale', lost) end
 if n > 0 and action == 'delivered' then stamp_expiry(DEL) end

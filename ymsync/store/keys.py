@@ -18,10 +18,11 @@ Per target ``{t}``:
                                                                   still outranks older pushes, by generation
   ymsync:{t}:delivered:<gen> hash sku -> "count|stamp_ms|at_ms"   last value the Market accepted, by generation
   ymsync:{t}:busy        set   sku                                SKUs inside an in-flight batch
-  ymsync:{t}:flight      hash  batch -> msgpack [sku, value, ...] the batches in flight again, in one key
-                                                                  ingest can name: a push is judged against the
-                                                                  value in flight (read only then)
-  ymsync:{t}:inflight:<batch> string  msgpack [sku, value, ...]   one batch being sent (values as in buf)
+  ymsync:{t}:flight      hash  batch -> msgpack [sku, value, ...] the batches being sent (values as in buf), in
+                                                                  one key ingest can name: a push is judged
+                                                                  against the value in flight (read only then)
+  ymsync:{t}:inflight:<batch>  string or hash                     a batch an older release took (read and removed
+                                                                  when it settles or its lease runs out)
   ymsync:{t}:batches     zset  batch -> lease deadline ms         in-flight batches (expired = worker died)
   ymsync:{t}:isolating   hash  batch -> JSON                      isolation of a refused batch, parked for quota
   ymsync:{t}:dead        hash  sku -> JSON                        dead letters (bounded by the catalogue)

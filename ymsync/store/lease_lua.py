@@ -4,7 +4,8 @@ buffer (RECLAIM), a live one is renewed (EXTEND). Layouts above each script."""
 
 from ymsync.store.buffer_lua import BATCH, NOW
 
-# KEYS: batches busy buf queue stats retired flight inflight:<batch>...; ARGV: batch... (the same batches, in
+# KEYS: batches busy buf queue stats retired flight inflight:<batch>... (each where an older release
+# kept it); ARGV: batch... (the same batches, in
 # order: those the caller found expired). Returns each whose lease has run out by the script's
 # clock (its worker died, or is too slow to be trusted) to the buffer in one step, so nothing can
 # extend a lease between "found expired" and "returned" (EXTEND refuses an expired lease too).
@@ -18,7 +19,7 @@ end
 local returned = 0
 for _, i in ipairs(expired) do
   local batch, inflight = ARGV[i], KEYS[7 + i]
-  local entries = batch_pairs(inflight)
+  local entries = batch_pairs(KEYS[7], batch, inflight)
   local skus = {}
   for i = 1, #entries, 2 do
     local sku, v = entries[i], entries[i + 1]
