@@ -68,10 +68,9 @@ class BufferReads:
         return self._records(keys.delivered, target_id, skus)
 
     def latest_of(self, target_id: int | str, skus: Sequence[str]) -> list[tuple[int, int] | None]:
-        """(stamp_ms, count) of the newest value accepted for each SKU (None: no record): the
-        newest of its pending value, its value in flight, its delivered record and its ``hwm``
-        record (a value that left otherwise), as ingest judges (keys.py). At equal stamps the
-        later held wins: pending, then in flight, then the records."""
+        """(stamp_ms, count) of the newest value accepted for each SKU (None: no record), found
+        as INGEST finds it: the ``hwm`` record where one exists (kept the newest while it does), else
+        the pending value, else the value in flight, else the delivered record."""
         if not skus:
             return []
         k = keys.target_keys(self.target(target_id))
@@ -83,19 +82,18 @@ class BufferReads:
         for packed in batches:
             pairs = msgpack.unpackb(packed, raw=True)
             in_flight.update(zip(pairs[::2], pairs[1::2]))
-        flying = [in_flight.get(sku.encode()) for sku in skus]
         left = self._records(keys.hwm, target_id, skus)
         delivered = self._records(keys.delivered, target_id, skus)
         out: list[tuple[int, int] | None] = []
-        for i in range(len(skus)):
-            found = [(int(stamp), 2 - rank, int(count)) for rank, raw in enumerate((pending[i], flying[i]))
-                     if raw is not None for count, stamp, _first in [raw.split(b"|")]]
+        for i, sku in enumerate(skus):
+            value = pending[i] or in_flight.get(sku.encode())  # "count|stamp|first"
             if left[i] is not None:
-                found.append((left[i][0], -1, left[i][1]))
-            if delivered[i] is not None:
-                found.append((delivered[i][1], -1, delivered[i][0]))
-            best = max(found, default=None)
-            out.append((best[0], best[2]) if best is not None else None)
+                out.append(left[i])
+            elif value is not None:
+                count, stamp, _first = value.split(b"|")
+                out.append((int(stamp), int(count)))
+            else:
+                out.append((delivered[i][1], delivered[i][0]) if delivered[i] is not None else None)
         return out
 
     def _records(self, name, target_id: int | str, skus: Sequence[str]) -> list:
